@@ -1,0 +1,1 @@
+"""TRD Bot: a multi-user day-trading service for Binance spot pairs."""

@@ -1,0 +1,134 @@
+"""Settings: one validated class read from the environment and `.env` (names as in API.md)."""
+
+from __future__ import annotations
+
+from datetime import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.domain.risk import RiskLimits
+
+DEFAULT_JWT_SECRET = "change-me-in-production"
+KNOWN_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
+BUNDLED_DATA_DIR = Path(__file__).parent / "data" / "sample"
+
+Pct = Annotated[Decimal, Field(ge=0, le=100)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
+
+    # Service
+    database_url: str = "sqlite+aiosqlite:///./var/trdbot.db"
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_expire_minutes: int = Field(1440, ge=1, le=60 * 24 * 30)
+    credentials_key: SecretStr | None = None
+    log_dir: Path = Path("./logs")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    login_max_failures: int = Field(5, ge=1)
+    login_lockout_seconds: int = Field(300, ge=1)
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_cost: int = Field(65536, ge=8)
+    paper_start_balance: Decimal = Field(Decimal("10000"), gt=0)
+
+    # Exchange
+    use_mock_binance: bool = True
+    binance_api_key: SecretStr | None = None
+    binance_secret_key: SecretStr | None = None
+    binance_testnet: bool = True
+    binance_base_url: str | None = None
+    binance_recv_window_ms: int = Field(5000, ge=1, le=60000)
+    market_data_dir: Path | None = None
+    sim_slippage_pct: Decimal = Field(Decimal("0.02"), ge=0, le=5)
+    sim_fee_rate: Decimal = Field(Decimal("0.001"), ge=0, le=Decimal("0.01"))
+    oco_place_retries: int = Field(3, ge=1, le=10)
+
+    # Analyst
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None
+    default_analyzer: Literal["rules", "gemini"] = "rules"
+
+    # Cadence
+    trading_interval_seconds: int = Field(300, ge=1)
+    oco_check_interval_seconds: int = Field(300, ge=1)
+    user_rate_limit_seconds: int = Field(300, ge=0)
+
+    # Risk rules (DESIGN.md section 5)
+    min_signal_confidence: int = Field(60, ge=0, le=100)
+    confidence_floor: int = Field(50, ge=0, le=100)
+    confidence_ceiling: int = Field(95, ge=0, le=100)
+    win_rate_lookback_trades: int = Field(20, ge=1)
+    win_rate_min_trades: int = Field(10, ge=1)
+    low_win_rate_pct: Pct = Decimal("40")
+    high_win_rate_pct: Pct = Decimal("60")
+    low_win_rate_raise: int = Field(5, ge=0, le=50)
+    high_win_rate_lower: int = Field(10, ge=0, le=50)
+    randomize_thresholds: bool = True
+    threshold_jitter_pct: Decimal = Field(Decimal("8"), ge=0, le=50)
+    random_seed: int = 42
+    risk_per_trade_pct: Decimal = Field(Decimal("1"), ge=Decimal("0.1"), le=2)
+    max_balance_trade_ratio: Decimal = Field(Decimal("0.01"), gt=0, le=1)
+    min_trade_value: Decimal = Field(Decimal("5"), ge=0)
+    min_account_balance: Decimal = Field(Decimal("10"), ge=0)
+    min_risk_reward: Decimal = Field(Decimal("1.5"), gt=0)
+    max_risk_reward: Decimal = Field(Decimal("3"), gt=0)
+    min_stop_distance_pct: Decimal = Field(Decimal("0.8"), gt=0, le=50)
+    max_stop_distance_pct: Decimal = Field(Decimal("2.5"), gt=0, le=50)
+    min_target_distance_pct: Decimal = Field(Decimal("1.5"), gt=0, le=100)
+    max_target_distance_pct: Decimal = Field(Decimal("5"), gt=0, le=100)
+    daily_trade_limit: int = Field(5, ge=1, le=100)
+    max_open_positions: int = Field(3, ge=1, le=20)
+    position_timeout_minutes: int = Field(480, ge=5, le=10080)
+    trading_hours_start: time | None = None
+    trading_hours_end: time | None = None
+    sr_touch_threshold_pct: Decimal = Field(Decimal("0.5"), gt=0, le=10)
+    max_entry_deviation_pct: Decimal = Field(Decimal("1"), gt=0, le=20)
+    stop_limit_gap_pct: Decimal = Field(Decimal("0.2"), ge=0, le=5)
+    default_symbols: tuple[str, ...] = KNOWN_SYMBOLS
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("DATABASE_URL must use sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_ranges(self) -> Settings:
+        pairs = [
+            ("min_stop_distance_pct", "max_stop_distance_pct"),
+            ("min_target_distance_pct", "max_target_distance_pct"),
+            ("min_risk_reward", "max_risk_reward"),
+            ("confidence_floor", "confidence_ceiling"),
+            ("low_win_rate_pct", "high_win_rate_pct"),
+        ]
+        for low, high in pairs:
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low.upper()} must not exceed {high.upper()}")
+        return self
+
+    @property
+    def is_live(self) -> bool:
+        return not self.use_mock_binance
+
+    @property
+    def data_dir(self) -> Path:
+        return self.market_data_dir or BUNDLED_DATA_DIR
+
+    def risk_limits(self) -> RiskLimits:
+        names = RiskLimits.__dataclass_fields__.keys()
+        return RiskLimits(**{name: getattr(self, name) for name in names})
+
+    def live_problems(self) -> list[str]:
+        """What makes this configuration unsafe for real money."""
+        problems = []
+        if self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+            problems.append("JWT_SECRET is the default; set a long random value")
+        if self.credentials_key is None:
+            problems.append("CREDENTIALS_KEY is not set; generate one with `trdbot keygen`")
+        return problems

@@ -1,0 +1,320 @@
+"""Immutable trading values: candles, orders, fills, signals, risk decisions and symbol rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from enum import StrEnum
+
+ZERO = Decimal("0")
+
+
+class Timeframe(StrEnum):
+    M5 = "5m"
+    M15 = "15m"
+    H1 = "1h"
+
+    @property
+    def ms(self) -> int:
+        return {"5m": 300_000, "15m": 900_000, "1h": 3_600_000}[self.value]
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    LIMIT_MAKER = "LIMIT_MAKER"
+    STOP_LOSS = "STOP_LOSS"
+    STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
+
+
+class OrderStatus(StrEnum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
+
+
+class ListStatus(StrEnum):
+    """Binance's `listOrderStatus`."""
+
+    EXECUTING = "EXECUTING"
+    ALL_DONE = "ALL_DONE"
+    REJECT = "REJECT"
+
+
+class SignalType(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+    HOLD = "hold"
+
+
+class TradeStatus(StrEnum):
+    PENDING = "pending"
+    FILLED = "filled"
+    CLOSED = "closed"
+
+
+class ExitReason(StrEnum):
+    TAKE_PROFIT = "TAKE_PROFIT"
+    STOP_LOSS = "STOP_LOSS"
+    MANUAL = "MANUAL"
+    TIMEOUT = "TIMEOUT"
+    EMERGENCY = "EMERGENCY"
+
+
+class TradingMode(StrEnum):
+    PAPER = "paper"
+    TESTNET = "testnet"
+    LIVE = "live"
+
+
+class TradingState(StrEnum):
+    """Kill switch: ACTIVE trades, REDUCING only exits, HALTED does nothing but protect."""
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+class Decision(StrEnum):
+    """What happened to an analysis for one user."""
+
+    EXECUTED = "executed"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    open_time_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    asset: str
+    free: Decimal
+    locked: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    trade_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One exchange order as the exchange reports it."""
+
+    symbol: str
+    order_id: int
+    client_order_id: str
+    side: Side
+    type: OrderType
+    status: OrderStatus
+    orig_qty: Decimal
+    executed_qty: Decimal = ZERO
+    cumulative_quote_qty: Decimal = ZERO
+    price: Decimal = ZERO
+    stop_price: Decimal | None = None
+    fills: tuple[Fill, ...] = ()
+    transact_time: datetime | None = None
+    order_list_id: int = -1
+
+    @property
+    def avg_price(self) -> Decimal:
+        if self.executed_qty == 0:
+            return ZERO
+        return self.cumulative_quote_qty / self.executed_qty
+
+    def commission_in(self, asset: str) -> Decimal:
+        return sum((f.commission for f in self.fills if f.commission_asset == asset), ZERO)
+
+
+@dataclass(frozen=True, slots=True)
+class OcoOrder:
+    """An OCO order list: a take-profit leg and a stop-loss leg on one quantity."""
+
+    symbol: str
+    order_list_id: int
+    list_client_order_id: str
+    list_status: ListStatus
+    legs: tuple[Order, ...]
+    transaction_time: datetime | None = None
+
+    @property
+    def take_profit_leg(self) -> Order:
+        return next(o for o in self.legs if o.type in (OrderType.LIMIT_MAKER, OrderType.TAKE_PROFIT_LIMIT, OrderType.TAKE_PROFIT))
+
+    @property
+    def stop_loss_leg(self) -> Order:
+        return next(o for o in self.legs if o.type in (OrderType.STOP_LOSS_LIMIT, OrderType.STOP_LOSS))
+
+    @property
+    def filled_leg(self) -> Order | None:
+        """The leg that executed completely, if any (Binance can end the list while a stop still rests)."""
+        return next((o for o in self.legs if o.status == OrderStatus.FILLED), None)
+
+    @property
+    def is_open(self) -> bool:
+        return self.list_status == ListStatus.EXECUTING
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRules:
+    """The exchange's filters for one symbol, applied with Decimal arithmetic."""
+
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    min_notional: Decimal
+    min_price: Decimal = ZERO
+    max_price: Decimal = ZERO
+
+    def round_qty(self, qty: Decimal) -> Decimal:
+        """Round down to the step, so we never try to sell more than we hold."""
+        return (qty / self.step_size).to_integral_value(ROUND_DOWN) * self.step_size
+
+    def round_price_down(self, price: Decimal) -> Decimal:
+        return (price / self.tick_size).to_integral_value(ROUND_FLOOR) * self.tick_size
+
+    def round_price_up(self, price: Decimal) -> Decimal:
+        return (price / self.tick_size).to_integral_value(ROUND_CEILING) * self.tick_size
+
+    def qty_problem(self, qty: Decimal, price: Decimal) -> str | None:
+        """Why the exchange would refuse this quantity at this price, or None."""
+        if qty < self.min_qty:
+            return f"quantity {qty} below LOT_SIZE minQty {self.min_qty}"
+        if self.max_qty and qty > self.max_qty:
+            return f"quantity {qty} above LOT_SIZE maxQty {self.max_qty}"
+        if qty % self.step_size != 0:
+            return f"quantity {qty} not a multiple of stepSize {self.step_size}"
+        if qty * price < self.min_notional:
+            return f"notional {qty * price} below minNotional {self.min_notional}"
+        return None
+
+    def price_problem(self, price: Decimal) -> str | None:
+        if price <= 0 or (self.min_price and price < self.min_price):
+            return f"price {price} below PRICE_FILTER minPrice {self.min_price}"
+        if self.max_price and price > self.max_price:
+            return f"price {price} above PRICE_FILTER maxPrice {self.max_price}"
+        if price % self.tick_size != 0:
+            return f"price {price} not a multiple of tickSize {self.tick_size}"
+        return None
+
+
+def format_decimal(value: Decimal, quantum: Decimal | None = None) -> str:
+    """Plain positional notation (never `1E-5`), optionally with exactly the quantum's decimals."""
+    if quantum is not None:
+        value = value.quantize(quantum.normalize())
+    text = format(value, "f")
+    if "." in text and quantum is None:
+        text = text.rstrip("0").rstrip(".") or "0"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """The analyst's proposal, in the seed's schema. Levels are proposals; the risk manager decides."""
+
+    signal: SignalType
+    confidence: int
+    entry_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    reasoning: str = ""
+
+    @classmethod
+    def hold(cls, reasoning: str) -> Signal:
+        return cls(SignalType.HOLD, 0, reasoning=reasoning)
+
+
+@dataclass(frozen=True, slots=True)
+class SupportResistance:
+    price: float
+    kind: str  # "support" or "resistance"
+    touches: int
+    strength: float
+
+
+@dataclass(frozen=True, slots=True)
+class RegimeAnalysis:
+    regime: str  # "trending_up", "trending_down", "ranging", "volatile"
+    trading_allowed: bool
+    reason: str
+    adx: float
+    atr_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class MarketFeatures:
+    """Everything the analyst may see for one symbol at one cycle: no user data."""
+
+    symbol: str
+    time: datetime
+    last_price: Decimal
+    indicators: dict[str, dict[str, float]]  # timeframe -> name -> value
+    regime: RegimeAnalysis
+    levels: tuple[SupportResistance, ...]
+    confluence: float
+    recent: dict[str, tuple[Candle, ...]] = field(default_factory=dict)  # timeframe -> last few candles
+
+
+@dataclass(frozen=True, slots=True)
+class ExitPlan:
+    """Adaptive stop and target, from S/R levels and ATR."""
+
+    stop_loss: Decimal
+    take_profit: Decimal
+    risk_reward: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDecision:
+    approved: bool
+    reasons: tuple[str, ...] = ()
+    quantity: Decimal = ZERO
+    entry_price: Decimal = ZERO
+    stop_loss: Decimal = ZERO
+    take_profit: Decimal = ZERO
+    confidence_threshold: float = 0.0
+    risk_amount: Decimal = ZERO
+
+    @property
+    def position_value(self) -> Decimal:
+        return self.quantity * self.entry_price
+
+    @classmethod
+    def reject(cls, *reasons: str, threshold: float = 0.0) -> RiskDecision:
+        return cls(False, tuple(reasons), confidence_threshold=threshold)
