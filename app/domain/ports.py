@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from app.domain.values import Balance, Candle, MarketFeatures, OcoOrder, Order, Side, Signal, SymbolRules, Timeframe
+from app.domain.values import AnalystReport, Balance, Candle, MarketFeatures, OcoOrder, Order, Side, Signal, SymbolRules, Timeframe
 
 
 class ExchangeAdapter(Protocol):
@@ -73,3 +73,9 @@ class CandleSource(Protocol):
     def closed_candles(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> Sequence[Candle]:
         """The last `limit` candles that closed at or before `until`, oldest first."""
         ...
+
+
+class DetailedSignalProvider(SignalProvider, Protocol):
+    """An analyst that also reports prompt, raw answer, latency and tokens for the decision log."""
+
+    async def analyze_detailed(self, features: MarketFeatures) -> AnalystReport: ...

@@ -318,3 +318,22 @@ class RiskDecision:
     @classmethod
     def reject(cls, *reasons: str, threshold: float = 0.0) -> RiskDecision:
         return cls(False, tuple(reasons), confidence_threshold=threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalystReport:
+    """One analyst call for the decision log: the signal plus what it cost to get it."""
+
+    signal: Signal
+    analyzer: str
+    model: str | None = None
+    prompt: str | None = None
+    prompt_version: str | None = None
+    prompt_hash: str | None = None
+    raw_response: str | None = None
+    latency_ms: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = ZERO
+    fallback_used: bool = False
+    error: str | None = None
