@@ -1,0 +1,1 @@
+"""FastAPI routers, dependencies, schemas and error handlers: thin."""

@@ -1,0 +1,185 @@
+"""Start and stop trading, the config, trades, positions, manual close and the decision log."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
+
+from app.api.deps import ContainerDep, CurrentUser, Uow
+from app.api.schemas import (
+    ActiveAnswer,
+    AnalysisPage,
+    AnalysisPublic,
+    ConfigPublic,
+    ConfigUpdate,
+    PositionPublic,
+    TradePage,
+    TradePublic,
+    TradingStatus,
+)
+from app.domain.errors import RuleViolation
+from app.domain.records import AnalysisRecord, TradeRecord
+from app.domain.risk import TradingConfig
+from app.domain.values import ExitReason, TradeStatus
+
+router = APIRouter(prefix="/trading", tags=["trading"])
+
+
+def trade_public(trade: TradeRecord) -> TradePublic:
+    return TradePublic(
+        id=trade.id, symbol=trade.symbol, side=trade.side, amount=trade.amount, price=trade.price,
+        status=trade.status.value, stop_loss=trade.stop_loss, take_profit=trade.take_profit,
+        ai_signal_confidence=trade.ai_signal_confidence, executed_at=trade.executed_at, exit_price=trade.exit_price,
+        exit_reason=trade.exit_reason.value if trade.exit_reason else None, profit_loss=trade.profit_loss,
+        profit_loss_percentage=trade.profit_loss_percentage, fees=trade.fees,
+        duration_seconds=trade.duration_seconds, closed_at=trade.closed_at,
+    )
+
+
+def config_public(config: TradingConfig) -> ConfigPublic:
+    def hhmm(value: time | None) -> str | None:
+        return value.strftime("%H:%M") if value else None
+
+    return ConfigPublic(
+        symbols=list(config.symbols), risk_per_trade_pct=config.risk_per_trade_pct,
+        max_open_positions=config.max_open_positions, daily_trade_limit=config.daily_trade_limit,
+        min_signal_confidence=config.min_signal_confidence, max_balance_trade_ratio=config.max_balance_trade_ratio,
+        trading_hours_start=hhmm(config.trading_hours_start), trading_hours_end=hhmm(config.trading_hours_end),
+        position_timeout_minutes=config.position_timeout_minutes, analyzer=config.analyzer,  # type: ignore[arg-type]
+    )
+
+
+def analysis_public(record: AnalysisRecord) -> AnalysisPublic:
+    assert record.id is not None
+    return AnalysisPublic(
+        id=record.id, symbol=record.symbol, created_at=record.created_at, analyzer=record.analyzer,
+        signal=record.signal, confidence=record.confidence, entry_price=record.entry_price,
+        stop_loss=record.stop_loss, take_profit=record.take_profit, reasoning=record.reasoning,
+        regime=record.regime, confluence_score=record.confluence_score, model=record.model, error=record.error,
+        fallback_used=record.fallback_used, decision=record.decision.value if record.decision else None,
+        reasons=list(record.reasons),
+    )
+
+
+async def _set_active(container: ContainerDep, uow: Uow, user_id: int, active: bool) -> ActiveAnswer:
+    config = await uow.configs.get(user_id)
+    await uow.configs.save(dataclasses.replace(config, is_active=active), container.clock.now())
+    await uow.commit()
+    return ActiveAnswer(is_active=active)
+
+
+@router.post("/start", response_model=ActiveAnswer)
+async def start(user: CurrentUser, container: ContainerDep, uow: Uow) -> ActiveAnswer:
+    return await _set_active(container, uow, user.id, True)
+
+
+@router.post("/stop", response_model=ActiveAnswer)
+async def stop(user: CurrentUser, container: ContainerDep, uow: Uow) -> ActiveAnswer:
+    return await _set_active(container, uow, user.id, False)
+
+
+@router.get("/status", response_model=TradingStatus)
+async def trading_status(user: CurrentUser, container: ContainerDep, uow: Uow) -> TradingStatus:
+    config = await uow.configs.get(user.id)
+    now = container.clock.now()
+    day_start = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
+    return TradingStatus(
+        is_active=config.is_active, mode=user.mode.value, state=container.engine_state.value,
+        open_positions=len(await uow.positions.for_user(user.id)),
+        trades_today=await uow.trades.entries_since(user.id, day_start), daily_trade_limit=config.daily_trade_limit,
+        last_analysis_at=await uow.analyses.latest_time(), next_cycle_at=container.next_cycle_at(),
+    )
+
+
+@router.get("/config", response_model=ConfigPublic)
+async def get_config(user: CurrentUser, uow: Uow) -> ConfigPublic:
+    return config_public(await uow.configs.get(user.id))
+
+
+@router.put("/config", response_model=ConfigPublic)
+async def update_config(body: ConfigUpdate, user: CurrentUser, container: ContainerDep, uow: Uow) -> ConfigPublic:
+    changes = body.model_dump(exclude_unset=True)
+    if "symbols" in changes:
+        unknown = sorted(set(changes["symbols"]) - set(container.tradable_symbols()))
+        if unknown:
+            raise RequestValidationError([{
+                "type": "value_error", "loc": ("body", "symbols"), "input": changes["symbols"],
+                "msg": f"unknown symbol(s): {', '.join(unknown)}; known: {', '.join(container.tradable_symbols())}",
+            }])
+        changes["symbols"] = tuple(dict.fromkeys(changes["symbols"]))
+    for required in ("symbols", "risk_per_trade_pct", "max_open_positions", "daily_trade_limit",
+                     "min_signal_confidence", "max_balance_trade_ratio", "position_timeout_minutes", "analyzer"):
+        if required in changes and changes[required] is None:
+            raise RequestValidationError([{
+                "type": "value_error", "loc": ("body", required), "input": None, "msg": f"{required} cannot be null",
+            }])
+    config = dataclasses.replace(await uow.configs.get(user.id), **changes)
+    await uow.configs.save(config, container.clock.now())
+    await uow.commit()
+    return config_public(config)
+
+
+@router.get("/trades", response_model=TradePage)
+async def list_trades(
+    user: CurrentUser,
+    uow: Uow,
+    status_: Annotated[TradeStatus | None, Query(alias="status")] = None,
+    symbol: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> TradePage:
+    items, total = await uow.trades.list(user.id, status_.value if status_ else None, symbol, limit, offset)
+    return TradePage(items=[trade_public(t) for t in items], total=total)
+
+
+@router.get("/trades/{trade_id}", response_model=TradePublic)
+async def get_trade(trade_id: int, user: CurrentUser, uow: Uow) -> TradePublic:
+    trade = await uow.trades.get(user.id, trade_id)
+    if trade is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"trade {trade_id} not found")
+    return trade_public(trade)
+
+
+@router.get("/positions", response_model=list[PositionPublic])
+async def positions(user: CurrentUser, container: ContainerDep, uow: Uow) -> list[PositionPublic]:
+    records = await uow.positions.for_user(user.id)
+    prices = await container.current_prices(user, {p.symbol for p in records})
+    answer = []
+    for p in records:
+        price = prices.get(p.symbol)
+        answer.append(PositionPublic(
+            trade_id=p.trade_id, symbol=p.symbol, amount=p.amount, entry_price=p.entry_price,
+            stop_loss=p.stop_loss, take_profit=p.take_profit, oco_order_id=p.oco_order_id, opened_at=p.opened_at,
+            current_price=price, unrealized_pnl=(price - p.entry_price) * p.amount if price is not None else None,
+        ))
+    return answer
+
+
+@router.post("/close/{trade_id}", response_model=TradePublic)
+async def close_trade(trade_id: int, user: CurrentUser, container: ContainerDep, uow: Uow) -> TradePublic:
+    trade = await uow.trades.get(user.id, trade_id)
+    if trade is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"trade {trade_id} not found")
+    if trade.status != TradeStatus.FILLED:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"trade {trade_id} is {trade.status.value}, not open")
+    try:
+        closed = await container.close_trade(user, trade_id, ExitReason.MANUAL)
+    except RuleViolation as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
+    return trade_public(closed)
+
+
+@router.get("/analyses", response_model=AnalysisPage)
+async def analyses(
+    user: CurrentUser,
+    uow: Uow,
+    symbol: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> AnalysisPage:
+    records = await uow.analyses.for_user(user.id, symbol, limit)
+    return AnalysisPage(items=[analysis_public(r) for r in records])
+

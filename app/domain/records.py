@@ -1,0 +1,136 @@
+"""What the books hold: users, trades, positions, orders, analyses and events as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from app.domain.values import ZERO, Decision, ExitReason, TradeStatus, TradingMode
+
+
+@dataclass(frozen=True, slots=True)
+class UserAccount:
+    id: int
+    username: str
+    email: str
+    password_hash: str
+    mode: TradingMode
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    id: int
+    user_id: int
+    symbol: str
+    side: str
+    status: TradeStatus
+    amount: Decimal
+    price: Decimal
+    stop_loss: Decimal
+    take_profit: Decimal
+    ai_signal_confidence: int
+    entry_client_order_id: str
+    entry_fee: Decimal
+    executed_at: datetime
+    fees: Decimal = ZERO
+    exit_price: Decimal | None = None
+    exit_reason: ExitReason | None = None
+    exit_fee: Decimal | None = None
+    profit_loss: Decimal | None = None
+    profit_loss_percentage: Decimal | None = None
+    duration_seconds: int | None = None
+    closed_at: datetime | None = None
+    analysis_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRecord:
+    trade_id: int
+    user_id: int
+    symbol: str
+    amount: Decimal
+    entry_price: Decimal
+    stop_loss: Decimal
+    take_profit: Decimal
+    oco_order_id: str | None
+    opened_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    client_order_id: str
+    user_id: int
+    purpose: str
+    symbol: str
+    side: str
+    type: str
+    quantity: Decimal
+    status: str
+    trade_id: int | None = None
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    exchange_order_id: str | None = None
+    executed_qty: Decimal = ZERO
+    cumulative_quote_qty: Decimal = ZERO
+    commission: Decimal = ZERO
+    commission_asset: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisRecord:
+    symbol: str
+    created_at: datetime
+    analyzer: str
+    signal: str
+    confidence: int
+    reasoning: str
+    regime: str
+    confluence_score: Decimal
+    last_price: Decimal
+    entry_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    model: str | None = None
+    prompt: str | None = None
+    prompt_version: str | None = None
+    prompt_hash: str | None = None
+    raw_response: str | None = None
+    latency_ms: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = ZERO
+    fallback_used: bool = False
+    error: str | None = None
+    id: int | None = None
+    decision: Decision | None = None
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    user_id: int
+    type: str
+    time: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioStats:
+    user_id: int
+    start_balance: Decimal
+    total_trades: int = 0
+    winning_trades: int = 0
+    losing_trades: int = 0
+    total_realized_pnl: Decimal = ZERO
+    total_fees: Decimal = ZERO
+
+    @property
+    def win_rate(self) -> Decimal:
+        if self.total_trades == 0:
+            return ZERO
+        return (Decimal(self.winning_trades) * 100 / Decimal(self.total_trades)).quantize(Decimal("0.01"))

@@ -1,0 +1,60 @@
+"""Daily log files in LOG_DIR (trading_bot_, trades_, metrics_ YYYY-MM-DD.log) plus stdout."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+FORMAT = "%(asctime)sZ %(levelname)s %(name)s: %(message)s"
+
+
+class DailyFileHandler(logging.Handler):
+    """Writes each record to `<prefix>_<UTC date>.log`, switching files at midnight UTC."""
+
+    def __init__(self, directory: Path, prefix: str) -> None:
+        super().__init__()
+        self.directory, self.prefix = directory, prefix
+        self._date: str | None = None
+        self._stream: logging.FileHandler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        date = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%d")
+        if date != self._date:
+            if self._stream is not None:
+                self._stream.close()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._stream = logging.FileHandler(self.directory / f"{self.prefix}_{date}.log", encoding="utf-8")
+            self._stream.setFormatter(self.formatter)
+            self._date = date
+        assert self._stream is not None
+        self._stream.emit(record)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        super().close()
+
+
+def configure_logging(log_dir: Path, level: str = "INFO") -> None:
+    formatter = logging.Formatter(FORMAT)
+    formatter.converter = __import__("time").gmtime
+    root = logging.getLogger("trdbot")
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    targets = {"trdbot": "trading_bot", "trdbot.trades": "trades", "trdbot.metrics": "metrics"}
+    for name, prefix in targets.items():
+        handler = DailyFileHandler(log_dir, prefix)
+        handler.setFormatter(formatter)
+        logger = logging.getLogger(name)
+        if name != "trdbot":
+            for old in list(logger.handlers):
+                logger.removeHandler(old)
+                old.close()
+        logger.addHandler(handler)
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(formatter)
+    root.addHandler(console)

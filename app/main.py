@@ -1,0 +1,91 @@
+"""FastAPI application: routers, the authenticated WebSocket, health, metrics and the engine's lifespan."""
+
+from __future__ import annotations
+
+import time as _perf
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect, status
+from fastapi.responses import JSONResponse
+
+from app.api import account, auth, portfolio, trading
+from app.api.schemas import Health
+from app.config import Settings
+from app.container import Container
+from app.services.security import InvalidTokenError
+
+
+def _route_template(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", "unmatched")
+
+
+def create_app(container: Container | None = None) -> FastAPI:
+    container = container or Container(Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await container.start()
+        try:
+            yield
+        finally:
+            await container.stop()
+
+    app = FastAPI(title="TRD Bot", version="0.1.0", lifespan=lifespan)
+    app.state.container = container
+    for router in (auth.router, trading.router, portfolio.router, account.router):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = _perf.perf_counter()
+        response = await call_next(request)
+        route = _route_template(request)
+        container.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+        container.metrics.request_latency.labels(request.method, route).observe(_perf.perf_counter() - started)
+        return response
+
+    @app.get("/health", response_model=Health, tags=["service"])
+    async def health() -> Any:
+        database = "ok" if await container.db.ping() else "down"
+        exchange = await container.exchange_health()
+        body = Health(status="ok" if database == "ok" else "degraded", database=database, exchange=exchange)
+        code = status.HTTP_200_OK if database == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
+        return JSONResponse(body.model_dump(), status_code=code)
+
+    @app.get("/metrics", tags=["service"])
+    async def metrics() -> Response:
+        return Response(container.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.websocket("/ws/{user_id}")
+    async def websocket(socket: WebSocket, user_id: int) -> None:
+        token = socket.query_params.get("token")
+        try:
+            claims = container.tokens.verify(token or "", container.clock.now())
+        except InvalidTokenError:
+            await socket.close(code=status.WS_1008_POLICY_VIOLATION)
+            return
+        if claims.user_id != user_id:
+            await socket.close(code=status.WS_1008_POLICY_VIOLATION)
+            return
+        await socket.accept()
+        container.websockets.connect(user_id, socket)
+        try:
+            while True:
+                await socket.receive_text()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            container.websockets.disconnect(user_id, socket)
+
+    container.mount_dashboard(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """`uvicorn app.main:app` builds the app on first use, not at import."""
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,24 @@
+"""SQLAlchemy tables only: every table of DESIGN.md section 8."""
+
+from app.models.analysis import Analysis, AnalysisDecision
+from app.models.base import Base
+from app.models.event import Event
+from app.models.portfolio import Portfolio
+from app.models.trade import OpenPosition, OrderRow, Trade, TradingConfigRow
+from app.models.user import ExchangeCredential, LoginThrottle, SimAccount, User
+
+__all__ = [
+    "Analysis",
+    "AnalysisDecision",
+    "Base",
+    "Event",
+    "ExchangeCredential",
+    "LoginThrottle",
+    "OpenPosition",
+    "OrderRow",
+    "Portfolio",
+    "SimAccount",
+    "Trade",
+    "TradingConfigRow",
+    "User",
+]

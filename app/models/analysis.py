@@ -1,0 +1,52 @@
+"""The decision log: one analysis per symbol per cycle, and what it meant for each user."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, Money, UTCDateTime
+
+
+class Analysis(Base):
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(20), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    analyzer: Mapped[str] = mapped_column(String(16))
+    signal: Mapped[str] = mapped_column(String(8))
+    confidence: Mapped[int] = mapped_column(Integer)
+    entry_price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    stop_loss: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    take_profit: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    reasoning: Mapped[str] = mapped_column(Text)
+    regime: Mapped[str] = mapped_column(String(20))
+    confluence_score: Mapped[Decimal] = mapped_column(Money())
+    last_price: Mapped[Decimal] = mapped_column(Money())
+    model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prompt_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    prompt_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    raw_response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Money())
+    fallback_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AnalysisDecision(Base):
+    __tablename__ = "analysis_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    decision: Mapped[str] = mapped_column(String(10))
+    reasons: Mapped[str] = mapped_column(Text)  # JSON list of strings
+    trade_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

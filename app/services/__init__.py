@@ -1,0 +1,1 @@
+"""Application logic: the trading engine, its analysts, risk manager, exchanges and notifications."""

@@ -1,0 +1,29 @@
+"""Prometheus metrics on a registry of our own (one per app, so tests do not collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "trdbot_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.request_latency = Histogram(
+            "trdbot_http_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry
+        )
+        self.cycle_duration = Histogram(
+            "trdbot_cycle_seconds", "Duration of one trading cycle", registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.orders_placed = Counter(
+            "trdbot_orders_placed_total", "Orders sent to the exchange", ["type", "outcome"], registry=self.registry
+        )
+        self.signals = Counter(
+            "trdbot_signals_total", "Analyst signals by outcome", ["signal", "outcome"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
