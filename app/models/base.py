@@ -24,9 +24,10 @@ class Base(DeclarativeBase):
 
 def canonical(value: Decimal) -> Decimal:
     """Drop trailing zeros without switching to exponent form, so both engines read back the same value."""
-    if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value.normalize()
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return Decimal(text)
 
 
 class Money(TypeDecorator[Decimal]):

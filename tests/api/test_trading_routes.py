@@ -1,0 +1,139 @@
+"""Trading, portfolio and account routes: happy paths, status codes and per-user isolation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+
+from app.container import Container
+from app.domain.records import TradeRecord
+from app.domain.values import TradeStatus
+from tests.conftest import register
+
+
+async def _seed_trade(container: Container, user_id: int, status: TradeStatus = TradeStatus.CLOSED) -> int:
+    async with container.uow() as uow:
+        trade = await uow.trades.add(TradeRecord(
+            id=0, user_id=user_id, symbol="BTCUSDT", side="BUY", status=status, amount=Decimal("0.00123"),
+            price=Decimal("65000.12"), stop_loss=Decimal("64000"), take_profit=Decimal("67000"),
+            ai_signal_confidence=72, entry_client_order_id=f"e-{user_id}-{status.value}",
+            entry_fee=Decimal("0.08"), executed_at=datetime(2025, 3, 1, 12, 5, tzinfo=UTC), fees=Decimal("0.08"),
+        ))
+        await uow.commit()
+        return trade.id
+
+
+async def test_start_stop_and_status(client: httpx.AsyncClient) -> None:
+    headers, _ = await register(client)
+    assert (await client.post("/trading/start", headers=headers)).json() == {"is_active": True}
+    status = (await client.get("/trading/status", headers=headers)).json()
+    assert status["is_active"] is True
+    assert status["open_positions"] == 0 and status["trades_today"] == 0 and status["daily_trade_limit"] == 5
+    assert (await client.post("/trading/stop", headers=headers)).json() == {"is_active": False}
+
+
+async def test_config_partial_update_and_validation(client: httpx.AsyncClient) -> None:
+    headers, _ = await register(client)
+    config = (await client.get("/trading/config", headers=headers)).json()
+    assert config["risk_per_trade_pct"] == "1" and config["analyzer"] == "rules"
+    updated = await client.put(
+        "/trading/config", headers=headers, json={"symbols": ["BTCUSDT"], "risk_per_trade_pct": "0.5",
+                                                    "trading_hours_start": "08:00", "trading_hours_end": "16:00"}
+    )
+    assert updated.status_code == 200, updated.text
+    body = updated.json()
+    assert body["symbols"] == ["BTCUSDT"] and body["risk_per_trade_pct"] == "0.5"
+    assert body["trading_hours_start"] == "08:00" and body["max_open_positions"] == 3
+    bad = await client.put(
+        "/trading/config", headers=headers, json={"risk_per_trade_pct": "5", "max_open_positions": 0}
+    )
+    assert bad.status_code == 422
+    assert {e["loc"][-1] for e in bad.json()["detail"]} == {"risk_per_trade_pct", "max_open_positions"}
+    unknown = await client.put("/trading/config", headers=headers, json={"symbols": ["DOGEUSDT"]})
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"][-1] == "symbols"
+    assert "DOGEUSDT" in unknown.json()["detail"][0]["msg"]
+    stray = await client.put("/trading/config", headers=headers, json={"leverage": 10})
+    assert stray.status_code == 422
+    assert (await client.get("/trading/config", headers=headers)).json()["symbols"] == ["BTCUSDT"]
+
+
+async def test_trades_listing_filters_and_paging(client: httpx.AsyncClient, container: Container) -> None:
+    headers, user_id = await register(client)
+    await _seed_trade(container, user_id, TradeStatus.CLOSED)
+    await _seed_trade(container, user_id, TradeStatus.FILLED)
+    page = (await client.get("/trading/trades", headers=headers)).json()
+    assert page["total"] == 2
+    assert page["items"][0]["amount"] == "0.00123" and page["items"][0]["price"] == "65000.12"
+    assert page["items"][0]["executed_at"] == "2025-03-01T12:05:00Z"
+    only_closed = (await client.get("/trading/trades?status=closed", headers=headers)).json()
+    assert only_closed["total"] == 1 and only_closed["items"][0]["status"] == "closed"
+    paged = (await client.get("/trading/trades?limit=1&offset=1", headers=headers)).json()
+    assert len(paged["items"]) == 1 and paged["total"] == 2
+    assert (await client.get("/trading/trades?limit=0", headers=headers)).status_code == 422
+    assert (await client.get("/trading/trades?limit=501", headers=headers)).status_code == 422
+
+
+async def test_other_users_trade_is_404(client: httpx.AsyncClient, container: Container) -> None:
+    alice, alice_id = await register(client, "alice")
+    bob, _ = await register(client, "bob")
+    trade_id = await _seed_trade(container, alice_id, TradeStatus.FILLED)
+    assert (await client.get(f"/trading/trades/{trade_id}", headers=alice)).status_code == 200
+    assert (await client.get(f"/trading/trades/{trade_id}", headers=bob)).status_code == 404
+    assert (await client.post(f"/trading/close/{trade_id}", headers=bob)).status_code == 404
+    assert (await client.get("/trading/trades", headers=bob)).json() == {"items": [], "total": 0}
+    assert (await client.get("/trading/trades/999999", headers=alice)).status_code == 404
+
+
+async def test_closing_a_closed_trade_is_409(client: httpx.AsyncClient, container: Container) -> None:
+    headers, user_id = await register(client)
+    trade_id = await _seed_trade(container, user_id, TradeStatus.CLOSED)
+    answer = await client.post(f"/trading/close/{trade_id}", headers=headers)
+    assert answer.status_code == 409
+
+
+async def test_empty_books_report_zeroes(client: httpx.AsyncClient) -> None:
+    headers, _ = await register(client)
+    assert (await client.get("/trading/positions", headers=headers)).json() == []
+    assert (await client.get("/trading/analyses", headers=headers)).json() == {"items": []}
+    performance = (await client.get("/portfolio/performance", headers=headers)).json()
+    assert performance["total_trades"] == 0 and performance["win_rate"] == "0"
+    assert performance["equity_curve"] == [] and performance["max_drawdown_pct"] == "0"
+
+
+async def test_exchange_keys_are_masked_and_never_returned(client: httpx.AsyncClient) -> None:
+    headers, _ = await register(client)
+    assert (await client.get("/account/exchange-keys", headers=headers)).status_code == 404
+    secret = "S3cretSecretValue9876"
+    put = await client.put("/account/exchange-keys", headers=headers,
+                           json={"api_key": "ABCDEFGH12345678", "api_secret": secret, "mode": "testnet"})
+    assert put.status_code == 200
+    assert put.json() == {"api_key_masked": "ABCD********5678", "mode": "testnet"}
+    got = await client.get("/account/exchange-keys", headers=headers)
+    assert secret not in got.text and "ABCDEFGH12345678" not in got.text
+    assert (await client.get("/trading/status", headers=headers)).json()["mode"] == "testnet"
+    assert (await client.delete("/account/exchange-keys", headers=headers)).status_code == 204
+    assert (await client.get("/trading/status", headers=headers)).json()["mode"] == "paper"
+
+
+async def test_live_keys_need_confirmation(client: httpx.AsyncClient) -> None:
+    headers, _ = await register(client)
+    answer = await client.put("/account/exchange-keys", headers=headers,
+                              json={"api_key": "ABCDEFGH12345678", "api_secret": "S3cretSecretValue", "mode": "live"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"][-1] == "confirm_live"
+    confirmed = await client.put("/account/exchange-keys", headers=headers, json={
+        "api_key": "ABCDEFGH12345678", "api_secret": "S3cretSecretValue", "mode": "live", "confirm_live": True})
+    assert confirmed.status_code == 200 and confirmed.json()["mode"] == "live"
+
+
+async def test_health_metrics_and_openapi(client: httpx.AsyncClient) -> None:
+    health = await client.get("/health")
+    assert health.status_code == 200 and health.json()["database"] == "ok"
+    await client.get("/auth/me")
+    metrics = await client.get("/metrics")
+    assert 'trdbot_http_requests_total{method="GET",route="/auth/me",status="401"}' in metrics.text
+    spec = (await client.get("/openapi.json")).json()
+    for path in ("/auth/register", "/trading/close/{trade_id}", "/portfolio/performance", "/account/exchange-keys"):
+        assert path in spec["paths"]
