@@ -1,0 +1,614 @@
+"""The trading engine: one decision cycle for every active user, the same on the wall and the simulated clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from app.domain.clock import Clock, ms_from_utc
+from app.domain.errors import (
+    ExchangeError,
+    OrderNotFound,
+    OrderRejected,
+    OrderStatusUnknown,
+    RuleViolation,
+    TemporaryExchangeError,
+)
+from app.domain.ports import ExchangeAdapter, SignalProvider
+from app.domain.records import AnalysisRecord, OrderRecord, PositionRecord, TradeRecord
+from app.domain.risk import RiskLimits, TradingConfig, UserRiskContext
+from app.domain.values import (
+    AnalystReport,
+    Candle,
+    Decision,
+    ExitReason,
+    MarketFeatures,
+    OcoOrder,
+    Order,
+    OrderStatus,
+    RiskDecision,
+    Side,
+    Signal,
+    SignalType,
+    Timeframe,
+    TradeStatus,
+)
+from app.services.bookkeeping import entry_fill, exit_fill, net_profit, profit_pct, reanchor, stop_limit_price
+
+log = logging.getLogger("trdbot.bot")
+trades_log = logging.getLogger("trdbot.trades")
+
+CANDLES = {Timeframe.M5: 288, Timeframe.M15: 100, Timeframe.H1: 168}
+PENDING_SEND = "PENDING_SEND"
+UNKNOWN = "UNKNOWN"
+
+UowFactory = Callable[[], AbstractAsyncContextManager[Any]]
+Publish = Callable[[int, str, datetime, dict[str, Any]], Awaitable[Any]]
+FeatureBuilder = Callable[[str, datetime, Sequence[Candle], Sequence[Candle], Sequence[Candle]], MarketFeatures]
+
+
+class ExchangeProvider(Protocol):
+    async def for_user(self, user_id: int) -> ExchangeAdapter: ...
+
+
+class RiskChecker(Protocol):
+    def validate_trade_signal(self, signal: Signal, features: MarketFeatures, context: UserRiskContext) -> RiskDecision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BotSettings:
+    user_rate_limit_s: int = 300
+    oco_place_retries: int = 3
+    quote_asset: str = "USDT"
+
+
+@dataclass(slots=True)
+class SymbolAnalysis:
+    """One symbol's shared work in a cycle: features, the analyst's answer and its decision-log id."""
+
+    features: MarketFeatures
+    report: AnalystReport
+    analysis_id: int
+
+
+@dataclass(slots=True)
+class CycleSummary:
+    time: datetime
+    analyses: int = 0
+    entries: int = 0
+    exits: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)
+
+
+async def analyze_with(provider: SignalProvider, features: MarketFeatures) -> AnalystReport:
+    """Asks an analyst; any failure becomes `hold` with the reason, never an exception into the loop."""
+    try:
+        detailed = getattr(provider, "analyze_detailed", None)
+        if detailed is not None:
+            report: AnalystReport = await detailed(features)
+            return report
+        return AnalystReport(signal=await provider.analyze(features), analyzer=provider.name)
+    except Exception as e:  # noqa: BLE001 - untrusted analyst code degrades to "do nothing"
+        log.exception("analyst %s failed on %s", provider.name, features.symbol)
+        return AnalystReport(signal=Signal.hold(f"analyst error: {e}"), analyzer=provider.name, error=str(e))
+
+
+class TradingBot:
+    def __init__(
+        self,
+        uow: UowFactory,
+        exchanges: ExchangeProvider,
+        market: ExchangeAdapter,
+        analysts: Mapping[str, SignalProvider],
+        build_features: FeatureBuilder,
+        risk_manager: RiskChecker,
+        publish: Publish,
+        clock: Clock,
+        limits: RiskLimits,
+        settings: BotSettings | None = None,
+        on_cycle: Callable[[CycleSummary, float], None] | None = None,
+    ) -> None:
+        self.uow = uow
+        self.exchanges = exchanges
+        self.market = market
+        self.analysts = analysts
+        self.build_features = build_features
+        self.risk_manager = risk_manager
+        self.publish = publish
+        self.clock = clock
+        self.limits = limits
+        self.settings = settings or BotSettings()
+        self.on_cycle = on_cycle
+
+    # ----- the cycle -------------------------------------------------------------------------------------------
+    async def run_cycle(self, now: datetime) -> CycleSummary:
+        """One cycle: monitor exits first, then analyse each symbol once, then decide per user."""
+        summary = CycleSummary(now)
+        await self._reconcile(now)
+        summary.exits += await self._check_oco_orders(now)
+        configs = await self._get_active_trading_configs()
+        analyses = await self._analyze_symbols(configs, now)
+        summary.analyses = len(analyses)
+        for config in configs:
+            await self._process_user_trading(config, analyses, now, summary)
+        return summary
+
+    async def _get_active_trading_configs(self) -> list[TradingConfig]:
+        async with self.uow() as uow:
+            configs: list[TradingConfig] = await uow.configs.active()
+            return configs
+
+    async def _analyze_symbols(self, configs: Sequence[TradingConfig], now: datetime) -> dict[tuple[str, str], SymbolAnalysis]:
+        """Market data, features and one analyst call per symbol (and analyst kind), shared by every user."""
+        wanted = sorted({(symbol, c.analyzer) for c in configs for symbol in c.symbols if c.in_trading_hours(now.time())})
+        features_by_symbol: dict[str, MarketFeatures | None] = {}
+        results: dict[tuple[str, str], SymbolAnalysis] = {}
+        for symbol, analyzer in wanted:
+            if symbol not in features_by_symbol:
+                features_by_symbol[symbol] = await self._features(symbol, now)
+            features = features_by_symbol[symbol]
+            provider = self.analysts.get(analyzer) or self.analysts["rules"]
+            if features is None:
+                continue
+            report = await analyze_with(provider, features)
+            results[(symbol, analyzer)] = SymbolAnalysis(features, report, await self._store_analysis(features, report))
+        return results
+
+    async def _features(self, symbol: str, now: datetime) -> MarketFeatures | None:
+        try:
+            snapshot = await self._fetch_market_snapshot(symbol)
+            return self.build_features(symbol, now, snapshot[Timeframe.M5], snapshot[Timeframe.M15], snapshot[Timeframe.H1])
+        except (ExchangeError, ValueError) as e:
+            log.warning("no market data for %s at %s: %s", symbol, now.isoformat(), e)
+            return None
+
+    async def _fetch_market_snapshot(self, symbol: str) -> dict[Timeframe, list[Candle]]:
+        return {tf: await self.market.get_klines(symbol, tf, limit) for tf, limit in CANDLES.items()}
+
+    async def _store_analysis(self, features: MarketFeatures, report: AnalystReport) -> int:
+        signal = report.signal
+        record = AnalysisRecord(
+            symbol=features.symbol, created_at=features.time, analyzer=report.analyzer, signal=signal.signal.value,
+            confidence=signal.confidence, reasoning=signal.reasoning, regime=features.regime.regime,
+            confluence_score=Decimal(str(round(features.confluence, 2))), last_price=features.last_price,
+            entry_price=signal.entry_price, stop_loss=signal.stop_loss, take_profit=signal.take_profit,
+            model=report.model, prompt=report.prompt, prompt_version=report.prompt_version,
+            prompt_hash=report.prompt_hash, raw_response=report.raw_response, latency_ms=report.latency_ms,
+            input_tokens=report.input_tokens, output_tokens=report.output_tokens, cost_usd=report.cost_usd,
+            fallback_used=report.fallback_used, error=report.error,
+        )
+        async with self.uow() as uow:
+            analysis_id: int = await uow.analyses.add(record)
+            await uow.commit()
+        return analysis_id
+
+    # ----- per user --------------------------------------------------------------------------------------------
+    async def _process_user_trading(
+        self, config: TradingConfig, analyses: Mapping[tuple[str, str], SymbolAnalysis], now: datetime,
+        summary: CycleSummary,
+    ) -> None:
+        if await self._remaining_rate_limit(config.user_id, now) > 0:
+            return
+        async with self.uow() as uow:
+            await uow.configs.mark_analyzed(config.user_id, now)
+            await uow.commit()
+        for symbol in config.symbols:
+            analysis = analyses.get((symbol, config.analyzer))
+            if analysis is not None:
+                await self._decide(config, analysis, now, summary)
+
+    async def _remaining_rate_limit(self, user_id: int, now: datetime) -> float:
+        """Seconds until the user may be analysed again (0 when due)."""
+        async with self.uow() as uow:
+            last = await uow.configs.last_analyzed_at(user_id)
+        if last is None:
+            return 0.0
+        due = last + timedelta(seconds=self.settings.user_rate_limit_s)
+        # a cycle that runs a little early must not skip a whole interval
+        return max(0.0, (due - now).total_seconds() - 1.0)
+
+    async def _decide(self, config: TradingConfig, analysis: SymbolAnalysis, now: datetime, summary: CycleSummary) -> None:
+        symbol, signal = analysis.features.symbol, analysis.report.signal
+        skip = await self._skip_reason(config, symbol, signal, now)
+        if skip is not None:
+            await self._record_decision(analysis.analysis_id, config.user_id, Decision.SKIPPED, [skip], now)
+            return
+        context = await self._risk_context(config, symbol, now)
+        decision = self.risk_manager.validate_trade_signal(signal, analysis.features, context)
+        if not decision.approved:
+            await self._reject(config.user_id, analysis, decision, now, summary)
+            return
+        trade = await self._execute_trade(config, symbol, decision, analysis, now)
+        if trade is not None:
+            summary.entries += 1
+            await self._record_decision(analysis.analysis_id, config.user_id, Decision.EXECUTED, [], now, trade.id)
+
+    async def _skip_reason(self, config: TradingConfig, symbol: str, signal: Signal, now: datetime) -> str | None:
+        if not config.in_trading_hours(now.time()):
+            return "outside trading hours"
+        if signal.signal == SignalType.HOLD:
+            return f"hold: {signal.reasoning}" if signal.reasoning else "hold"
+        async with self.uow() as uow:
+            positions: list[PositionRecord] = await uow.positions.for_user(config.user_id)
+        if any(p.symbol == symbol for p in positions):
+            return f"already holding {symbol}"
+        if len(positions) >= config.max_open_positions:
+            return f"at the open-position cap ({len(positions)}/{config.max_open_positions})"
+        return None
+
+    async def _risk_context(self, config: TradingConfig, symbol: str, now: datetime) -> UserRiskContext:
+        exchange = await self.exchanges.for_user(config.user_id)
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self.uow() as uow:
+            positions = await uow.positions.for_user(config.user_id)
+            entries_today = await uow.trades.entries_since(config.user_id, day_start)
+            results = await uow.trades.recent_results(config.user_id, self.limits.win_rate_lookback_trades)
+        balance = await exchange.get_account_balance(self.settings.quote_asset)
+        return UserRiskContext(
+            user_id=config.user_id, config=config, usdt_balance=balance.free,
+            open_symbols=tuple(p.symbol for p in positions), entries_today=entries_today, recent_results=results,
+            rules=await exchange.get_symbol_rules(symbol), cycle_time=now,
+        )
+
+    async def _reject(self, user_id: int, analysis: SymbolAnalysis, decision: RiskDecision, now: datetime,
+                      summary: CycleSummary) -> None:
+        for reason in decision.reasons:
+            key = reason.split(":")[0].split(" ")[0]
+            summary.rejections[key] = summary.rejections.get(key, 0) + 1
+        await self._record_decision(analysis.analysis_id, user_id, Decision.REJECTED, list(decision.reasons), now)
+        await self.publish(user_id, "signal_rejected", now, {
+            "symbol": analysis.features.symbol, "signal": analysis.report.signal.signal.value,
+            "confidence": analysis.report.signal.confidence, "reasons": list(decision.reasons),
+        })
+
+    async def _record_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: list[str],
+                               now: datetime, trade_id: int | None = None) -> None:
+        async with self.uow() as uow:
+            await uow.analyses.add_decision(analysis_id, user_id, decision, reasons, now, trade_id)
+            await uow.commit()
+
+    # ----- entries ---------------------------------------------------------------------------------------------
+    async def _execute_trade(self, config: TradingConfig, symbol: str, decision: RiskDecision,
+                             analysis: SymbolAnalysis, now: datetime) -> TradeRecord | None:
+        """Market entry, then the protective OCO sized to what was received; no unprotected position survives."""
+        user_id = config.user_id
+        exchange = await self.exchanges.for_user(user_id)
+        client_id = f"trd{user_id}-{symbol}-{ms_from_utc(now)}"
+        await self._write_order(OrderRecord(
+            client_order_id=client_id, user_id=user_id, purpose="entry", symbol=symbol, side=Side.BUY.value,
+            type="MARKET", quantity=decision.quantity, status=PENDING_SEND, price=decision.entry_price,
+        ), now)
+        order = await self._send_entry(exchange, symbol, decision.quantity, client_id, user_id, now)
+        if order is None or order.executed_qty == 0:
+            return None
+        trade = await self._book_entry(config, order, decision, analysis, now)
+        await self._protect(exchange, trade, now)
+        return trade
+
+    async def _write_order(self, record: OrderRecord, now: datetime) -> None:
+        async with self.uow() as uow:
+            await uow.orders.add(record, now)
+            await uow.commit()
+
+    async def _mark_order(self, client_id: str, status: str, now: datetime, error: str | None = None,
+                          trade_id: int | None = None, order: Order | None = None) -> None:
+        async with self.uow() as uow:
+            if order is not None:
+                await uow.orders.record_exchange_state(client_id, order, now)
+            await uow.orders.mark(client_id, order.status.value if order else status, now, error, trade_id)
+            await uow.commit()
+
+    async def _send_entry(self, exchange: ExchangeAdapter, symbol: str, quantity: Decimal, client_id: str,
+                          user_id: int, now: datetime) -> Order | None:
+        try:
+            order = await exchange.place_market_order(symbol, Side.BUY, quantity, client_id)
+        except OrderStatusUnknown as e:
+            order = await self._find_order(exchange, symbol, client_id)
+            if order is None:
+                await self._mark_order(client_id, UNKNOWN, now, str(e))
+                await self.publish(user_id, "error", now, {"symbol": symbol, "message": f"entry status unknown: {e}"})
+                return None
+        except (OrderRejected, TemporaryExchangeError) as e:
+            await self._mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
+            await self.publish(user_id, "error", now, {"symbol": symbol, "message": f"entry not placed: {e}"})
+            return None
+        await self._mark_order(client_id, order.status.value, now, order=order)
+        return order
+
+    async def _find_order(self, exchange: ExchangeAdapter, symbol: str, client_id: str) -> Order | None:
+        try:
+            return await exchange.get_order(symbol, client_id)
+        except (OrderNotFound, TemporaryExchangeError, OrderStatusUnknown):
+            return None
+
+    async def _book_entry(self, config: TradingConfig, order: Order, decision: RiskDecision,
+                          analysis: SymbolAnalysis, now: datetime) -> TradeRecord:
+        exchange = await self.exchanges.for_user(config.user_id)
+        rules = await exchange.get_symbol_rules(order.symbol)
+        fill = entry_fill(order, rules)
+        stop, target = reanchor(fill.price, decision.entry_price, decision.stop_loss, decision.take_profit, rules)
+        async with self.uow() as uow:
+            trade: TradeRecord = await uow.trades.add(TradeRecord(
+                id=0, user_id=config.user_id, symbol=order.symbol, side=Side.BUY.value, status=TradeStatus.FILLED,
+                amount=fill.amount, price=fill.price, stop_loss=stop, take_profit=target,
+                ai_signal_confidence=analysis.report.signal.confidence, entry_client_order_id=order.client_order_id,
+                entry_fee=fill.fee_usdt, fees=fill.fee_usdt, executed_at=now, analysis_id=analysis.analysis_id,
+            ))
+            await uow.positions.add(PositionRecord(
+                trade.id, config.user_id, order.symbol, rules.round_qty(fill.held), fill.price, stop, target, None, now,
+            ))
+            await uow.orders.mark(order.client_order_id, order.status.value, now, trade_id=trade.id)
+            await uow.commit()
+        trades_log.info("ENTRY user=%s %s qty=%s @ %s stop=%s target=%s", config.user_id, order.symbol,
+                        fill.amount, fill.price, stop, target)
+        return trade
+
+    async def _protect(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime) -> bool:
+        """Place the OCO (with retries); if it cannot be placed, sell at once: EMERGENCY."""
+        async with self.uow() as uow:
+            position: PositionRecord | None = await uow.positions.get(trade.id)
+        if position is None:
+            return False
+        rules = await exchange.get_symbol_rules(trade.symbol)
+        last_error = ""
+        for attempt in range(1, self.settings.oco_place_retries + 1):
+            list_id = f"{trade.entry_client_order_id}-p{attempt}"
+            oco = await self._send_oco(exchange, position, list_id, rules, now)
+            if isinstance(oco, OcoOrder):
+                await self._protected(trade, position, oco, now)
+                return True
+            last_error = oco
+        await self._emergency_exit(exchange, trade, position, last_error, now)
+        return False
+
+    async def _send_oco(self, exchange: ExchangeAdapter, position: PositionRecord, list_id: str, rules: Any,
+                        now: datetime) -> OcoOrder | str:
+        limit = stop_limit_price(position.stop_loss, self.limits.stop_limit_gap_pct, rules)
+        await self._write_order(OrderRecord(
+            client_order_id=list_id, user_id=position.user_id, purpose="protect", symbol=position.symbol,
+            side=Side.SELL.value, type="OCO", quantity=position.amount, status=PENDING_SEND,
+            price=position.take_profit, stop_price=position.stop_loss, trade_id=position.trade_id,
+        ), now)
+        try:
+            oco = await exchange.place_oco_order(
+                position.symbol, position.amount, position.take_profit, position.stop_loss, limit, list_id
+            )
+        except OrderStatusUnknown:
+            try:
+                oco = await exchange.get_oco_order_status(position.symbol, list_id)
+            except ExchangeError as e:
+                await self._mark_order(list_id, UNKNOWN, now, str(e))
+                return str(e)
+        except ExchangeError as e:
+            await self._mark_order(list_id, OrderStatus.REJECTED.value, now, str(e))
+            return str(e)
+        await self._mark_order(list_id, oco.list_status.value, now)
+        return oco
+
+    async def _protected(self, trade: TradeRecord, position: PositionRecord, oco: OcoOrder, now: datetime) -> None:
+        async with self.uow() as uow:
+            await uow.positions.set_protection(trade.id, oco.list_client_order_id, position.stop_loss,
+                                               position.take_profit)
+            await uow.commit()
+        await self.publish(trade.user_id, "trade_executed", now, {
+            "trade_id": trade.id, "symbol": trade.symbol, "amount": str(trade.amount), "price": str(trade.price),
+            "stop_loss": str(position.stop_loss), "take_profit": str(position.take_profit),
+            "oco_order_id": oco.list_client_order_id,
+        })
+
+    async def _emergency_exit(self, exchange: ExchangeAdapter, trade: TradeRecord, position: PositionRecord,
+                              error: str, now: datetime) -> None:
+        log.error("no protection for trade %s (%s): selling at market", trade.id, error)
+        closed = await self._sell_and_book(exchange, trade, position, ExitReason.EMERGENCY, now)
+        await self.publish(trade.user_id, "emergency_exit", now, {
+            "trade_id": trade.id, "symbol": trade.symbol, "reason": f"protection could not be placed: {error}",
+            "exit_price": str(closed.exit_price) if closed else None,
+        })
+
+    # ----- exits -----------------------------------------------------------------------------------------------
+    async def _check_oco_orders(self, now: datetime) -> int:
+        """Book TP/SL exits, finish stops the market gapped through, and force-close stale positions."""
+        async with self.uow() as uow:
+            positions: list[PositionRecord] = await uow.positions.all()
+        closed = 0
+        for position in positions:
+            with contextlib.suppress(TemporaryExchangeError):
+                closed += int(await self._check_position(position, now))
+        return closed
+
+    async def _check_position(self, position: PositionRecord, now: datetime) -> bool:
+        if position.oco_order_id is None:
+            return False  # reconciliation protects it
+        exchange = await self.exchanges.for_user(position.user_id)
+        oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
+        filled = oco.filled_leg
+        if filled is not None:
+            reason = ExitReason.TAKE_PROFIT if filled is oco.take_profit_leg else ExitReason.STOP_LOSS
+            await self._book_exit(position, filled, reason, now)
+            return True
+        if not oco.is_open:
+            await self._finish_dead_protection(exchange, position, oco, now)
+            return True
+        config_timeout = await self._timeout_minutes(position.user_id)
+        if now - position.opened_at >= timedelta(minutes=config_timeout):
+            await self._force_close_stale_position(exchange, position, now)
+            return True
+        return False
+
+    async def _timeout_minutes(self, user_id: int) -> int:
+        async with self.uow() as uow:
+            config: TradingConfig = await uow.configs.get(user_id)
+        return config.position_timeout_minutes
+
+    async def _finish_dead_protection(self, exchange: ExchangeAdapter, position: PositionRecord, oco: OcoOrder,
+                                      now: datetime) -> None:
+        """The list ended without a filled leg: a stop gapped through (leg still resting) or it was cancelled."""
+        stop_leg = oco.stop_loss_leg
+        if stop_leg.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+            with contextlib.suppress(OrderNotFound):
+                await exchange.cancel_order(position.symbol, stop_leg.client_order_id)
+            await self._close_position(exchange, position, ExitReason.STOP_LOSS, now)
+            return
+        await self._close_position(exchange, position, ExitReason.EMERGENCY, now)
+
+    async def _force_close_stale_position(self, exchange: ExchangeAdapter, position: PositionRecord,
+                                          now: datetime) -> None:
+        await self._close_position(exchange, position, ExitReason.TIMEOUT, now)
+
+    async def close_trade(self, user_id: int, trade_id: int, reason: ExitReason) -> TradeRecord:
+        """The manual close (and any other close path): cancel the OCO, sell at market, book it."""
+        async with self.uow() as uow:
+            trade: TradeRecord | None = await uow.trades.get(user_id, trade_id)
+            position: PositionRecord | None = await uow.positions.get(trade_id)
+        if trade is None or trade.status != TradeStatus.FILLED or position is None:
+            raise RuleViolation(f"trade {trade_id} is not open")
+        exchange = await self.exchanges.for_user(user_id)
+        closed = await self._close_position(exchange, position, reason, self.clock.now())
+        if closed is None:
+            raise RuleViolation(f"trade {trade_id} could not be closed; see the event log")
+        return closed
+
+    async def _close_position(self, exchange: ExchangeAdapter, position: PositionRecord, reason: ExitReason,
+                              now: datetime) -> TradeRecord | None:
+        if position.oco_order_id is not None:
+            oco = await self._cancel_protection(exchange, position)
+            if oco is not None and oco.filled_leg is not None:
+                leg = oco.filled_leg
+                exit_reason = ExitReason.TAKE_PROFIT if leg is oco.take_profit_leg else ExitReason.STOP_LOSS
+                return await self._book_exit(position, leg, exit_reason, now)
+        async with self.uow() as uow:
+            trade: TradeRecord | None = await uow.trades.get(position.user_id, position.trade_id)
+        if trade is None:
+            return None
+        return await self._sell_and_book(exchange, trade, position, reason, now)
+
+    async def _cancel_protection(self, exchange: ExchangeAdapter, position: PositionRecord) -> OcoOrder | None:
+        assert position.oco_order_id is not None
+        oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
+        if oco.is_open:
+            try:
+                oco = await exchange.cancel_oco_order(position.symbol, position.oco_order_id)
+            except OrderNotFound:
+                oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
+        return oco
+
+    async def _sell_and_book(self, exchange: ExchangeAdapter, trade: TradeRecord, position: PositionRecord,
+                             reason: ExitReason, now: datetime) -> TradeRecord | None:
+        client_id = f"{trade.entry_client_order_id}-x"
+        async with self.uow() as uow:
+            existing = await uow.orders.get(client_id)
+        if existing is None:
+            await self._write_order(OrderRecord(
+                client_order_id=client_id, user_id=trade.user_id, purpose="exit", symbol=trade.symbol,
+                side=Side.SELL.value, type="MARKET", quantity=position.amount, status=PENDING_SEND, trade_id=trade.id,
+            ), now)
+        try:
+            order = await exchange.place_market_order(trade.symbol, Side.SELL, position.amount, client_id)
+        except OrderStatusUnknown:
+            found = await self._find_order(exchange, trade.symbol, client_id)
+            if found is None:
+                return None
+            order = found
+        except ExchangeError as e:
+            await self._mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
+            await self.publish(trade.user_id, "error", now, {"trade_id": trade.id, "message": f"exit failed: {e}"})
+            return None
+        await self._mark_order(client_id, order.status.value, now, order=order)
+        return await self._book_exit(position, order, reason, now)
+
+    async def _book_exit(self, position: PositionRecord, order: Order, reason: ExitReason,
+                         now: datetime) -> TradeRecord:
+        exchange = await self.exchanges.for_user(position.user_id)
+        rules = await exchange.get_symbol_rules(position.symbol)
+        fill = exit_fill(order, rules)
+        async with self.uow() as uow:
+            trade: TradeRecord = await uow.trades.get(position.user_id, position.trade_id)
+            entry_quote = trade.amount * trade.price
+            profit = net_profit(entry_quote, fill)
+            closed_at = order.transact_time or now
+            closed: TradeRecord = await uow.trades.close(
+                trade.id, fill.price, reason, fill.fee_usdt, profit, profit_pct(profit, entry_quote), closed_at,
+            )
+            await uow.positions.remove(trade.id)
+            await uow.portfolios.record_close(trade.user_id, profit, closed.fees, now)
+            await uow.commit()
+        trades_log.info("EXIT user=%s %s %s @ %s pnl=%s", trade.user_id, trade.symbol, reason.value, fill.price, profit)
+        await self.publish(trade.user_id, "position_closed", now, {
+            "trade_id": trade.id, "symbol": trade.symbol, "exit_reason": reason.value, "exit_price": str(fill.price),
+            "profit_loss": str(profit),
+        })
+        return closed
+
+    # ----- reconciliation --------------------------------------------------------------------------------------
+    async def _reconcile(self, now: datetime) -> None:
+        """Finish what a crash interrupted: unknown entries are looked up, unprotected positions protected."""
+        async with self.uow() as uow:
+            positions: list[PositionRecord] = await uow.positions.all()
+        for position in positions:
+            if position.oco_order_id is None:
+                await self._reprotect(position, now)
+
+    async def _reprotect(self, position: PositionRecord, now: datetime) -> None:
+        exchange = await self.exchanges.for_user(position.user_id)
+        async with self.uow() as uow:
+            trade: TradeRecord | None = await uow.trades.get(position.user_id, position.trade_id)
+            attempts = await uow.orders.with_status(position.user_id, [PENDING_SEND, UNKNOWN, "EXECUTING"], "protect")
+        if trade is None:
+            return
+        for attempt in (a for a in attempts if a.trade_id == trade.id):
+            try:
+                oco = await exchange.get_oco_order_status(position.symbol, attempt.client_order_id)
+            except (OrderNotFound, TemporaryExchangeError):
+                await self._mark_order(attempt.client_order_id, OrderStatus.REJECTED.value, now, "not on the exchange")
+                continue
+            if oco.is_open:
+                await self._protected(trade, position, oco, now)
+                return
+        log.warning("trade %s had no protection after a restart: placing it now", trade.id)
+        await self._protect(exchange, trade, now)
+
+
+class TradingLoop:
+    """Calls `run_cycle` every interval on the injected clock until stopped."""
+
+    def __init__(self, bot: TradingBot, clock: Clock, interval_s: int,
+                 observe: Callable[[float], None] | None = None) -> None:
+        self.bot, self.clock, self.interval_s = bot, clock, interval_s
+        self.observe = observe
+        self.next_cycle_at: datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _aligned(self, now: datetime) -> datetime:
+        """Cycles run on interval boundaries (12:00, 12:05, ...) so every cycle sees freshly closed candles."""
+        step = self.interval_s * 1000
+        return now.replace(microsecond=0) - timedelta(milliseconds=ms_from_utc(now) % step) + timedelta(seconds=self.interval_s)
+
+    async def trading_loop(self) -> None:
+        while True:
+            now = self.clock.now()
+            self.next_cycle_at = self._aligned(now)
+            await self.clock.sleep((self.next_cycle_at - now).total_seconds())
+            started = asyncio.get_running_loop().time()
+            try:
+                await self.bot.run_cycle(self.next_cycle_at)
+            except Exception:  # noqa: BLE001 - one bad cycle must not stop the engine
+                log.exception("cycle at %s failed", self.next_cycle_at.isoformat())
+            if self.observe is not None:
+                self.observe(asyncio.get_running_loop().time() - started)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.trading_loop(), name="trading-loop")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
