@@ -1,0 +1,1 @@
+"""Application services: market data, exchanges, analysts, risk and the trading loop."""
