@@ -116,7 +116,9 @@ class _ResampledSeries(_Series):
         )
 
     def sliced(self, start: int, stop: int) -> _ResampledSeries:
-        return _ResampledSeries(self.arrays.slice(start, stop), self._source, self._first[start:stop], self._last[start:stop])
+        return _ResampledSeries(
+            self.arrays.slice(start, stop), self._source, self._first[start:stop], self._last[start:stop]
+        )
 
 
 def resample(source: _Series, timeframe: Timeframe) -> _ResampledSeries:
