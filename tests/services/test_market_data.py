@@ -71,8 +71,17 @@ def test_decimals_are_exact_text_and_arrays_match(tmp_path: Path) -> None:
         ([row(0), row(1), row(1)], HEADER, "line 4: duplicate open time"),
         ([row(0), "", row(1)], HEADER, "line 3: wrong column count"),
     ],
-    ids=["header", "extra-column", "missing-column", "non-numeric", "high-below-low", "unaligned", "descending",
-         "duplicate", "blank-line"],
+    ids=[
+        "header",
+        "extra-column",
+        "missing-column",
+        "non-numeric",
+        "high-below-low",
+        "unaligned",
+        "descending",
+        "duplicate",
+        "blank-line",
+    ],
 )
 def test_malformed_file_names_file_line_and_problem(
     tmp_path: Path, lines: list[str], header: str, expected: str
@@ -97,7 +106,11 @@ def test_missing_symbol_and_corrupt_gzip_are_data_errors(tmp_path: Path) -> None
 def test_resampling_emits_partial_buckets_and_reports_gaps(tmp_path: Path) -> None:
     # 5m candles 0..8 with 4..6 missing: 15m bucket 0 full, bucket 1 (3..5) partial, bucket 2 (6..8) partial
     present = [0, 1, 2, 3, 7, 8]
-    write(tmp_path, "binance_BTCUSDT_5m.csv", [row(i, o=f"{i}.5", h=f"{i + 10}", lo=f"{i}.25", c=f"{i + 1}") for i in present])
+    write(
+        tmp_path,
+        "binance_BTCUSDT_5m.csv",
+        [row(i, o=f"{i}.5", h=f"{i + 10}", lo=f"{i}.25", c=f"{i + 1}") for i in present],
+    )
     store = CandleStore.load(tmp_path)
     candles = store.closed_candles("BTCUSDT", Timeframe.M15, T0 + timedelta(hours=1), 10)
     assert candles == [
