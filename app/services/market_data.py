@@ -1,0 +1,379 @@
+"""Candle files loaded into numpy arrays, answering "which candles had closed at time t" fast and exactly."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from app.domain.clock import ms_from_utc, utc_from_ms
+from app.domain.errors import DataError
+from app.domain.values import Candle, Timeframe
+
+HEADER = "open_time_ms,open,high,low,close,volume"
+COLUMNS = tuple(HEADER.split(","))
+FILE_PATTERN = re.compile(r"^binance_(?P<symbol>[A-Z0-9]+)_(?P<tf>5m|15m|1h)\.csv(?P<gz>\.gz)?$")
+_CANDLE_CACHE_SIZE = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class CandleArrays:
+    """Column views of consecutive candles: int64 open times, float64 prices and volumes (for indicator math)."""
+
+    open_time_ms: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.open_time_ms)
+
+    def slice(self, start: int, stop: int) -> CandleArrays:
+        return CandleArrays(*(column[start:stop] for column in self.columns()))
+
+    def columns(self) -> tuple[np.ndarray, ...]:
+        return (self.open_time_ms, self.open, self.high, self.low, self.close, self.volume)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Missing candles: every open time from `first_missing_ms` to `last_missing_ms` (inclusive) is absent."""
+
+    first_missing_ms: int
+    last_missing_ms: int
+    missing: int
+
+
+class _Series:
+    """One symbol and timeframe: float arrays for speed, exact Decimal candles built on demand."""
+
+    def __init__(self, arrays: CandleArrays) -> None:
+        self.arrays = arrays
+        self._cache: dict[int, Candle] = {}
+
+    def candle(self, index: int) -> Candle:
+        found = self._cache.get(index)
+        if found is None:
+            if len(self._cache) >= _CANDLE_CACHE_SIZE:
+                self._cache.clear()  # consecutive cycles ask for nearly the same window, so a reset is cheap
+            found = self._cache[index] = self._build_candle(index)
+        return found
+
+    def _build_candle(self, index: int) -> Candle:
+        raise NotImplementedError
+
+    def sliced(self, start: int, stop: int) -> _Series:
+        raise NotImplementedError
+
+
+class _TextSeries(_Series):
+    """Candles read from a file; each row's text is kept so prices parse into Decimal exactly as written."""
+
+    def __init__(self, arrays: CandleArrays, text: bytes, line_starts: np.ndarray, line_ends: np.ndarray) -> None:
+        super().__init__(arrays)
+        self._text = text
+        self._starts = line_starts
+        self._ends = line_ends
+
+    def _build_candle(self, index: int) -> Candle:
+        raw = self._text[self._starts[index] : self._ends[index]].decode("ascii").strip()
+        time_text, *values = raw.split(",")
+        return Candle(int(time_text), *(Decimal(value) for value in values))
+
+    def sliced(self, start: int, stop: int) -> _TextSeries:
+        return _TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop])
+
+
+class _ResampledSeries(_Series):
+    """Coarser candles built from 5m rows `first[i]..last[i]` of a source series."""
+
+    def __init__(self, arrays: CandleArrays, source: _Series, first: np.ndarray, last: np.ndarray) -> None:
+        super().__init__(arrays)
+        self._source = source
+        self._first = first
+        self._last = last
+
+    def _build_candle(self, index: int) -> Candle:
+        rows = [self._source.candle(i) for i in range(int(self._first[index]), int(self._last[index]) + 1)]
+        return Candle(
+            int(self.arrays.open_time_ms[index]),
+            rows[0].open,
+            max(row.high for row in rows),
+            min(row.low for row in rows),
+            rows[-1].close,
+            sum((row.volume for row in rows), Decimal(0)),
+        )
+
+    def sliced(self, start: int, stop: int) -> _ResampledSeries:
+        return _ResampledSeries(
+            self.arrays.slice(start, stop), self._source, self._first[start:stop], self._last[start:stop]
+        )
+
+
+def resample(source: _Series, timeframe: Timeframe) -> _ResampledSeries:
+    """Binance-style aggregation: a bucket is emitted for whatever 5m candles exist in it (partial at gaps)."""
+    a = source.arrays
+    buckets = a.open_time_ms // timeframe.ms * timeframe.ms
+    if len(buckets) == 0:
+        return _ResampledSeries(a, source, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    first = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    last = np.r_[first[1:] - 1, len(buckets) - 1]
+    arrays = CandleArrays(
+        buckets[first],
+        a.open[first],
+        np.maximum.reduceat(a.high, first),
+        np.minimum.reduceat(a.low, first),
+        a.close[last],
+        np.add.reduceat(a.volume, first),
+    )
+    return _ResampledSeries(arrays, source, first, last)
+
+
+class CandleStore:
+    """Closed candles per symbol and timeframe (the `CandleSource` port), loaded once and shared read-only."""
+
+    def __init__(self, series: dict[tuple[str, Timeframe], _Series]) -> None:
+        self._series = series
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        symbols: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> CandleStore:
+        """Read `binance_<SYMBOL>_<TF>.csv[.gz]`; 15m/1h are resampled from 5m when their file is absent.
+
+        `start`/`end` keep candles whose open time is in [start, end).
+        """
+        files = _discover(Path(directory), symbols)
+        series: dict[tuple[str, Timeframe], _Series] = {}
+        for symbol in sorted({symbol for symbol, _ in files}):
+            series.update(_load_symbol(symbol, files))
+        if start is not None or end is not None:
+            series = {key: _cut(s, start, end) for key, s in series.items()}
+        return cls(series)
+
+    def symbols(self) -> Sequence[str]:
+        return sorted({symbol for symbol, _ in self._series})
+
+    def timeframes(self, symbol: str) -> list[Timeframe]:
+        return [tf for tf in Timeframe if (symbol, tf) in self._series]
+
+    def closed_candles(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> list[Candle]:
+        """The last `limit` candles that closed at or before `until` (open time + duration <= until), oldest first."""
+        series = self._get(symbol, timeframe)
+        start, stop = self._closed_range(series, timeframe, until, limit)
+        return [series.candle(i) for i in range(start, stop)]
+
+    def closed_arrays(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> CandleArrays:
+        """Float views of the same candles `closed_candles` returns (no copy)."""
+        series = self._get(symbol, timeframe)
+        return series.arrays.slice(*self._closed_range(series, timeframe, until, limit))
+
+    def price_at(self, symbol: str, when: datetime) -> Decimal:
+        """Close of the last 5m candle closed at `when`: the simulated last traded price."""
+        candles = self.closed_candles(symbol, Timeframe.M5, when, 1)
+        if not candles:
+            raise DataError(f"no closed 5m candle for {symbol} at {when.isoformat()}")
+        return candles[0].close
+
+    def candles_between(self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int) -> list[Candle]:
+        """Candles whose open time is in [start_ms, end_ms), oldest first."""
+        series = self._get(symbol, timeframe)
+        start, stop = self._between_range(series, start_ms, end_ms)
+        return [series.candle(i) for i in range(start, stop)]
+
+    def arrays_between(self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int) -> CandleArrays:
+        series = self._get(symbol, timeframe)
+        return series.arrays.slice(*self._between_range(series, start_ms, end_ms))
+
+    def span(self, symbol: str, timeframe: Timeframe = Timeframe.M5) -> tuple[datetime, datetime]:
+        """Open time of the first candle and close time of the last one."""
+        times = self._get(symbol, timeframe).arrays.open_time_ms
+        if len(times) == 0:
+            raise DataError(f"no {timeframe} candles for {symbol}")
+        return utc_from_ms(int(times[0])), utc_from_ms(int(times[-1]) + timeframe.ms)
+
+    def gaps(self, symbol: str, timeframe: Timeframe) -> list[Gap]:
+        times = self._get(symbol, timeframe).arrays.open_time_ms
+        steps = np.diff(times)
+        return [
+            Gap(int(times[i]) + timeframe.ms, int(times[i + 1]) - timeframe.ms, int(steps[i]) // timeframe.ms - 1)
+            for i in np.flatnonzero(steps > timeframe.ms)
+        ]
+
+    def _get(self, symbol: str, timeframe: Timeframe) -> _Series:
+        found = self._series.get((symbol, Timeframe(timeframe)))
+        if found is None:
+            raise DataError(f"no {timeframe} candles loaded for {symbol}")
+        return found
+
+    @staticmethod
+    def _closed_range(series: _Series, timeframe: Timeframe, until: datetime, limit: int) -> tuple[int, int]:
+        latest_open_ms = ms_from_utc(until) - Timeframe(timeframe).ms
+        stop = int(np.searchsorted(series.arrays.open_time_ms, latest_open_ms, side="right"))
+        return max(0, stop - max(0, limit)), stop
+
+    @staticmethod
+    def _between_range(series: _Series, start_ms: int, end_ms: int) -> tuple[int, int]:
+        times = series.arrays.open_time_ms
+        start = int(np.searchsorted(times, start_ms, side="left"))
+        return start, max(start, int(np.searchsorted(times, end_ms, side="left")))
+
+
+def _discover(directory: Path, symbols: Sequence[str] | None) -> dict[tuple[str, Timeframe], Path]:
+    if not directory.is_dir():
+        raise DataError(f"candle directory {directory} does not exist")
+    wanted = {s.upper() for s in symbols} if symbols is not None else None
+    files: dict[tuple[str, Timeframe], Path] = {}
+    for path in sorted(directory.iterdir()):
+        match = FILE_PATTERN.match(path.name)
+        if match is None or (wanted is not None and match["symbol"] not in wanted):
+            continue
+        key = (match["symbol"], Timeframe(match["tf"]))
+        if key not in files or match["gz"]:  # the .csv.gz wins over a same-named plain .csv
+            files[key] = path
+    missing = sorted((wanted or set()) - {symbol for symbol, _ in files})
+    if missing:
+        raise DataError(f"no candle files for {', '.join(missing)} in {directory}")
+    return files
+
+
+def _load_symbol(symbol: str, files: dict[tuple[str, Timeframe], Path]) -> dict[tuple[str, Timeframe], _Series]:
+    loaded: dict[tuple[str, Timeframe], _Series] = {}
+    for timeframe in Timeframe:
+        path = files.get((symbol, timeframe))
+        if path is not None:
+            loaded[(symbol, timeframe)] = read_candle_file(path, timeframe)
+    five = loaded.get((symbol, Timeframe.M5))
+    if five is not None:
+        for timeframe in (Timeframe.M15, Timeframe.H1):
+            loaded.setdefault((symbol, timeframe), resample(five, timeframe))
+    return loaded
+
+
+def _cut(series: _Series, start: datetime | None, end: datetime | None) -> _Series:
+    times = series.arrays.open_time_ms
+    first = 0 if start is None else int(np.searchsorted(times, ms_from_utc(start), side="left"))
+    stop = len(times) if end is None else int(np.searchsorted(times, ms_from_utc(end), side="left"))
+    return series.sliced(first, max(first, stop))
+
+
+def read_candle_file(path: Path, timeframe: Timeframe) -> _TextSeries:
+    """Parse and validate one file; any problem raises DataError naming the file and the line."""
+    text = _read_bytes(path)
+    header_end = text.find(b"\n")
+    header = text[: header_end if header_end >= 0 else len(text)].decode("ascii", "replace").strip()
+    if header != HEADER:
+        raise DataError(f"{path}: line 1: bad header {header!r}, expected {HEADER!r}")
+    starts, ends = _line_bounds(text, header_end)
+    arrays = _parse_columns(path, text, header_end)
+    if len(arrays) != len(starts):
+        raise DataError(f"{path}: {_diagnose_rows(text)}")
+    problem = _first_problem(arrays, timeframe)
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
+    return _TextSeries(arrays, text, starts, ends)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.name.endswith(".gz") else raw
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read: {e}") from e
+
+
+def _line_bounds(text: bytes, header_end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets of each data row (rows are the lines after the header)."""
+    if header_end < 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    newlines = np.flatnonzero(np.frombuffer(text, np.uint8) == 10).astype(np.int64)
+    if newlines[-1] != len(text) - 1:
+        newlines = np.r_[newlines, len(text)]
+    return newlines[:-1] + 1, newlines[1:]
+
+
+def _parse_columns(path: Path, text: bytes, header_end: int) -> CandleArrays:
+    """Fast C parser; on anything odd, a row-by-row pass finds the line and says what is wrong."""
+    if header_end < 0 or header_end == len(text) - 1:
+        empty_floats = np.zeros(0, np.float64)
+        return CandleArrays(np.zeros(0, np.int64), *(empty_floats,) * 5)
+    try:
+        frame = pd.read_csv(io.BytesIO(text), dtype=np.float64, skip_blank_lines=False, engine="c")
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: {_diagnose_rows(text) or e}") from e
+    values = frame.to_numpy(np.float64)
+    if values.shape[1] != 6 or not np.isfinite(values).all():
+        raise DataError(f"{path}: {_diagnose_rows(text) or 'non-numeric or missing values'}")
+    times = values[:, 0].astype(np.int64)
+    if not np.array_equal(times.astype(np.float64), values[:, 0]):
+        raise DataError(f"{path}: {_diagnose_rows(text) or 'open_time_ms is not an integer'}")
+    return CandleArrays(times, *(np.ascontiguousarray(values[:, i]) for i in range(1, 6)))
+
+
+def _diagnose_rows(text: bytes) -> str:
+    """The first row that does not hold six numbers, as `line N: problem`."""
+    for number, line in _numbered_rows(text):
+        problem = _row_problem(line)
+        if problem is not None:
+            return f"line {number}: {problem}"
+    return ""
+
+
+def _numbered_rows(text: bytes) -> Iterable[tuple[int, str]]:
+    lines = text.decode("ascii", "replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return enumerate(lines[1:], start=2)
+
+
+def _row_problem(line: str) -> str | None:
+    fields = line.strip().split(",")
+    if len(fields) != len(COLUMNS):
+        return f"wrong column count: expected {len(COLUMNS)}, found {len(fields)} in {line.strip()!r}"
+    if not fields[0].strip().isdigit():
+        return f"non-numeric value {fields[0]!r} in column open_time_ms"
+    for name, value in zip(COLUMNS[1:], fields[1:], strict=True):
+        try:
+            if Decimal(value).is_finite():
+                continue
+        except InvalidOperation:
+            pass
+        return f"non-numeric value {value!r} in column {name}"
+    return None
+
+
+def _first_problem(a: CandleArrays, timeframe: Timeframe) -> str | None:
+    """Vectorised row checks; the message names the first offending line (the header is line 1)."""
+    times = a.open_time_ms
+    steps = np.diff(times)
+    checks: list[tuple[np.ndarray, str]] = [
+        (times % timeframe.ms != 0, "open time {t} not aligned to " + str(timeframe)),
+        (np.r_[False, steps == 0], "duplicate open time {t}"),
+        (np.r_[False, steps < 0], "open time {t} not ascending (earlier than the previous row)"),
+        (a.high < a.low, "high {h} below low {l}"),
+        (np.minimum(a.open, a.close) < a.low, "open or close below low {l}"),
+        (np.maximum(a.open, a.close) > a.high, "open or close above high {h}"),
+        (np.minimum(a.open, a.low) <= 0, "non-positive price"),
+        (a.volume < 0, "negative volume"),
+    ]
+    found = [(int(np.argmax(mask)), message) for mask, message in checks if mask.any()]
+    if not found:
+        return None
+    row, message = min(found, key=lambda item: item[0])
+    detail = message.format(t=int(times[row]), h=a.high[row], l=a.low[row])
+    return f"line {row + 2}: {detail}"

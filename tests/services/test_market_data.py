@@ -1,0 +1,146 @@
+"""CandleStore: validation with file and line, closed-candle queries, resampling and gaps."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.domain.clock import ms_from_utc, utc_from_ms
+from app.domain.errors import DataError
+from app.domain.values import Candle, Timeframe
+from app.services.market_data import HEADER, CandleStore, Gap
+
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "app" / "data" / "sample"
+REAL_COARSE_DIR = Path(__file__).resolve().parent / "data"
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+T0_MS = ms_from_utc(T0)
+M5 = Timeframe.M5.ms
+
+
+def row(i: int, o: str = "100", h: str = "200", lo: str = "99", c: str = "100.5", v: str = "2") -> str:
+    return f"{T0_MS + i * M5},{o},{h},{lo},{c},{v}"
+
+
+def write(directory: Path, name: str, lines: list[str], header: str = HEADER) -> Path:
+    path = directory / name
+    text = "\n".join([header, *lines]) + "\n"
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    return path
+
+
+def test_closed_candles_never_include_a_candle_still_open(tmp_path: Path) -> None:
+    write(tmp_path, "binance_BTCUSDT_5m.csv", [row(i, c=f"{100 + i}") for i in range(6)])
+    store = CandleStore.load(tmp_path)
+    until = T0 + timedelta(minutes=14, seconds=59)  # candle 2 (10:00-15:00) has not closed yet
+    candles = store.closed_candles("BTCUSDT", Timeframe.M5, until, 10)
+    assert [c.close for c in candles] == [Decimal("100"), Decimal("101")]
+    assert store.price_at("BTCUSDT", T0 + timedelta(minutes=15)) == Decimal("102")
+    assert store.closed_candles("BTCUSDT", Timeframe.M5, T0 + timedelta(minutes=30), 2)[0].open_time_ms == row_ms(4)
+
+
+def row_ms(i: int) -> int:
+    return T0_MS + i * M5
+
+
+def test_decimals_are_exact_text_and_arrays_match(tmp_path: Path) -> None:
+    write(tmp_path, "binance_ETHUSDT_5m.csv.gz", [row(0, "0.1", "0.3", "0.1", "0.2", "1.23456789012345678")])
+    store = CandleStore.load(tmp_path)
+    end = T0 + timedelta(minutes=5)
+    assert store.closed_candles("ETHUSDT", Timeframe.M5, end, 1) == [
+        Candle(T0_MS, Decimal("0.1"), Decimal("0.3"), Decimal("0.1"), Decimal("0.2"), Decimal("1.23456789012345678"))
+    ]
+    arrays = store.closed_arrays("ETHUSDT", Timeframe.M5, end, 1)
+    assert arrays.open_time_ms.dtype == np.int64 and arrays.close.tolist() == [0.2]
+
+
+@pytest.mark.parametrize(
+    ("lines", "header", "expected"),
+    [
+        ([row(0)], "time,open,high,low,close,volume", "line 1: bad header"),
+        ([row(0), row(1) + ",7"], HEADER, "line 3: wrong column count"),
+        ([row(0), f"{row_ms(1)},100,101,99"], HEADER, "line 3: wrong column count"),
+        ([row(0), row(1), row(2, c="abc")], HEADER, "line 4: non-numeric value 'abc' in column close"),
+        ([row(0), row(1, h="98")], HEADER, "line 3: high 98.0 below low 99.0"),
+        ([row(0), f"{row_ms(1) + 1000},100,101,99,100,1"], HEADER, "not aligned to 5m"),
+        ([row(0), row(2), row(1)], HEADER, "line 4: open time"),
+        ([row(0), row(1), row(1)], HEADER, "line 4: duplicate open time"),
+        ([row(0), "", row(1)], HEADER, "line 3: wrong column count"),
+    ],
+    ids=[
+        "header",
+        "extra-column",
+        "missing-column",
+        "non-numeric",
+        "high-below-low",
+        "unaligned",
+        "descending",
+        "duplicate",
+        "blank-line",
+    ],
+)
+def test_malformed_file_names_file_line_and_problem(
+    tmp_path: Path, lines: list[str], header: str, expected: str
+) -> None:
+    write(tmp_path, "binance_BTCUSDT_5m.csv", lines, header=header)
+    with pytest.raises(DataError) as caught:
+        CandleStore.load(tmp_path)
+    message = str(caught.value)
+    assert "binance_BTCUSDT_5m.csv" in message
+    assert expected in message
+
+
+def test_missing_symbol_and_corrupt_gzip_are_data_errors(tmp_path: Path) -> None:
+    write(tmp_path, "binance_BTCUSDT_5m.csv", [row(0)])
+    with pytest.raises(DataError, match="SOLUSDT"):
+        CandleStore.load(tmp_path, symbols=["SOLUSDT"])
+    (tmp_path / "binance_ETHUSDT_5m.csv.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="binance_ETHUSDT_5m.csv.gz"):
+        CandleStore.load(tmp_path)
+
+
+def test_resampling_emits_partial_buckets_and_reports_gaps(tmp_path: Path) -> None:
+    # 5m candles 0..8 with 4..6 missing: 15m bucket 0 full, bucket 1 (3..5) partial, bucket 2 (6..8) partial
+    present = [0, 1, 2, 3, 7, 8]
+    write(
+        tmp_path,
+        "binance_BTCUSDT_5m.csv",
+        [row(i, o=f"{i}.5", h=f"{i + 10}", lo=f"{i}.25", c=f"{i + 1}") for i in present],
+    )
+    store = CandleStore.load(tmp_path)
+    candles = store.closed_candles("BTCUSDT", Timeframe.M15, T0 + timedelta(hours=1), 10)
+    assert candles == [
+        Candle(row_ms(0), Decimal("0.5"), Decimal("12"), Decimal("0.25"), Decimal("3"), Decimal("6")),
+        Candle(row_ms(3), Decimal("3.5"), Decimal("13"), Decimal("3.25"), Decimal("4"), Decimal("2")),
+        Candle(row_ms(6), Decimal("7.5"), Decimal("18"), Decimal("7.25"), Decimal("9"), Decimal("4")),
+    ]
+    assert store.gaps("BTCUSDT", Timeframe.M5) == [Gap(row_ms(4), row_ms(6), 3)]
+    assert store.gaps("BTCUSDT", Timeframe.M15) == []
+    assert store.gaps("BTCUSDT", Timeframe.H1) == []
+
+
+def test_start_end_and_candles_between(tmp_path: Path) -> None:
+    write(tmp_path, "binance_BTCUSDT_5m.csv", [row(i, c=f"{100 + i}") for i in range(12)])
+    store = CandleStore.load(tmp_path, start=utc_from_ms(row_ms(2)), end=utc_from_ms(row_ms(10)))
+    assert store.span("BTCUSDT") == (utc_from_ms(row_ms(2)), utc_from_ms(row_ms(10)))
+    between = store.candles_between("BTCUSDT", Timeframe.M5, row_ms(3), row_ms(5))
+    assert [c.close for c in between] == [Decimal("103"), Decimal("104")]
+    assert len(store.arrays_between("BTCUSDT", Timeframe.M5, row_ms(0), row_ms(99))) == 8
+
+
+def test_resampled_sample_equals_binance_15m_and_1h_candles() -> None:
+    """The bundled 5m sample resampled is exactly Binance's own 15m/1h candles (December 2025, real files)."""
+    resampled = CandleStore.load(SAMPLE_DIR)
+    real = CandleStore.load(REAL_COARSE_DIR)
+    assert set(resampled.symbols()) == {"BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"}
+    until = datetime(2026, 1, 1, tzinfo=UTC)
+    for symbol in real.symbols():
+        for timeframe, count in ((Timeframe.M15, 2976), (Timeframe.H1, 744)):
+            expected = real.closed_candles(symbol, timeframe, until, count)
+            assert len(expected) == count
+            assert resampled.closed_candles(symbol, timeframe, until, count) == expected
+    assert resampled.gaps("BTCUSDT", Timeframe.M5) == []
