@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from app.domain.clock import Clock, ms_from_utc
 from app.domain.errors import (
+    ConfigurationError,
     ExchangeError,
     OrderNotFound,
     OrderRejected,
@@ -201,8 +202,13 @@ class TradingBot:
             await uow.commit()
         for symbol in config.symbols:
             analysis = analyses.get((symbol, config.analyzer))
-            if analysis is not None:
+            if analysis is None:
+                continue
+            try:
                 await self._decide(config, analysis, now, summary)
+            except (ExchangeError, ConfigurationError) as e:
+                log.error("user %s, %s: %s", config.user_id, symbol, e)
+                await self.publish(config.user_id, "error", now, {"symbol": symbol, "message": str(e)})
 
     async def _remaining_rate_limit(self, user_id: int, now: datetime) -> float:
         """Seconds until the user may be analysed again (0 when due)."""

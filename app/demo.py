@@ -1,0 +1,72 @@
+"""The embedded demo: a replayed market at high speed, a demo user who is already trading, printed credentials."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from app.config import Settings
+from app.container import Container
+from app.domain.clock import ReplayClock, WallClock
+from app.domain.values import Timeframe
+
+DEMO_USER = "demo"
+WARM_UP = timedelta(days=7)  # 168 one-hour candles before the first decision
+
+
+def demo_password(var_dir: Path) -> str:
+    path = var_dir / "demo-password.txt"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(9))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def replay_start(container: Container, resume_at: datetime | None) -> datetime:
+    first = min(container.candles.span(s, Timeframe.M5)[0] for s in container.tradable_symbols())
+    start = first + WARM_UP
+    return max(start, resume_at) if resume_at is not None else start
+
+
+async def _latest_market_time(container: Container) -> datetime | None:
+    async with container.uow() as uow:
+        return await uow.analyses.latest_time()
+
+
+async def ensure_demo_user(container: Container, password: str) -> None:
+    async with container.uow() as uow:
+        user = await uow.users.by_username(DEMO_USER)
+        if user is None:
+            now = container.clock.now()
+            user = await uow.users.add(DEMO_USER, "demo@trdbot.local", container.hasher.hash(password), now)
+            await uow.configs.create(dataclasses.replace(container.default_config(user.id), is_active=True), now)
+            await uow.portfolios.create(user.id, container.settings.paper_start_balance, now)
+            await container.open_paper_account(uow, user.id)
+            await uow.commit()
+
+
+class DemoContainer(Container):
+    """A Container whose market clock is set at start, once the database says where the last run stopped."""
+
+    def __init__(self, settings: Settings, speed: float, url: str, password: str) -> None:
+        self._speed, self._url, self._password = speed, url, password
+        super().__init__(settings, clock=WallClock(), run_engine=True)
+
+    async def start(self, migrate: bool = True) -> None:
+        await self.db.migrate()
+        start = replay_start(self, await _latest_market_time(self))
+        clock = ReplayClock(start, self._speed)
+        self.market_clock = clock
+        self.rebind_market_clock(clock)
+        await ensure_demo_user(self, self._password)
+        print(f"\nTRD Bot demo: {self._url}  (market replay from {start:%Y-%m-%d %H:%M} UTC at {self._speed:g}x)")
+        print(f"  log in as  username: {DEMO_USER}   password: {self._password}")
+        print("  or register your own user; Ctrl+C stops.\n", flush=True)
+        await super().start(migrate=False)
+
+
+def build_demo_container(settings: Settings, speed: float, port: int, var_dir: Path = Path("./var")) -> Container:
+    return DemoContainer(settings, speed, f"http://127.0.0.1:{port}/", demo_password(var_dir))
