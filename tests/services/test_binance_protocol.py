@@ -76,7 +76,8 @@ def test_signed_query_builds_the_reference_payload_in_order_with_signature_last(
 
 
 def test_verify_signature_accepts_query_body_split_and_upper_case_hex() -> None:
-    query, body = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC", "quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
+    query = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC"
+    body = "quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
     signature = sign(query + body, REF_SECRET)
     assert verify_signature(query, f"{body}&signature={signature.upper()}", REF_SECRET)
     assert verify_signature(f"{REF_PAYLOAD}&signature={REF_SIGNATURE}", "", REF_SECRET)
@@ -122,7 +123,8 @@ decimals = st.decimals(min_value=0, max_value=10**9, places=8, allow_nan=False, 
 positive = st.decimals(min_value=Decimal("0.00000001"), max_value=10**9, places=8)
 times = st.integers(min_value=0, max_value=4_000_000_000_000).map(utc_from_ms)
 ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1, max_size=36)
-fills = st.builds(Fill, price=positive, qty=positive, commission=decimals, commission_asset=st.sampled_from(["BTC", "USDT", "BNB"]),
+fills = st.builds(Fill, price=positive, qty=positive, commission=decimals,
+                  commission_asset=st.sampled_from(["BTC", "USDT", "BNB"]),
                   trade_id=st.integers(min_value=0, max_value=2**53))
 orders = st.builds(
     Order, symbol=st.sampled_from(["BTCUSDT", "ETHUSDT"]), order_id=st.integers(min_value=0, max_value=2**53),
