@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -301,7 +301,7 @@ class BinanceService:
 
     # ------------------------------------------------------------ order helpers
 
-    async def _recovered(self, unknown: OrderStatusUnknown, lookup: Any) -> Any:
+    async def _recovered(self, unknown: OrderStatusUnknown, lookup: Awaitable[T | None]) -> T:
         try:
             found = await lookup
         except TradingError as e:
