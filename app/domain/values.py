@@ -170,7 +170,8 @@ class OcoOrder:
 
     @property
     def take_profit_leg(self) -> Order:
-        return next(o for o in self.legs if o.type in (OrderType.LIMIT_MAKER, OrderType.TAKE_PROFIT_LIMIT, OrderType.TAKE_PROFIT))
+        take_profit_types = (OrderType.LIMIT_MAKER, OrderType.TAKE_PROFIT_LIMIT, OrderType.TAKE_PROFIT)
+        return next(o for o in self.legs if o.type in take_profit_types)
 
     @property
     def stop_loss_leg(self) -> Order:

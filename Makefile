@@ -1,0 +1,89 @@
+# TRD Bot developer commands. The two that matter: `make demo` and `make test` (see docs/ci.md).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# Stamps live inside the venv: deleting .venv forgets them, editing pyproject.toml reinstalls.
+STAMP_RUN := $(VENV)/.stamp-run
+STAMP_TEST := $(VENV)/.stamp-test
+LINT_PATHS := $(wildcard app tests benchmarks)
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help venv install install-test demo serve test lint typecheck importlint checks pytest \
+        test-sqlite test-postgres pg-start pg-stop clean
+
+help:
+	@echo "make demo          install into $(VENV) and start the demo (DEMO_ARGS=... passes options)"
+	@echo "make test          install test extras, then ruff, mypy, import-linter, pytest on SQLite"
+	@echo "                   and, when TEST_POSTGRES_URL is set, pytest again on PostgreSQL"
+	@echo "make lint | typecheck | importlint | test-sqlite | test-postgres"
+	@echo "make pg-start / pg-stop   throwaway local PostgreSQL (scripts/postgres.sh)"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 needed, got " + sys.version)'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv: $(BIN)/python
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	@touch $@
+
+$(STAMP_TEST): pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[test]'
+	@touch $@ $(STAMP_RUN)
+
+install: $(STAMP_RUN)
+
+install-test: $(STAMP_TEST)
+
+demo: $(STAMP_RUN)
+	$(BIN)/trdbot demo $(DEMO_ARGS)
+
+serve: $(STAMP_RUN)
+	$(BIN)/trdbot serve
+
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check $(LINT_PATHS)
+
+typecheck: $(STAMP_TEST)
+	$(BIN)/mypy app
+
+importlint: $(STAMP_TEST)
+	$(BIN)/lint-imports
+
+# Static checks in a fixed order; the first failure stops make.
+checks: lint typecheck importlint
+
+test-sqlite: $(STAMP_TEST)
+	VENV=$(VENV) scripts/pytest.sh sqlite $(PYTEST_ARGS)
+
+test-postgres: $(STAMP_TEST)
+	VENV=$(VENV) scripts/pytest.sh postgres $(PYTEST_ARGS)
+
+# Sequential on purpose (even under make -j): checks first, then SQLite, then PostgreSQL if configured.
+test: $(STAMP_TEST)
+	@$(MAKE) --no-print-directory checks
+	VENV=$(VENV) scripts/pytest.sh sqlite $(PYTEST_ARGS)
+	@if [ -n "$${TEST_POSTGRES_URL:-}" ]; then \
+		VENV=$(VENV) scripts/pytest.sh postgres $(PYTEST_ARGS); \
+	else \
+		echo "TEST_POSTGRES_URL not set: PostgreSQL run skipped (.ci/run sets it; see docs/ci.md)"; \
+	fi
+
+pytest: test-sqlite
+
+pg-start:
+	scripts/postgres.sh start
+
+pg-stop:
+	scripts/postgres.sh stop
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
