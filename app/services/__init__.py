@@ -1,0 +1,1 @@
+"""Application services: the analysts and, later, the engine that uses them."""
