@@ -19,6 +19,12 @@ TIMEFRAME_ROLES = (
 )
 DEFAULT_MAX_CANDLES = 12
 
+INDICATOR_LEGEND = (
+    "Indicator names: rsi = RSI; macd, macd_signal, macd_hist = MACD; adx, plus_di, minus_di = ADX and DI; "
+    "atr = ATR in price units; bb_upper, bb_middle, bb_lower, bb_pct_b, bb_width = Bollinger Bands; "
+    "stoch_k, stoch_d = Stochastic; obv = On-Balance Volume; ema_N = N-period EMA."
+)
+
 INSTRUCTIONS = """\
 You are a disciplined crypto day trader on a SPOT exchange. Judge only the current market structure above.
 Rules:
@@ -47,6 +53,7 @@ def build_mtf_prompt(features: MarketFeatures, max_candles: int = DEFAULT_MAX_CA
         _header(features),
         _regime_section(features.regime),
         _levels_section(features.levels),
+        INDICATOR_LEGEND,
         *(_timeframe_section(features, tf, role, max_candles) for tf, role in _timeframes(features)),
         INSTRUCTIONS,
         ANSWER_FORMAT,
@@ -90,8 +97,8 @@ def _regime_section(regime: RegimeAnalysis) -> str:
 
 def _levels_section(levels: Iterable[SupportResistance]) -> str:
     lines = [
-        f"- {level.kind} {format_number(level.price)} (touches {level.touches}, strength {format_number(level.strength)})"
-        for level in sorted(levels, key=lambda lv: (lv.price, lv.kind))
+        f"- {lv.kind} {format_number(lv.price)} (touches {lv.touches}, strength {format_number(lv.strength)})"
+        for lv in sorted(levels, key=lambda lv: (lv.price, lv.kind))
     ]
     return "Support/resistance levels:\n" + ("\n".join(lines) if lines else "- none detected")
 

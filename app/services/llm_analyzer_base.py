@@ -186,7 +186,8 @@ class LLMAnalyzerBase:
             prompt_version=PROMPT_VERSION, prompt_hash=prompt_hash(prompt),
         )
         if symbol != features.symbol:
-            return replace(report, signal=Signal.hold("symbol mismatch"), error=f"asked {symbol}, features of {features.symbol}")
+            mismatch = f"asked {symbol}, features of {features.symbol}"
+            return replace(report, signal=Signal.hold(f"symbol mismatch: {mismatch}"), error=mismatch)
         unavailable = self._unavailable_reason()
         if unavailable:
             return await self._fallback_report(report, features, unavailable)

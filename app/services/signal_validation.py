@@ -33,9 +33,11 @@ class GeminiSignal(BaseModel):
 def strict_json_schema() -> dict[str, object]:
     """GeminiSignal as a JSON schema with every field required and nothing extra (OpenAI's strict mode)."""
     schema = GeminiSignal.model_json_schema()
-    schema["required"] = list(schema["properties"])  # type: ignore[call-overload]
-    schema["additionalProperties"] = False
-    return schema
+    properties = {
+        name: {k: v for k, v in spec.items() if k not in ("default", "title")}  # strict mode rejects defaults
+        for name, spec in schema["properties"].items()
+    }
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
 def parse_answer(text: str | None) -> GeminiSignal | str:

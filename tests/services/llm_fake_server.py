@@ -21,6 +21,7 @@ class Reply:
     status: int = 200
     body: Any = None  # dict -> JSON, str -> sent as is
     delay_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,8 +46,8 @@ class ScriptedServer:
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._httpd.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def add(self, *replies: Reply) -> ScriptedServer:
         self.replies.extend(replies)
@@ -82,6 +83,8 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             try:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload.encode())))
                 self.end_headers()
                 self.wfile.write(payload.encode())
@@ -123,8 +126,9 @@ def chat_ok(content: str | None, prompt_tokens: int = 900, completion_tokens: in
                                  "total_tokens": prompt_tokens + completion_tokens}})
 
 
-def chat_error(status: int, message: str = "fake error") -> Reply:
-    return Reply(status, {"error": {"message": message, "type": "server_error", "code": status}})
+def chat_error(status: int, message: str = "fake error", retry_after: str | None = None) -> Reply:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    return Reply(status, {"error": {"message": message, "type": "server_error", "code": status}}, headers=headers)
 
 
 def answer(signal: str = "buy", confidence: Any = 82, entry: Any = 65000.0, stop: Any = 64350.0,
@@ -158,7 +162,8 @@ class FixedAnalyst:
     name = "rules"
 
     def __init__(self, signal: Signal | None = None) -> None:
-        self.signal = signal or Signal(SignalType.BUY, 77, Decimal("65000"), Decimal("64000"), Decimal("67000"), "rules")
+        levels = (Decimal("65000"), Decimal("64000"), Decimal("67000"))
+        self.signal = signal or Signal(SignalType.BUY, 77, *levels, reasoning="rules")
         self.calls = 0
 
     async def analyze(self, features: MarketFeatures) -> Signal:

@@ -50,7 +50,7 @@ async def test_good_answer_is_parsed_and_costed() -> None:
     assert report.latency_ms >= 50  # the server waited 50 ms before answering
     assert report.analyzer == "gemini" and report.model == MODEL and report.prompt_version == PROMPT_VERSION
     assert report.raw_response == answer()
-    assert report.prompt_hash == hashlib.sha256(report.prompt.encode()).hexdigest()
+    assert report.prompt and report.prompt_hash == hashlib.sha256(report.prompt.encode()).hexdigest()
 
 
 @pytest.mark.asyncio
