@@ -66,15 +66,20 @@ class GeminiAnalyzer(LLMAnalyzerBase):
         *,
         retry_base_delay_s: float = 1.0,
         retry_max_delay_s: float = 30.0,
+        thinking_budget: int | None = None,
+        prices_usd_per_m: tuple[Decimal, Decimal] | None = None,
     ) -> None:
+        """`thinking_budget` caps 2.5-series thinking (billed as output; 0 turns it off, None is the model's
+        default). `prices_usd_per_m` (input, output) overrides the price table for models it does not know."""
         super().__init__(
             model=model, clock=clock, timeout_s=timeout_s, max_retries=max_retries, breaker=breaker,
             fallback=fallback, max_entry_deviation_pct=max_entry_deviation_pct,
             retry_base_delay_s=retry_base_delay_s, retry_max_delay_s=retry_max_delay_s,
         )
         self._client = client
-        prices = GEMINI_PRICES_USD_PER_M.get(model.removeprefix("models/"))
-        if prices:
+        self._thinking_budget = thinking_budget
+        prices = prices_usd_per_m or GEMINI_PRICES_USD_PER_M.get(model.removeprefix("models/"))
+        if prices:  # an unknown model without an override is costed at zero rather than guessed
             self.input_price_per_m, self.output_price_per_m = prices
 
     @property
@@ -83,10 +88,13 @@ class GeminiAnalyzer(LLMAnalyzerBase):
 
     async def _request(self, prompt: str) -> LLMAnswer:
         assert self._client is not None  # checked by configured before any call
+        budget = self._thinking_budget
+        thinking = None if budget is None else types.ThinkingConfig(thinking_budget=budget)
         config = types.GenerateContentConfig(
-            temperature=0,
+            temperature=0,  # the same prompt should get the same answer as far as the model allows
             response_mime_type="application/json",
             response_schema=GeminiSignal,
+            thinking_config=thinking,
         )
         try:
             response = await self._client.aio.models.generate_content(model=self.model, contents=prompt, config=config)

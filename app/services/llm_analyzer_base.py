@@ -167,6 +167,18 @@ class LLMAnalyzerBase:
             reason = f"internal error {type(e).__name__}: {e}"
             return AnalystReport(Signal.hold(reason), self.name, model=self.model, error=reason)
 
+    def status(self) -> dict[str, object]:
+        """What the status endpoint shows: which analyst, whether it can be called, and what applies if not."""
+        return {
+            "analyzer": self.name,
+            "model": self.model,
+            "configured": self.configured,
+            "breaker": self.breaker.state.value,
+            "breaker_open_until": self.breaker.open_until,
+            "consecutive_failures": self.breaker.consecutive_failures,
+            "fallback": self.fallback.name if self.fallback is not None else "hold",
+        }
+
     def _generate_mtf_prompt(self, features: MarketFeatures) -> str:
         return build_mtf_prompt(features)
 

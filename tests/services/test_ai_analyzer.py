@@ -69,6 +69,18 @@ async def test_request_carries_prompt_schema_and_key_on_the_wire() -> None:
 
 
 @pytest.mark.asyncio
+async def test_thinking_budget_and_price_override() -> None:
+    with ScriptedServer() as server:
+        server.add(gemini_ok(answer(), prompt_tokens=1000, output_tokens=100))
+        analyzer = analyzer_for(server, thinking_budget=0, prices_usd_per_m=(Decimal("1"), Decimal("10")))
+        report = await analyzer.analyze_detailed(make_features())
+
+    thinking = server.requests[0].body["generationConfig"]["thinkingConfig"]
+    assert thinking.get("thinking_budget", thinking.get("thinkingBudget")) == 0
+    assert report.cost_usd == Decimal("0.002")
+
+
+@pytest.mark.asyncio
 async def test_same_features_give_the_same_prompt_hash() -> None:
     with ScriptedServer() as server:
         server.add(gemini_ok(answer()), gemini_ok(answer(signal="hold")))
@@ -152,6 +164,7 @@ async def test_503_until_the_breaker_opens_then_no_more_calls() -> None:
         calls_when_opened = len(server.requests)
         third = await analyzer.analyze_detailed(make_features())
         calls_after_open = len(server.requests)
+        status = analyzer.status()
 
         clock._offset += timedelta(seconds=301)  # cool-down over: one trial call goes out
         server.default = gemini_ok(answer())
@@ -163,8 +176,9 @@ async def test_503_until_the_breaker_opens_then_no_more_calls() -> None:
     assert calls_when_opened == 4 and calls_after_open == 4
     assert third.fallback_used and third.signal == fallback.signal and fallback.calls == 1
     assert third.error and "circuit breaker open" in third.error and third.error.endswith("fallback: rules")
+    assert status["breaker"] == "open" and status["fallback"] == "rules" and status["breaker_open_until"]
     assert fourth.signal.signal == SignalType.BUY and len(server.requests) == 5
-    assert breaker.state == BreakerState.CLOSED
+    assert breaker.state == BreakerState.CLOSED and analyzer.status()["breaker"] == "closed"
 
 
 @pytest.mark.asyncio
