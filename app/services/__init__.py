@@ -1,0 +1,1 @@
+"""Application logic: trading engine services."""
