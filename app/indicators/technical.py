@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import talib
@@ -11,6 +13,16 @@ import talib
 from app.domain.values import Candle
 
 FloatArray = np.ndarray
+
+
+def _raw(name: str) -> Callable[..., Any]:
+    """TA-Lib's compiled function without its pandas/polars wrapper, which costs more than the maths here."""
+    return inspect.unwrap(getattr(talib, name))
+
+
+_RSI, _MACD, _ADX, _PLUS_DI, _MINUS_DI = _raw("RSI"), _raw("MACD"), _raw("ADX"), _raw("PLUS_DI"), _raw("MINUS_DI")
+_ATR, _BBANDS, _STOCH, _OBV, _EMA = _raw("ATR"), _raw("BBANDS"), _raw("STOCH"), _raw("OBV"), _raw("EMA")
+_MAX, _MIN = _raw("MAX"), _raw("MIN")
 
 RSI_PERIOD = 14
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
@@ -31,33 +43,33 @@ def candle_arrays(candles: Sequence[Candle]) -> tuple[FloatArray, FloatArray, Fl
 
 
 def rsi(close: FloatArray, period: int = RSI_PERIOD) -> FloatArray:
-    return talib.RSI(close, timeperiod=period)
+    return _RSI(close, timeperiod=period)
 
 
 def macd(close: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     """MACD line, signal line and histogram."""
-    return talib.MACD(close, fastperiod=MACD_FAST, slowperiod=MACD_SLOW, signalperiod=MACD_SIGNAL)
+    return _MACD(close, fastperiod=MACD_FAST, slowperiod=MACD_SLOW, signalperiod=MACD_SIGNAL)
 
 
 def adx(high: FloatArray, low: FloatArray, close: FloatArray, period: int = ADX_PERIOD) -> FloatArray:
-    return talib.ADX(high, low, close, timeperiod=period)
+    return _ADX(high, low, close, timeperiod=period)
 
 
 def plus_di(high: FloatArray, low: FloatArray, close: FloatArray, period: int = ADX_PERIOD) -> FloatArray:
-    return talib.PLUS_DI(high, low, close, timeperiod=period)
+    return _PLUS_DI(high, low, close, timeperiod=period)
 
 
 def minus_di(high: FloatArray, low: FloatArray, close: FloatArray, period: int = ADX_PERIOD) -> FloatArray:
-    return talib.MINUS_DI(high, low, close, timeperiod=period)
+    return _MINUS_DI(high, low, close, timeperiod=period)
 
 
 def atr(high: FloatArray, low: FloatArray, close: FloatArray, period: int = ATR_PERIOD) -> FloatArray:
-    return talib.ATR(high, low, close, timeperiod=period)
+    return _ATR(high, low, close, timeperiod=period)
 
 
 def bollinger(close: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """Upper, middle, lower band, %b (0 at lower, 1 at upper) and width in % of the middle band."""
-    upper, middle, lower = talib.BBANDS(close, timeperiod=BB_PERIOD, nbdevup=BB_STDDEV, nbdevdn=BB_STDDEV, matype=0)
+    upper, middle, lower = _BBANDS(close, timeperiod=BB_PERIOD, nbdevup=BB_STDDEV, nbdevdn=BB_STDDEV, matype=0)
     span = upper - lower
     with np.errstate(divide="ignore", invalid="ignore"):
         pct_b = np.where(span > 0, (close - lower) / span, 0.5)
@@ -67,18 +79,27 @@ def bollinger(close: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, Fl
 
 def stochastic(high: FloatArray, low: FloatArray, close: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Slow stochastic %K and %D (14, 3, 3, simple averages)."""
-    return talib.STOCH(
+    return _STOCH(
         high, low, close, fastk_period=STOCH_K, slowk_period=STOCH_SLOW_K, slowk_matype=0,
         slowd_period=STOCH_D, slowd_matype=0,
     )
 
 
 def obv(close: FloatArray, volume: FloatArray) -> FloatArray:
-    return talib.OBV(close, volume)
+    return _OBV(close, volume)
 
 
 def ema(close: FloatArray, period: int) -> FloatArray:
-    return talib.EMA(close, timeperiod=period)
+    return _EMA(close, timeperiod=period)
+
+
+def rolling_max(values: FloatArray, window: int) -> FloatArray:
+    """Maximum of the trailing `window` values (NaN until the window is full)."""
+    return _MAX(values, timeperiod=window)
+
+
+def rolling_min(values: FloatArray, window: int) -> FloatArray:
+    return _MIN(values, timeperiod=window)
 
 
 def _put(out: dict[str, float], name: str, series: FloatArray) -> None:
@@ -125,10 +146,19 @@ def _volatility_indicators(out: dict[str, float], high: FloatArray, low: FloatAr
         if "atr" in out and close[-1] > 0:
             out["atr_pct"] = out["atr"] / float(close[-1]) * 100.0
     if n >= BB_PERIOD:
-        upper, middle, lower, pct_b, width = bollinger(close)
-        for name, series in (("bb_upper", upper), ("bb_middle", middle), ("bb_lower", lower),
-                             ("bb_pct_b", pct_b), ("bb_width", width)):
-            _put(out, name, series)
+        upper, middle, lower = _BBANDS(close, timeperiod=BB_PERIOD, nbdevup=BB_STDDEV, nbdevdn=BB_STDDEV, matype=0)
+        _put_bollinger(out, float(upper[-1]), float(middle[-1]), float(lower[-1]), float(close[-1]))
+
+
+def _put_bollinger(out: dict[str, float], upper: float, middle: float, lower: float, close: float) -> None:
+    """The same %b and width as `bollinger`, for the last bar only (whole arrays cost more than the bands)."""
+    if not all(math.isfinite(x) for x in (upper, middle, lower)):
+        return
+    out.update(bb_upper=upper, bb_middle=middle, bb_lower=lower)
+    span = upper - lower
+    out["bb_pct_b"] = (close - lower) / span if span > 0 else 0.5
+    if middle != 0:
+        out["bb_width"] = span / middle * 100.0
 
 
 def latest_indicators(

@@ -9,7 +9,6 @@ from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from app.domain.risk import RiskLimits, UserRiskContext
 from app.domain.values import (
@@ -24,6 +23,7 @@ from app.domain.values import (
     SupportResistance,
     SymbolRules,
 )
+from app.indicators.technical import rolling_max, rolling_min
 from app.services.service_constants import PIVOT_WINDOW, AssetProfile, asset_profile
 
 HUNDRED = Decimal("100")
@@ -74,47 +74,42 @@ class RiskManager:
         n = len(high)
         if n < 2 * w + 1 or len(low) != n:
             return np.empty(0), np.empty(0, dtype=np.int64)
-        window_high = sliding_window_view(high, 2 * w + 1).max(axis=1)
-        window_low = sliding_window_view(low, 2 * w + 1).min(axis=1)
-        tops = np.nonzero(high[w : n - w] >= window_high)[0] + w
-        bottoms = np.nonzero(low[w : n - w] <= window_low)[0] + w
+        # the trailing window ending at bar i + w is centred on bar i
+        tops = np.nonzero(high[w : n - w] >= rolling_max(high, 2 * w + 1)[2 * w :])[0] + w
+        bottoms = np.nonzero(low[w : n - w] <= rolling_min(low, 2 * w + 1)[2 * w :])[0] + w
         return np.concatenate((high[tops], low[bottoms])), np.concatenate((tops, bottoms))
 
     @staticmethod
     def _cluster(prices: np.ndarray, threshold: float) -> list[float]:
         """Group sorted pivot prices that lie within the threshold of the group's first price; mean of each."""
-        ordered = np.sort(prices)
+        ordered = sorted(prices.tolist())
         levels: list[float] = []
-        start = 0
-        for i in range(1, len(ordered) + 1):
-            if i == len(ordered) or ordered[i] > ordered[start] * (1.0 + threshold):
-                levels.append(float(ordered[start:i].mean()))
-                start = i
+        group = [ordered[0]]
+        for price in ordered[1:]:
+            if price > group[0] * (1.0 + threshold):
+                levels.append(sum(group) / len(group))
+                group = []
+            group.append(price)
+        levels.append(sum(group) / len(group))
         return levels
 
     @staticmethod
     def _score_levels(
         levels: np.ndarray, high: np.ndarray, low: np.ndarray, threshold: float, price: float
     ) -> tuple[SupportResistance, ...]:
-        tolerance = levels[:, None] * threshold
-        near = (np.abs(high[None, :] - levels[:, None]) <= tolerance) | (
-            np.abs(low[None, :] - levels[:, None]) <= tolerance
-        )
+        column = levels[:, None]
+        tolerance = column * threshold
+        near = (np.abs(high - column) <= tolerance) | (np.abs(low - column) <= tolerance)
         touches = near.sum(axis=1)
         n = near.shape[1]
-        last_touch = np.where(touches > 0, n - 1 - np.argmax(near[:, ::-1], axis=1), 0)
-        recency = last_touch / max(n - 1, 1)
-        strength = np.minimum(touches / 6.0, 1.0) * 0.7 + recency * 0.3
-        order = np.argsort(np.abs(levels - price), kind="stable")
+        last_touch = n - 1 - np.argmax(near[:, ::-1], axis=1)  # every level is a pivot, so it touches itself
+        strength = np.minimum(touches / 6.0, 1.0) * 0.7 + last_touch / max(n - 1, 1) * 0.3
+        order = np.argsort(np.abs(levels - price), kind="stable").tolist()
+        prices, counts, strengths = levels.tolist(), touches.tolist(), np.round(strength, 4).tolist()
         return tuple(
-            SupportResistance(
-                price=float(levels[i]),
-                kind="support" if levels[i] < price else "resistance",
-                touches=int(touches[i]),
-                strength=round(float(strength[i]), 4),
-            )
+            SupportResistance(prices[i], "support" if prices[i] < price else "resistance", counts[i], strengths[i])
             for i in order
-            if levels[i] != price
+            if prices[i] != price
         )
 
     # ---- adaptive exits -------------------------------------------------------------------------------------
