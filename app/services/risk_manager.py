@@ -139,12 +139,12 @@ class RiskManager:
         return ExitPlan(stop_loss=stop, take_profit=target, risk_reward=rr, reason=f"{stop_why}; {target_why}")
 
     @staticmethod
-    def _nearest(levels: Sequence[SupportResistance], kind: str, entry: Decimal, direction: Decimal) -> Decimal | None:
-        """The closest level of that kind on the correct side of the entry."""
+    def _nearest(levels: Sequence[SupportResistance], kind: str, entry: Decimal) -> Decimal | None:
+        """The closest level of that kind on its proper side: supports below the entry, resistances above."""
         best: Decimal | None = None
         for level in levels:
             price = _dec(level.price)
-            if level.kind == kind and direction * (price - entry) * (1 if kind == "resistance" else -1) > 0:
+            if level.kind == kind and (price < entry if kind == "support" else price > entry):
                 if best is None or abs(price - entry) < abs(best - entry):
                     best = price
         return best
@@ -153,7 +153,7 @@ class RiskManager:
         self, entry: Decimal, direction: Decimal, levels: Sequence[SupportResistance], kind: str,
         buffer: Decimal, profile: AssetProfile,
     ) -> tuple[Decimal, str]:
-        level = self._nearest(levels, kind, entry, direction)
+        level = self._nearest(levels, kind, entry)
         if level is None:
             raw, why = _pct(2 * buffer, entry), f"no {kind}: stop 2 x ATR buffer away"
         else:
@@ -169,7 +169,7 @@ class RiskManager:
         risk: Decimal, profile: AssetProfile,
     ) -> tuple[Decimal, str]:
         lim = self._limits
-        level = self._nearest(levels, kind, entry, direction)
+        level = self._nearest(levels, kind, entry)
         if level is None:
             raw, why = risk * PREFERRED_RISK_REWARD, f"no {kind}: target at {PREFERRED_RISK_REWARD}R"
         else:
