@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import datetime, time
 from decimal import Decimal
 
-from app.domain.values import TradingMode
+from app.domain.values import SymbolRules, TradingMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +69,17 @@ class TradingConfig:
         if start <= end:
             return start <= now < end
         return now >= start or now < end  # a window across midnight
+
+
+@dataclass(frozen=True, slots=True)
+class UserRiskContext:
+    """What the risk rules need to know about one user at one cycle; the bot counts it from the database."""
+
+    user_id: int
+    config: TradingConfig
+    usdt_balance: Decimal
+    open_symbols: tuple[str, ...]
+    entries_today: int
+    recent_results: tuple[bool, ...]  # closed trades, newest first, True = win
+    rules: SymbolRules
+    cycle_time: datetime

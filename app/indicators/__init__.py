@@ -1,0 +1,1 @@
+"""Pure numeric functions: technical indicators on float arrays."""

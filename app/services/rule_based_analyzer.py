@@ -1,0 +1,114 @@
+"""A deterministic long-only analyst: trend-following entries plus high-confluence bounces off support."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from app.domain.values import MarketFeatures, Signal, SignalType, SupportResistance
+from app.services.market_regime_analyzer import RANGING, TRENDING_UP
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    """The strategy's knobs (defaults tuned on 2025 BTC/ETH data, see benchmarks/approvals_per_day.py)."""
+
+    trend_adx: float = 25.0
+    trend_min_confluence: float = 60.0
+    range_min_confluence: float = 75.0
+    rsi_low: float = 45.0
+    rsi_high: float = 70.0
+    support_proximity_pct: float = 1.0  # a ranging entry needs a support at most this far below the price
+    default_stop_pct: Decimal = Decimal("1.5")
+    default_target_pct: Decimal = Decimal("3")
+
+
+class RuleBasedAnalyzer:
+    """SignalProvider over MarketFeatures; never raises (any error becomes hold with the reason)."""
+
+    name = "rules"
+
+    def __init__(self, settings: RuleSettings | None = None) -> None:
+        self._s = settings or RuleSettings()
+
+    async def analyze(self, features: MarketFeatures) -> Signal:
+        return self.decide(features)
+
+    def decide(self, features: MarketFeatures) -> Signal:
+        """The synchronous core, for backtests that need no event loop."""
+        try:
+            return self._decide(features)
+        except Exception as error:  # untrusted input must degrade to "do nothing", never crash the loop
+            return Signal.hold(f"rules analyzer error: {type(error).__name__}: {error}")
+
+    def _decide(self, f: MarketFeatures) -> Signal:
+        if f.last_price <= 0:
+            return Signal.hold("no usable last price")
+        m15 = f.indicators.get("15m", {})
+        if f.regime.regime == TRENDING_UP:
+            problems = self._trend_problems(f) + self._momentum_problems(m15, float(f.last_price))
+            return self._verdict(f, "trend", problems, self._trend_confidence(f))
+        if f.regime.regime == RANGING and f.regime.trading_allowed:
+            problems = self._range_problems(f) + self._momentum_problems(m15, float(f.last_price))
+            return self._verdict(f, "range", problems, self._range_confidence(f))
+        return Signal.hold(f"no long entry in a {f.regime.regime} market: {f.regime.reason}")
+
+    def _trend_problems(self, f: MarketFeatures) -> list[str]:
+        s, problems = self._s, []
+        if f.regime.adx <= s.trend_adx:
+            problems.append(f"1h ADX {f.regime.adx:.1f} not above {s.trend_adx:g}")
+        if f.confluence < s.trend_min_confluence:
+            problems.append(f"confluence {f.confluence:.1f} below {s.trend_min_confluence:g}")
+        return problems
+
+    def _range_problems(self, f: MarketFeatures) -> list[str]:
+        s, problems = self._s, []
+        if f.confluence < s.range_min_confluence:
+            problems.append(f"confluence {f.confluence:.1f} below {s.range_min_confluence:g} for a ranging market")
+        support = _nearest(f.levels, "support")
+        price = float(f.last_price)
+        if support is None or (price - support.price) / price * 100 > s.support_proximity_pct:
+            problems.append(f"no support within {s.support_proximity_pct:g}% below the price")
+        return problems
+
+    def _momentum_problems(self, m15: Mapping[str, float], price: float) -> list[str]:
+        s, problems = self._s, []
+        if not all(k in m15 for k in ("rsi", "macd_hist", "ema_21")):
+            return ["15m indicators incomplete"]
+        if not s.rsi_low <= m15["rsi"] <= s.rsi_high:
+            problems.append(f"15m RSI {m15['rsi']:.1f} outside {s.rsi_low:g}-{s.rsi_high:g}")
+        if m15["macd_hist"] <= 0:
+            problems.append(f"15m MACD histogram {m15['macd_hist']:.4g} not positive")
+        if price <= m15["ema_21"]:
+            problems.append(f"price {price:g} not above 15m EMA21 {m15['ema_21']:.6g}")
+        return problems
+
+    def _trend_confidence(self, f: MarketFeatures) -> int:
+        adx_bonus = min(max(f.regime.adx - self._s.trend_adx, 0.0), 20.0) * 0.5
+        return _bounded(50.0 + 0.35 * f.confluence + adx_bonus)
+
+    def _range_confidence(self, f: MarketFeatures) -> int:
+        support = _nearest(f.levels, "support")
+        strength = support.strength if support else 0.0
+        return _bounded(45.0 + 0.3 * f.confluence + 10.0 * strength)
+
+    def _verdict(self, f: MarketFeatures, setup: str, problems: list[str], confidence: int) -> Signal:
+        if problems:
+            return Signal.hold(f"{setup} setup not confirmed: " + "; ".join(problems))
+        entry = f.last_price
+        support, resistance = _nearest(f.levels, "support"), _nearest(f.levels, "resistance")
+        stop = Decimal(repr(support.price)) if support else entry * (1 - self._s.default_stop_pct / 100)
+        target = Decimal(repr(resistance.price)) if resistance else entry * (1 + self._s.default_target_pct / 100)
+        reasoning = (f"{setup} long: regime {f.regime.regime} (ADX {f.regime.adx:.1f}), "
+                     f"confluence {f.confluence:.1f}, 15m momentum confirms")
+        return Signal(SignalType.BUY, confidence, entry, stop, target, reasoning)
+
+
+def _nearest(levels: tuple[SupportResistance, ...], kind: str) -> SupportResistance | None:
+    """Levels come sorted by distance, so the first of a kind is the nearest."""
+    return next((level for level in levels if level.kind == kind), None)
+
+
+def _bounded(value: float) -> int:
+    return int(min(max(round(value), 0), 100))

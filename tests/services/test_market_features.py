@@ -1,0 +1,106 @@
+"""Feature building (with and without the array cache) and the multi-timeframe confluence score."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+from analysis_builders import CYCLE, candles_from_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.domain.risk import RiskLimits
+from app.services.market_features import MarketFeatureBuilder, build_market_features, calculate_mtf_confluence
+from app.services.market_regime_analyzer import MarketRegimeAnalyzer
+from app.services.risk_manager import RiskManager
+
+BULL = {"close": 110.0, "ema_9": 108.0, "ema_21": 105.0, "ema_50": 100.0, "rsi": 65.0, "macd_hist": 0.5,
+        "adx": 40.0, "plus_di": 30.0, "minus_di": 10.0}
+BEAR = {"close": 90.0, "ema_9": 92.0, "ema_21": 95.0, "ema_50": 100.0, "rsi": 35.0, "macd_hist": -0.5,
+        "adx": 40.0, "plus_di": 10.0, "minus_di": 30.0}
+TIMEFRAMES = ("5m", "15m", "1h")
+
+
+def test_confluence_bounds() -> None:
+    assert calculate_mtf_confluence({}) == 0.0
+    assert calculate_mtf_confluence({tf: BEAR for tf in TIMEFRAMES}) == 0.0
+    assert calculate_mtf_confluence({tf: BULL for tf in TIMEFRAMES}) == 100.0
+
+
+def test_confluence_rises_as_each_timeframe_turns_bullish() -> None:
+    scores = []
+    state = {tf: BEAR for tf in TIMEFRAMES}
+    scores.append(calculate_mtf_confluence(state))
+    for tf in TIMEFRAMES:
+        state = {**state, tf: BULL}
+        scores.append(calculate_mtf_confluence(state))
+    assert scores == sorted(scores) and len(set(scores)) == 4
+
+
+def test_one_hour_weighs_most() -> None:
+    only_1h = calculate_mtf_confluence({"1h": BULL, "15m": BEAR, "5m": BEAR})
+    only_5m = calculate_mtf_confluence({"1h": BEAR, "15m": BEAR, "5m": BULL})
+    assert only_1h > only_5m
+
+
+def test_strong_downtrend_adx_adds_nothing() -> None:
+    weak = {**BULL, "adx": 10.0}
+    strong_down = {**BULL, "plus_di": 5.0, "minus_di": 40.0}
+    assert calculate_mtf_confluence({"1h": weak}) == calculate_mtf_confluence({"1h": strong_down})
+
+
+indicator_values = st.fixed_dictionaries({
+    "close": st.floats(1, 1000), "ema_9": st.floats(1, 1000), "ema_21": st.floats(1, 1000),
+    "ema_50": st.floats(1, 1000), "rsi": st.floats(0, 100), "macd_hist": st.floats(-10, 10),
+    "adx": st.floats(0, 100), "plus_di": st.floats(0, 100), "minus_di": st.floats(0, 100),
+})
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(TIMEFRAMES), indicator_values))
+def test_confluence_is_always_between_0_and_100(indicators) -> None:
+    assert 0.0 <= calculate_mtf_confluence(indicators) <= 100.0
+
+
+def series(n: int, step_ms: int, drift: float, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(drift, 0.003, n)))
+    return candles_from_close(close, start_ms=1_700_000_000_000 - n * step_ms, step_ms=step_ms)
+
+
+def components() -> tuple[MarketRegimeAnalyzer, RiskManager]:
+    return MarketRegimeAnalyzer(), RiskManager(RiskLimits())
+
+
+def test_build_market_features_fills_every_part() -> None:
+    c5, c15, c1h = series(288, 300_000, 0.0002, 1), series(100, 900_000, 0.0004, 2), series(168, 3_600_000, 0.001, 3)
+    features = build_market_features("BTCUSDT", CYCLE, c5, c15, c1h, *components())
+    assert features.last_price == c5[-1].close
+    assert set(features.indicators) == {"5m", "15m", "1h"}
+    assert {"rsi", "macd_hist", "adx", "atr", "ema_200", "bb_pct_b", "stoch_k", "obv"} <= set(features.indicators["5m"])
+    assert "ema_200" not in features.indicators["15m"]  # only 100 candles
+    assert features.regime.regime in {"trending_up", "trending_down", "ranging", "volatile"}
+    assert 0 <= features.confluence <= 100
+    assert {tf: len(c) for tf, c in features.recent.items()} == {"5m": 5, "15m": 5, "1h": 5}
+    assert features.levels and all((lv.kind == "support") == (lv.price < float(features.last_price))
+                                   for lv in features.levels)
+
+
+def test_cached_builder_matches_fresh_builds_on_sliding_and_jumping_windows() -> None:
+    c5 = series(400, 300_000, 0.0, 4)
+    c15, c1h = series(100, 900_000, 0.0, 5), series(168, 3_600_000, 0.0, 6)
+    builder = MarketFeatureBuilder(*components())
+    for end in [288, 289, 290, 300, 300, 350, 295, 400]:
+        window = c5[end - 288 : end]
+        cached = builder.build("ETHUSDT", CYCLE, window, c15, c1h)
+        fresh = build_market_features("ETHUSDT", CYCLE, window, c15, c1h, *components())
+        assert cached == fresh
+
+
+def test_empty_candles_give_empty_but_valid_features() -> None:
+    features = build_market_features("BTCUSDT", CYCLE, [], [], [], *components())
+    assert features.last_price == Decimal("0")
+    assert features.indicators == {"5m": {}, "15m": {}, "1h": {}}
+    assert not features.regime.trading_allowed
+    assert features.levels == ()
+    assert features.confluence == 0.0
