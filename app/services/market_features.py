@@ -11,7 +11,7 @@ import numpy as np
 from app.domain.values import ZERO, Candle, MarketFeatures
 from app.indicators.technical import latest_indicators
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.risk_manager import RiskManager
+from app.services.risk_manager import RiskManager, Zone
 from app.services.service_constants import (
     CONFLUENCE_MOMENTUM_WEIGHT,
     CONFLUENCE_STRENGTH_WEIGHT,
@@ -20,6 +20,7 @@ from app.services.service_constants import (
 )
 
 RECENT_CANDLES = 5
+SR_TIMEFRAME = "15m"
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -77,13 +78,25 @@ def _last_price(*series: Sequence[Candle]) -> Decimal:
     return ZERO
 
 
+def window_key(candles: Sequence[Candle]) -> tuple[int, int, int]:
+    """Identifies a window of closed candles: its length and first and last open times."""
+    if not candles:
+        return (0, 0, 0)
+    return (len(candles), candles[0].open_time_ms, candles[-1].open_time_ms)
+
+
 class MarketFeatureBuilder:
-    """Builds MarketFeatures; keep one per engine so its array cache carries over between cycles."""
+    """Builds MarketFeatures; keep one per engine so its caches carry over between cycles.
+
+    Indicators and S/R zones are pure functions of a window of closed candles, so a window seen in the
+    previous cycle (the 1h one for 11 cycles in 12, the 15m one for 2 in 3) is not computed again.
+    """
 
     def __init__(self, regime_analyzer: MarketRegimeAnalyzer, risk_manager: RiskManager) -> None:
         self._regime = regime_analyzer
         self._risk = risk_manager
         self._cache = CandleArrayCache()
+        self._memo: dict[tuple[str, str], tuple[tuple[int, int, int], dict[str, float], tuple[Zone, ...]]] = {}
 
     def build(
         self, symbol: str, now: datetime, candles_5m: Sequence[Candle], candles_15m: Sequence[Candle],
@@ -92,17 +105,27 @@ class MarketFeatureBuilder:
         """Regime from 1h (the 15m ATR can flag a fresh volatility spike), S/R from the 15m swings,
         entry price = the last 5m close."""
         by_tf = {"5m": candles_5m, "15m": candles_15m, "1h": candles_1h}
-        arrays = {tf: self._cache.arrays(symbol, tf, candles) for tf, candles in by_tf.items()}
-        indicators = {tf: latest_indicators(*arrays[tf]) for tf in by_tf}
+        analysed = {tf: self._analyse(symbol, tf, candles) for tf, candles in by_tf.items()}
+        indicators = {tf: dict(values) for tf, (values, _) in analysed.items()}  # copies: the memo stays intact
         last_price = _last_price(candles_5m, candles_15m, candles_1h)
         regime = self._regime.classify_from_indicators(indicators["1h"], symbol=symbol, confirm=indicators["15m"])
-        _, high, low, close, _ = arrays["15m"]
-        levels = self._risk.detect_support_resistance_levels(high, low, close, float(last_price))
         return MarketFeatures(
-            symbol=symbol, time=now, last_price=last_price, indicators=indicators, regime=regime, levels=levels,
+            symbol=symbol, time=now, last_price=last_price, indicators=indicators, regime=regime,
+            levels=self._risk.levels_around(analysed["15m"][1], float(last_price)),
             confluence=calculate_mtf_confluence(indicators),
             recent={tf: tuple(candles[-RECENT_CANDLES:]) for tf, candles in by_tf.items()},
         )
+
+    def _analyse(self, symbol: str, tf: str, candles: Sequence[Candle]) -> tuple[dict[str, float], tuple[Zone, ...]]:
+        key = window_key(candles)
+        hit = self._memo.get((symbol, tf))
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        _open, high, low, close, volume = arrays = self._cache.arrays(symbol, tf, candles)
+        values = latest_indicators(*arrays)
+        zones = self._risk.support_resistance_zones(high, low) if tf == SR_TIMEFRAME else ()
+        self._memo[(symbol, tf)] = (key, values, zones)
+        return values, zones
 
 
 def build_market_features(

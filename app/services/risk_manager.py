@@ -30,6 +30,7 @@ HUNDRED = Decimal("100")
 PREFERRED_RISK_REWARD = Decimal("2")  # target when no resistance is in sight
 RR_QUANTUM = Decimal("0.0001")
 EXIT_ATR_TIMEFRAME = "15m"
+Zone = tuple[float, int, float]  # price, touches, strength
 
 
 def _dec(value: float) -> Decimal:
@@ -62,12 +63,28 @@ class RiskManager:
         A level below the price is a support, above it a resistance (an old resistance that was broken
         now supports); the result is sorted by distance from the price.
         """
-        prices, bars = self._pivots(np.asarray(high, float), np.asarray(low, float))
-        if len(prices) == 0 or current_price <= 0:
+        return self.levels_around(self.support_resistance_zones(high, low), current_price)
+
+    def support_resistance_zones(self, high: np.ndarray, low: np.ndarray) -> tuple[Zone, ...]:
+        """The price-independent part of the detection: (price, touches, strength) per clustered pivot level."""
+        high, low = np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64)
+        prices, _ = self._pivots(high, low)
+        if len(prices) == 0:
             return ()
         threshold = float(self._limits.sr_touch_threshold_pct) / 100.0
         levels = self._cluster(prices, threshold)
-        return self._score_levels(np.asarray(levels), high, low, threshold, float(current_price))
+        return self._score_levels(np.asarray(levels), high, low, threshold)
+
+    @staticmethod
+    def levels_around(zones: Sequence[Zone], current_price: float) -> tuple[SupportResistance, ...]:
+        """Zones below the price are supports, above it resistances, nearest first."""
+        if current_price <= 0:
+            return ()
+        ordered = sorted((z for z in zones if z[0] != current_price), key=lambda z: abs(z[0] - current_price))
+        return tuple(
+            SupportResistance(price, "support" if price < current_price else "resistance", touches, strength)
+            for price, touches, strength in ordered
+        )
 
     def _pivots(self, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         w = self._pivot_window
@@ -94,9 +111,7 @@ class RiskManager:
         return levels
 
     @staticmethod
-    def _score_levels(
-        levels: np.ndarray, high: np.ndarray, low: np.ndarray, threshold: float, price: float
-    ) -> tuple[SupportResistance, ...]:
+    def _score_levels(levels: np.ndarray, high: np.ndarray, low: np.ndarray, threshold: float) -> tuple[Zone, ...]:
         column = levels[:, None]
         tolerance = column * threshold
         near = (np.abs(high - column) <= tolerance) | (np.abs(low - column) <= tolerance)
@@ -104,13 +119,7 @@ class RiskManager:
         n = near.shape[1]
         last_touch = n - 1 - np.argmax(near[:, ::-1], axis=1)  # every level is a pivot, so it touches itself
         strength = np.minimum(touches / 6.0, 1.0) * 0.7 + last_touch / max(n - 1, 1) * 0.3
-        order = np.argsort(np.abs(levels - price), kind="stable").tolist()
-        prices, counts, strengths = levels.tolist(), touches.tolist(), np.round(strength, 4).tolist()
-        return tuple(
-            SupportResistance(prices[i], "support" if prices[i] < price else "resistance", counts[i], strengths[i])
-            for i in order
-            if prices[i] != price
-        )
+        return tuple(zip(levels.tolist(), touches.tolist(), np.round(strength, 4).tolist(), strict=True))
 
     # ---- adaptive exits -------------------------------------------------------------------------------------
 
@@ -282,7 +291,7 @@ class RiskManager:
         if _pct(entry - stop, entry) > lim.max_stop_distance_pct:
             stop = rules.round_price_up(plan.stop_loss)
         target = rules.round_price_up(plan.take_profit)
-        if plan.risk_reward >= lim.min_risk_reward:
+        if plan.risk_reward + RR_QUANTUM >= lim.min_risk_reward:  # the plan's R:R is floored to the quantum
             target = max(target, rules.round_price_up(entry + lim.min_risk_reward * (entry - stop)))
         if _pct(target - entry, entry) > lim.max_target_distance_pct:
             target = rules.round_price_down(plan.take_profit)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
+
 from app.domain.risk import TradingConfig, UserRiskContext
 from app.domain.values import Candle, MarketFeatures, RegimeAnalysis, Signal, SignalType, SupportResistance, SymbolRules
 

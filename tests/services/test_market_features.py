@@ -88,13 +88,14 @@ def test_build_market_features_fills_every_part() -> None:
 
 def test_cached_builder_matches_fresh_builds_on_sliding_and_jumping_windows() -> None:
     c5 = series(400, 300_000, 0.0, 4)
-    c15, c1h = series(100, 900_000, 0.0, 5), series(168, 3_600_000, 0.0, 6)
+    c15, c1h = series(140, 900_000, 0.0, 5), series(168, 3_600_000, 0.0, 6)
     builder = MarketFeatureBuilder(*components())
     for end in [288, 289, 290, 300, 300, 350, 295, 400]:
-        window = c5[end - 288 : end]
-        cached = builder.build("ETHUSDT", CYCLE, window, c15, c1h)
-        fresh = build_market_features("ETHUSDT", CYCLE, window, c15, c1h, *components())
+        window, window_15m = c5[end - 288 : end], c15[end // 10 : end // 10 + 100]
+        cached = builder.build("ETHUSDT", CYCLE, window, window_15m, c1h)
+        fresh = build_market_features("ETHUSDT", CYCLE, window, window_15m, c1h, *components())
         assert cached == fresh
+        cached.indicators["5m"].clear()  # a caller mutating its copy must not touch the cache
 
 
 def test_empty_candles_give_empty_but_valid_features() -> None:

@@ -112,6 +112,17 @@ def test_all_failing_rules_are_reported_together() -> None:
     assert [r.split(" ")[0] for r in reasons] == ["confidence", "open", "already", "daily", "regime"]
 
 
+def test_tick_rounding_keeps_a_minimum_rr_plan_valid() -> None:
+    # a plan clamped to exactly 1.5 R at an awkward price: rounding the stop down must not break the R:R
+    levels = (SupportResistance(6824.06, "support", 2, 0.5), SupportResistance(6842.15, "resistance", 2, 0.5))
+    features = make_features(price="6831.52", levels=levels, atr=49.99)
+    rules = make_rules(step_size=Decimal("0.00001"), min_qty=Decimal("0.00001"))
+    decision = RISK.validate_trade_signal(buy(), features, make_context(rules=rules))
+    assert decision.approved, decision.reasons
+    risk, reward = decision.entry_price - decision.stop_loss, decision.take_profit - decision.entry_price
+    assert reward / risk >= Decimal("1.5")
+
+
 def test_analyst_levels_are_ignored_for_the_final_exits() -> None:
     wild = replace(buy(), stop_loss=Decimal("50"), take_profit=Decimal("500"))
     assert RISK.validate_trade_signal(wild, make_features(), make_context()).stop_loss == Decimal("98.70")
