@@ -14,12 +14,14 @@ from app.config import Settings
 from app.db import Database
 from app.domain.clock import Clock, WallClock
 from app.domain.errors import TradingError
+from app.domain.ports import SignalProvider
 from app.domain.records import EventRecord, TradeRecord, UserAccount
 from app.domain.risk import TradingConfig
-from app.domain.ports import SignalProvider
 from app.domain.values import Balance, ExitReason, TradingState
 from app.repositories import UnitOfWork, UnitOfWorkFactory
 from app.services.market_data import CandleStore
+from app.services.market_features import MarketFeatureBuilder
+from app.services.market_regime_analyzer import MarketRegimeAnalyzer
 from app.services.metrics import Metrics
 from app.services.mock_binance_service import (
     InMemorySimAccountStore,
@@ -27,12 +29,10 @@ from app.services.mock_binance_service import (
     SimAccountState,
     SimulatedMarket,
 )
-from app.services.market_features import MarketFeatureBuilder
-from app.services.market_regime_analyzer import MarketRegimeAnalyzer
 from app.services.risk_manager import RiskManager
 from app.services.rule_based_analyzer import RuleBasedAnalyzer
-from app.services.trading_bot import BotSettings, TradingBot, TradingLoop
 from app.services.security import CredentialCipher, PasswordHasher, TokenService
+from app.services.trading_bot import BotSettings, TradingBot, TradingLoop
 from app.services.websocket_manager import WebSocketManager
 
 

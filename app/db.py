@@ -68,7 +68,7 @@ class Database:
             async with self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
             return True
-        except Exception:  # noqa: BLE001 - health check reports any failure as "down"
+        except Exception:
             return False
 
     async def dispose(self) -> None:

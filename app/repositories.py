@@ -236,7 +236,7 @@ class TradeRepository:
         row = await self.session.get(Trade, trade_id)
         return _trade(row) if row is not None and row.user_id == user_id else None
 
-    async def list(
+    async def page(
         self, user_id: int, status: str | None = None, symbol: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[TradeRecord], int]:
         query = select(Trade).where(Trade.user_id == user_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from fastapi import APIRouter
@@ -28,11 +29,11 @@ async def portfolio(user: CurrentUser, container: ContainerDep) -> PortfolioPubl
     )
 
 
-def equity_curve(start_balance: Decimal, closed: list[TradeRecord]) -> list[tuple[object, Decimal]]:
+def equity_curve(start_balance: Decimal, closed: list[TradeRecord]) -> list[tuple[datetime, Decimal]]:
     equity, points = start_balance, []
     for trade in closed:
         equity += trade.profit_loss or ZERO
-        points.append((trade.closed_at, equity))
+        points.append((trade.closed_at or trade.executed_at, equity))
     return points
 
 
@@ -54,5 +55,5 @@ async def performance(user: CurrentUser, uow: Uow) -> Performance:
         total_trades=stats.total_trades, winning_trades=stats.winning_trades, losing_trades=stats.losing_trades,
         win_rate=stats.win_rate, total_realized_pnl=stats.total_realized_pnl, total_fees=stats.total_fees,
         max_drawdown_pct=max_drawdown_pct(stats.start_balance, [e for _, e in curve]),
-        equity_curve=[EquityPoint(time=t, equity=e) for t, e in curve],  # type: ignore[arg-type]
+        equity_curve=[EquityPoint(time=t, equity=e) for t, e in curve],
     )

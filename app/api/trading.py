@@ -85,7 +85,7 @@ async def stop(user: CurrentUser, container: ContainerDep, uow: Uow) -> ActiveAn
 @router.get("/status", response_model=TradingStatus)
 async def trading_status(user: CurrentUser, container: ContainerDep, uow: Uow) -> TradingStatus:
     config = await uow.configs.get(user.id)
-    now = container.clock.now()
+    now = container.market_clock.now()
     day_start = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
     return TradingStatus(
         is_active=config.is_active, mode=user.mode.value, state=container.engine_state.value,
@@ -132,7 +132,7 @@ async def list_trades(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> TradePage:
-    items, total = await uow.trades.list(user.id, status_.value if status_ else None, symbol, limit, offset)
+    items, total = await uow.trades.page(user.id, status_.value if status_ else None, symbol, limit, offset)
     return TradePage(items=[trade_public(t) for t in items], total=total)
 
 

@@ -7,7 +7,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from app.domain.values import AnalystReport, Balance, Candle, MarketFeatures, OcoOrder, Order, Side, Signal, SymbolRules, Timeframe
+from app.domain.values import (
+    AnalystReport,
+    Balance,
+    Candle,
+    MarketFeatures,
+    OcoOrder,
+    Order,
+    Side,
+    Signal,
+    SymbolRules,
+    Timeframe,
+)
 
 
 class ExchangeAdapter(Protocol):

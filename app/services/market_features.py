@@ -121,7 +121,8 @@ class MarketFeatureBuilder:
         hit = self._memo.get((symbol, tf))
         if hit is not None and hit[0] == key:
             return hit[1], hit[2]
-        _open, high, low, close, volume = arrays = self._cache.arrays(symbol, tf, candles)
+        arrays = self._cache.arrays(symbol, tf, candles)
+        high, low = arrays[1], arrays[2]
         values = latest_indicators(*arrays)
         zones = self._risk.support_resistance_zones(high, low) if tf == SR_TIMEFRAME else ()
         self._memo[(symbol, tf)] = (key, values, zones)

@@ -153,9 +153,10 @@ class RiskManager:
         best: Decimal | None = None
         for level in levels:
             price = _dec(level.price)
-            if level.kind == kind and (price < entry if kind == "support" else price > entry):
-                if best is None or abs(price - entry) < abs(best - entry):
-                    best = price
+            on_its_side = price < entry if kind == "support" else price > entry
+            closer = best is None or abs(price - entry) < abs(best - entry)
+            if level.kind == kind and on_its_side and closer:
+                best = price
         return best
 
     def _stop_distance_pct(

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from app.domain.clock import Clock, ms_from_utc
+from app.domain.clock import Clock, ms_from_utc, utc_from_ms
 from app.domain.errors import (
     ConfigurationError,
     ExchangeError,
@@ -96,7 +96,7 @@ async def analyze_with(provider: SignalProvider, features: MarketFeatures) -> An
             report: AnalystReport = await detailed(features)
             return report
         return AnalystReport(signal=await provider.analyze(features), analyzer=provider.name)
-    except Exception as e:  # noqa: BLE001 - untrusted analyst code degrades to "do nothing"
+    except Exception as e:
         log.exception("analyst %s failed on %s", provider.name, features.symbol)
         return AnalystReport(signal=Signal.hold(f"analyst error: {e}"), analyzer=provider.name, error=str(e))
 
@@ -313,6 +313,7 @@ class TradingBot:
 
     async def _send_entry(self, exchange: ExchangeAdapter, symbol: str, quantity: Decimal, client_id: str,
                           user_id: int, now: datetime) -> Order | None:
+        order: Order | None
         try:
             order = await exchange.place_market_order(symbol, Side.BUY, quantity, client_id)
         except OrderStatusUnknown as e:
@@ -594,7 +595,7 @@ class TradingLoop:
     def _aligned(self, now: datetime) -> datetime:
         """Cycles run on interval boundaries (12:00, 12:05, ...) so every cycle sees freshly closed candles."""
         step = self.interval_s * 1000
-        return now.replace(microsecond=0) - timedelta(milliseconds=ms_from_utc(now) % step) + timedelta(seconds=self.interval_s)
+        return utc_from_ms((ms_from_utc(now) // step + 1) * step)
 
     async def trading_loop(self) -> None:
         while True:
@@ -604,7 +605,7 @@ class TradingLoop:
             started = asyncio.get_running_loop().time()
             try:
                 await self.bot.run_cycle(self.next_cycle_at)
-            except Exception:  # noqa: BLE001 - one bad cycle must not stop the engine
+            except Exception:
                 log.exception("cycle at %s failed", self.next_cycle_at.isoformat())
             if self.observe is not None:
                 self.observe(asyncio.get_running_loop().time() - started)

@@ -48,7 +48,7 @@ class WebSocketManager:
         for socket in list(self.active_connections.get(user_id, ())):
             try:
                 await socket.send_text(message)
-            except Exception:  # noqa: BLE001 - a closed socket must not stop delivery to the others
+            except Exception:
                 log.info("dropping a closed socket of user %s", user_id)
                 self.disconnect(user_id, socket)
         return stored

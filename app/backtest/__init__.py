@@ -1,0 +1,1 @@
+"""Backtests: the live engine on a simulated clock over historical candles (backtest issue)."""

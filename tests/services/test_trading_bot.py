@@ -1,0 +1,167 @@
+"""The engine over real candles on the simulated clock: invariants, determinism, and recovery after a crash."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from app.config import Settings
+from app.container import Container
+from app.domain.clock import SimulatedClock
+from app.domain.records import TradeRecord
+from app.domain.values import ZERO, ExitReason, TradeStatus
+
+START = datetime(2025, 9, 8, tzinfo=UTC)
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
+
+
+async def _engine(
+    settings: Settings, users: int = 2, symbols: tuple[str, ...] = SYMBOLS
+) -> tuple[Container, SimulatedClock, list[int]]:
+    clock = SimulatedClock(START)
+    container = Container(settings, market_clock=clock)
+    ids = []
+    async with container.uow() as uow:
+        for n in range(users):
+            user = await uow.users.add(f"user{n}", f"user{n}@example.com", "hash", clock.now())
+            config = dataclasses.replace(container.default_config(user.id), is_active=True, symbols=symbols)
+            await uow.configs.create(config, clock.now())
+            await uow.portfolios.create(user.id, settings.paper_start_balance, clock.now())
+            await container.open_paper_account(uow, user.id)
+            ids.append(user.id)
+        await uow.commit()
+    return container, clock, ids
+
+
+async def _trades(container: Container, user_id: int) -> list[TradeRecord]:
+    async with container.uow() as uow:
+        items, _ = await uow.trades.page(user_id, limit=500)
+    return sorted(items, key=lambda t: t.id)
+
+
+async def _assert_positions_sane(container: Container, user_id: int) -> None:
+    async with container.uow() as uow:
+        positions = await uow.positions.for_user(user_id)
+    assert len(positions) <= 3
+    assert len({p.symbol for p in positions}) == len(positions)
+    for p in positions:
+        assert p.oco_order_id is not None, f"unprotected position {p}"
+        assert p.stop_loss < p.entry_price < p.take_profit
+
+
+def _assert_trade_within_rules(trade: TradeRecord, limits: Settings) -> None:
+    tick = Decimal("0.01")
+    risk, reward = trade.price - trade.stop_loss, trade.take_profit - trade.price
+    assert reward >= (risk - tick) * limits.min_risk_reward - tick, trade
+    stop_pct = risk * 100 / trade.price
+    target_pct = reward * 100 / trade.price
+    slack = tick * 100 / trade.price
+    assert limits.min_stop_distance_pct - slack <= stop_pct <= limits.max_stop_distance_pct + slack, trade
+    assert limits.min_target_distance_pct - slack <= target_pct <= limits.max_target_distance_pct + slack, trade
+    cap = limits.paper_start_balance * 2 * limits.max_balance_trade_ratio
+    assert trade.amount * trade.price <= cap, trade
+
+
+@pytest.mark.slow
+async def test_two_users_two_weeks_keep_every_invariant(settings: Settings) -> None:
+    container, clock, users = await _engine(settings, symbols=("BTCUSDT", "SOLUSDT"))
+    end = START + timedelta(days=14)
+    while clock.now() < end:
+        clock.advance(timedelta(minutes=5))
+        await container.bot.run_cycle(clock.now())
+        for user_id in users:
+            await _assert_positions_sane(container, user_id)
+    for user_id in users:
+        trades = await _trades(container, user_id)
+        assert len(trades) >= 5, "the engine should trade on two weeks of real candles"
+        per_day = Counter(t.executed_at.date() for t in trades)
+        assert max(per_day.values()) <= settings.daily_trade_limit
+        for trade in trades:
+            _assert_trade_within_rules(trade, settings)
+        closed = [t for t in trades if t.status == TradeStatus.CLOSED]
+        assert {t.exit_reason for t in closed} <= set(ExitReason)
+        assert all(t.profit_loss is not None and t.duration_seconds is not None for t in closed)
+        open_cost = sum((t.amount * t.price for t in trades if t.status == TradeStatus.FILLED), ZERO)
+        realised = sum((t.profit_loss or ZERO for t in closed), ZERO)
+        exchange = await container.exchanges.for_user(user_id)
+        usdt = await exchange.get_account_balance("USDT")
+        assert usdt.total == settings.paper_start_balance + realised - open_cost
+        async with container.uow() as uow:
+            stats = await uow.portfolios.get(user_id)
+        assert stats.total_trades == len(closed) and stats.total_realized_pnl == realised
+    first, second = await _trades(container, users[0]), await _trades(container, users[1])
+    assert [(t.symbol, t.price, t.exit_price) for t in first] == [(t.symbol, t.price, t.exit_price) for t in second]
+    await container.db.dispose()
+
+
+async def _run_days(settings: Settings, days: int) -> list[tuple[object, ...]]:
+    container, clock, users = await _engine(settings, users=1)
+    end = START + timedelta(days=days)
+    while clock.now() < end:
+        clock.advance(timedelta(minutes=5))
+        await container.bot.run_cycle(clock.now())
+    trades = await _trades(container, users[0])
+    await container.db.dispose()
+    return [(t.symbol, t.executed_at, t.amount, t.price, t.exit_reason, t.exit_price, t.profit_loss) for t in trades]
+
+
+async def test_same_inputs_give_the_same_trades(settings: Settings, database_url: str) -> None:
+    from tests.conftest import _delete_rows
+
+    first = await _run_days(settings, 2)
+    await _delete_rows(database_url)
+    second = await _run_days(settings, 2)
+    assert first and first == second
+
+
+class Crash(BaseException):
+    """The process dies: nothing after this line runs."""
+
+
+async def test_crash_between_entry_and_oco_is_protected_on_restart(settings: Settings) -> None:
+    container, clock, users = await _engine(settings, users=1)
+    user_id = users[0]
+    exchange = await container.exchanges.for_user(user_id)
+    real_place_oco = exchange.place_oco_order
+
+    async def die(*args: object, **kwargs: object) -> object:
+        raise Crash
+
+    exchange.place_oco_order = die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        while True:
+            clock.advance(timedelta(minutes=5))
+            await container.bot.run_cycle(clock.now())
+    async with container.uow() as uow:
+        positions = await uow.positions.for_user(user_id)
+    assert len(positions) == 1 and positions[0].oco_order_id is None
+    exchange.place_oco_order = real_place_oco  # type: ignore[method-assign]
+
+    restarted = Container(settings, market_clock=clock)
+    clock.advance(timedelta(minutes=5))
+    await restarted.bot.run_cycle(clock.now())
+    async with restarted.uow() as uow:
+        position = (await uow.positions.for_user(user_id))[0]
+    assert position.oco_order_id is not None
+    oco = await (await restarted.exchanges.for_user(user_id)).get_oco_order_status(position.symbol, position.oco_order_id)
+    assert oco.is_open and oco.stop_loss_leg.orig_qty == position.amount
+    await container.db.dispose()
+    await restarted.db.dispose()
+
+
+async def test_manual_close_books_the_exit(settings: Settings) -> None:
+    container, clock, users = await _engine(settings, users=1)
+    while not (await _trades(container, users[0])):
+        clock.advance(timedelta(minutes=5))
+        await container.bot.run_cycle(clock.now())
+    trade = (await _trades(container, users[0]))[0]
+    closed = await container.bot.close_trade(users[0], trade.id, ExitReason.MANUAL)
+    assert closed.status == TradeStatus.CLOSED and closed.exit_reason == ExitReason.MANUAL
+    assert closed.fees > trade.entry_fee and closed.profit_loss is not None
+    exchange = await container.exchanges.for_user(users[0])
+    assert not await exchange.get_open_oco_orders()
+    await container.db.dispose()
