@@ -32,6 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.config import Settings
     from app.container import Container
+    from app.demo import ReplayContainer
     from app.logging_setup import configure_logging
     from app.main import create_app
 
@@ -41,7 +42,12 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"refusing to start in live mode: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_dir, settings.log_level)
-    uvicorn.run(create_app(Container(settings)), host=args.host, port=args.port, log_level="info")
+    if settings.use_mock_binance:
+        url = f"http://{args.host}:{args.port}/"
+        container: Container = ReplayContainer(settings, settings.replay_speed, url)
+    else:
+        container = Container(settings, run_engine=True)
+    uvicorn.run(create_app(container), host=args.host, port=args.port, log_level="info")
     return 0
 
 

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     binance_base_url: str | None = None
     binance_recv_window_ms: int = Field(5000, ge=1, le=60000)
     market_data_dir: Path | None = None
+    replay_speed: float = Field(1.0, gt=0, le=100000)
     sim_slippage_pct: Decimal = Field(Decimal("0.02"), ge=0, le=5)
     sim_fee_rate: Decimal = Field(Decimal("0.001"), ge=0, le=Decimal("0.01"))
     oco_place_retries: int = Field(3, ge=1, le=10)

@@ -13,12 +13,13 @@ from fastapi.staticfiles import StaticFiles
 from app.config import Settings
 from app.db import Database
 from app.domain.clock import Clock, WallClock
-from app.domain.errors import TradingError
-from app.domain.ports import SignalProvider
+from app.domain.errors import ConfigurationError, TradingError
+from app.domain.ports import ExchangeAdapter, SignalProvider
 from app.domain.records import EventRecord, TradeRecord, UserAccount
 from app.domain.risk import TradingConfig
-from app.domain.values import Balance, ExitReason, TradingState
+from app.domain.values import Balance, ExitReason, TradingMode, TradingState
 from app.repositories import UnitOfWork, UnitOfWorkFactory
+from app.services.binance_service import BinanceService, default_base_url
 from app.services.market_data import CandleStore
 from app.services.market_features import MarketFeatureBuilder
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
@@ -32,7 +33,7 @@ from app.services.mock_binance_service import (
 from app.services.risk_manager import RiskManager
 from app.services.rule_based_analyzer import RuleBasedAnalyzer
 from app.services.security import CredentialCipher, PasswordHasher, TokenService
-from app.services.trading_bot import BotSettings, TradingBot, TradingLoop
+from app.services.trading_bot import BotSettings, ExchangeProvider, TradingBot, TradingLoop
 from app.services.websocket_manager import WebSocketManager
 
 
@@ -53,8 +54,9 @@ class Container:
         self.candles = CandleStore.load(settings.data_dir, symbols=settings.default_symbols)
         self.market_clock: Clock = market_clock or self.clock
         self.market = SimulatedMarket(self.candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
-        self.exchanges = PaperExchanges(self.market, DatabaseSimAccountStore(self.uow, self.market_clock), self.market_clock)
-        self.market_data = MockBinanceService("market-data", self.market, InMemorySimAccountStore(), self.market_clock)
+        self.exchanges: ExchangeProvider
+        self.market_data: ExchangeAdapter
+        self._bind_exchanges(self.market_clock)
         self.bot = build_trading_bot(self)
         self.loop: TradingLoop | None = None
         self.run_engine = run_engine
@@ -75,12 +77,29 @@ class Container:
             position_timeout_minutes=s.position_timeout_minutes, analyzer=s.default_analyzer,
         )
 
+    def _bind_exchanges(self, clock: Clock) -> None:
+        paper = PaperExchanges(self.market, DatabaseSimAccountStore(self.uow, clock), clock)
+        if self.settings.use_mock_binance:
+            self.exchanges = paper
+            self.market_data = MockBinanceService("market-data", self.market, InMemorySimAccountStore(), clock)
+            return
+        s = self.settings
+        self.exchanges = LiveExchanges(self.uow, self.cipher, s.binance_base_url, clock, s.binance_recv_window_ms)
+        public_key = s.binance_api_key.get_secret_value() if s.binance_api_key else ""
+        public_secret = s.binance_secret_key.get_secret_value() if s.binance_secret_key else ""
+        base_url = s.binance_base_url or default_base_url(s.binance_testnet)
+        self.market_data = BinanceService(public_key, public_secret, base_url, clock)
+
     def rebind_market_clock(self, clock: Clock) -> None:
-        """Puts every market-time component on a new clock (the demo learns its start time only at start-up)."""
+        """Puts every market-time component on a new clock (a replay learns its start time only at start-up)."""
         self.market_clock = clock
-        self.exchanges = PaperExchanges(self.market, DatabaseSimAccountStore(self.uow, clock), clock)
-        self.market_data = MockBinanceService("market-data", self.market, InMemorySimAccountStore(), clock)
+        self._bind_exchanges(clock)
         self.bot = build_trading_bot(self)
+
+    def forget_exchange(self, user_id: int) -> None:
+        """A user's keys changed: the next cycle builds a fresh adapter."""
+        if isinstance(self.exchanges, LiveExchanges):
+            self.exchanges.forget(user_id)
 
     def tradable_symbols(self) -> tuple[str, ...]:
         available = set(self.candles.symbols())
@@ -159,6 +178,36 @@ class DatabaseSimAccountStore:
         async with self.uow() as uow:
             await uow.sim_accounts.save(account_id, state.to_dict(), self.clock.now())
             await uow.commit()
+
+
+class LiveExchanges:
+    """One BinanceService per user, built from the user's encrypted keys; testnet or production by the user's mode."""
+
+    def __init__(self, uow: UnitOfWorkFactory, cipher: CredentialCipher, base_url: str | None, clock: Clock,
+                 recv_window_ms: int) -> None:
+        self.uow, self.cipher, self.base_url, self.clock = uow, cipher, base_url, clock
+        self.recv_window_ms = recv_window_ms
+        self._services: dict[int, BinanceService] = {}
+
+    async def for_user(self, user_id: int) -> BinanceService:
+        service = self._services.get(user_id)
+        if service is not None:
+            return service
+        async with self.uow() as uow:
+            credentials = await uow.credentials.get(user_id)
+        if credentials is None:
+            raise ConfigurationError(f"user {user_id} has no exchange keys: PUT /account/exchange-keys first")
+        base_url = self.base_url or default_base_url(credentials.mode != TradingMode.LIVE.value)
+        service = BinanceService(
+            self.cipher.decrypt(credentials.api_key_encrypted), self.cipher.decrypt(credentials.api_secret_encrypted),
+            base_url, self.clock, recv_window_ms=self.recv_window_ms,
+        )
+        self._services[user_id] = service
+        return service
+
+    def forget(self, user_id: int) -> None:
+        """Drop a cached adapter after the user's keys changed."""
+        self._services.pop(user_id, None)
 
 
 class PaperExchanges:

@@ -48,25 +48,27 @@ async def ensure_demo_user(container: Container, password: str) -> None:
             await uow.commit()
 
 
-class DemoContainer(Container):
-    """A Container whose market clock is set at start, once the database says where the last run stopped."""
+class ReplayContainer(Container):
+    """Paper trading on recorded candles: the market clock replays from where the last run stopped.
 
-    def __init__(self, settings: Settings, speed: float, url: str, password: str) -> None:
+    With a password it also keeps a demo user who is already trading.
+    """
+
+    def __init__(self, settings: Settings, speed: float, url: str, password: str | None = None) -> None:
         self._speed, self._url, self._password = speed, url, password
         super().__init__(settings, clock=WallClock(), run_engine=True)
 
     async def start(self, migrate: bool = True) -> None:
         await self.db.migrate()
         start = replay_start(self, await _latest_market_time(self))
-        clock = ReplayClock(start, self._speed)
-        self.market_clock = clock
-        self.rebind_market_clock(clock)
-        await ensure_demo_user(self, self._password)
-        print(f"\nTRD Bot demo: {self._url}  (market replay from {start:%Y-%m-%d %H:%M} UTC at {self._speed:g}x)")
-        print(f"  log in as  username: {DEMO_USER}   password: {self._password}")
-        print("  or register your own user; Ctrl+C stops.\n", flush=True)
+        self.rebind_market_clock(ReplayClock(start, self._speed))
+        print(f"\nTRD Bot: {self._url}  (market replay from {start:%Y-%m-%d %H:%M} UTC at {self._speed:g}x)")
+        if self._password is not None:
+            await ensure_demo_user(self, self._password)
+            print(f"  log in as  username: {DEMO_USER}   password: {self._password}")
+            print("  or register your own user; Ctrl+C stops.\n", flush=True)
         await super().start(migrate=False)
 
 
 def build_demo_container(settings: Settings, speed: float, port: int, var_dir: Path = Path("./var")) -> Container:
-    return DemoContainer(settings, speed, f"http://127.0.0.1:{port}/", demo_password(var_dir))
+    return ReplayContainer(settings, speed, f"http://127.0.0.1:{port}/", demo_password(var_dir))

@@ -336,6 +336,10 @@ class OrderRepository:
             query = query.where(OrderRow.purpose == purpose)
         return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
 
+    async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
+        query = select(OrderRow).where(OrderRow.trade_id == trade_id, OrderRow.purpose == purpose)
+        return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
+
     async def count(self, user_id: int) -> int:
         return await self.session.scalar(select(func.count()).where(OrderRow.user_id == user_id)) or 0
 

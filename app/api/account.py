@@ -24,6 +24,7 @@ async def put_keys(body: ExchangeKeysUpdate, user: CurrentUser, container: Conta
     await uow.credentials.upsert(user.id, key_token, secret_token, masked, body.mode, container.clock.now())
     await uow.users.set_mode(user.id, TradingMode(body.mode))
     await uow.commit()
+    container.forget_exchange(user.id)
     return ExchangeKeysPublic(api_key_masked=masked, mode=body.mode)
 
 
@@ -36,8 +37,9 @@ async def get_keys(user: CurrentUser, uow: Uow) -> ExchangeKeysPublic:
 
 
 @router.delete("/exchange-keys", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_keys(user: CurrentUser, uow: Uow) -> Response:
+async def delete_keys(user: CurrentUser, container: ContainerDep, uow: Uow) -> Response:
     await uow.credentials.delete(user.id)
     await uow.users.set_mode(user.id, TradingMode.PAPER)
     await uow.commit()
+    container.forget_exchange(user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -69,6 +69,7 @@ async def _set_active(container: ContainerDep, uow: Uow, user_id: int, active: b
     config = await uow.configs.get(user_id)
     await uow.configs.save(dataclasses.replace(config, is_active=active), container.clock.now())
     await uow.commit()
+    await container.websockets.publish(user_id, "status", container.market_clock.now(), {"is_active": active})
     return ActiveAnswer(is_active=active)
 
 

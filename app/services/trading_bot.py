@@ -226,6 +226,10 @@ class TradingBot:
         if skip is not None:
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.SKIPPED, [skip], now)
             return
+        await self.publish(config.user_id, "analysis", now, {
+            "symbol": symbol, "signal": signal.signal.value, "confidence": signal.confidence,
+            "regime": analysis.features.regime.regime, "confluence": round(analysis.features.confluence, 2),
+        })
         context = await self._risk_context(config, symbol, now)
         decision = self.risk_manager.validate_trade_signal(signal, analysis.features, context)
         if not decision.approved:
@@ -276,6 +280,7 @@ class TradingBot:
 
     async def _record_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: list[str],
                                now: datetime, trade_id: int | None = None) -> None:
+        log.info("user %s analysis %s: %s %s", user_id, analysis_id, decision.value, "; ".join(reasons))
         async with self.uow() as uow:
             await uow.analyses.add_decision(analysis_id, user_id, decision, reasons, now, trade_id)
             await uow.commit()
@@ -364,8 +369,10 @@ class TradingBot:
         if position is None:
             return False
         rules = await exchange.get_symbol_rules(trade.symbol)
+        async with self.uow() as uow:
+            earlier = len(await uow.orders.for_trade(trade.id, "protect"))
         last_error = ""
-        for attempt in range(1, self.settings.oco_place_retries + 1):
+        for attempt in range(earlier + 1, earlier + self.settings.oco_place_retries + 1):
             list_id = f"{trade.entry_client_order_id}-p{attempt}"
             oco = await self._send_oco(exchange, position, list_id, rules, now)
             if isinstance(oco, OcoOrder):

@@ -12,6 +12,7 @@ import pytest
 from app.config import Settings
 from app.container import Container
 from app.domain.clock import SimulatedClock
+from app.domain.errors import RuleViolation
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, ExitReason, TradeStatus
 
@@ -159,9 +160,15 @@ async def test_manual_close_books_the_exit(settings: Settings) -> None:
         clock.advance(timedelta(minutes=5))
         await container.bot.run_cycle(clock.now())
     trade = (await _trades(container, users[0]))[0]
+    async with container.uow() as uow:
+        protection = (await uow.positions.get(trade.id)).oco_order_id
     closed = await container.bot.close_trade(users[0], trade.id, ExitReason.MANUAL)
     assert closed.status == TradeStatus.CLOSED and closed.exit_reason == ExitReason.MANUAL
     assert closed.fees > trade.entry_fee and closed.profit_loss is not None
     exchange = await container.exchanges.for_user(users[0])
-    assert not await exchange.get_open_oco_orders()
+    assert protection not in {o.list_client_order_id for o in await exchange.get_open_oco_orders()}
+    async with container.uow() as uow:
+        assert await uow.positions.get(trade.id) is None
+    with pytest.raises(RuleViolation):
+        await container.bot.close_trade(users[0], trade.id, ExitReason.MANUAL)
     await container.db.dispose()

@@ -1,0 +1,51 @@
+"""The command line: live mode refuses unsafe settings, the demo keeps its own secrets, migrations run."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from app.cli import _demo_secrets, main
+from app.logging_setup import configure_logging
+
+
+def test_serve_refuses_live_mode_with_default_secrets(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USE_MOCK_BINANCE", "false")
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    monkeypatch.delenv("CREDENTIALS_KEY", raising=False)
+    assert main(["serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "JWT_SECRET" in err and "CREDENTIALS_KEY" in err
+
+
+def test_demo_generates_secrets_once(tmp_path: Path) -> None:
+    first = _demo_secrets(tmp_path)
+    second = _demo_secrets(tmp_path)
+    assert first == second
+    assert len(first["JWT_SECRET"]) >= 32 and first["CREDENTIALS_KEY"]
+    assert (tmp_path / "demo-secrets.env").stat().st_mode & 0o077 == 0
+
+
+def test_db_upgrade_creates_the_schema(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/cli.db")
+    assert main(["db", "upgrade"]) == 0
+    assert (tmp_path / "cli.db").exists()
+    assert "latest migration" in capsys.readouterr().out
+
+
+def test_daily_log_files_are_named_as_the_seed_says(tmp_path: Path) -> None:
+    configure_logging(tmp_path, "INFO")
+    logging.getLogger("trdbot.bot").info("cycle done")
+    logging.getLogger("trdbot.trades").info("ENTRY")
+    logging.getLogger("trdbot.metrics").info("cycle_seconds=0.1")
+    names = sorted(p.name.rsplit("_", 1)[0] for p in tmp_path.glob("*.log"))
+    assert names == ["metrics", "trades", "trading_bot"]
+    trades_file = next(tmp_path.glob("trades_*.log"))
+    assert "ENTRY" in trades_file.read_text()
+    for handler in logging.getLogger("trdbot").handlers:
+        handler.close()
