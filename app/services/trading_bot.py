@@ -45,6 +45,7 @@ from app.services.bookkeeping import entry_fill, exit_fill, net_profit, profit_p
 
 log = logging.getLogger("trdbot.bot")
 trades_log = logging.getLogger("trdbot.trades")
+metrics_log = logging.getLogger("trdbot.metrics")
 
 CANDLES = {Timeframe.M5: 288, Timeframe.M15: 100, Timeframe.H1: 168}
 PENDING_SEND = "PENDING_SEND"
@@ -611,11 +612,16 @@ class TradingLoop:
             await self.clock.sleep((self.next_cycle_at - now).total_seconds())
             started = asyncio.get_running_loop().time()
             try:
-                await self.bot.run_cycle(self.next_cycle_at)
-            except Exception:
+                summary = await self.bot.run_cycle(self.next_cycle_at)
+            except Exception:  # one bad cycle must not stop the engine
                 log.exception("cycle at %s failed", self.next_cycle_at.isoformat())
+                continue
+            elapsed = asyncio.get_running_loop().time() - started
+            metrics_log.info("cycle=%s seconds=%.3f analyses=%d entries=%d exits=%d rejections=%s",
+                             summary.time.isoformat(), elapsed, summary.analyses, summary.entries, summary.exits,
+                             dict(sorted(summary.rejections.items())))
             if self.observe is not None:
-                self.observe(asyncio.get_running_loop().time() - started)
+                self.observe(elapsed)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.trading_loop(), name="trading-loop")
