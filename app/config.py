@@ -53,10 +53,10 @@ class Settings(BaseSettings):
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None
     default_analyzer: Literal["rules", "gemini"] = "rules"
+    gemini_fallback: Literal["hold", "rules"] = "hold"
 
     # Cadence
     trading_interval_seconds: int = Field(300, ge=1)
-    oco_check_interval_seconds: int = Field(300, ge=1)
     user_rate_limit_seconds: int = Field(300, ge=0)
 
     # Risk rules (DESIGN.md section 5)

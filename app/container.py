@@ -19,6 +19,7 @@ from app.domain.records import EventRecord, TradeRecord, UserAccount
 from app.domain.risk import TradingConfig
 from app.domain.values import Balance, ExitReason, TradingMode, TradingState
 from app.repositories import UnitOfWork, UnitOfWorkFactory
+from app.services.ai_analyzer import GeminiAnalyzer, make_gemini_client
 from app.services.binance_service import BinanceService, default_base_url
 from app.services.market_data import CandleStore
 from app.services.market_features import MarketFeatureBuilder
@@ -226,11 +227,22 @@ class PaperExchanges:
         return service
 
 
+def build_gemini_analyzer(container: Container, rules: RuleBasedAnalyzer) -> GeminiAnalyzer:
+    """Gemini on the wall clock (its timeouts and breaker are about real calls); unconfigured means fallback."""
+    s = container.settings
+    key = s.gemini_api_key.get_secret_value() if s.gemini_api_key else None
+    client = make_gemini_client(key, s.gemini_base_url)
+    fallback = rules if s.gemini_fallback == "rules" else None
+    return GeminiAnalyzer(client, s.gemini_model, container.clock, fallback=fallback,
+                          max_entry_deviation_pct=s.max_entry_deviation_pct)
+
+
 def build_trading_bot(container: Container) -> TradingBot:
     limits = container.settings.risk_limits()
     risk_manager = RiskManager(limits)
     features = MarketFeatureBuilder(MarketRegimeAnalyzer(), risk_manager)
-    analysts: dict[str, SignalProvider] = {"rules": RuleBasedAnalyzer()}
+    rules = RuleBasedAnalyzer()
+    analysts: dict[str, SignalProvider] = {"rules": rules, "gemini": build_gemini_analyzer(container, rules)}
     return TradingBot(
         uow=container.uow, exchanges=container.exchanges, market=container.market_data, analysts=analysts,
         build_features=features.build, risk_manager=risk_manager, publish=container.websockets.publish,
