@@ -103,7 +103,8 @@ def _order(row: OrderRow) -> OrderRecord:
     return OrderRecord(
         client_order_id=row.client_order_id, user_id=row.user_id, purpose=row.purpose, symbol=row.symbol,
         side=row.side, type=row.type, quantity=row.quantity, status=row.status, trade_id=row.trade_id,
-        price=row.price, stop_price=row.stop_price, exchange_order_id=row.exchange_order_id,
+        price=row.price, stop_price=row.stop_price, take_profit=row.take_profit, confidence=row.confidence,
+        analysis_id=row.analysis_id, exchange_order_id=row.exchange_order_id,
         executed_qty=row.executed_qty, cumulative_quote_qty=row.cumulative_quote_qty, commission=row.commission,
         commission_asset=row.commission_asset, error=row.error,
     )
@@ -236,6 +237,10 @@ class TradeRepository:
         row = await self.session.get(Trade, trade_id)
         return _trade(row) if row is not None and row.user_id == user_id else None
 
+    async def by_entry(self, entry_client_order_id: str) -> TradeRecord | None:
+        row = await self.session.scalar(select(Trade).where(Trade.entry_client_order_id == entry_client_order_id))
+        return _trade(row) if row is not None else None
+
     async def page(
         self, user_id: int, status: str | None = None, symbol: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[TradeRecord], int]:
@@ -334,6 +339,11 @@ class OrderRepository:
         query = select(OrderRow).where(OrderRow.user_id == user_id, OrderRow.status.in_(statuses))
         if purpose:
             query = query.where(OrderRow.purpose == purpose)
+        return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
+
+    async def unresolved(self, statuses: Sequence[str], purpose: str) -> list[OrderRecord]:
+        """Orders of every user still in one of `statuses` (what a restart must look up)."""
+        query = select(OrderRow).where(OrderRow.status.in_(statuses), OrderRow.purpose == purpose)
         return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
 
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:

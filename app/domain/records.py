@@ -72,6 +72,9 @@ class OrderRecord:
     trade_id: int | None = None
     price: Decimal | None = None
     stop_price: Decimal | None = None
+    take_profit: Decimal | None = None
+    confidence: int | None = None
+    analysis_id: int | None = None
     exchange_order_id: str | None = None
     executed_qty: Decimal = ZERO
     cumulative_quote_qty: Decimal = ZERO

@@ -75,6 +75,9 @@ class OrderRow(Base):
     quantity: Mapped[Decimal] = mapped_column(Money())
     price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     stop_price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    take_profit: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)  # an entry's planned target
+    confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    analysis_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     status: Mapped[str] = mapped_column(String(20))  # PENDING_SEND, then the exchange's status
     exchange_order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     executed_qty: Mapped[Decimal] = mapped_column(Money())

@@ -71,6 +71,17 @@ class BotSettings:
     quote_asset: str = "USDT"
 
 
+@dataclass(frozen=True, slots=True)
+class EntryPlan:
+    """What an entry was meant to be; stored on its order row so a restart can finish it."""
+
+    entry_price: Decimal
+    stop_loss: Decimal
+    take_profit: Decimal
+    confidence: int
+    analysis_id: int | None
+
+
 @dataclass(slots=True)
 class SymbolAnalysis:
     """One symbol's shared work in a cycle: features, the analyst's answer and its decision-log id."""
@@ -133,9 +144,9 @@ class TradingBot:
     async def run_cycle(self, now: datetime) -> CycleSummary:
         """One cycle: monitor exits first, then analyse each symbol once, then decide per user."""
         summary = CycleSummary(now)
-        await self._reconcile(now)
+        unreconciled = await self._reconcile(now)
         summary.exits += await self._check_oco_orders(now)
-        configs = await self._get_active_trading_configs()
+        configs = [c for c in await self._get_active_trading_configs() if c.user_id not in unreconciled]
         analyses = await self._analyze_symbols(configs, now)
         summary.analyses = len(analyses)
         for config in configs:
@@ -296,11 +307,15 @@ class TradingBot:
         await self._write_order(OrderRecord(
             client_order_id=client_id, user_id=user_id, purpose="entry", symbol=symbol, side=Side.BUY.value,
             type="MARKET", quantity=decision.quantity, status=PENDING_SEND, price=decision.entry_price,
+            stop_price=decision.stop_loss, take_profit=decision.take_profit,
+            confidence=analysis.report.signal.confidence, analysis_id=analysis.analysis_id,
         ), now)
         order = await self._send_entry(exchange, symbol, decision.quantity, client_id, user_id, now)
         if order is None or order.executed_qty == 0:
             return None
-        trade = await self._book_entry(config, order, decision, analysis, now)
+        plan = EntryPlan(decision.entry_price, decision.stop_loss, decision.take_profit,
+                         analysis.report.signal.confidence, analysis.analysis_id)
+        trade = await self._book_entry(user_id, order, plan, now)
         await self._protect(exchange, trade, now)
         return trade
 
@@ -341,25 +356,24 @@ class TradingBot:
         except (OrderNotFound, TemporaryExchangeError, OrderStatusUnknown):
             return None
 
-    async def _book_entry(self, config: TradingConfig, order: Order, decision: RiskDecision,
-                          analysis: SymbolAnalysis, now: datetime) -> TradeRecord:
-        exchange = await self.exchanges.for_user(config.user_id)
+    async def _book_entry(self, user_id: int, order: Order, plan: EntryPlan, now: datetime) -> TradeRecord:
+        exchange = await self.exchanges.for_user(user_id)
         rules = await exchange.get_symbol_rules(order.symbol)
         fill = entry_fill(order, rules)
-        stop, target = reanchor(fill.price, decision.entry_price, decision.stop_loss, decision.take_profit, rules)
+        stop, target = reanchor(fill.price, plan.entry_price, plan.stop_loss, plan.take_profit, rules)
         async with self.uow() as uow:
             trade: TradeRecord = await uow.trades.add(TradeRecord(
-                id=0, user_id=config.user_id, symbol=order.symbol, side=Side.BUY.value, status=TradeStatus.FILLED,
+                id=0, user_id=user_id, symbol=order.symbol, side=Side.BUY.value, status=TradeStatus.FILLED,
                 amount=fill.amount, price=fill.price, stop_loss=stop, take_profit=target,
-                ai_signal_confidence=analysis.report.signal.confidence, entry_client_order_id=order.client_order_id,
-                entry_fee=fill.fee_usdt, fees=fill.fee_usdt, executed_at=now, analysis_id=analysis.analysis_id,
+                ai_signal_confidence=plan.confidence, entry_client_order_id=order.client_order_id,
+                entry_fee=fill.fee_usdt, fees=fill.fee_usdt, executed_at=now, analysis_id=plan.analysis_id,
             ))
             await uow.positions.add(PositionRecord(
-                trade.id, config.user_id, order.symbol, rules.round_qty(fill.held), fill.price, stop, target, None, now,
+                trade.id, user_id, order.symbol, rules.round_qty(fill.held), fill.price, stop, target, None, now,
             ))
             await uow.orders.mark(order.client_order_id, order.status.value, now, trade_id=trade.id)
             await uow.commit()
-        trades_log.info("ENTRY user=%s %s qty=%s @ %s stop=%s target=%s", config.user_id, order.symbol,
+        trades_log.info("ENTRY user=%s %s qty=%s @ %s stop=%s target=%s", user_id, order.symbol,
                         fill.amount, fill.price, stop, target)
         return trade
 
@@ -562,13 +576,42 @@ class TradingBot:
         return closed
 
     # ----- reconciliation --------------------------------------------------------------------------------------
-    async def _reconcile(self, now: datetime) -> None:
-        """Finish what a crash interrupted: unknown entries are looked up, unprotected positions protected."""
+    async def _reconcile(self, now: datetime) -> set[int]:
+        """Finish what a crash interrupted; returns the users whose state is still unknown (they do not trade)."""
+        async with self.uow() as uow:
+            pending: list[OrderRecord] = await uow.orders.unresolved([PENDING_SEND, UNKNOWN], "entry")
+        unresolved = set()
+        for order in pending:
+            if not await self._resolve_entry(order, now):
+                unresolved.add(order.user_id)
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.all()
         for position in positions:
-            if position.oco_order_id is None:
+            if position.oco_order_id is None and position.user_id not in unresolved:
                 await self._reprotect(position, now)
+        return unresolved
+
+    async def _resolve_entry(self, row: OrderRecord, now: datetime) -> bool:
+        """An entry sent (or maybe sent) before a crash: book and protect it if it filled, drop it if it never arrived."""
+        exchange = await self.exchanges.for_user(row.user_id)
+        try:
+            order = await exchange.get_order(row.symbol, row.client_order_id)
+        except OrderNotFound:
+            await self._mark_order(row.client_order_id, OrderStatus.REJECTED.value, now, "never reached the exchange")
+            return True
+        except (TemporaryExchangeError, OrderStatusUnknown):
+            return False
+        await self._mark_order(row.client_order_id, order.status.value, now, order=order)
+        async with self.uow() as uow:
+            booked = await uow.trades.by_entry(row.client_order_id)
+        if order.executed_qty == 0 or booked is not None or row.stop_price is None or row.take_profit is None:
+            return True
+        plan = EntryPlan(row.price or order.avg_price, row.stop_price, row.take_profit, row.confidence or 0,
+                         row.analysis_id)
+        trade = await self._book_entry(row.user_id, order, plan, order.transact_time or now)
+        log.warning("adopted entry %s found filled on the exchange after a restart", row.client_order_id)
+        await self._protect(exchange, trade, now)
+        return True
 
     async def _reprotect(self, position: PositionRecord, now: datetime) -> None:
         exchange = await self.exchanges.for_user(position.user_id)

@@ -172,3 +172,52 @@ async def test_manual_close_books_the_exit(settings: Settings) -> None:
     with pytest.raises(RuleViolation):
         await container.bot.close_trade(users[0], trade.id, ExitReason.MANUAL)
     await container.db.dispose()
+
+
+async def _crash_at(settings: Settings, method: str, after_call: bool) -> tuple[Container, SimulatedClock, int]:
+    """Runs cycles until the first call of `method`, then dies just before or just after it reaches the exchange."""
+    container, clock, users = await _engine(settings, users=1)
+    exchange = await container.exchanges.for_user(users[0])
+    real = getattr(exchange, method)
+
+    async def dying(*args: object, **kwargs: object) -> object:
+        if after_call:
+            await real(*args, **kwargs)
+        raise Crash
+
+    setattr(exchange, method, dying)
+    with pytest.raises(Crash):
+        while True:
+            clock.advance(timedelta(minutes=5))
+            await container.bot.run_cycle(clock.now())
+    await container.db.dispose()
+    return Container(settings, market_clock=clock), clock, users[0]
+
+
+@pytest.mark.parametrize(
+    ("method", "after_call"),
+    [("place_market_order", False), ("place_market_order", True), ("place_oco_order", True)],
+    ids=["before-entry-sent", "entry-filled-unrecorded", "oco-placed-unrecorded"],
+)
+async def test_killed_at_each_step_of_an_entry_recovers_on_restart(
+    settings: Settings, method: str, after_call: bool
+) -> None:
+    restarted, clock, user_id = await _crash_at(settings, method, after_call)
+    clock.advance(timedelta(minutes=5))
+    await restarted.bot.run_cycle(clock.now())
+    exchange = await restarted.exchanges.for_user(user_id)
+    state = await exchange.state_snapshot()
+    entries = [o for o in state["orders"] if o["type"] == "MARKET" and o["side"] == "BUY"]
+    assert len({o["client_order_id"] for o in entries}) == len(entries), "an entry was sent twice"
+    trades = await _trades(restarted, user_id)
+    assert len(trades) == len(entries), "every filled entry is booked exactly once"
+    async with restarted.uow() as uow:
+        positions = await uow.positions.for_user(user_id)
+    open_lists = {o.list_client_order_id for o in await exchange.get_open_oco_orders()}
+    assert all(p.oco_order_id in open_lists for p in positions), "a position is without protection"
+    assert len(open_lists) == len(positions), "an orphan protection list is left on the exchange"
+    usdt = await exchange.get_account_balance("USDT")
+    open_cost = sum((t.amount * t.price for t in trades if t.status == TradeStatus.FILLED), ZERO)
+    realised = sum((t.profit_loss or ZERO for t in trades if t.status == TradeStatus.CLOSED), ZERO)
+    assert usdt.total == settings.paper_start_balance + realised - open_cost
+    await restarted.db.dispose()

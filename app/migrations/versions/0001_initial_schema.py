@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 00:12:38.775626
+Create Date: 2026-11-24 00:33:00.620550
 """
 
 from __future__ import annotations
@@ -215,6 +215,9 @@ def upgrade() -> None:
     sa.Column('quantity', app.models.base.Money(precision=38, scale=18), nullable=False),
     sa.Column('price', app.models.base.Money(precision=38, scale=18), nullable=True),
     sa.Column('stop_price', app.models.base.Money(precision=38, scale=18), nullable=True),
+    sa.Column('take_profit', app.models.base.Money(precision=38, scale=18), nullable=True),
+    sa.Column('confidence', sa.Integer(), nullable=True),
+    sa.Column('analysis_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('exchange_order_id', sa.String(length=32), nullable=True),
     sa.Column('executed_qty', app.models.base.Money(precision=38, scale=18), nullable=False),
