@@ -589,7 +589,33 @@ class TradingBot:
         for position in positions:
             if position.oco_order_id is None and position.user_id not in unresolved:
                 await self._reprotect(position, now)
+        for user_id in sorted({p.user_id for p in positions} - unresolved):
+            await self._adopt_strangers(user_id, now)
         return unresolved
+
+    async def _adopt_strangers(self, user_id: int, now: datetime) -> None:
+        """Order lists on the exchange that the bot has no row for: recorded (adopted) and reported, never touched."""
+        exchange = await self.exchanges.for_user(user_id)
+        try:
+            open_lists = await exchange.get_open_oco_orders()
+        except TemporaryExchangeError:
+            return
+        async with self.uow() as uow:
+            known: set[str] = await uow.orders.client_ids(user_id)
+        for oco in open_lists:
+            if oco.list_client_order_id in known:
+                continue
+            leg = oco.stop_loss_leg
+            await self._write_order(OrderRecord(
+                client_order_id=oco.list_client_order_id, user_id=user_id, purpose="adopted", symbol=oco.symbol,
+                side=leg.side.value, type="OCO", quantity=leg.orig_qty, status=oco.list_status.value,
+                price=oco.take_profit_leg.price, stop_price=leg.stop_price,
+            ), now)
+            log.warning("user %s: adopted order list %s that the bot did not place", user_id, oco.list_client_order_id)
+            await self.publish(user_id, "error", now, {
+                "symbol": oco.symbol, "message": f"found order list {oco.list_client_order_id} on the exchange that "
+                "TRD Bot did not place; it is recorded and left alone",
+            })
 
     async def _resolve_entry(self, row: OrderRecord, now: datetime) -> bool:
         """An entry sent (or maybe sent) before a crash: book and protect it if it filled, drop it if it never arrived."""

@@ -221,3 +221,43 @@ async def test_killed_at_each_step_of_an_entry_recovers_on_restart(
     realised = sum((t.profit_loss or ZERO for t in trades if t.status == TradeStatus.CLOSED), ZERO)
     assert usdt.total == settings.paper_start_balance + realised - open_cost
     await restarted.db.dispose()
+
+
+async def test_exits_while_the_bot_was_down_are_booked_at_their_fill_time(settings: Settings) -> None:
+    container, clock, users = await _engine(settings, users=1)
+    while not (await _trades(container, users[0])):
+        clock.advance(timedelta(minutes=5))
+        await container.bot.run_cycle(clock.now())
+    clock.advance(timedelta(hours=7, minutes=55))  # down for almost the whole timeout: no cycles
+    restart = clock.now()
+    await container.bot.run_cycle(restart)
+    closed = [t for t in await _trades(container, users[0]) if t.status == TradeStatus.CLOSED]
+    assert closed, "on real candles at least one bracket finishes within eight hours"
+    for trade in closed:
+        assert trade.exit_reason in (ExitReason.TAKE_PROFIT, ExitReason.STOP_LOSS)
+        assert trade.closed_at is not None and trade.closed_at < restart
+    await container.db.dispose()
+
+
+async def test_a_list_the_bot_did_not_place_is_adopted_and_reported(settings: Settings) -> None:
+    container, clock, users = await _engine(settings, users=1)
+    while not (await _trades(container, users[0])):
+        clock.advance(timedelta(minutes=5))
+        await container.bot.run_cycle(clock.now())
+    exchange = await container.exchanges.for_user(users[0])
+    await exchange.fund("BTC", Decimal("0.01"))
+    price = await exchange.get_symbol_price("BTCUSDT")
+    rules = await exchange.get_symbol_rules("BTCUSDT")
+    await exchange.place_oco_order("BTCUSDT", Decimal("0.01"), rules.round_price_up(price * Decimal("1.1")),
+                                   rules.round_price_down(price * Decimal("0.9")),
+                                   rules.round_price_down(price * Decimal("0.89")), "by-hand-1")
+    clock.advance(timedelta(minutes=5))
+    await container.bot.run_cycle(clock.now())
+    async with container.uow() as uow:
+        adopted = await uow.orders.get("by-hand-1")
+        events = await uow.events.for_user(users[0])
+    assert adopted is not None and adopted.purpose == "adopted"
+    assert any(e.type == "error" and "by-hand-1" in e.data["message"] for e in events)
+    open_lists = {o.list_client_order_id for o in await exchange.get_open_oco_orders()}
+    assert "by-hand-1" in open_lists
+    await container.db.dispose()
