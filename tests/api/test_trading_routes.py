@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
 
+from app.config import Settings
 from app.container import Container
+from app.domain.clock import SimulatedClock
 from app.domain.records import TradeRecord
 from app.domain.values import TradeStatus
+from app.main import create_app
 from tests.conftest import register
 
 
@@ -137,3 +140,43 @@ async def test_health_metrics_and_openapi(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     for path in ("/auth/register", "/trading/close/{trade_id}", "/portfolio/performance", "/account/exchange-keys"):
         assert path in spec["paths"]
+
+
+async def test_portfolio_shows_the_funded_paper_account(client: httpx.AsyncClient) -> None:
+    headers, _ = await register(client)
+    body = (await client.get("/portfolio", headers=headers)).json()
+    assert body == {"balances": [{"asset": "USDT", "free": "10000", "locked": "0"}], "total_value_usdt": "10000",
+                    "mode": "paper"}
+
+
+async def test_positions_close_and_performance_through_the_api(settings: Settings) -> None:
+    clock = SimulatedClock(datetime(2025, 9, 8, tzinfo=UTC))
+    container = Container(settings, market_clock=clock)
+    transport = httpx.ASGITransport(app=create_app(container))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        headers, _ = await register(client)
+        assert (await client.post("/trading/start", headers=headers)).status_code == 200
+        positions: list[dict[str, str]] = []
+        while not positions:
+            clock.advance(timedelta(minutes=5))
+            await container.bot.run_cycle(clock.now())
+            positions = (await client.get("/trading/positions", headers=headers)).json()
+        position = positions[0]
+        assert Decimal(position["current_price"]) > 0 and position["oco_order_id"]
+        expected = (Decimal(position["current_price"]) - Decimal(position["entry_price"])) * Decimal(position["amount"])
+        assert Decimal(position["unrealized_pnl"]) == expected
+        status = (await client.get("/trading/status", headers=headers)).json()
+        assert status["open_positions"] == len(positions) and status["trades_today"] >= 1
+        closed = await client.post(f"/trading/close/{position['trade_id']}", headers=headers)
+        assert closed.status_code == 200, closed.text
+        assert closed.json()["exit_reason"] == "MANUAL" and closed.json()["status"] == "closed"
+        assert (await client.post(f"/trading/close/{position['trade_id']}", headers=headers)).status_code == 409
+        performance = (await client.get("/portfolio/performance", headers=headers)).json()
+        assert performance["total_trades"] == 1
+        assert performance["total_realized_pnl"] == closed.json()["profit_loss"]
+        assert len(performance["equity_curve"]) == 1
+        decisions = (await client.get("/trading/analyses?limit=500", headers=headers)).json()["items"]
+        assert any(d["decision"] == "executed" for d in decisions)
+        portfolio = (await client.get("/portfolio", headers=headers)).json()
+        assert Decimal(portfolio["total_value_usdt"]) > Decimal("9900")
+    await container.db.dispose()
