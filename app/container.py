@@ -97,6 +97,15 @@ class Container:
         self._bind_exchanges(clock)
         self.bot = build_trading_bot(self)
 
+    def analyst_status(self, analyzer: str) -> dict[str, object]:
+        """Which analyst a user gets and whether it can be called now (Gemini's breaker, its fallback)."""
+        provider = self.bot.analysts.get(analyzer)
+        status = getattr(provider, "status", None)
+        if status is None:
+            return {"analyzer": analyzer, "configured": provider is not None}
+        answer: dict[str, object] = status()
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in answer.items()}
+
     def forget_exchange(self, user_id: int) -> None:
         """A user's keys changed: the next cycle builds a fresh adapter."""
         if isinstance(self.exchanges, LiveExchanges):

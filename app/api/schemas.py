@@ -82,6 +82,8 @@ class TradingStatus(BaseModel):
     daily_trade_limit: int
     last_analysis_at: UTC | None
     next_cycle_at: UTC | None
+    analyzer: str
+    analyst: dict[str, object]
 
 
 Analyzer = Literal["rules", "gemini"]

@@ -93,6 +93,7 @@ async def trading_status(user: CurrentUser, container: ContainerDep, uow: Uow) -
         open_positions=len(await uow.positions.for_user(user.id)),
         trades_today=await uow.trades.entries_since(user.id, day_start), daily_trade_limit=config.daily_trade_limit,
         last_analysis_at=await uow.analyses.latest_time(), next_cycle_at=container.next_cycle_at(),
+        analyzer=config.analyzer, analyst=container.analyst_status(config.analyzer),
     )
 
 

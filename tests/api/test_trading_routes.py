@@ -34,6 +34,10 @@ async def test_start_stop_and_status(client: httpx.AsyncClient) -> None:
     status = (await client.get("/trading/status", headers=headers)).json()
     assert status["is_active"] is True
     assert status["open_positions"] == 0 and status["trades_today"] == 0 and status["daily_trade_limit"] == 5
+    assert status["analyzer"] == "rules"
+    await client.put("/trading/config", headers=headers, json={"analyzer": "gemini"})
+    gemini = (await client.get("/trading/status", headers=headers)).json()["analyst"]
+    assert gemini["analyzer"] == "gemini" and gemini["configured"] is False and gemini["fallback"] == "hold"
     assert (await client.post("/trading/stop", headers=headers)).json() == {"is_active": False}
 
 
