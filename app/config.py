@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.domain.risk import RiskLimits
+from app.domain.values import TradingState
 
 DEFAULT_JWT_SECRET = "change-me-in-production"
 KNOWN_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
@@ -34,6 +35,7 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_cost: int = Field(65536, ge=8)
     paper_start_balance: Decimal = Field(Decimal("10000"), gt=0)
+    trading_state: TradingState = TradingState.ACTIVE
 
     # Exchange
     use_mock_binance: bool = True

@@ -51,7 +51,6 @@ class Container:
         self.cipher = CredentialCipher(key)
         self.metrics = Metrics()
         self.websockets = WebSocketManager(self._store_event)
-        self.engine_state = TradingState.ACTIVE
         self.candles = CandleStore.load(settings.data_dir, symbols=settings.default_symbols)
         self.market_clock: Clock = market_clock or self.clock
         self.market = SimulatedMarket(self.candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
@@ -59,6 +58,7 @@ class Container:
         self.market_data: ExchangeAdapter
         self._bind_exchanges(self.market_clock)
         self.bot = build_trading_bot(self)
+        self.bot.state = settings.trading_state
         self.loop: TradingLoop | None = None
         self.run_engine = run_engine
 
@@ -96,6 +96,7 @@ class Container:
         self.market_clock = clock
         self._bind_exchanges(clock)
         self.bot = build_trading_bot(self)
+        self.bot.state = self.settings.trading_state
 
     def analyst_status(self, analyzer: str) -> dict[str, object]:
         """Which analyst a user gets and whether it can be called now (Gemini's breaker, its fallback)."""
@@ -114,6 +115,10 @@ class Container:
     def tradable_symbols(self) -> tuple[str, ...]:
         available = set(self.candles.symbols())
         return tuple(s for s in self.settings.default_symbols if s in available)
+
+    @property
+    def engine_state(self) -> TradingState:
+        return self.bot.state
 
     def next_cycle_at(self) -> datetime | None:
         return self.loop.next_cycle_at if self.loop is not None else None
@@ -255,7 +260,7 @@ def build_trading_bot(container: Container) -> TradingBot:
     return TradingBot(
         uow=container.uow, exchanges=container.exchanges, market=container.market_data, analysts=analysts,
         build_features=features.build, risk_manager=risk_manager, publish=container.websockets.publish,
-        clock=container.market_clock, limits=limits,
+        clock=container.market_clock, limits=limits, metrics=container.metrics,
         settings=BotSettings(
             user_rate_limit_s=container.settings.user_rate_limit_seconds,
             oco_place_retries=container.settings.oco_place_retries,

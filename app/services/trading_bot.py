@@ -40,8 +40,10 @@ from app.domain.values import (
     SignalType,
     Timeframe,
     TradeStatus,
+    TradingState,
 )
 from app.services.bookkeeping import entry_fill, exit_fill, net_profit, profit_pct, reanchor, stop_limit_price
+from app.services.metrics import Metrics
 
 log = logging.getLogger("trdbot.bot")
 trades_log = logging.getLogger("trdbot.trades")
@@ -126,7 +128,7 @@ class TradingBot:
         clock: Clock,
         limits: RiskLimits,
         settings: BotSettings | None = None,
-        on_cycle: Callable[[CycleSummary, float], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.uow = uow
         self.exchanges = exchanges
@@ -138,7 +140,8 @@ class TradingBot:
         self.clock = clock
         self.limits = limits
         self.settings = settings or BotSettings()
-        self.on_cycle = on_cycle
+        self.metrics = metrics or Metrics()
+        self.state = TradingState.ACTIVE
 
     # ----- the cycle -------------------------------------------------------------------------------------------
     async def run_cycle(self, now: datetime) -> CycleSummary:
@@ -146,6 +149,8 @@ class TradingBot:
         summary = CycleSummary(now)
         unreconciled = await self._reconcile(now)
         summary.exits += await self._check_oco_orders(now)
+        if self.state != TradingState.ACTIVE:
+            return summary  # REDUCING and HALTED open nothing; exits and protection above still run
         configs = [c for c in await self._get_active_trading_configs() if c.user_id not in unreconciled]
         analyses = await self._analyze_symbols(configs, now)
         summary.analyses = len(analyses)
@@ -234,8 +239,10 @@ class TradingBot:
 
     async def _decide(self, config: TradingConfig, analysis: SymbolAnalysis, now: datetime, summary: CycleSummary) -> None:
         symbol, signal = analysis.features.symbol, analysis.report.signal
+        outcome = self.metrics.signals.labels(signal=signal.signal.value, outcome=Decision.SKIPPED.value)
         skip = await self._skip_reason(config, symbol, signal, now)
         if skip is not None:
+            outcome.inc()
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.SKIPPED, [skip], now)
             return
         await self.publish(config.user_id, "analysis", now, {
@@ -245,9 +252,11 @@ class TradingBot:
         context = await self._risk_context(config, symbol, now)
         decision = self.risk_manager.validate_trade_signal(signal, analysis.features, context)
         if not decision.approved:
+            self.metrics.signals.labels(signal=signal.signal.value, outcome=Decision.REJECTED.value).inc()
             await self._reject(config.user_id, analysis, decision, now, summary)
             return
         trade = await self._execute_trade(config, symbol, decision, analysis, now)
+        self.metrics.signals.labels(signal=signal.signal.value, outcome="executed" if trade else "failed").inc()
         if trade is not None:
             summary.entries += 1
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.EXECUTED, [], now, trade.id)
@@ -348,6 +357,7 @@ class TradingBot:
             await self.publish(user_id, "error", now, {"symbol": symbol, "message": f"entry not placed: {e}"})
             return None
         await self._mark_order(client_id, order.status.value, now, order=order)
+        self.metrics.orders_placed.labels(type="entry", outcome=order.status.value).inc()
         return order
 
     async def _find_order(self, exchange: ExchangeAdapter, symbol: str, client_id: str) -> Order | None:
@@ -419,6 +429,7 @@ class TradingBot:
             await self._mark_order(list_id, OrderStatus.REJECTED.value, now, str(e))
             return str(e)
         await self._mark_order(list_id, oco.list_status.value, now)
+        self.metrics.orders_placed.labels(type="oco", outcome=oco.list_status.value).inc()
         return oco
 
     async def _protected(self, trade: TradeRecord, position: PositionRecord, oco: OcoOrder, now: datetime) -> None:
@@ -550,6 +561,7 @@ class TradingBot:
             await self.publish(trade.user_id, "error", now, {"trade_id": trade.id, "message": f"exit failed: {e}"})
             return None
         await self._mark_order(client_id, order.status.value, now, order=order)
+        self.metrics.orders_placed.labels(type="exit", outcome=order.status.value).inc()
         return await self._book_exit(position, order, reason, now)
 
     async def _book_exit(self, position: PositionRecord, order: Order, reason: ExitReason,

@@ -62,3 +62,11 @@ def test_migrations_build_every_table_from_an_empty_database(database_url: str, 
         return names
 
     assert set(Base.metadata.tables) | {"alembic_version"} == asyncio.run(tables())
+
+
+async def test_sqlite_runs_in_wal_mode(container: Container) -> None:
+    if not container.db.is_sqlite:
+        pytest.skip("journal modes are SQLite's")
+    async with container.db.engine.connect() as connection:
+        mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
+    assert mode == "wal"

@@ -14,7 +14,7 @@ from app.container import Container
 from app.domain.clock import SimulatedClock
 from app.domain.errors import RuleViolation
 from app.domain.records import TradeRecord
-from app.domain.values import ZERO, ExitReason, TradeStatus
+from app.domain.values import ZERO, ExitReason, TradeStatus, TradingState
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
@@ -260,4 +260,23 @@ async def test_a_list_the_bot_did_not_place_is_adopted_and_reported(settings: Se
     assert any(e.type == "error" and "by-hand-1" in e.data["message"] for e in events)
     open_lists = {o.list_client_order_id for o in await exchange.get_open_oco_orders()}
     assert "by-hand-1" in open_lists
+    await container.db.dispose()
+
+
+async def test_halted_engine_opens_nothing_but_still_closes(settings: Settings) -> None:
+    container, clock, users = await _engine(settings, users=1)
+    while not (await _trades(container, users[0])):
+        clock.advance(timedelta(minutes=5))
+        await container.bot.run_cycle(clock.now())
+    opened = len(await _trades(container, users[0]))
+    container.bot.state = TradingState.HALTED
+    for _ in range(12 * 9):  # nine hours: past the timeout of every open position
+        clock.advance(timedelta(minutes=5))
+        await container.bot.run_cycle(clock.now())
+    trades = await _trades(container, users[0])
+    assert len(trades) == opened
+    assert all(t.status == TradeStatus.CLOSED for t in trades)
+    metrics = container.metrics.render().decode()
+    assert 'trdbot_orders_placed_total{outcome="FILLED",type="entry"}' in metrics
+    assert "trdbot_signals_total{" in metrics
     await container.db.dispose()
