@@ -80,6 +80,33 @@ def _db_upgrade(_: argparse.Namespace) -> int:
     return 0
 
 
+REPLAY_STORE = VAR_DIR / "replay" / "gemini.jsonl"
+
+
+def _decisions_export(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.config import Settings
+    from app.container import export_recorded_answers
+
+    count = asyncio.run(export_recorded_answers(Settings(), Path(args.out), args.symbol))
+    print(f"exported {count} recorded answers to {args.out}")
+    return 0
+
+
+def _decisions_import(args: argparse.Namespace) -> int:
+    from app.domain.errors import DataError
+    from app.services.replay_analyzer import merge_recorded_answers
+
+    try:
+        added, total = merge_recorded_answers(Path(args.store), Path(args.file))
+    except (DataError, OSError) as e:
+        print(f"trdbot: {e}", file=sys.stderr)
+        return 2
+    print(f"imported {added} new recorded answers; the replay store {args.store} holds {total}")
+    return 0
+
+
 def _keygen(_: argparse.Namespace) -> int:
     print(f"JWT_SECRET={secrets.token_urlsafe(48)}")
     print(f"CREDENTIALS_KEY={CredentialCipher.generate_key()}")
@@ -104,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database commands")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply the migrations").set_defaults(run=_db_upgrade)
+
+    decisions = commands.add_parser("decisions", help="recorded LLM answers for replays")
+    decision_commands = decisions.add_subparsers(dest="decisions_command", required=True)
+    export = decision_commands.add_parser("export", help="write the decision log's recorded answers as JSON lines")
+    export.add_argument("--out", required=True)
+    export.add_argument("--symbol", default=None)
+    export.set_defaults(run=_decisions_export)
+    load = decision_commands.add_parser("import", help="merge a file of recorded answers into the replay store")
+    load.add_argument("file")
+    load.add_argument("--store", default=str(REPLAY_STORE))
+    load.set_defaults(run=_decisions_import)
 
     commands.add_parser("keygen", help="print a fresh JWT_SECRET and CREDENTIALS_KEY").set_defaults(run=_keygen)
     return parser

@@ -31,6 +31,7 @@ from app.services.mock_binance_service import (
     SimAccountState,
     SimulatedMarket,
 )
+from app.services.replay_analyzer import RecordedAnswer, write_recorded_answers
 from app.services.risk_manager import RiskManager
 from app.services.rule_based_analyzer import RuleBasedAnalyzer
 from app.services.security import CredentialCipher, PasswordHasher, TokenService
@@ -266,3 +267,16 @@ def build_trading_bot(container: Container) -> TradingBot:
             oco_place_retries=container.settings.oco_place_retries,
         ),
     )
+
+
+async def export_recorded_answers(settings: Settings, out: Path, symbol: str | None = None) -> int:
+    """The decision log's recorded model answers, one per prompt hash, for `trdbot decisions export`."""
+    database = Database(settings.database_url)
+    async with UnitOfWorkFactory(database.sessions)() as uow:
+        records = await uow.analyses.recorded(symbol)
+    await database.dispose()
+    answers = [
+        RecordedAnswer(r.prompt_hash, r.raw_response, r.model, r.symbol, r.created_at.isoformat())
+        for r in records if r.prompt_hash is not None and r.raw_response is not None
+    ]
+    return write_recorded_answers(out, answers)

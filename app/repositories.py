@@ -458,6 +458,13 @@ class AnalysisRepository:
     async def latest_time(self) -> datetime | None:
         return await self.session.scalar(select(func.max(Analysis.created_at)))
 
+    async def recorded(self, symbol: str | None = None) -> list[AnalysisRecord]:
+        """Calls whose raw model answer is stored: what replays and exports need."""
+        query = select(Analysis).where(Analysis.raw_response.is_not(None), Analysis.prompt_hash.is_not(None))
+        if symbol:
+            query = query.where(Analysis.symbol == symbol)
+        return [_analysis(r) for r in await self.session.scalars(query.order_by(Analysis.id))]
+
     async def by_prompt_hash(self, prompt_hash: str) -> AnalysisRecord | None:
         row = await self.session.scalar(
             select(Analysis).where(Analysis.prompt_hash == prompt_hash, Analysis.raw_response.is_not(None))

@@ -49,3 +49,39 @@ def test_daily_log_files_are_named_as_the_seed_says(tmp_path: Path) -> None:
     assert "ENTRY" in trades_file.read_text()
     for handler in logging.getLogger("trdbot").handlers:
         handler.close()
+
+
+async def _record_one_call(container) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from app.domain.records import AnalysisRecord
+
+    async with container.uow() as uow:
+        await uow.analyses.add(AnalysisRecord(
+            symbol="BTCUSDT", created_at=datetime(2025, 9, 1, tzinfo=UTC), analyzer="gemini", signal="hold",
+            confidence=40, reasoning="flat", regime="ranging", confluence_score=Decimal("41.5"),
+            last_price=Decimal("65000"), model="gemini-2.5-flash", prompt="p", prompt_hash="c" * 64,
+            raw_response='{"signal": "hold"}',
+        ))
+        await uow.commit()
+
+
+async def test_decisions_export_then_import_into_the_replay_store(
+    container, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    import asyncio
+
+    from app.services.replay_analyzer import read_recorded_answers
+
+    await _record_one_call(container)
+    monkeypatch.setenv("DATABASE_URL", container.settings.database_url)
+    out, store = tmp_path / "answers.jsonl", tmp_path / "store.jsonl"
+    assert await asyncio.to_thread(main, ["decisions", "export", "--out", str(out)]) == 0
+    assert "exported 1" in capsys.readouterr().out
+    assert main(["decisions", "import", str(out), "--store", str(store)]) == 0
+    (recorded,) = read_recorded_answers(store).values()
+    assert recorded.prompt_hash == "c" * 64 and recorded.raw_response == '{"signal": "hold"}'
+    (tmp_path / "broken.jsonl").write_text("nonsense\n")
+    assert main(["decisions", "import", str(tmp_path / "broken.jsonl"), "--store", str(store)]) == 2
+    assert "line 1" in capsys.readouterr().err
