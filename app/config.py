@@ -54,8 +54,11 @@ class Settings(BaseSettings):
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None
-    default_analyzer: Literal["rules", "gemini"] = "rules"
+    default_analyzer: Literal["rules", "gemini", "openai"] = "rules"
     gemini_fallback: Literal["hold", "rules"] = "hold"
+    openai_base_url: str | None = None
+    openai_model: str = "llama3.1"
+    openai_api_key: SecretStr | None = None
 
     # Cadence
     trading_interval_seconds: int = Field(300, ge=1)

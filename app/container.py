@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -31,6 +32,7 @@ from app.services.mock_binance_service import (
     SimAccountState,
     SimulatedMarket,
 )
+from app.services.openai_compatible_analyzer import OpenAICompatibleAnalyzer
 from app.services.replay_analyzer import RecordedAnswer, write_recorded_answers
 from app.services.risk_manager import RiskManager
 from app.services.rule_based_analyzer import RuleBasedAnalyzer
@@ -252,12 +254,24 @@ def build_gemini_analyzer(container: Container, rules: RuleBasedAnalyzer) -> Gem
                           max_entry_deviation_pct=s.max_entry_deviation_pct)
 
 
+def build_openai_analyzer(container: Container, rules: RuleBasedAnalyzer) -> OpenAICompatibleAnalyzer:
+    """An OpenAI-compatible server (a local Ollama or vLLM) for users who keep market data away from Google."""
+    s = container.settings
+    key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
+    fallback = rules if s.gemini_fallback == "rules" else None
+    http = httpx.AsyncClient() if s.openai_base_url else None
+    return OpenAICompatibleAnalyzer(http, s.openai_base_url, s.openai_model, container.clock, api_key=key,
+                                    fallback=fallback, max_entry_deviation_pct=s.max_entry_deviation_pct)
+
+
 def build_trading_bot(container: Container) -> TradingBot:
     limits = container.settings.risk_limits()
     risk_manager = RiskManager(limits)
     features = MarketFeatureBuilder(MarketRegimeAnalyzer(), risk_manager)
     rules = RuleBasedAnalyzer()
-    analysts: dict[str, SignalProvider] = {"rules": rules, "gemini": build_gemini_analyzer(container, rules)}
+    analysts: dict[str, SignalProvider] = {
+        "rules": rules, "gemini": build_gemini_analyzer(container, rules), "openai": build_openai_analyzer(container, rules),
+    }
     return TradingBot(
         uow=container.uow, exchanges=container.exchanges, market=container.market_data, analysts=analysts,
         build_features=features.build, risk_manager=risk_manager, publish=container.websockets.publish,

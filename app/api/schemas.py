@@ -86,7 +86,7 @@ class TradingStatus(BaseModel):
     analyst: dict[str, object]
 
 
-Analyzer = Literal["rules", "gemini"]
+Analyzer = Literal["rules", "gemini", "openai"]
 
 
 class ConfigPublic(BaseModel):
