@@ -51,8 +51,10 @@ export class PriceChart {
     this.chart = baseChart(document.getElementById("price-chart"));
     this.series = this.chart.addCandlestickSeries({
       upColor: COLORS.up, downColor: COLORS.down, borderVisible: false, wickUpColor: COLORS.up, wickDownColor: COLORS.down,
+      autoscaleInfoProvider: (original) => this.autoscale(original()),
     });
     this.lines = [];
+    this.keepInView = [];
     this.shown = "";
   }
 
@@ -76,7 +78,18 @@ export class PriceChart {
     this.summarise(symbol, timeframe, candles.items, markers, open, levels.items.length);
   }
 
+  /** Widens the price scale so every open position's stop and target line stays on screen. */
+  autoscale(info) {
+    if (!info?.priceRange || !this.keepInView.length) return info;
+    const { minValue, maxValue } = info.priceRange;
+    const priceRange = {
+      minValue: Math.min(minValue, ...this.keepInView), maxValue: Math.max(maxValue, ...this.keepInView),
+    };
+    return { ...info, priceRange };
+  }
+
   drawLines(positions, levels) {
+    this.keepInView = positions.flatMap((p) => [Number(p.stop_loss), Number(p.take_profit)]);
     for (const line of this.lines) this.series.removePriceLine(line);
     const specs = [];
     for (const p of positions) {
