@@ -5,6 +5,7 @@ import { seconds, time, usdt } from "./format.js";
 
 const COLORS = { up: "#26a69a", down: "#ef5350", entry: "#2962ff", level: "#8a8f98", text: "#d1d4dc", grid: "#2a2e39" };
 const MAX_LEVELS = 6;
+const EXIT_LABELS = { TAKE_PROFIT: "TP", STOP_LOSS: "SL", TIMEOUT: "timeout", MANUAL: "manual", EMERGENCY: "emergency" };
 
 function baseChart(container) {
   return createChart(container, {
@@ -39,7 +40,7 @@ function tradeMarkers(trades, barTimes) {
     const exit = t.closed_at ? barAt(barTimes, seconds(t.closed_at)) : null;
     if (exit != null) {
       const color = String(t.profit_loss).startsWith("-") ? COLORS.down : COLORS.up;
-      markers.push({ time: exit, position: "aboveBar", shape: "arrowDown", color, text: `#${t.id} ${t.exit_reason}` });
+      markers.push({ time: exit, position: "aboveBar", shape: "arrowDown", color, text: `#${t.id} ${EXIT_LABELS[t.exit_reason] ?? t.exit_reason}` });
     }
   }
   return markers.sort((a, b) => a.time - b.time);
