@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import JSONResponse
 
-from app.api import account, auth, portfolio, trading
+from app.api import account, auth, market, portfolio, trading
 from app.api.schemas import Health
 from app.config import Settings
 from app.container import Container
@@ -35,7 +35,7 @@ def create_app(container: Container | None = None) -> FastAPI:
 
     app = FastAPI(title="TRD Bot", version="0.1.0", lifespan=lifespan)
     app.state.container = container
-    for router in (auth.router, trading.router, portfolio.router, account.router):
+    for router in (auth.router, trading.router, portfolio.router, account.router, market.router):
         app.include_router(router)
 
     @app.middleware("http")

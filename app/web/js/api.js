@@ -1,0 +1,73 @@
+// The HTTP client: bearer token from the session, JSON in and out, errors as ApiError with the API's detail.
+
+const SESSION_KEY = "trdbot.session";
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : `request failed (${status})`);
+    this.status = status;
+    this.detail = detail;
+  }
+
+  /** 422 details as {field: message}; errors that name no known field go under "_form". */
+  fieldErrors(knownFields) {
+    const errors = {};
+    const items = Array.isArray(this.detail) ? this.detail : [{ loc: [], msg: this.message }];
+    for (const item of items) {
+      const field = (item.loc || []).at(-1);
+      const key = knownFields.includes(field) ? field : "_form";
+      errors[key] = errors[key] ? `${errors[key]}; ${item.msg}` : item.msg;
+    }
+    return errors;
+  }
+}
+
+export const session = {
+  load() {
+    try {
+      return JSON.parse(sessionStorage.getItem(SESSION_KEY));
+    } catch {
+      return null;
+    }
+  },
+  save(value) {
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(value));
+  },
+  clear() {
+    sessionStorage.removeItem(SESSION_KEY);
+  },
+};
+
+export class Api {
+  constructor(onUnauthorized) {
+    this.onUnauthorized = onUnauthorized;
+  }
+
+  get token() {
+    return session.load()?.token;
+  }
+
+  async request(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const data = response.status === 204 ? null : await response.json().catch(() => null);
+    if (response.status === 401 && this.token) this.onUnauthorized();
+    if (!response.ok) throw new ApiError(response.status, data?.detail ?? response.statusText);
+    return data;
+  }
+
+  get(path, query = {}) {
+    const params = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== "" && v != null));
+    return this.request("GET", params.size ? `${path}?${params}` : path);
+  }
+
+  post(path, body) {
+    return this.request("POST", path, body);
+  }
+
+  put(path, body) {
+    return this.request("PUT", path, body);
+  }
+}

@@ -1,0 +1,100 @@
+// The trading config form: sends only the changed fields (PUT is a partial update) and shows 422s per field.
+
+import { ApiError } from "./api.js";
+import { el } from "./format.js";
+
+const asInteger = (v) => (/^-?\d+$/.test(v.trim()) ? Number(v) : v);
+const asDecimalString = (v) => v.trim();
+const asTime = (v) => (v ? v : null);
+
+const FIELDS = [
+  { name: "symbols", label: "Symbols", hint: "comma-separated, e.g. BTCUSDT,ETHUSDT",
+    toApi: (v) => v.split(",").map((s) => s.trim().toUpperCase()).filter(Boolean), fromApi: (v) => v.join(",") },
+  { name: "risk_per_trade_pct", label: "Risk per trade (%)", type: "number", step: "0.1", hint: "0.1 to 2",
+    toApi: asDecimalString },
+  { name: "max_open_positions", label: "Max open positions", type: "number", hint: "1 to 10", toApi: asInteger },
+  { name: "daily_trade_limit", label: "Daily trade limit", type: "number", hint: "1 to 50", toApi: asInteger },
+  { name: "min_signal_confidence", label: "Min signal confidence (%)", type: "number", hint: "50 to 95",
+    toApi: asInteger },
+  { name: "max_balance_trade_ratio", label: "Max balance per trade (ratio)", type: "number", step: "0.01",
+    hint: "above 0, at most 1", toApi: asDecimalString },
+  { name: "trading_hours_start", label: "Trading hours start (UTC)", type: "time", hint: "empty: all day",
+    toApi: asTime },
+  { name: "trading_hours_end", label: "Trading hours end (UTC)", type: "time", hint: "empty: all day", toApi: asTime },
+  { name: "position_timeout_minutes", label: "Position timeout (minutes)", type: "number", hint: "5 to 1440",
+    toApi: asInteger },
+  { name: "analyzer", label: "Analyzer", options: ["rules", "gemini"], toApi: (v) => v },
+];
+const NAMES = FIELDS.map((f) => f.name);
+
+function control(field) {
+  const common = { id: `cfg-${field.name}`, name: field.name,
+    "aria-describedby": `cfg-${field.name}-hint cfg-${field.name}-error` };
+  if (field.options) return el("select", common, ...field.options.map((o) => el("option", { value: o }, o)));
+  return el("input", { ...common, type: field.type || "text", step: field.step, autocomplete: "off" });
+}
+
+export class SettingsForm {
+  constructor(api) {
+    this.api = api;
+    this.form = document.getElementById("settings-form");
+    this.config = null;
+    const rows = FIELDS.map((f) => el("div", { class: "field" },
+      el("label", { for: `cfg-${f.name}` }, f.label), control(f),
+      el("small", { id: `cfg-${f.name}-hint`, class: "muted" }, f.hint || ""),
+      el("span", { id: `cfg-${f.name}-error`, class: "field-error" })));
+    this.status = el("p", { class: "form-status", role: "status", "aria-label": "Settings status" });
+    this.formError = el("p", { class: "form-error", role: "alert" });
+    this.form.replaceChildren(...rows, this.formError, this.status, el("button", { type: "submit" }, "Save settings"));
+    this.form.addEventListener("submit", (event) => { event.preventDefault(); this.save(); });
+  }
+
+  async load() {
+    this.fill(await this.api.get("/trading/config"));
+  }
+
+  fill(config) {
+    this.config = config;
+    for (const f of FIELDS) {
+      const value = config[f.name];
+      this.form.elements[f.name].value = f.fromApi ? f.fromApi(value) : (value ?? "");
+    }
+  }
+
+  changes() {
+    const changed = {};
+    for (const f of FIELDS) {
+      const current = this.form.elements[f.name].value;
+      const original = f.fromApi ? f.fromApi(this.config[f.name]) : (this.config[f.name] ?? "");
+      if (current !== String(original)) changed[f.name] = f.toApi(current);
+    }
+    return changed;
+  }
+
+  async save() {
+    const changed = this.changes();
+    this.showErrors({});
+    if (!Object.keys(changed).length) {
+      this.status.textContent = "Nothing to save.";
+      return;
+    }
+    try {
+      this.fill(await this.api.put("/trading/config", changed));
+      document.dispatchEvent(new CustomEvent("trdbot:settings-saved", { detail: this.config }));
+      this.status.textContent = `Settings saved (${Object.keys(changed).join(", ")}).`;
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      this.status.textContent = "Not saved: fix the marked fields.";
+      this.showErrors(e.status === 422 ? e.fieldErrors(NAMES) : { _form: e.message });
+    }
+  }
+
+  showErrors(errors) {
+    for (const name of NAMES) {
+      const message = errors[name] || "";
+      this.form.elements[name].setAttribute("aria-invalid", message ? "true" : "false");
+      document.getElementById(`cfg-${name}-error`).textContent = message;
+    }
+    this.formError.textContent = errors._form || "";
+  }
+}

@@ -1,0 +1,250 @@
+"""The web dashboard in Debian's Chromium against `trdbot demo`: the whole user journey, with screenshots."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    Locator,
+    Page,
+    Playwright,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+TRADE_WAIT_MS = 90_000  # market replay at 1200x: 90 s of wall time is 30 hours of market time
+PASSWORD = "correct horse battery"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"trdbot demo exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"trdbot demo was not healthy within {timeout_s} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`trdbot demo` as a subprocess in a fresh directory (so ./var starts empty), replaying at 1200x."""
+    workdir = tmp_path_factory.mktemp("demo")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "JWT_SECRET", "CREDENTIALS_KEY")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    log = workdir / "demo.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "demo", "--port", str(port), "--speed", "1200"],
+            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium (apt-get install -y chromium)")
+        pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM}: apt-get install -y chromium")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, demo_url: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=demo_url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shot(page: Page, name: str | None, full_page: bool = True) -> None:
+    if name is None:
+        return
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / f"{name}.png", full_page=full_page)
+
+
+def region(page: Page, name: str) -> Locator:
+    return page.get_by_role("region", name=name)
+
+
+def register_and_log_in(page: Page, username: str, shots: bool = True) -> None:
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    shot(page, "01-login" if shots else None)
+    page.get_by_label("New username").fill(username)
+    page.get_by_label("Email").fill(f"{username}@example.com")
+    page.get_by_label("New password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("status").filter(has_text="created")).to_contain_text(username)
+    expect(page.get_by_label("Username", exact=True)).to_have_value(username)
+    shot(page, "02-registered" if shots else None)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    expect(page.get_by_label("Signed in user")).to_have_text(username)
+    expect(page.get_by_label("Trading mode")).to_have_text("paper")
+    expect(page.get_by_label("Live feed connection")).to_have_text("connected")
+    shot(page, "03-logged-in" if shots else None)
+
+
+def start_trading(page: Page) -> None:
+    page.get_by_role("button", name="Start trading").click()
+    expect(page.get_by_role("button", name="Stop trading")).to_be_visible()
+    expect(page.get_by_label("Trading status")).to_contain_text("Trading is on")
+    shot(page, "04-trading-started")
+
+
+def first_trade_symbol(page: Page) -> str:
+    """Waits for the engine to trade for this user; returns the symbol of the newest trade in the history."""
+    trades = region(page, "Trade history").get_by_role("row").filter(has_text=re.compile(r"#\d+"))
+    expect(trades.first).to_be_visible(timeout=TRADE_WAIT_MS)
+    expect(page.get_by_label("Live event feed")).to_contain_text("trade_executed")
+    return trades.first.get_by_role("cell").nth(1).inner_text()
+
+
+def see_trade_on_chart(page: Page, symbol: str) -> None:
+    page.get_by_label("Chart symbol").select_option(symbol)
+    summary = page.get_by_label("Chart summary")
+    expect(summary).to_contain_text(symbol)
+    expect(summary).to_have_text(re.compile(r"[1-9]\d* entry"), timeout=20_000)
+    expect(summary).to_have_text(re.compile(r"[1-9]\d* support/resistance levels"))
+    shot(page, "05-trade-on-chart", full_page=False)
+
+
+def close_a_position(page: Page) -> str:
+    """Closes an open position through the confirmation dialog; the OCO may win a race, so retry a few times."""
+    positions = region(page, "Open positions")
+    for _ in range(5):
+        close = positions.get_by_role("button", name=re.compile(r"^Close position \d+"))
+        expect(close.first).to_be_visible(timeout=TRADE_WAIT_MS)
+        label = close.first.get_attribute("aria-label") or ""
+        close.first.click()
+        dialog = page.get_by_role("dialog", name="Close position?")
+        expect(dialog).to_be_visible()
+        shot(page, "06-close-dialog", full_page=False)
+        dialog.get_by_role("button", name="Confirm close").click()
+        expect(dialog).to_be_hidden()
+        notice = page.get_by_label("Notice")
+        expect(notice).to_have_text(re.compile(r"^(Closed|Could not close) trade"))
+        if notice.inner_text().startswith("Closed"):
+            return label.split()[2]
+    pytest.fail("every close lost its race against the OCO")
+
+
+def see_manual_exit(page: Page, trade_id: str) -> None:
+    page.get_by_label("Filter exit reason").select_option("MANUAL")
+    row = region(page, "Trade history").get_by_role("row").filter(has_text=f"#{trade_id}")
+    expect(row).to_contain_text("MANUAL")
+    expect(row).to_contain_text("closed")
+    shot(page, "07-closed-manually")
+
+
+def change_settings(page: Page) -> None:
+    risk = page.get_by_label("Risk per trade (%)")
+    risk.fill("5")
+    page.get_by_role("button", name="Save settings").click()
+    expect(risk).to_have_attribute("aria-invalid", "true")
+    expect(risk).to_have_accessible_description(re.compile(r"less than or equal to 2"))
+    expect(page.get_by_label("Settings status")).to_have_text("Not saved: fix the marked fields.")
+    risk.scroll_into_view_if_needed()
+    shot(page, "08-settings-invalid", full_page=False)
+    risk.fill("0.5")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_label("Settings status")).to_contain_text("Settings saved")
+    expect(risk).to_have_attribute("aria-invalid", "false")
+    expect(risk).to_have_value("0.5")
+    shot(page, "09-settings-saved", full_page=False)
+
+
+def log_out(page: Page) -> None:
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.get_by_role("heading", name="Overview")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
+    shot(page, "11-logged-out")
+
+
+def test_user_journey_from_registration_to_logout(page: Page) -> None:
+    register_and_log_in(page, "alice_web")
+    start_trading(page)
+    symbol = first_trade_symbol(page)
+    see_trade_on_chart(page, symbol)
+    trade_id = close_a_position(page)
+    see_manual_exit(page, trade_id)
+    change_settings(page)
+    page.get_by_label("Filter exit reason").select_option("")
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "10-dashboard", full_page=False)
+    log_out(page)
+
+
+def test_live_feed_reconnects_after_a_drop(page: Page, demo_url: str) -> None:
+    connections: list[WebSocketRoute] = []
+
+    def relay(ws: WebSocketRoute) -> None:
+        ws.connect_to_server()
+        connections.append(ws)
+
+    page.route_web_socket(re.compile(r"/ws/\d+"), relay)
+    register_and_log_in(page, "bob_web", shots=False)
+    state = page.get_by_label("Live feed connection")
+    expect(state).to_have_text("connected")
+    connections[0].close(code=1011, reason="server restart")
+    expect(state).to_have_text(re.compile(r"reconnecting in \d+ s"))
+    expect(state).to_have_text("connected", timeout=10_000)
+    assert len(connections) == 2
