@@ -56,7 +56,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout
     pytest.fail(f"trdbot demo was not healthy within {timeout_s} s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`trdbot demo` as a subprocess in a fresh directory (so ./var starts empty), replaying at 1200x."""
     workdir = tmp_path_factory.mktemp("demo")
@@ -82,7 +82,7 @@ def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
@@ -92,7 +92,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
     yield browser
