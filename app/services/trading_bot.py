@@ -459,8 +459,13 @@ class TradingBot:
             positions: list[PositionRecord] = await uow.positions.all()
         closed = 0
         for position in positions:
-            with contextlib.suppress(TemporaryExchangeError):
+            try:
                 closed += int(await self._check_position(position, now))
+            except TemporaryExchangeError as e:
+                log.info("position %s not checked this cycle: %s", position.trade_id, e)
+            except (ExchangeError, ConfigurationError) as e:
+                log.error("position %s of user %s: %s", position.trade_id, position.user_id, e)
+                await self.publish(position.user_id, "error", now, {"trade_id": position.trade_id, "message": str(e)})
         return closed
 
     async def _check_position(self, position: PositionRecord, now: datetime) -> bool:
@@ -594,15 +599,27 @@ class TradingBot:
             pending: list[OrderRecord] = await uow.orders.unresolved([PENDING_SEND, UNKNOWN], "entry")
         unresolved = set()
         for order in pending:
-            if not await self._resolve_entry(order, now):
+            try:
+                resolved = await self._resolve_entry(order, now)
+            except (ExchangeError, ConfigurationError) as e:
+                log.error("entry %s of user %s not reconciled: %s", order.client_order_id, order.user_id, e)
+                resolved = False
+            if not resolved:
                 unresolved.add(order.user_id)
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.all()
         for position in positions:
             if position.oco_order_id is None and position.user_id not in unresolved:
-                await self._reprotect(position, now)
+                try:
+                    await self._reprotect(position, now)
+                except (ExchangeError, ConfigurationError) as e:
+                    log.error("position %s not protected yet: %s", position.trade_id, e)
+                    unresolved.add(position.user_id)
         for user_id in sorted({p.user_id for p in positions} - unresolved):
-            await self._adopt_strangers(user_id, now)
+            try:
+                await self._adopt_strangers(user_id, now)
+            except (ExchangeError, ConfigurationError) as e:
+                log.error("user %s: open order lists not checked: %s", user_id, e)
         return unresolved
 
     async def _adopt_strangers(self, user_id: int, now: datetime) -> None:

@@ -12,7 +12,7 @@ import pytest
 from app.config import Settings
 from app.container import Container
 from app.domain.clock import SimulatedClock
-from app.domain.errors import RuleViolation
+from app.domain.errors import ConfigurationError, RuleViolation
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, ExitReason, TradeStatus, TradingState
 
@@ -279,4 +279,30 @@ async def test_halted_engine_opens_nothing_but_still_closes(settings: Settings) 
     metrics = container.metrics.render().decode()
     assert 'trdbot_orders_placed_total{outcome="FILLED",type="entry"}' in metrics
     assert "trdbot_signals_total{" in metrics
+    await container.db.dispose()
+
+
+class KeylessSecondUser:
+    """An exchange provider where the second user has no usable keys (a live deployment's missing credentials)."""
+
+    def __init__(self, inner, broken_user: int) -> None:  # type: ignore[no-untyped-def]
+        self.inner, self.broken_user = inner, broken_user
+
+    async def for_user(self, user_id: int):  # type: ignore[no-untyped-def]
+        if user_id == self.broken_user:
+            raise ConfigurationError(f"user {user_id} has no exchange keys")
+        return await self.inner.for_user(user_id)
+
+
+async def test_one_users_broken_exchange_does_not_stop_the_others(settings: Settings) -> None:
+    container, clock, users = await _engine(settings)
+    container.bot.exchanges = KeylessSecondUser(container.exchanges, users[1])
+    for _ in range(12 * 6):
+        clock.advance(timedelta(minutes=5))
+        await container.bot.run_cycle(clock.now())
+    assert await _trades(container, users[0])
+    assert not await _trades(container, users[1])
+    async with container.uow() as uow:
+        events = await uow.events.for_user(users[1])
+    assert any(e.type == "error" and "no exchange keys" in e.data["message"] for e in events)
     await container.db.dispose()
