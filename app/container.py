@@ -10,11 +10,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.backtest.memory_store import MemoryStore
+from app.backtest.runner import BacktestEngine
 from app.config import Settings
 from app.db import Database
 from app.domain.clock import Clock, WallClock
 from app.domain.errors import TradingError
-from app.domain.ports import SignalProvider
+from app.domain.ports import ExchangeAdapter, SignalProvider
 from app.domain.records import EventRecord, TradeRecord, UserAccount
 from app.domain.risk import TradingConfig
 from app.domain.values import Balance, ExitReason, TradingState
@@ -32,7 +34,14 @@ from app.services.mock_binance_service import (
 from app.services.risk_manager import RiskManager
 from app.services.rule_based_analyzer import RuleBasedAnalyzer
 from app.services.security import CredentialCipher, PasswordHasher, TokenService
-from app.services.trading_bot import BotSettings, TradingBot, TradingLoop
+from app.services.trading_bot import (
+    BotSettings,
+    ExchangeProvider,
+    Publish,
+    TradingBot,
+    TradingLoop,
+    UowFactory,
+)
 from app.services.websocket_manager import WebSocketManager
 
 
@@ -178,16 +187,35 @@ class PaperExchanges:
 
 
 def build_trading_bot(container: Container) -> TradingBot:
-    limits = container.settings.risk_limits()
+    return assemble_trading_bot(
+        container.settings, container.uow, container.exchanges, container.market_data,
+        container.websockets.publish, container.market_clock,
+    )
+
+
+def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: ExchangeProvider, market: ExchangeAdapter,
+                         publish: Publish, clock: Clock) -> TradingBot:
+    """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
+    limits = settings.risk_limits()
     risk_manager = RiskManager(limits)
     features = MarketFeatureBuilder(MarketRegimeAnalyzer(), risk_manager)
     analysts: dict[str, SignalProvider] = {"rules": RuleBasedAnalyzer()}
     return TradingBot(
-        uow=container.uow, exchanges=container.exchanges, market=container.market_data, analysts=analysts,
-        build_features=features.build, risk_manager=risk_manager, publish=container.websockets.publish,
-        clock=container.market_clock, limits=limits,
+        uow=uow, exchanges=exchanges, market=market, analysts=analysts,
+        build_features=features.build, risk_manager=risk_manager, publish=publish,
+        clock=clock, limits=limits,
         settings=BotSettings(
-            user_rate_limit_s=container.settings.user_rate_limit_seconds,
-            oco_place_retries=container.settings.oco_place_retries,
+            user_rate_limit_s=settings.user_rate_limit_seconds,
+            oco_place_retries=settings.oco_place_retries,
         ),
     )
+
+
+def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Clock) -> BacktestEngine:
+    """The live composition with in-memory books and accounts: TradingBot, simulated exchange, same parts."""
+    market = SimulatedMarket(candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
+    store = MemoryStore()
+    exchanges = PaperExchanges(market, InMemorySimAccountStore(), clock)
+    market_data = MockBinanceService("market-data", market, InMemorySimAccountStore(), clock)
+    bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock)
+    return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock)
