@@ -14,7 +14,7 @@ from app.backtest.memory_store import MemoryStore
 from app.backtest.runner import BacktestEngine
 from app.config import Settings
 from app.db import Database
-from app.domain.clock import Clock, WallClock
+from app.domain.clock import Clock, SimulatedClock, WallClock
 from app.domain.errors import TradingError
 from app.domain.ports import ExchangeAdapter, SignalProvider
 from app.domain.records import EventRecord, TradeRecord, UserAccount
@@ -211,7 +211,7 @@ def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: Exchang
     )
 
 
-def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Clock) -> BacktestEngine:
+def build_backtest_engine(settings: Settings, candles: CandleStore, clock: SimulatedClock) -> BacktestEngine:
     """The live composition with in-memory books and accounts: TradingBot, simulated exchange, same parts."""
     market = SimulatedMarket(candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
     store = MemoryStore()

@@ -12,14 +12,14 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from app.backtest.report import drawdown_series, exit_label, summary_text  # noqa: E402
-from app.backtest.runner import BacktestResult  # noqa: E402
-from app.domain.clock import ms_from_utc  # noqa: E402
-from app.domain.values import Timeframe  # noqa: E402
-from app.services.market_data import CandleStore  # noqa: E402
+from app.backtest.report import drawdown_series, exit_label, summary_text
+from app.backtest.runner import BacktestResult
+from app.domain.clock import ms_from_utc
+from app.domain.values import Timeframe
+from app.services.market_data import CandleStore
 
 EXIT_COLOURS = {"TAKE_PROFIT": "tab:green", "STOP_LOSS": "tab:red", "TIMEOUT": "tab:orange"}
 

@@ -80,7 +80,7 @@ def build_settings(options: BacktestOptions, overrides: Mapping[str, Any]) -> Se
     values = {k: v for k, v in overrides.items() if k in Settings.model_fields and k not in CONFIG_FIELDS}
     values.update(random_seed=options.seed, paper_start_balance=options.balance)
     try:
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
     except ValueError as e:
         raise BacktestUsageError(f"--config: {str(e).splitlines()[0]}: {_first_error(e)}") from e
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -124,7 +125,7 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def ratios(daily: Sequence[float], annual_return_pct: float, max_dd_pct: float) -> dict[str, float | None]:
     """Sharpe and Sortino from daily returns (annualised with sqrt 365, risk-free 0); Calmar = CAGR / max DD."""
-    returns = [b / a - 1 for a, b in zip(daily, daily[1:], strict=False) if a > 0]
+    returns = [b / a - 1 for a, b in itertools.pairwise(daily) if a > 0]
     mean, std = _mean_std(returns)
     downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns)) if returns else 0.0
     scale = math.sqrt(DAYS_PER_YEAR)
