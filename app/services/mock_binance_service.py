@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_UP, Decimal
 from typing import Any, Protocol, TypeVar
@@ -537,10 +537,10 @@ class MockBinanceService:
     async def get_symbol_rules(self, symbol: str) -> SymbolRules:
         return self._market.rules(symbol)
 
-    async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> list[Candle]:
+    async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> Sequence[Candle]:
         self._market.rules(symbol)
         limit = max(1, min(MAX_KLINES, limit))
-        return self._market.candles.closed_candles(symbol, Timeframe(timeframe), self._clock.now(), limit)
+        return self._market.candles.closed_window(symbol, Timeframe(timeframe), self._clock.now(), limit)
 
     async def get_symbol_price(self, symbol: str) -> Decimal:
         return self._market.last_price(symbol, ms_from_utc(self._clock.now()))
