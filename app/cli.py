@@ -1,4 +1,4 @@
-"""The `trdbot` command line: demo, serve, db upgrade, keygen (backtest and exchange-sim join with their issues)."""
+"""The `trdbot` command line: demo, serve, backtest, db upgrade, keygen (exchange-sim joins with its issue)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,43 @@ def _decisions_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    import time
+
+    from app.backtest.command import ERRORS, BacktestOptions, parse_decimal, parse_time, run_command
+    from app.container import build_backtest_engine
+
+    try:
+        options = BacktestOptions(
+            symbols=tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols else None,
+            start=parse_time(args.start, "--start") if args.start else None,
+            end=parse_time(args.end, "--end") if args.end else None,
+            data=args.data, balance=parse_decimal(args.balance, "--balance"), analyzer=args.analyzer,
+            seed=args.seed, config=args.config, out=args.out, quiet=args.quiet, decisions=args.decisions,
+        )
+        return run_command(options, build_backtest_engine, time.perf_counter)
+    except ERRORS as e:
+        print(f"trdbot backtest: {e}", file=sys.stderr)
+        return 2
+
+
+def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bt = commands.add_parser("backtest", help="run the engine over stored candles on a simulated clock")
+    bt.add_argument("--symbols", help="comma-separated, e.g. BTCUSDT,ETHUSDT (default: the config's symbols)")
+    bt.add_argument("--start", help="first decision, UTC date or date-time (default: data start + 7 days warm-up)")
+    bt.add_argument("--end", help="last decision, UTC (default: the end of the data)")
+    bt.add_argument("--data", type=Path, help="candle directory (default: MARKET_DATA_DIR or the bundled sample)")
+    bt.add_argument("--balance", default="10000", help="starting USDT (default 10000)")
+    bt.add_argument("--analyzer", default="rules", choices=("rules", "gemini"))
+    bt.add_argument("--seed", type=int, default=42, help="seed of the risk manager's jitter (default 42)")
+    bt.add_argument("--config", type=Path, help="JSON object: trading-config fields and/or settings to override")
+    bt.add_argument("--out", type=Path, help="directory for report.json, trades.csv, PNG charts and report.html")
+    bt.add_argument("--quiet", action="store_true", help="no progress bar")
+    bt.add_argument("--decisions", type=Path, default=REPLAY_STORE,
+                    help=f"recorded LLM answers replayed by --analyzer gemini (default {REPLAY_STORE})")
+    bt.set_defaults(run=_backtest)
+
+
 def _keygen(_: argparse.Namespace) -> int:
     print(f"JWT_SECRET={secrets.token_urlsafe(48)}")
     print(f"CREDENTIALS_KEY={CredentialCipher.generate_key()}")
@@ -127,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(run=_serve)
+
+    _add_backtest(commands)
 
     db = commands.add_parser("db", help="database commands")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -11,9 +11,11 @@ import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.backtest.memory_store import MemoryStore
+from app.backtest.runner import BacktestEngine
 from app.config import Settings
 from app.db import Database
-from app.domain.clock import Clock, WallClock
+from app.domain.clock import Clock, SimulatedClock, WallClock
 from app.domain.errors import ConfigurationError, TradingError
 from app.domain.ports import ExchangeAdapter, SignalProvider
 from app.domain.records import EventRecord, TradeRecord, UserAccount
@@ -33,11 +35,18 @@ from app.services.mock_binance_service import (
     SimulatedMarket,
 )
 from app.services.openai_compatible_analyzer import OpenAICompatibleAnalyzer
-from app.services.replay_analyzer import RecordedAnswer, write_recorded_answers
+from app.services.replay_analyzer import RecordedAnswer, ReplayAnalyzer, write_recorded_answers
 from app.services.risk_manager import RiskManager
 from app.services.rule_based_analyzer import RuleBasedAnalyzer
 from app.services.security import CredentialCipher, PasswordHasher, TokenService
-from app.services.trading_bot import BotSettings, ExchangeProvider, TradingBot, TradingLoop
+from app.services.trading_bot import (
+    BotSettings,
+    ExchangeProvider,
+    Publish,
+    TradingBot,
+    TradingLoop,
+    UowFactory,
+)
 from app.services.websocket_manager import WebSocketManager
 
 
@@ -244,41 +253,51 @@ class PaperExchanges:
         return service
 
 
-def build_gemini_analyzer(container: Container, rules: RuleBasedAnalyzer) -> GeminiAnalyzer:
+def build_gemini_analyzer(s: Settings, wall_clock: Clock, rules: RuleBasedAnalyzer) -> GeminiAnalyzer:
     """Gemini on the wall clock (its timeouts and breaker are about real calls); unconfigured means fallback."""
-    s = container.settings
     key = s.gemini_api_key.get_secret_value() if s.gemini_api_key else None
     client = make_gemini_client(key, s.gemini_base_url)
     fallback = rules if s.gemini_fallback == "rules" else None
-    return GeminiAnalyzer(client, s.gemini_model, container.clock, fallback=fallback,
+    return GeminiAnalyzer(client, s.gemini_model, wall_clock, fallback=fallback,
                           max_entry_deviation_pct=s.max_entry_deviation_pct)
 
 
-def build_openai_analyzer(container: Container, rules: RuleBasedAnalyzer) -> OpenAICompatibleAnalyzer:
+def build_openai_analyzer(s: Settings, wall_clock: Clock, rules: RuleBasedAnalyzer) -> OpenAICompatibleAnalyzer:
     """An OpenAI-compatible server (a local Ollama or vLLM) for users who keep market data away from Google."""
-    s = container.settings
     key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
     fallback = rules if s.gemini_fallback == "rules" else None
     http = httpx.AsyncClient() if s.openai_base_url else None
-    return OpenAICompatibleAnalyzer(http, s.openai_base_url, s.openai_model, container.clock, api_key=key,
+    return OpenAICompatibleAnalyzer(http, s.openai_base_url, s.openai_model, wall_clock, api_key=key,
                                     fallback=fallback, max_entry_deviation_pct=s.max_entry_deviation_pct)
 
 
 def build_trading_bot(container: Container) -> TradingBot:
-    limits = container.settings.risk_limits()
-    risk_manager = RiskManager(limits)
-    features = MarketFeatureBuilder(MarketRegimeAnalyzer(), risk_manager)
     rules = RuleBasedAnalyzer()
     analysts: dict[str, SignalProvider] = {
-        "rules": rules, "gemini": build_gemini_analyzer(container, rules), "openai": build_openai_analyzer(container, rules),
+        "rules": rules,
+        "gemini": build_gemini_analyzer(container.settings, container.clock, rules),
+        "openai": build_openai_analyzer(container.settings, container.clock, rules),
     }
+    return assemble_trading_bot(
+        container.settings, container.uow, container.exchanges, container.market_data,
+        container.websockets.publish, container.market_clock, analysts, container.metrics,
+    )
+
+
+def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: ExchangeProvider, market: ExchangeAdapter,
+                         publish: Publish, clock: Clock, analysts: dict[str, SignalProvider],
+                         metrics: Metrics | None = None) -> TradingBot:
+    """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
+    limits = settings.risk_limits()
+    risk_manager = RiskManager(limits)
+    features = MarketFeatureBuilder(MarketRegimeAnalyzer(), risk_manager)
     return TradingBot(
-        uow=container.uow, exchanges=container.exchanges, market=container.market_data, analysts=analysts,
-        build_features=features.build, risk_manager=risk_manager, publish=container.websockets.publish,
-        clock=container.market_clock, limits=limits, metrics=container.metrics,
+        uow=uow, exchanges=exchanges, market=market, analysts=analysts,
+        build_features=features.build, risk_manager=risk_manager, publish=publish,
+        clock=clock, limits=limits, metrics=metrics,
         settings=BotSettings(
-            user_rate_limit_s=container.settings.user_rate_limit_seconds,
-            oco_place_retries=container.settings.oco_place_retries,
+            user_rate_limit_s=settings.user_rate_limit_seconds,
+            oco_place_retries=settings.oco_place_retries,
         ),
     )
 
@@ -294,3 +313,21 @@ async def export_recorded_answers(settings: Settings, out: Path, symbol: str | N
         for r in records if r.prompt_hash is not None and r.raw_response is not None
     ]
     return write_recorded_answers(out, answers)
+
+
+def build_backtest_engine(settings: Settings, candles: CandleStore, clock: SimulatedClock,
+                          recorded: Mapping[str, RecordedAnswer] | None = None) -> BacktestEngine:
+    """The live composition with in-memory books and accounts: TradingBot, simulated exchange, same parts.
+
+    The `gemini` analyst replays recorded answers by prompt hash; a prompt with no recording holds.
+    """
+    market = SimulatedMarket(candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
+    store = MemoryStore()
+    exchanges = PaperExchanges(market, InMemorySimAccountStore(), clock)
+    market_data = MockBinanceService("market-data", market, InMemorySimAccountStore(), clock)
+    analysts: dict[str, SignalProvider] = {
+        "rules": RuleBasedAnalyzer(),
+        "gemini": ReplayAnalyzer(recorded or {}, max_entry_deviation_pct=settings.max_entry_deviation_pct),
+    }
+    bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts)
+    return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock)

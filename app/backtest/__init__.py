@@ -1,1 +1,1 @@
-"""Backtests: the live engine on a simulated clock over historical candles (backtest issue)."""
+"""The backtester: the live engine on a simulated clock, with in-memory books, reports and charts."""

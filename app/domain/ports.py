@@ -26,7 +26,7 @@ class ExchangeAdapter(Protocol):
 
     async def get_symbol_rules(self, symbol: str) -> SymbolRules: ...
 
-    async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> list[Candle]:
+    async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> Sequence[Candle]:
         """The last `limit` closed candles, oldest first."""
         ...
 

@@ -6,11 +6,12 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,44 @@ class _ResampledSeries(_Series):
         )
 
 
+class CandleWindow(Sequence[Candle]):
+    """Consecutive closed candles of one series, built into exact Decimal candles only when read.
+
+    A cycle reads a 556-candle window but touches only its ends and the one or two new candles (the feature
+    builder keeps float arrays of the rest), so building every Candle up front was most of a cycle's cost.
+    """
+
+    __slots__ = ("_series", "_start", "_stop")
+
+    def __init__(self, series: _Series, start: int, stop: int) -> None:
+        self._series, self._start, self._stop = series, start, stop
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @overload
+    def __getitem__(self, index: int) -> Candle: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Candle]: ...
+
+    def __getitem__(self, index: int | slice) -> Candle | list[Candle]:
+        if isinstance(index, slice):
+            return [self._series.candle(self._start + i) for i in range(*index.indices(len(self)))]
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError("candle window index out of range")
+        return self._series.candle(self._start + position)
+
+    def __iter__(self) -> Iterator[Candle]:
+        return (self._series.candle(i) for i in range(self._start, self._stop))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def resample(source: _Series, timeframe: Timeframe) -> _ResampledSeries:
     """Binance-style aggregation: a bucket is emitted for whatever 5m candles exist in it (partial at gaps)."""
     a = source.arrays
@@ -177,6 +216,11 @@ class CandleStore:
         series = self._get(symbol, timeframe)
         start, stop = self._closed_range(series, timeframe, until, limit)
         return [series.candle(i) for i in range(start, stop)]
+
+    def closed_window(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> CandleWindow:
+        """The same candles as `closed_candles`, as a lazy sequence."""
+        series = self._get(symbol, timeframe)
+        return CandleWindow(series, *self._closed_range(series, timeframe, until, limit))
 
     def closed_arrays(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> CandleArrays:
         """Float views of the same candles `closed_candles` returns (no copy)."""

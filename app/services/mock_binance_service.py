@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_UP, Decimal
 from typing import Any, Protocol, TypeVar
@@ -537,10 +537,10 @@ class MockBinanceService:
     async def get_symbol_rules(self, symbol: str) -> SymbolRules:
         return self._market.rules(symbol)
 
-    async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> list[Candle]:
+    async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> Sequence[Candle]:
         self._market.rules(symbol)
         limit = max(1, min(MAX_KLINES, limit))
-        return self._market.candles.closed_candles(symbol, Timeframe(timeframe), self._clock.now(), limit)
+        return self._market.candles.closed_window(symbol, Timeframe(timeframe), self._clock.now(), limit)
 
     async def get_symbol_price(self, symbol: str) -> Decimal:
         return self._market.last_price(symbol, ms_from_utc(self._clock.now()))
@@ -766,16 +766,22 @@ def _balance(state: SimAccountState, asset: str) -> Balance:
     return Balance(asset, free, locked)
 
 
+def _newest_first(items: dict[int, T]) -> Iterator[T]:
+    """Values by descending id without sorting: ids are handed out ascending and dicts keep insertion order
+    (from_dict restores them sorted), so the newest match is found after a few steps instead of a full sort."""
+    return reversed(items.values())
+
+
 def _find_order(state: SimAccountState, symbol: str, client_order_id: str) -> SimOrder:
     """The newest order with this client id (an id may be reused once the earlier order is final)."""
-    for _, order in sorted(state.orders.items(), reverse=True):
+    for order in _newest_first(state.orders):
         if order.client_order_id == client_order_id and order.symbol == symbol:
             return order
     raise OrderNotFound(f"Order does not exist. ({symbol} {client_order_id})", NO_SUCH_ORDER)
 
 
 def _find_list(state: SimAccountState, symbol: str, list_client_order_id: str) -> SimOrderList:
-    for _, order_list in sorted(state.order_lists.items(), reverse=True):
+    for order_list in _newest_first(state.order_lists):
         if order_list.list_client_order_id == list_client_order_id and order_list.symbol == symbol:
             return order_list
     raise OrderNotFound(f"Order list does not exist. ({symbol} {list_client_order_id})", NO_SUCH_ORDER)

@@ -187,7 +187,7 @@ class TradingBot:
             log.warning("no market data for %s at %s: %s", symbol, now.isoformat(), e)
             return None
 
-    async def _fetch_market_snapshot(self, symbol: str) -> dict[Timeframe, list[Candle]]:
+    async def _fetch_market_snapshot(self, symbol: str) -> dict[Timeframe, Sequence[Candle]]:
         return {tf: await self.market.get_klines(symbol, tf, limit) for tf, limit in CANDLES.items()}
 
     async def _store_analysis(self, features: MarketFeatures, report: AnalystReport) -> int:

@@ -1,0 +1,202 @@
+"""`trdbot backtest`: settings and config from the options, the run with its progress bar, and the report files."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from app.backtest.data import load_candles, plan_span
+from app.backtest.report import build_report, summary_text, write_files
+from app.backtest.runner import BacktestEngine, BacktestResult, BacktestSpec, run_backtest
+from app.config import Settings
+from app.domain.clock import SimulatedClock
+from app.domain.errors import ConfigurationError, DataError
+from app.domain.risk import TradingConfig
+from app.domain.values import Timeframe
+from app.services.market_data import CandleStore
+from app.services.replay_analyzer import RecordedAnswer, read_recorded_answers
+
+EngineBuilder = Callable[[Settings, CandleStore, SimulatedClock, Mapping[str, RecordedAnswer]], BacktestEngine]
+CONFIG_FIELDS = {f.name for f in dataclasses.fields(TradingConfig)} - {"user_id", "is_active", "mode", "extra"}
+
+
+class BacktestUsageError(ValueError):
+    """A bad option or input file: the message is the one line the user sees."""
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestOptions:
+    symbols: tuple[str, ...] | None
+    start: datetime | None
+    end: datetime | None
+    data: Path | None
+    balance: Decimal
+    analyzer: str
+    seed: int
+    config: Path | None
+    out: Path | None
+    quiet: bool
+    decisions: Path | None = None
+
+
+def parse_time(text: str, option: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise BacktestUsageError(f"{option} {text!r} is not a date (YYYY-MM-DD or ISO date-time)") from e
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_decimal(text: str, option: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation as e:
+        raise BacktestUsageError(f"{option} {text!r} is not a number") from e
+    if not value.is_finite() or value <= 0:
+        raise BacktestUsageError(f"{option} must be a positive number, got {text}")
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BacktestUsageError(f"--config {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise BacktestUsageError(f"--config {path}: expected a JSON object")
+    unknown = sorted(set(data) - CONFIG_FIELDS - set(Settings.model_fields))
+    if unknown:
+        raise BacktestUsageError(f"--config {path}: unknown field(s) {', '.join(unknown)}")
+    return data
+
+
+def build_settings(options: BacktestOptions, overrides: Mapping[str, Any]) -> Settings:
+    values = {k: v for k, v in overrides.items() if k in Settings.model_fields and k not in CONFIG_FIELDS}
+    values.update(random_seed=options.seed, paper_start_balance=options.balance)
+    try:
+        return Settings(_env_file=None, **values)
+    except ValueError as e:
+        raise BacktestUsageError(f"--config: {str(e).splitlines()[0]}: {_first_error(e)}") from e
+
+
+def _first_error(error: Exception) -> str:
+    lines = str(error).splitlines()
+    return " ".join(line.strip() for line in lines[1:3])
+
+
+def build_config(options: BacktestOptions, settings: Settings, overrides: Mapping[str, Any]) -> TradingConfig:
+    """The virtual user's config: the service defaults, then the --config file, then the options."""
+    values: dict[str, Any] = {
+        "symbols": settings.default_symbols, "risk_per_trade_pct": settings.risk_per_trade_pct,
+        "max_open_positions": settings.max_open_positions, "daily_trade_limit": settings.daily_trade_limit,
+        "min_signal_confidence": settings.min_signal_confidence,
+        "max_balance_trade_ratio": settings.max_balance_trade_ratio,
+        "trading_hours_start": settings.trading_hours_start, "trading_hours_end": settings.trading_hours_end,
+        "position_timeout_minutes": settings.position_timeout_minutes,
+    }
+    for key, value in overrides.items():
+        if key in CONFIG_FIELDS:
+            values[key] = _config_value(key, value)
+    if options.symbols:
+        values["symbols"] = options.symbols
+    values["analyzer"] = options.analyzer
+    return TradingConfig(user_id=1, is_active=True, **values)
+
+
+def _config_value(key: str, value: Any) -> Any:
+    if key == "symbols":
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(str(s).strip().upper() for s in items if str(s).strip())
+    if key in ("risk_per_trade_pct", "max_balance_trade_ratio"):
+        return parse_decimal(str(value), key)
+    if key in ("trading_hours_start", "trading_hours_end"):
+        return None if value is None else time.fromisoformat(str(value))
+    return value
+
+
+def default_span(candles: CandleStore, symbols: tuple[str, ...]) -> tuple[datetime, datetime]:
+    spans = [candles.span(s, Timeframe.M5) for s in symbols]
+    return max(s for s, _ in spans), min(e for _, e in spans)
+
+
+def load(options: BacktestOptions, settings: Settings, symbols: tuple[str, ...]) -> tuple[CandleStore, datetime, datetime]:
+    directory = options.data or settings.data_dir
+    if options.start is None or options.end is None:
+        everything = CandleStore.load(directory, symbols=symbols)
+        first, last = default_span(everything, symbols)
+        start, end = options.start or first, options.end or last
+    else:
+        start, end = options.start, options.end
+    return load_candles(directory, symbols, start, end), start, end
+
+
+def load_recorded(options: BacktestOptions) -> dict[str, RecordedAnswer]:
+    """`--analyzer gemini` replays recorded answers; it never asks a model about the past."""
+    if options.analyzer == "rules":
+        return {}
+    if options.analyzer != "gemini":
+        raise BacktestUsageError(f"--analyzer {options.analyzer}: choose rules or gemini")
+    path = options.decisions
+    if path is None or not path.exists():
+        raise BacktestUsageError(
+            f"--analyzer gemini replays recorded answers, but {path} does not exist: "
+            "export them with `trdbot decisions export` and `trdbot decisions import`"
+        )
+    return read_recorded_answers(path)
+
+
+def run_command(options: BacktestOptions, build_engine: EngineBuilder, timer: Callable[[], float]) -> int:
+    """The whole command; raises BacktestUsageError / DataError / ConfigurationError for one-line errors."""
+    recorded = load_recorded(options)
+    overrides = read_config_file(options.config) if options.config else {}
+    settings = build_settings(options, overrides)
+    config = build_config(options, settings, overrides)
+    candles, start, end = load(options, settings, config.symbols)
+    span = plan_span(candles, config.symbols, start, end)
+    engine = build_engine(settings, candles, SimulatedClock(span.start), recorded)
+    spec = BacktestSpec(config=config, start=span.start, end=span.end, balance=options.balance)
+    began = timer()
+    result = _run_with_progress(engine, spec, options.quiet)
+    elapsed = timer() - began
+    extra = {"requested_start": span.requested_start.isoformat(), "seed": options.seed, "analyzer": options.analyzer}
+    report = build_report(result, candles, extra)
+    print(summary_text(report))
+    print(f"  speed            {result.cycles / max(elapsed, 1e-9):,.0f} cycles/s ({elapsed:.2f} s)")
+    if options.out is not None:
+        write_outputs(options.out, report, result, candles)
+        print(f"  report           {options.out}/report.html")
+    return 0
+
+
+def write_outputs(out: Path, report: Mapping[str, Any], result: BacktestResult, candles: CandleStore) -> None:
+    from app.backtest.charts import write_charts, write_html  # matplotlib loads only when files are wanted
+
+    write_files(out, report, result)
+    charts = write_charts(result, candles, out)
+    write_html(report, charts, out / "report.html")
+
+
+def _run_with_progress(engine: BacktestEngine, spec: BacktestSpec, quiet: bool) -> BacktestResult:
+    if quiet:
+        return asyncio.run(run_backtest(engine, spec))
+    from tqdm import tqdm
+
+    total = int((spec.end - spec.start).total_seconds() // spec.interval_s) + 1
+    with tqdm(total=total, unit="cycle", file=sys.stderr, dynamic_ncols=True, mininterval=0.5) as bar:
+        def advance(now: datetime, _summary: Any, trades: int) -> None:
+            bar.update(1)
+            if bar.n % 288 == 0:
+                bar.set_postfix_str(f"{now:%Y-%m-%d %H:%M}  trades {trades}", refresh=False)
+
+        return asyncio.run(run_backtest(engine, spec, on_cycle=advance))
+
+
+ERRORS = (BacktestUsageError, DataError, ConfigurationError)

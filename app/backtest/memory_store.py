@@ -1,0 +1,378 @@
+"""An in-memory unit of work with the repositories' method names and semantics, for fast single-process backtests."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from app.domain.records import (
+    AnalysisRecord,
+    EventRecord,
+    OrderRecord,
+    PortfolioStats,
+    PositionRecord,
+    TradeRecord,
+)
+from app.domain.risk import TradingConfig
+from app.domain.values import ZERO, Decision, ExitReason, Order, TradeStatus
+
+
+def canonical(value: Decimal) -> Decimal:
+    """What a Money column reads back: trailing zeros dropped, never exponent form (same as app.models.base)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return Decimal(text)
+
+
+def _canonical_fields(record: Any, names: Sequence[str]) -> Any:
+    changes = {n: canonical(v) for n in names if isinstance(v := getattr(record, n), Decimal)}
+    return dataclasses.replace(record, **changes)
+
+
+_TRADE_MONEY = ("amount", "price", "stop_loss", "take_profit", "entry_fee", "fees", "exit_price", "exit_fee",
+                "profit_loss", "profit_loss_percentage")
+_POSITION_MONEY = ("amount", "entry_price", "stop_loss", "take_profit")
+_ORDER_MONEY = ("quantity", "price", "stop_price", "take_profit", "executed_qty", "cumulative_quote_qty", "commission")
+_UNRESOLVED = ("PENDING_SEND", "UNKNOWN")
+
+
+@dataclasses.dataclass(slots=True)
+class AnalysisDecisionRow:
+    analysis_id: int
+    user_id: int
+    decision: Decision
+    reasons: tuple[str, ...]
+    created_at: datetime
+    trade_id: int | None = None
+
+
+class MemoryTables:
+    """Every table the engine writes, as plain Python containers (rows are frozen records, replaced on update)."""
+
+    def __init__(self) -> None:
+        self.configs: dict[int, TradingConfig] = {}
+        self.last_analyzed: dict[int, datetime] = {}
+        self.trades: dict[int, TradeRecord] = {}
+        self.entry_times: dict[int, list[datetime]] = {}  # per user, ascending (entries happen in time order)
+        self.closed: dict[int, list[TradeRecord]] = {}  # per user, in closing order
+        self.orders: dict[str, OrderRecord] = {}
+        self.unresolved_orders: dict[str, OrderRecord] = {}  # still PENDING_SEND / UNKNOWN: what reconciliation reads
+        self.order_ids_by_user: dict[int, set[str]] = {}
+        self.trade_by_entry: dict[str, int] = {}
+        self.positions: dict[int, PositionRecord] = {}  # trade id -> position, insertion order = row id order
+        self.portfolios: dict[int, PortfolioStats] = {}
+        self.analyses: list[AnalysisRecord] = []
+        self.decisions: list[AnalysisDecisionRow] = []
+        self.events: list[EventRecord] = []
+        self.analysis_count = 0
+        self.decision_counts: dict[tuple[str, str], int] = {}  # (decision, reason key) -> count
+        self.event_counts: dict[str, int] = {}
+        self.keep_analyses = False  # the decision log grows by one row per symbol and cycle: tests switch it on
+
+
+_NUMBER = re.compile(r"-?\d[\d.,]*%?(-\d[\d.,]*%?)?")
+
+
+def reason_key(reason: str) -> str:
+    """A reason without its numbers and detail, so that reasons can be counted: 'confidence N below threshold N'."""
+    head = reason.split(": ", 1)[0].split(" (", 1)[0]
+    return _NUMBER.sub("N", head).strip()
+
+
+def _closing_key(trade: TradeRecord) -> tuple[datetime, int]:
+    return (trade.closed_at or trade.executed_at, trade.id)
+
+
+class MemoryConfigs:
+    def __init__(self, t: MemoryTables) -> None:
+        self.t = t
+
+    async def create(self, config: TradingConfig, now: datetime) -> None:
+        self.t.configs[config.user_id] = _canonical_fields(config, ("risk_per_trade_pct", "max_balance_trade_ratio"))
+
+    async def get(self, user_id: int) -> TradingConfig:
+        found = self.t.configs.get(user_id)
+        if found is None:
+            raise LookupError(f"user {user_id} has no trading config")
+        return found
+
+    async def save(self, config: TradingConfig, now: datetime) -> None:
+        await self.get(config.user_id)
+        await self.create(config, now)
+
+    async def active(self) -> list[TradingConfig]:
+        return [c for _, c in sorted(self.t.configs.items()) if c.is_active]
+
+    async def last_analyzed_at(self, user_id: int) -> datetime | None:
+        await self.get(user_id)
+        return self.t.last_analyzed.get(user_id)
+
+    async def mark_analyzed(self, user_id: int, when: datetime) -> None:
+        await self.get(user_id)
+        self.t.last_analyzed[user_id] = when
+
+
+class MemoryTrades:
+    def __init__(self, t: MemoryTables) -> None:
+        self.t = t
+
+    async def add(self, trade: TradeRecord) -> TradeRecord:
+        stored = _canonical_fields(dataclasses.replace(trade, id=len(self.t.trades) + 1), _TRADE_MONEY)
+        self.t.trades[stored.id] = stored
+        self.t.trade_by_entry[stored.entry_client_order_id] = stored.id
+        times = self.t.entry_times.setdefault(stored.user_id, [])
+        bisect.insort(times, stored.executed_at)
+        return stored
+
+    async def get(self, user_id: int, trade_id: int) -> TradeRecord | None:
+        found = self.t.trades.get(trade_id)
+        return found if found is not None and found.user_id == user_id else None
+
+    async def by_entry(self, entry_client_order_id: str) -> TradeRecord | None:
+        trade_id = self.t.trade_by_entry.get(entry_client_order_id)
+        return self.t.trades.get(trade_id) if trade_id is not None else None
+
+    async def close(
+        self, trade_id: int, exit_price: Decimal, exit_reason: ExitReason, exit_fee: Decimal,
+        profit_loss: Decimal, profit_loss_percentage: Decimal, closed_at: datetime,
+    ) -> TradeRecord:
+        row = self.t.trades.get(trade_id)
+        if row is None:
+            raise LookupError(f"trade {trade_id} does not exist")
+        closed = _canonical_fields(dataclasses.replace(
+            row, status=TradeStatus.CLOSED, exit_price=exit_price, exit_reason=exit_reason, exit_fee=exit_fee,
+            fees=row.entry_fee + exit_fee, profit_loss=profit_loss, profit_loss_percentage=profit_loss_percentage,
+            closed_at=closed_at, duration_seconds=int((closed_at - row.executed_at).total_seconds()),
+        ), _TRADE_MONEY)
+        self.t.trades[trade_id] = closed
+        # kept in (closed_at, id) order: a cycle may book an earlier-filled leg after a later one
+        bisect.insort(self.t.closed.setdefault(closed.user_id, []), closed, key=_closing_key)
+        return closed
+
+    async def entries_since(self, user_id: int, since: datetime) -> int:
+        times = self.t.entry_times.get(user_id, [])
+        return len(times) - bisect.bisect_left(times, since)
+
+    async def recent_results(self, user_id: int, count: int) -> tuple[bool, ...]:
+        """Newest first by (closed_at, id), as the SQL query orders them."""
+        closed = self.t.closed.get(user_id, [])
+        return tuple((r.profit_loss or ZERO) > 0 for r in reversed(closed[-count:])) if count > 0 else ()
+
+    async def closed(self, user_id: int) -> list[TradeRecord]:
+        return list(self.t.closed.get(user_id, []))
+
+    async def page(self, user_id: int, status: str | None = None, symbol: str | None = None, limit: int = 50,
+                   offset: int = 0) -> tuple[list[TradeRecord], int]:
+        rows = [r for r in self.t.trades.values() if r.user_id == user_id and (not status or r.status == status)
+                and (not symbol or r.symbol == symbol)]
+        rows.sort(key=lambda r: (r.executed_at, r.id), reverse=True)
+        return rows[offset : offset + limit], len(rows)
+
+    async def today_count(self, user_id: int, day_start: datetime) -> int:
+        return await self.entries_since(user_id, day_start)
+
+    def all(self) -> list[TradeRecord]:
+        return [r for _, r in sorted(self.t.trades.items())]
+
+
+class MemoryOrders:
+    def __init__(self, t: MemoryTables) -> None:
+        self.t = t
+
+    async def add(self, order: OrderRecord, now: datetime) -> None:
+        if order.client_order_id in self.t.orders:
+            raise ValueError(f"duplicate client order id {order.client_order_id}")
+        self._store(_canonical_fields(order, _ORDER_MONEY))
+        self.t.order_ids_by_user.setdefault(order.user_id, set()).add(order.client_order_id)
+
+    def _store(self, row: OrderRecord) -> None:
+        self.t.orders[row.client_order_id] = row
+        if row.status in _UNRESOLVED:
+            self.t.unresolved_orders[row.client_order_id] = row
+        else:
+            self.t.unresolved_orders.pop(row.client_order_id, None)
+
+    async def get(self, client_order_id: str) -> OrderRecord | None:
+        return self.t.orders.get(client_order_id)
+
+    def _row(self, client_order_id: str) -> OrderRecord:
+        row = self.t.orders.get(client_order_id)
+        if row is None:
+            raise LookupError(f"no order row for client id {client_order_id}")
+        return row
+
+    async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime) -> None:
+        fills = order.fills
+        self._store(_canonical_fields(dataclasses.replace(
+            self._row(client_order_id), status=order.status.value, exchange_order_id=str(order.order_id),
+            executed_qty=order.executed_qty, cumulative_quote_qty=order.cumulative_quote_qty,
+            commission=sum((f.commission for f in fills), ZERO),
+            commission_asset=fills[0].commission_asset if fills else None,
+        ), _ORDER_MONEY))
+
+    async def mark(self, client_order_id: str, status: str, now: datetime, error: str | None = None,
+                   trade_id: int | None = None) -> None:
+        row = dataclasses.replace(self._row(client_order_id), status=status)
+        if error is not None:
+            row = dataclasses.replace(row, error=error)
+        if trade_id is not None:
+            row = dataclasses.replace(row, trade_id=trade_id)
+        self._store(row)
+
+    async def with_status(self, user_id: int, statuses: Sequence[str], purpose: str | None = None) -> list[OrderRecord]:
+        return [o for o in self.t.orders.values()
+                if o.user_id == user_id and o.status in statuses and (not purpose or o.purpose == purpose)]
+
+    async def unresolved(self, statuses: Sequence[str], purpose: str) -> list[OrderRecord]:
+        return [o for o in self.t.unresolved_orders.values() if o.status in statuses and o.purpose == purpose]
+
+    async def client_ids(self, user_id: int) -> set[str]:
+        return set(self.t.order_ids_by_user.get(user_id, set()))
+
+    async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
+        return [o for o in self.t.orders.values() if o.trade_id == trade_id and o.purpose == purpose]
+
+    async def count(self, user_id: int) -> int:
+        return len(self.t.order_ids_by_user.get(user_id, ()))
+
+
+class MemoryPositions:
+    def __init__(self, t: MemoryTables) -> None:
+        self.t = t
+
+    async def add(self, position: PositionRecord) -> None:
+        self.t.positions[position.trade_id] = _canonical_fields(position, _POSITION_MONEY)
+
+    async def for_user(self, user_id: int) -> list[PositionRecord]:
+        rows = [p for p in self.t.positions.values() if p.user_id == user_id]
+        if len(rows) > 1:
+            rows.sort(key=lambda p: p.opened_at)  # stable: ties keep row order, as `ORDER BY opened_at, id`
+        return rows
+
+    async def all(self) -> list[PositionRecord]:
+        rows = list(self.t.positions.values())
+        if len(rows) > 1:
+            rows.sort(key=lambda p: p.user_id)
+        return rows
+
+    async def get(self, trade_id: int) -> PositionRecord | None:
+        return self.t.positions.get(trade_id)
+
+    async def set_protection(self, trade_id: int, oco_order_id: str | None, stop: Decimal, target: Decimal) -> None:
+        row = self.t.positions.get(trade_id)
+        if row is not None:
+            self.t.positions[trade_id] = _canonical_fields(
+                dataclasses.replace(row, oco_order_id=oco_order_id, stop_loss=stop, take_profit=target),
+                _POSITION_MONEY,
+            )
+
+    async def remove(self, trade_id: int) -> bool:
+        return self.t.positions.pop(trade_id, None) is not None
+
+
+class MemoryPortfolios:
+    def __init__(self, t: MemoryTables) -> None:
+        self.t = t
+
+    async def create(self, user_id: int, start_balance: Decimal, now: datetime) -> None:
+        self.t.portfolios[user_id] = PortfolioStats(user_id, canonical(start_balance))
+
+    async def get(self, user_id: int) -> PortfolioStats:
+        found = self.t.portfolios.get(user_id)
+        if found is None:
+            raise LookupError(f"user {user_id} has no portfolio")
+        return found
+
+    async def record_close(self, user_id: int, profit_loss: Decimal, fees: Decimal, now: datetime) -> None:
+        row = await self.get(user_id)
+        won = profit_loss > 0
+        self.t.portfolios[user_id] = dataclasses.replace(
+            row, total_trades=row.total_trades + 1, winning_trades=row.winning_trades + int(won),
+            losing_trades=row.losing_trades + int(not won),
+            total_realized_pnl=canonical(row.total_realized_pnl + profit_loss),
+            total_fees=canonical(row.total_fees + fees),
+        )
+
+
+class MemoryAnalyses:
+    def __init__(self, t: MemoryTables) -> None:
+        self.t = t
+
+    async def add(self, record: AnalysisRecord) -> int:
+        self.t.analysis_count += 1
+        if self.t.keep_analyses:
+            self.t.analyses.append(dataclasses.replace(record, id=self.t.analysis_count))
+        return self.t.analysis_count
+
+    async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[str],
+                           now: datetime, trade_id: int | None = None) -> None:
+        for reason in reasons:
+            key = (decision.value, reason_key(reason))
+            self.t.decision_counts[key] = self.t.decision_counts.get(key, 0) + 1
+        if self.t.keep_analyses:
+            self.t.decisions.append(AnalysisDecisionRow(analysis_id, user_id, decision, tuple(reasons), now, trade_id))
+
+    async def latest_time(self) -> datetime | None:
+        return max((a.created_at for a in self.t.analyses), default=None)
+
+
+class MemoryEvents:
+    def __init__(self, t: MemoryTables) -> None:
+        self.t = t
+
+    async def add(self, event: EventRecord) -> EventRecord:
+        stored = dataclasses.replace(event, id=len(self.t.events) + 1)
+        self.t.events.append(stored)
+        return stored
+
+
+class MemoryUnitOfWork:
+    """The repositories the engine uses, over shared tables. Writes apply at once: the backtest is one process
+    and one task, and every engine block commits what it wrote, so there is nothing to roll back."""
+
+    def __init__(self, tables: MemoryTables) -> None:
+        self.configs = MemoryConfigs(tables)
+        self.trades = MemoryTrades(tables)
+        self.orders = MemoryOrders(tables)
+        self.positions = MemoryPositions(tables)
+        self.portfolios = MemoryPortfolios(tables)
+        self.analyses = MemoryAnalyses(tables)
+        self.events = MemoryEvents(tables)
+
+    async def commit(self) -> None:
+        return None
+
+    async def rollback(self) -> None:
+        return None
+
+
+class MemoryStore:
+    """The unit-of-work factory: `async with store() as uow:` as with app.repositories.UnitOfWorkFactory."""
+
+    def __init__(self, tables: MemoryTables | None = None) -> None:
+        self.tables = tables or MemoryTables()
+        self._uow = MemoryUnitOfWork(self.tables)
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[MemoryUnitOfWork]:
+        yield self._uow
+
+    def all_trades(self) -> list[TradeRecord]:
+        return self._uow.trades.all()
+
+    async def publish(self, user_id: int, type_: str, time: datetime, data: dict[str, Any]) -> EventRecord:
+        """What the WebSocket manager does live, minus the socket: store the event (rejections are only counted,
+        they come every cycle)."""
+        counts = self.tables.event_counts
+        counts[type_] = counts.get(type_, 0) + 1
+        event = EventRecord(user_id, type_, time, data)
+        if type_ != "signal_rejected" or self.tables.keep_analyses:
+            event = await self._uow.events.add(event)
+        return event

@@ -1,0 +1,62 @@
+"""Backtest speed: one symbol-year (BTCUSDT 2024) and four symbols over 2024-05..2025-05, rule-based analyst.
+
+    PYTHONPATH=. python benchmarks/backtest_speed.py [--data ../shared/data] [--only one|four] [--days N]
+
+Prints 5-minute cycles per second, wall time (loading included and excluded) and peak memory (ru_maxrss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from app.backtest.data import load_candles, plan_span
+from app.backtest.runner import BacktestSpec, run_backtest
+from app.config import Settings
+from app.container import build_backtest_engine
+from app.domain.clock import SimulatedClock
+from app.domain.risk import TradingConfig
+
+CASES = {
+    "one": (("BTCUSDT",), datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)),
+    "four": (("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"), datetime(2024, 5, 1, tzinfo=UTC),
+             datetime(2025, 5, 1, tzinfo=UTC)),
+}
+
+
+def run_case(data: Path, symbols: tuple[str, ...], start: datetime, end: datetime) -> None:
+    began = time.perf_counter()
+    candles = load_candles(data, symbols, start, end)
+    span = plan_span(candles, symbols, start, end)
+    engine = build_backtest_engine(Settings(_env_file=None), candles, SimulatedClock(span.start))
+    spec = BacktestSpec(TradingConfig(1, is_active=True, symbols=symbols), span.start, span.end, Decimal("10000"))
+    loaded = time.perf_counter()
+    result = asyncio.run(run_backtest(engine, spec))
+    done = time.perf_counter()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{','.join(symbols)} {span.start:%Y-%m-%d} .. {span.end:%Y-%m-%d}: {result.cycles} cycles x "
+          f"{len(symbols)} symbols, {len(result.trades)} trades, final {result.final_balance:.2f} USDT")
+    print(f"  run {done - loaded:.2f} s ({result.cycles / (done - loaded):,.0f} cycles/s, "
+          f"{(done - loaded) / result.cycles / len(symbols) * 1e6:.0f} us per symbol-cycle); "
+          f"with loading {done - began:.2f} s; peak RSS {peak_mb:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+    parser.add_argument("--only", choices=tuple(CASES))
+    parser.add_argument("--days", type=int, help="shorten each case to its first N days")
+    args = parser.parse_args()
+    data = args.data if args.data.is_dir() else Path("/work/shared/data")
+    for name, (symbols, start, end) in CASES.items():
+        if args.only in (None, name):
+            run_case(data, symbols, start, start + timedelta(days=args.days) if args.days else end)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""A backtest with `--analyzer gemini` replays recorded answers: the same trades twice, and no model is asked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+
+from app.backtest.runner import run_backtest
+from app.domain.values import MarketFeatures, Signal
+from app.services.analyst_prompt import build_mtf_prompt, prompt_hash
+from app.services.replay_analyzer import RecordedAnswer, ReplayAnalyzer
+from app.services.rule_based_analyzer import RuleBasedAnalyzer
+from tests.backtest.backtest_helpers import backtest_engine, fast_settings, trade_facts
+
+SYMBOLS = ("BTCUSDT", "SOLUSDT")
+START, END = datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 10, 4, tzinfo=UTC)
+
+
+class RecordingModel:
+    """Stands in for Gemini while recording: answers like the rule-based analyst, and keeps every answer."""
+
+    name = "gemini"
+
+    def __init__(self) -> None:
+        self.rules = RuleBasedAnalyzer()
+        self.recorded: dict[str, RecordedAnswer] = {}
+
+    async def analyze(self, features: MarketFeatures) -> Signal:
+        signal = await self.rules.analyze(features)
+        text = json.dumps({
+            "signal": signal.signal.value, "confidence": signal.confidence,
+            "entry_price": str(signal.entry_price) if signal.entry_price else None,
+            "stop_loss": str(signal.stop_loss) if signal.stop_loss else None,
+            "take_profit": str(signal.take_profit) if signal.take_profit else None,
+            "reasoning": signal.reasoning,
+        })
+        key = prompt_hash(build_mtf_prompt(features))
+        self.recorded[key] = RecordedAnswer(key, text, "recorded-model", features.symbol)
+        return signal
+
+
+async def _replay(recorded: dict[str, RecordedAnswer]) -> tuple[list[tuple[object, ...]], ReplayAnalyzer]:
+    settings = fast_settings()
+    engine, spec = backtest_engine(settings, SYMBOLS, START, END)
+    replay = ReplayAnalyzer(recorded)
+    engine.bot.analysts = {"rules": RuleBasedAnalyzer(), "gemini": replay}
+    result = await run_backtest(engine, dataclasses.replace(spec, config=dataclasses.replace(spec.config,
+                                                                                              analyzer="gemini")))
+    return trade_facts(result.trades), replay
+
+
+async def test_replayed_gemini_backtest_gives_the_same_trades_twice() -> None:
+    settings = fast_settings()
+    engine, spec = backtest_engine(settings, SYMBOLS, START, END)
+    model = RecordingModel()
+    engine.bot.analysts = {"rules": RuleBasedAnalyzer(), "gemini": model}
+    gemini_spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, analyzer="gemini"))
+    recorded_run = trade_facts((await run_backtest(engine, gemini_spec)).trades)
+    assert recorded_run, "the recording run trades"
+
+    first, replay = await _replay(model.recorded)
+    second, _ = await _replay(model.recorded)
+    assert first == second == recorded_run
+    assert replay.misses == 0 and replay.hits > 0
+
+
+async def test_a_replay_without_recordings_holds_and_trades_nothing() -> None:
+    trades, replay = await _replay({})
+    assert trades == [] and replay.hits == 0 and replay.misses > 0
