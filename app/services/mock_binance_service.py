@@ -432,6 +432,11 @@ def _reject(message: str, code: int, detail: str) -> OrderRejected:
     return OrderRejected(f"{message} ({detail})", code)
 
 
+def _unknown_order(detail: str) -> OrderNotFound:
+    """Binance's -2011 for a cancel of an order that is already final: nothing left to cancel."""
+    return OrderNotFound(f"Unknown order sent. ({detail})", CANCEL_REJECTED)
+
+
 def _check_quantity(rules: SymbolRules, qty: Decimal, detail: str) -> None:
     if qty < rules.min_qty or (rules.max_qty and qty > rules.max_qty) or qty % rules.step_size != 0:
         raise _reject("Filter failure: LOT_SIZE", FILTER_FAILURE, detail)
@@ -761,9 +766,7 @@ class MockBinanceService:
         legs = [state.orders[i] for i in (order_list.stop_leg_id, order_list.take_profit_leg_id)]
         open_legs = [leg for leg in legs if not leg.status.is_final]
         if not open_legs:
-            raise _reject(
-                "Unknown order sent.", CANCEL_REJECTED, f"order list {order_list.list_client_order_id} is done"
-            )
+            raise _unknown_order(f"order list {order_list.list_client_order_id} is done")
         for leg in open_legs:
             leg.status = OrderStatus.CANCELED
             leg.transact_ms = now_ms
@@ -778,10 +781,10 @@ class MockBinanceService:
     def _cancel_order(self, state: SimAccountState, symbol: str, client_order_id: str, now_ms: int) -> Order:
         order = _find_order(state, symbol, client_order_id)
         if order.status.is_final:
-            raise _reject("Unknown order sent.", CANCEL_REJECTED, f"{client_order_id} is {order.status}")
+            raise _unknown_order(f"{client_order_id} is {order.status}")
         order_list = state.order_lists.get(order.order_list_id)
         if order_list is None:
-            raise _reject("Unknown order sent.", CANCEL_REJECTED, f"{client_order_id} has no resting quantity")
+            raise _unknown_order(f"{client_order_id} has no resting quantity")
         # cancelling one leg cancels the whole list, as on Binance
         self._cancel_list(state, order_list, now_ms)
         return order.to_order()
