@@ -205,7 +205,7 @@ class ExchangeSimulator:
         if handler is None:
             return self._finish(request, 404, {"code": -1000, "msg": f"The simulator does not serve {method} {path}"})
         try:
-            await self._before(method, path)
+            delayed_by = await self._before(method, path)
             context = await self._context(request)
             context.fill_ratio = self._fill_ratio(method, path)
             body = await handler(context)
@@ -214,14 +214,18 @@ class ExchangeSimulator:
         faults = self.faults.take(method, path, FaultStage.AFTER)
         if faults:
             return await self._after_fault(request, faults[0], body)
-        return self._finish(request, 200, body)
+        return self._finish(request, 200, body, fault=delayed_by)
 
-    async def _before(self, method: str, path: str) -> None:
+    async def _before(self, method: str, path: str) -> FaultRule | None:
+        """Bans, weight and the faults that stop a request from running; returns a latency fault that slowed it."""
         now_ms = self._now_ms()
         self._check_ban(now_ms)
         self._check_weight(method, path, now_ms)
+        delayed_by = None
         for rule in self.faults.take(method, path, FaultStage.BEFORE):
             await self._apply_before(rule, now_ms)
+            delayed_by = rule  # only a latency fault returns from _apply_before
+        return delayed_by
 
     async def _apply_before(self, rule: FaultRule, now_ms: int) -> None:
         if rule.kind is FaultKind.LATENCY:
