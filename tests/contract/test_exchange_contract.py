@@ -1,4 +1,4 @@
-"""One contract for every ExchangeAdapter: MockBinanceService in process and BinanceService over HTTP to the simulator."""
+"""One contract for every ExchangeAdapter: MockBinanceService in process, BinanceService over HTTP to the simulator."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
 
-from exchange_sim_builders import START_BALANCES, at, http_exchange, make_market  # noqa: E402
+from exchange_sim_builders import START_BALANCES, at, http_exchange, make_market
 
-from app.domain.clock import SimulatedClock, ms_from_utc  # noqa: E402
-from app.domain.errors import InsufficientFunds, OrderNotFound, OrderRejected  # noqa: E402
-from app.domain.ports import ExchangeAdapter  # noqa: E402
-from app.domain.values import (  # noqa: E402
+from app.domain.clock import SimulatedClock, ms_from_utc
+from app.domain.errors import InsufficientFunds, OrderNotFound, OrderRejected
+from app.domain.ports import ExchangeAdapter
+from app.domain.values import (
     Balance,
     ListStatus,
     OrderStatus,
@@ -27,7 +27,7 @@ from app.domain.values import (  # noqa: E402
     SymbolRules,
     Timeframe,
 )
-from app.services.mock_binance_service import (  # noqa: E402
+from app.services.mock_binance_service import (
     InMemorySimAccountStore,
     MockBinanceService,
     SimulatedMarket,

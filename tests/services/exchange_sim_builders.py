@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from app.domain.clock import SimulatedClock, ms_from_utc
-from app.domain.values import Order, OcoOrder
+from app.domain.values import OcoOrder, Order
 from app.services.binance_service import BinanceService
 from app.services.exchange_faults import FaultPlan
 from app.services.exchange_simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
