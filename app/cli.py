@@ -1,4 +1,4 @@
-"""The `trdbot` command line: demo, serve, backtest, db upgrade, keygen (exchange-sim joins with its issue)."""
+"""The `trdbot` command line: demo, serve, backtest, exchange-sim, decisions, db upgrade, keygen."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from app.domain.errors import TradingError
 from app.services.security import CredentialCipher
+
+if TYPE_CHECKING:
+    from app.services.exchange_simulator import ExchangeSimulator
+    from app.services.market_data import CandleStore
 
 VAR_DIR = Path("./var")
 
@@ -150,6 +158,103 @@ def _keygen(_: argparse.Namespace) -> int:
     return 0
 
 
+def _exchange_sim(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.services.exchange_simulator import create_simulator_app
+
+    try:
+        simulator, start = build_exchange_simulator(args)
+    except (ValueError, OSError, TradingError) as e:
+        print(f"exchange-sim: {e}", file=sys.stderr)
+        return 2
+    print(f"Binance spot simulator on http://{args.host}:{args.port}: market time {start.isoformat()} at "
+          f"{args.speed:g}x, symbols {', '.join(simulator.market.candles.symbols())}, "
+          f"API key(s) {', '.join(args.api_key or [SIM_API_KEY])}, {len(simulator.faults.rules)} fault rule(s)")
+    uvicorn.run(create_simulator_app(simulator), host=args.host, port=args.port, log_level=args.log_level,
+                access_log=args.log_level == "debug")
+    return 0
+
+
+SIM_API_KEY = "sim-api-key"
+SIM_API_SECRET = "sim-api-secret"
+
+
+def build_exchange_simulator(args: argparse.Namespace) -> tuple[ExchangeSimulator, datetime]:
+    """The simulator the `exchange-sim` options describe: candles, replay clock, funded accounts, faults."""
+    from app.config import BUNDLED_DATA_DIR
+    from app.domain.clock import ReplayClock
+    from app.services.exchange_faults import FaultPlan, FaultRule
+    from app.services.exchange_simulator import ApiAccount, ExchangeSimulator
+    from app.services.market_data import CandleStore
+    from app.services.mock_binance_service import SimulatedMarket
+
+    candles = CandleStore.load(args.data or BUNDLED_DATA_DIR)
+    if not candles.symbols():
+        raise ValueError(f"no candle files (binance_<SYMBOL>_5m.csv[.gz]) in {args.data or BUNDLED_DATA_DIR}")
+    start = _sim_start(candles, args.start)
+    market = SimulatedMarket(candles, slippage_pct=Decimal(args.slippage_pct), fee_rate=Decimal(args.fee_rate))
+    faults = FaultPlan.load(args.faults) if args.faults else FaultPlan()
+    for spec in args.fault or []:
+        faults.add(FaultRule.from_spec(spec))
+    balances = dict(parse_balance(text) for text in (args.balance or ["USDT=10000"]))
+    keys, secrets_ = args.api_key or [SIM_API_KEY], args.api_secret or [SIM_API_SECRET]
+    if len(keys) != len(secrets_):
+        raise ValueError("give one --api-secret per --api-key")
+    accounts = [ApiAccount(key, secret, balances) for key, secret in zip(keys, secrets_, strict=True)]
+    simulator = ExchangeSimulator(market, ReplayClock(start, args.speed), accounts, faults,
+                                  check_timestamps=not args.no_timestamp_check)
+    return simulator, start
+
+
+def _sim_start(candles: CandleStore, requested: str | None) -> datetime:
+    """The requested start, or a week after the data begins so 168 hourly candles already exist."""
+    first = max(candles.span(symbol)[0] for symbol in candles.symbols())
+    last = min(candles.span(symbol)[1] for symbol in candles.symbols())
+    if requested is None:
+        return first + timedelta(days=8)
+    start = datetime.fromisoformat(requested)
+    start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    if not first < start < last:
+        raise ValueError(f"--start {requested} is outside the candles ({first.isoformat()} to {last.isoformat()})")
+    return start
+
+
+def parse_balance(text: str) -> tuple[str, Decimal]:
+    """`USDT=10000` -> ("USDT", Decimal("10000"))."""
+    asset, _, amount = text.partition("=")
+    try:
+        value = Decimal(amount)
+    except InvalidOperation as e:
+        raise ValueError(f"bad --balance {text!r}: expected ASSET=AMOUNT, e.g. USDT=10000") from e
+    if not asset.strip() or value < 0:
+        raise ValueError(f"bad --balance {text!r}: expected ASSET=AMOUNT, e.g. USDT=10000")
+    return asset.strip().upper(), value
+
+
+def _add_exchange_sim(commands: Any) -> None:
+    sim = commands.add_parser("exchange-sim", help="a Binance spot REST simulator on 127.0.0.1 replaying candles")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9100)
+    sim.add_argument("--data", type=Path, help="candle directory (default: the bundled sample)")
+    sim.add_argument("--start", help="market start time, e.g. 2025-10-01 or 2025-10-01T12:00:00Z (UTC)")
+    sim.add_argument("--speed", type=float, default=1.0, help="market seconds per wall second (default 1)")
+    sim.add_argument("--api-key", action="append", help=f"an account's API key (repeatable; default {SIM_API_KEY})")
+    sim.add_argument("--api-secret", action="append", help="its HMAC secret, in the same order as --api-key")
+    sim.add_argument("--balance", action="append", help="starting balance of every account, ASSET=AMOUNT "
+                                                        "(repeatable; default USDT=10000)")
+    sim.add_argument("--faults", type=Path, help='JSON fault file: {"faults": [{"kind": "rate_limit", '
+                                                  '"endpoint": "POST /api/v3/order", "times": 3}, ...]}')
+    sim.add_argument("--fault", action="append", help="one fault, e.g. 'kind=server_error,endpoint=orderList/oco,"
+                                                      "status=503,execute=true' (repeatable)")
+    sim.add_argument("--slippage-pct", default="0.02", help="market order slippage in percent (default 0.02)")
+    sim.add_argument("--fee-rate", default="0.001", help="commission rate (default 0.001)")
+    sim.add_argument("--no-timestamp-check", action="store_true",
+                     help="accept any timestamp (for clients whose clock does not follow the replay)")
+    sim.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sim.set_defaults(run=_exchange_sim)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trdbot", description="TRD Bot: day-trading Binance spot pairs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.set_defaults(run=_decisions_import)
 
     commands.add_parser("keygen", help="print a fresh JWT_SECRET and CREDENTIALS_KEY").set_defaults(run=_keygen)
+    _add_exchange_sim(commands)
     return parser
 
 

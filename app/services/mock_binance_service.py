@@ -432,6 +432,11 @@ def _reject(message: str, code: int, detail: str) -> OrderRejected:
     return OrderRejected(f"{message} ({detail})", code)
 
 
+def _unknown_order(detail: str) -> OrderNotFound:
+    """Binance's -2011 for a cancel of an order that is already final: nothing left to cancel."""
+    return OrderNotFound(f"Unknown order sent. ({detail})", CANCEL_REJECTED)
+
+
 def _check_quantity(rules: SymbolRules, qty: Decimal, detail: str) -> None:
     if qty < rules.min_qty or (rules.max_qty and qty > rules.max_qty) or qty % rules.step_size != 0:
         raise _reject("Filter failure: LOT_SIZE", FILTER_FAILURE, detail)
@@ -466,6 +471,15 @@ def _check_unique_list_id(state: SimAccountState, list_client_order_id: str, det
             raise _reject("Duplicate order sent.", NEW_ORDER_REJECTED, detail)
     for suffix in ("-tp", "-sl"):
         _check_unique_order_id(state, f"{list_client_order_id}{suffix}", detail)
+
+
+@dataclass(frozen=True, slots=True)
+class _MarketRequest:
+    symbol: str
+    side: Side
+    quantity: Decimal
+    client_order_id: str
+    available_qty: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,10 +570,12 @@ class MockBinanceService:
         return await self._transact(lambda state, _now_ms: _balance(state, asset))
 
     # -- orders -----------------------------------------------------------------------------------------------
-    async def place_market_order(self, symbol: str, side: Side, quantity: Decimal, client_order_id: str) -> Order:
-        return await self._transact(
-            lambda state, now_ms: self._market_order(state, now_ms, symbol, Side(side), quantity, client_order_id)
-        )
+    async def place_market_order(
+        self, symbol: str, side: Side, quantity: Decimal, client_order_id: str, *, available_qty: Decimal | None = None
+    ) -> Order:
+        """`available_qty` is the book's liquidity (None: unlimited); beyond it the order ends EXPIRED, part-filled."""
+        request = _MarketRequest(symbol, Side(side), quantity, client_order_id, available_qty)
+        return await self._transact(lambda state, now_ms: self._market_order(state, now_ms, request))
 
     async def place_oco_order(
         self,
@@ -590,6 +606,16 @@ class MockBinanceService:
     async def cancel_order(self, symbol: str, client_order_id: str) -> Order:
         return await self._transact(lambda state, now_ms: self._cancel_order(state, symbol, client_order_id, now_ms))
 
+    async def list_orders(self) -> list[Order]:
+        """Every order the account still keeps (open and recent final ones), oldest first."""
+        return await self._transact(lambda state, _now_ms: [o.to_order() for _, o in sorted(state.orders.items())])
+
+    async def list_order_lists(self) -> list[OcoOrder]:
+        """Every order list the account still keeps, oldest first."""
+        return await self._transact(
+            lambda state, _now_ms: [_oco(state, x) for _, x in sorted(state.order_lists.items())]
+        )
+
     async def get_open_oco_orders(self) -> list[OcoOrder]:
         def open_lists(state: SimAccountState, _now_ms: int) -> list[OcoOrder]:
             executing = [x for _, x in sorted(state.order_lists.items()) if x.status == ListStatus.EXECUTING]
@@ -612,9 +638,8 @@ class MockBinanceService:
                     _prune(state)
                     await self._store.save(self._account_id, state)
 
-    def _market_order(
-        self, state: SimAccountState, now_ms: int, symbol: str, side: Side, qty: Decimal, client_order_id: str
-    ) -> Order:
+    def _market_order(self, state: SimAccountState, now_ms: int, request: _MarketRequest) -> Order:
+        symbol, side, qty, client_order_id = request.symbol, request.side, request.quantity, request.client_order_id
         rules = self._market.rules(symbol)
         last = self._market.last_price(symbol, now_ms)
         detail = f"MARKET {side} {qty} {symbol} at ~{last}"
@@ -625,12 +650,18 @@ class MockBinanceService:
         quote = qty * price
         _check_funds(state, *((rules.quote_asset, quote) if side == Side.BUY else (rules.base_asset, qty)), detail)
         order = self._new_order(state, symbol, client_order_id, side, OrderType.MARKET, qty, now_ms)
-        self._fill_market(state, order, rules, price)
+        filled_qty = qty if request.available_qty is None else min(qty, rules.round_qty(request.available_qty))
+        if filled_qty > 0:
+            self._fill_market(state, order, rules, price, filled_qty)
+        if filled_qty < qty:
+            order.status = OrderStatus.EXPIRED  # Binance: a MARKET order out of liquidity expires part-filled
         return order.to_order()
 
-    def _fill_market(self, state: SimAccountState, order: SimOrder, rules: SymbolRules, price: Decimal) -> None:
+    def _fill_market(
+        self, state: SimAccountState, order: SimOrder, rules: SymbolRules, price: Decimal, qty: Decimal
+    ) -> None:
         """Commission comes out of what the account receives: base on a BUY, quote on a SELL."""
-        qty, quote = order.orig_qty, order.orig_qty * price
+        quote = qty * price
         if order.side == Side.BUY:
             fee, fee_asset = self._market.fee(qty), rules.base_asset
             state.move(rules.quote_asset, free_delta=-quote)
@@ -735,9 +766,7 @@ class MockBinanceService:
         legs = [state.orders[i] for i in (order_list.stop_leg_id, order_list.take_profit_leg_id)]
         open_legs = [leg for leg in legs if not leg.status.is_final]
         if not open_legs:
-            raise _reject(
-                "Unknown order sent.", CANCEL_REJECTED, f"order list {order_list.list_client_order_id} is done"
-            )
+            raise _unknown_order(f"order list {order_list.list_client_order_id} is done")
         for leg in open_legs:
             leg.status = OrderStatus.CANCELED
             leg.transact_ms = now_ms
@@ -752,10 +781,10 @@ class MockBinanceService:
     def _cancel_order(self, state: SimAccountState, symbol: str, client_order_id: str, now_ms: int) -> Order:
         order = _find_order(state, symbol, client_order_id)
         if order.status.is_final:
-            raise _reject("Unknown order sent.", CANCEL_REJECTED, f"{client_order_id} is {order.status}")
+            raise _unknown_order(f"{client_order_id} is {order.status}")
         order_list = state.order_lists.get(order.order_list_id)
         if order_list is None:
-            raise _reject("Unknown order sent.", CANCEL_REJECTED, f"{client_order_id} has no resting quantity")
+            raise _unknown_order(f"{client_order_id} has no resting quantity")
         # cancelling one leg cancels the whole list, as on Binance
         self._cancel_list(state, order_list, now_ms)
         return order.to_order()

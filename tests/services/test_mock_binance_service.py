@@ -155,7 +155,7 @@ async def test_cancel_oco_unlocks_and_second_cancel_is_rejected(tmp_path: Path) 
     assert {leg.status for leg in oco.legs} == {OrderStatus.CANCELED}
     balance = await service.get_account_balance("BTC")
     assert (balance.free, balance.locked) == (D("1"), D("0"))
-    with pytest.raises(OrderRejected) as caught:
+    with pytest.raises(OrderNotFound) as caught:  # Binance's -2011 "Unknown order sent.", as BinanceService maps it
         await service.cancel_oco_order("BTCUSDT", "L1")
     assert caught.value.code == -2011
 
@@ -285,3 +285,16 @@ async def test_account_persisted_as_json_behaves_the_same(tmp_path: Path) -> Non
     _, in_memory = await scripted_run(tmp_path / "a")
     _, through_json = await scripted_run(tmp_path / "b", JsonSimAccountStore())
     assert through_json == in_memory
+
+
+@pytest.mark.asyncio
+async def test_market_order_beyond_the_liquidity_fills_part_and_expires(tmp_path: Path) -> None:
+    service, _ = await exchange(tmp_path, [FLAT] * 3, minutes(10))
+    order = await service.place_market_order("BTCUSDT", Side.BUY, D("2"), "thin-1", available_qty=D("0.7500009"))
+    assert (order.status, order.orig_qty, order.executed_qty) == (OrderStatus.EXPIRED, D("2"), D("0.75"))
+    assert order.fills[0].qty == D("0.75") and order.cumulative_quote_qty == D("75")
+    assert (await service.get_account_balance("BTC")).free == D("1") + D("0.75") - D("0.00075")
+    assert (await service.get_account_balance("USDT")).free == D("925")
+    empty = await service.place_market_order("BTCUSDT", Side.SELL, D("1"), "thin-2", available_qty=D("0"))
+    assert (empty.status, empty.executed_qty, empty.fills) == (OrderStatus.EXPIRED, D("0"), ())
+    assert [o.client_order_id for o in await service.list_orders()] == ["thin-1", "thin-2"]
