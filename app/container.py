@@ -110,6 +110,12 @@ class Container:
         self.bot = build_trading_bot(self)
         self.bot.state = self.settings.trading_state
 
+    async def bot_trades(self, user_id: int) -> list[TradeRecord]:
+        """Every trade of a user, oldest first (tests and tools)."""
+        async with self.uow() as uow:
+            items, _ = await uow.trades.page(user_id, limit=100_000)
+        return sorted(items, key=lambda t: t.id)
+
     def analyst_status(self, analyzer: str) -> dict[str, object]:
         """Which analyst a user gets and whether it can be called now (Gemini's breaker, its fallback)."""
         provider = self.bot.analysts.get(analyzer)
