@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +17,7 @@ from app.backtest.runner import BacktestEngine
 from app.config import Settings
 from app.db import Database
 from app.domain.clock import Clock, SimulatedClock, WallClock
-from app.domain.errors import ConfigurationError, TradingError
+from app.domain.errors import ConfigurationError, TemporaryExchangeError, TradingError
 from app.domain.ports import ExchangeAdapter, SignalProvider
 from app.domain.records import EventRecord, TradeRecord, UserAccount
 from app.domain.risk import TradingConfig
@@ -176,6 +177,9 @@ class Container:
     async def start(self, migrate: bool = True) -> None:
         if migrate:
             await self.db.migrate()
+        if isinstance(self.market_data, BinanceService):
+            with contextlib.suppress(TemporaryExchangeError):
+                await self.market_data.sync_time()
         if self.run_engine:
             self.loop = TradingLoop(
                 self.bot, self.market_clock, self.settings.trading_interval_seconds,
@@ -235,6 +239,8 @@ class LiveExchanges:
             self.cipher.decrypt(credentials.api_key_encrypted), self.cipher.decrypt(credentials.api_secret_encrypted),
             base_url, self.clock, recv_window_ms=self.recv_window_ms,
         )
+        with contextlib.suppress(TemporaryExchangeError):
+            await service.sync_time()  # closed-candle and timestamp checks need the server's clock
         self._services[user_id] = service
         return service
 
