@@ -26,6 +26,7 @@ from app.domain.values import ZERO, Decision, ExitReason, Order, TradeStatus, Tr
 from app.models import (
     Analysis,
     AnalysisDecision,
+    DustBalance,
     Event,
     ExchangeCredential,
     LoginThrottle,
@@ -425,6 +426,24 @@ class PortfolioRepository:
         row.updated_at = now
 
 
+class DustRepository:
+    """Per user and symbol, the base-asset remainder below the step size that the next exit sells."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int, symbol: str) -> Decimal:
+        row = await self.session.get(DustBalance, (user_id, symbol))
+        return row.amount if row is not None else ZERO
+
+    async def set(self, user_id: int, symbol: str, amount: Decimal) -> None:
+        row = await self.session.get(DustBalance, (user_id, symbol))
+        if row is None:
+            self.session.add(DustBalance(user_id=user_id, symbol=symbol, amount=amount))
+        else:
+            row.amount = amount
+
+
 class AnalysisRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -562,6 +581,7 @@ class UnitOfWork:
         self.orders = OrderRepository(session)
         self.positions = PositionRepository(session)
         self.portfolios = PortfolioRepository(session)
+        self.dust = DustRepository(session)
         self.analyses = AnalysisRepository(session)
         self.events = EventRepository(session)
         self.credentials = CredentialRepository(session)

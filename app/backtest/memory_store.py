@@ -68,6 +68,7 @@ class MemoryTables:
         self.trade_by_entry: dict[str, int] = {}
         self.positions: dict[int, PositionRecord] = {}  # trade id -> position, insertion order = row id order
         self.portfolios: dict[int, PortfolioStats] = {}
+        self.dust: dict[tuple[int, str], Decimal] = {}
         self.analyses: list[AnalysisRecord] = []
         self.decisions: list[AnalysisDecisionRow] = []
         self.events: list[EventRecord] = []
@@ -301,6 +302,17 @@ class MemoryPortfolios:
         )
 
 
+class MemoryDust:
+    def __init__(self, t: MemoryTables) -> None:
+        self.t = t
+
+    async def get(self, user_id: int, symbol: str) -> Decimal:
+        return self.t.dust.get((user_id, symbol), ZERO)
+
+    async def set(self, user_id: int, symbol: str, amount: Decimal) -> None:
+        self.t.dust[(user_id, symbol)] = canonical(amount)
+
+
 class MemoryAnalyses:
     def __init__(self, t: MemoryTables) -> None:
         self.t = t
@@ -343,6 +355,7 @@ class MemoryUnitOfWork:
         self.orders = MemoryOrders(tables)
         self.positions = MemoryPositions(tables)
         self.portfolios = MemoryPortfolios(tables)
+        self.dust = MemoryDust(tables)
         self.analyses = MemoryAnalyses(tables)
         self.events = MemoryEvents(tables)
 

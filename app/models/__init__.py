@@ -3,7 +3,7 @@
 from app.models.analysis import Analysis, AnalysisDecision
 from app.models.base import Base
 from app.models.event import Event
-from app.models.portfolio import Portfolio
+from app.models.portfolio import DustBalance, Portfolio
 from app.models.trade import OpenPosition, OrderRow, Trade, TradingConfigRow
 from app.models.user import ExchangeCredential, LoginThrottle, SimAccount, User
 
@@ -11,6 +11,7 @@ __all__ = [
     "Analysis",
     "AnalysisDecision",
     "Base",
+    "DustBalance",
     "Event",
     "ExchangeCredential",
     "LoginThrottle",

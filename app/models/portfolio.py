@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Integer
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Money, UTCDateTime
@@ -22,3 +22,13 @@ class Portfolio(Base):
     total_realized_pnl: Mapped[Decimal] = mapped_column(Money())
     total_fees: Mapped[Decimal] = mapped_column(Money())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DustBalance(Base):
+    """Base asset the bot bought but could not sell (below the step size), carried into the next exit."""
+
+    __tablename__ = "dust_balances"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(20), primary_key=True)
+    amount: Mapped[Decimal] = mapped_column(Money())

@@ -371,7 +371,12 @@ class TradingBot:
         rules = await exchange.get_symbol_rules(order.symbol)
         fill = entry_fill(order, rules)
         stop, target = reanchor(fill.price, plan.entry_price, plan.stop_loss, plan.take_profit, rules)
+        free_base = (await exchange.get_account_balance(rules.base_asset)).free
         async with self.uow() as uow:
+            # what rounding to the step left behind last time rides along, so dust does not eat the profit
+            sellable = min(fill.held + await uow.dust.get(user_id, order.symbol), free_base)
+            quantity = rules.round_qty(sellable)
+            await uow.dust.set(user_id, order.symbol, sellable - quantity)
             trade: TradeRecord = await uow.trades.add(TradeRecord(
                 id=0, user_id=user_id, symbol=order.symbol, side=Side.BUY.value, status=TradeStatus.FILLED,
                 amount=fill.amount, price=fill.price, stop_loss=stop, take_profit=target,
@@ -379,7 +384,7 @@ class TradingBot:
                 entry_fee=fill.fee_usdt, fees=fill.fee_usdt, executed_at=now, analysis_id=plan.analysis_id,
             ))
             await uow.positions.add(PositionRecord(
-                trade.id, user_id, order.symbol, rules.round_qty(fill.held), fill.price, stop, target, None, now,
+                trade.id, user_id, order.symbol, quantity, fill.price, stop, target, None, now,
             ))
             await uow.orders.mark(order.client_order_id, order.status.value, now, trade_id=trade.id)
             await uow.commit()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 00:33:00.620550
+Create Date: 2026-11-24 00:55:20.664766
 """
 
 from __future__ import annotations
@@ -93,6 +93,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_analysis_decisions_analysis_id'), ['analysis_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_analysis_decisions_user_id'), ['user_id'], unique=False)
 
+    op.create_table('dust_balances',
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('symbol', sa.String(length=20), nullable=False),
+    sa.Column('amount', app.models.base.Money(precision=38, scale=18), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_dust_balances_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('user_id', 'symbol', name=op.f('pk_dust_balances'))
+    )
     op.create_table('events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
@@ -262,6 +269,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_events_time'))
 
     op.drop_table('events')
+    op.drop_table('dust_balances')
     with op.batch_alter_table('analysis_decisions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_analysis_decisions_user_id'))
         batch_op.drop_index(batch_op.f('ix_analysis_decisions_analysis_id'))
