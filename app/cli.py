@@ -128,6 +128,7 @@ def _backtest(args: argparse.Namespace) -> int:
             end=parse_time(args.end, "--end") if args.end else None,
             data=args.data, balance=parse_decimal(args.balance, "--balance"), analyzer=args.analyzer,
             seed=args.seed, config=args.config, out=args.out, quiet=args.quiet, decisions=args.decisions,
+            live_misses=args.live_misses,
         )
         return run_command(options, build_backtest_engine, time.perf_counter)
     except ERRORS as e:
@@ -149,6 +150,8 @@ def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     bt.add_argument("--quiet", action="store_true", help="no progress bar")
     bt.add_argument("--decisions", type=Path, default=REPLAY_STORE,
                     help=f"recorded LLM answers replayed by --analyzer gemini (default {REPLAY_STORE})")
+    bt.add_argument("--live-misses", action="store_true",
+                    help="with --analyzer gemini: ask the live Gemini API when no answer is recorded (costs money)")
     bt.set_defaults(run=_backtest)
 
 

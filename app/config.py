@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     gemini_base_url: str | None = None
     default_analyzer: Literal["rules", "gemini", "openai"] = "rules"
     gemini_fallback: Literal["hold", "rules"] = "hold"
+    replay_live_misses: bool = False
     openai_base_url: str | None = None
     openai_model: str = "llama3.1"
     openai_api_key: SecretStr | None = None

@@ -331,15 +331,18 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
                           recorded: Mapping[str, RecordedAnswer] | None = None) -> BacktestEngine:
     """The live composition with in-memory books and accounts: TradingBot, simulated exchange, same parts.
 
-    The `gemini` analyst replays recorded answers by prompt hash; a prompt with no recording holds.
+    The `gemini` analyst replays recorded answers by prompt hash; a prompt with no recording holds, or, with
+    REPLAY_LIVE_MISSES (`--live-misses`), is asked of the live Gemini analyst.
     """
     market = SimulatedMarket(candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
     store = MemoryStore()
     exchanges = PaperExchanges(market, InMemorySimAccountStore(), clock)
     market_data = MockBinanceService("market-data", market, InMemorySimAccountStore(), clock)
+    rules = RuleBasedAnalyzer()
+    live = build_gemini_analyzer(settings, WallClock(), rules) if settings.replay_live_misses else None
     analysts: dict[str, SignalProvider] = {
-        "rules": RuleBasedAnalyzer(),
-        "gemini": ReplayAnalyzer(recorded or {}, max_entry_deviation_pct=settings.max_entry_deviation_pct),
+        "rules": rules,
+        "gemini": ReplayAnalyzer(recorded or {}, live=live, max_entry_deviation_pct=settings.max_entry_deviation_pct),
     }
     bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts)
     return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock)

@@ -45,6 +45,7 @@ class BacktestOptions:
     out: Path | None
     quiet: bool
     decisions: Path | None = None
+    live_misses: bool = False
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -81,6 +82,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
 def build_settings(options: BacktestOptions, overrides: Mapping[str, Any]) -> Settings:
     values = {k: v for k, v in overrides.items() if k in Settings.model_fields and k not in CONFIG_FIELDS}
     values.update(random_seed=options.seed, paper_start_balance=options.balance)
+    if options.live_misses:
+        values["replay_live_misses"] = True
     try:
         return Settings(_env_file=None, **values)
     except ValueError as e:

@@ -68,3 +68,23 @@ async def test_replayed_gemini_backtest_gives_the_same_trades_twice() -> None:
 async def test_a_replay_without_recordings_holds_and_trades_nothing() -> None:
     trades, replay = await _replay({})
     assert trades == [] and replay.hits == 0 and replay.misses > 0
+
+
+async def test_live_misses_ask_the_model_only_for_unrecorded_prompts() -> None:
+    from datetime import timedelta
+
+    from pydantic import SecretStr
+
+    from tests.services.llm_fake_server import ScriptedServer, answer, gemini_ok
+
+    with ScriptedServer() as server:
+        for _ in range(40):
+            server.add(gemini_ok(answer(signal="hold", confidence=30)))
+        settings = fast_settings(replay_live_misses=True, gemini_api_key=SecretStr("test-key"),
+                                 gemini_base_url=server.url)
+        engine, spec = backtest_engine(settings, ("BTCUSDT",), START, START + timedelta(hours=1))
+        await run_backtest(engine, dataclasses.replace(spec, config=dataclasses.replace(spec.config,
+                                                                                        analyzer="gemini")))
+        replay = engine.bot.analysts["gemini"]
+        assert isinstance(replay, ReplayAnalyzer)
+        assert replay.misses == len(server.requests) > 0
