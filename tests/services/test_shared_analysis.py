@@ -22,9 +22,11 @@ async def test_fifty_users_one_model_call_per_cycle(settings: Settings) -> None:
         gemini = settings.model_copy(update={"gemini_api_key": SecretStr("test-key"), "gemini_base_url": server.url})
         clock = SimulatedClock(datetime(2025, 9, 10, tzinfo=UTC))
         container = Container(gemini, market_clock=clock)
+        ids = []
         async with container.uow() as uow:
             for n in range(USERS):
                 user = await uow.users.add(f"u{n}", f"u{n}@example.com", "hash", clock.now())
+                ids.append(user.id)
                 config = dataclasses.replace(container.default_config(user.id), is_active=True,
                                              symbols=("BTCUSDT",), analyzer="gemini")
                 await uow.configs.create(config, clock.now())
@@ -35,8 +37,8 @@ async def test_fifty_users_one_model_call_per_cycle(settings: Settings) -> None:
             await container.bot.run_cycle(clock.now())
         calls = len(server.requests)
         async with container.uow() as uow:
-            logged = await uow.analyses.for_user(1, limit=10)
-            last_user = await uow.analyses.for_user(USERS, limit=10)
+            logged = await uow.analyses.for_user(ids[0], limit=10)
+            last_user = await uow.analyses.for_user(ids[-1], limit=10)
         await container.db.dispose()
 
     assert calls == 2
