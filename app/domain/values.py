@@ -17,7 +17,10 @@ class Timeframe(StrEnum):
 
     @property
     def ms(self) -> int:
-        return {"5m": 300_000, "15m": 900_000, "1h": 3_600_000}[self.value]
+        return _TIMEFRAME_MS[self]
+
+
+_TIMEFRAME_MS = {Timeframe.M5: 300_000, Timeframe.M15: 900_000, Timeframe.H1: 3_600_000}
 
 
 class Side(StrEnum):
@@ -45,7 +48,12 @@ class OrderStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
+        return self in _FINAL_STATUSES
+
+
+_FINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
 
 
 class ListStatus(StrEnum):

@@ -77,6 +77,9 @@ class _Series:
     def sliced(self, start: int, stop: int) -> _Series:
         raise NotImplementedError
 
+    def decimal_volumes(self) -> list[Decimal]:
+        return [self.candle(i).volume for i in range(len(self.arrays))]
+
 
 class _TextSeries(_Series):
     """Candles read from a file; each row's text is kept so prices parse into Decimal exactly as written."""
@@ -94,6 +97,14 @@ class _TextSeries(_Series):
 
     def sliced(self, start: int, stop: int) -> _TextSeries:
         return _TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop])
+
+    def decimal_volumes(self) -> list[Decimal]:
+        """Every row's volume exactly as `_build_candle` reads it, without building whole candles."""
+        text = self._text
+        return [
+            Decimal(text[a:b].decode("ascii").strip().rsplit(",", 1)[1])
+            for a, b in zip(self._starts.tolist(), self._ends.tolist(), strict=True)
+        ]
 
 
 class _ResampledSeries(_Series):
@@ -125,8 +136,8 @@ class _ResampledSeries(_Series):
 class CandleWindow(Sequence[Candle]):
     """Consecutive closed candles of one series, built into exact Decimal candles only when read.
 
-    A cycle reads a 556-candle window but touches only its ends and the one or two new candles (the feature
-    builder keeps float arrays of the rest), so building every Candle up front was most of a cycle's cost.
+    A cycle reads a 556-candle window but touches only its last few candles (the feature builder reads the
+    float columns), so building every Candle up front was most of a cycle's cost.
     """
 
     __slots__ = ("_series", "_start", "_stop")
@@ -136,6 +147,18 @@ class CandleWindow(Sequence[Candle]):
 
     def __len__(self) -> int:
         return self._stop - self._start
+
+    def float_arrays(self) -> CandleArrays:
+        """The window as float columns (views, no copy); each value is exactly float() of the candle's Decimal,
+        so indicator maths on them equals maths on arrays converted from the candles, as the live path does."""
+        return self._series.arrays.slice(self._start, self._stop)
+
+    def key(self) -> tuple[int, int, int]:
+        """Length and first and last open times, as `market_features.window_key` gives them, without candles."""
+        if self._stop <= self._start:
+            return (0, 0, 0)
+        times = self._series.arrays.open_time_ms
+        return (self._stop - self._start, int(times[self._start]), int(times[self._stop - 1]))
 
     @overload
     def __getitem__(self, index: int) -> Candle: ...
@@ -170,13 +193,21 @@ def resample(source: _Series, timeframe: Timeframe) -> _ResampledSeries:
     last = np.r_[first[1:] - 1, len(buckets) - 1]
     arrays = CandleArrays(
         buckets[first],
-        a.open[first],
+        a.open[first],  # float() is monotonic, so max/min of the floats is float() of the Decimal max/min
         np.maximum.reduceat(a.high, first),
         np.minimum.reduceat(a.low, first),
         a.close[last],
-        np.add.reduceat(a.volume, first),
+        _bucket_volumes(source, first, last),
     )
     return _ResampledSeries(arrays, source, first, last)
+
+
+def _bucket_volumes(source: _Series, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """float() of each bucket's exact Decimal volume sum, as the resampled Candle holds it (a float sum can differ
+    in the last bit, and the feature builder reads these columns instead of converting candles)."""
+    volumes = source.decimal_volumes()
+    sums = (sum(volumes[int(a) : int(b) + 1], Decimal(0)) for a, b in zip(first, last, strict=True))
+    return np.fromiter((float(total) for total in sums), dtype=np.float64, count=len(first))
 
 
 class CandleStore:
@@ -184,6 +215,8 @@ class CandleStore:
 
     def __init__(self, series: dict[tuple[str, Timeframe], _Series]) -> None:
         self._series = series
+        self._symbols = sorted({symbol for symbol, _ in series})
+        self._symbol_set = frozenset(self._symbols)
 
     @classmethod
     def load(
@@ -206,7 +239,10 @@ class CandleStore:
         return cls(series)
 
     def symbols(self) -> Sequence[str]:
-        return sorted({symbol for symbol, _ in self._series})
+        return list(self._symbols)
+
+    def has_symbol(self, symbol: str) -> bool:
+        return symbol in self._symbol_set
 
     def timeframes(self, symbol: str) -> list[Timeframe]:
         return [tf for tf in Timeframe if (symbol, tf) in self._series]
@@ -330,7 +366,30 @@ def read_candle_file(path: Path, timeframe: Timeframe) -> _TextSeries:
     problem = _first_problem(arrays, timeframe)
     if problem is not None:
         raise DataError(f"{path}: {problem}")
+    if not _parsed_exactly(text, header_end):
+        arrays = _decimal_columns(text, starts, ends)
     return _TextSeries(arrays, text, starts, ends)
+
+
+def _parsed_exactly(text: bytes, header_end: int) -> bool:
+    """Whether the C parser gave float() of each field's Decimal, as the live path converts klines.
+
+    It does when every field has at most 15 digits and no exponent: the digits then make an exact integer
+    and one division by an exact power of ten rounds correctly, as float() does.
+    """
+    body = np.frombuffer(text, np.uint8)[header_end + 1 :]
+    if np.isin(body, np.frombuffer(b"eE", np.uint8)).any():
+        return False
+    separators = np.flatnonzero((body == ord(",")) | (body == ord("\n")))
+    return len(separators) == 0 or int(np.diff(np.r_[-1, separators]).max()) <= 16
+
+
+def _decimal_columns(text: bytes, starts: np.ndarray, ends: np.ndarray) -> CandleArrays:
+    """The slow exact parse (float() of each Decimal), for files with fields too long for the fast one."""
+    rows = [text[a:b].decode("ascii").strip().split(",") for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    times = np.fromiter((int(row[0]) for row in rows), dtype=np.int64, count=len(rows))
+    columns = (np.fromiter((float(Decimal(row[i])) for row in rows), np.float64, len(rows)) for i in range(1, 6))
+    return CandleArrays(times, *columns)
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -10,6 +10,7 @@ import numpy as np
 
 from app.domain.values import ZERO, Candle, MarketFeatures
 from app.indicators.technical import latest_indicators
+from app.services.market_data import CandleWindow
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
 from app.services.risk_manager import RiskManager, Zone
 from app.services.service_constants import (
@@ -117,16 +118,25 @@ class MarketFeatureBuilder:
         )
 
     def _analyse(self, symbol: str, tf: str, candles: Sequence[Candle]) -> tuple[dict[str, float], tuple[Zone, ...]]:
-        key = window_key(candles)
+        window = candles if isinstance(candles, CandleWindow) else None
+        key = window.key() if window is not None else window_key(candles)
         hit = self._memo.get((symbol, tf))
         if hit is not None and hit[0] == key:
             return hit[1], hit[2]
-        arrays = self._cache.arrays(symbol, tf, candles)
+        arrays = self._arrays(symbol, tf, candles, window)
         high, low = arrays[1], arrays[2]
         values = latest_indicators(*arrays)
         zones = self._risk.support_resistance_zones(high, low) if tf == SR_TIMEFRAME else ()
         self._memo[(symbol, tf)] = (key, values, zones)
         return values, zones
+
+    def _arrays(self, symbol: str, tf: str, candles: Sequence[Candle], window: CandleWindow | None) -> Arrays:
+        """A simulated exchange's window already holds its float columns (the same numbers the cache would
+        convert); klines from Binance are converted, reusing the previous window's columns."""
+        if window is None:
+            return self._cache.arrays(symbol, tf, candles)
+        columns = window.float_arrays()
+        return columns.open, columns.high, columns.low, columns.close, columns.volume
 
 
 def build_market_features(

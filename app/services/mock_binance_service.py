@@ -83,7 +83,7 @@ class SimulatedMarket:
 
     def rules(self, symbol: str) -> SymbolRules:
         found = self._rules.get(symbol)
-        if found is None or symbol not in self.candles.symbols():
+        if found is None or not self.candles.has_symbol(symbol):
             raise ConfigurationError(
                 f"Invalid symbol {symbol!r}: the simulated exchange has no rules or candles for it"
             )
