@@ -341,7 +341,8 @@ def _load_symbol(symbol: str, files: dict[tuple[str, Timeframe], Path]) -> dict[
     five = loaded.get((symbol, Timeframe.M5))
     if five is not None:
         for timeframe in (Timeframe.M15, Timeframe.H1):
-            loaded.setdefault((symbol, timeframe), resample(five, timeframe))
+            if (symbol, timeframe) not in loaded:
+                loaded[(symbol, timeframe)] = resample(five, timeframe)
     return loaded
 
 
