@@ -255,6 +255,11 @@ class SimAccountState:
     next_trade_id: int = 1
     last_evaluated_ms: int = 0
     revision: int = 0  # bumped on every change, so callers can skip saving an untouched state
+    # orders not final yet, oldest first (a superset: final ones leave it when next read); not persisted
+    open_orders: dict[int, SimOrder] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.open_orders = {i: o for i, o in self.orders.items() if not o.status.is_final}
 
     def free(self, asset: str) -> Decimal:
         return self.balances.get(asset, (ZERO, ZERO))[0]
@@ -406,9 +411,23 @@ class _Matcher:
         state.move(rules.quote_asset, free_delta=quote - fee)
 
 
+def _open_orders(state: SimAccountState) -> list[SimOrder]:
+    """Orders not final yet, oldest first: a scan of the few open ones, not of the up to 1,000 kept final ones."""
+    index = state.open_orders
+    for order_id in [i for i, o in index.items() if o.status.is_final or state.orders.get(i) is not o]:
+        del index[order_id]
+    return list(index.values())
+
+
 def _watched_stops(state: SimAccountState) -> list[SimOrder]:
     """Stop legs still resting: in an executing list, or triggered and waiting for their limit price."""
-    return [o for o in state.orders.values() if o.type == OrderType.STOP_LOSS_LIMIT and not o.status.is_final]
+    return [o for o in _open_orders(state) if o.type == OrderType.STOP_LOSS_LIMIT]
+
+
+def _open_lists(state: SimAccountState) -> list[SimOrderList]:
+    """Lists with a leg still open, by id (an executing list's legs are both open until it ends)."""
+    ids = sorted({o.order_list_id for o in _open_orders(state) if o.order_list_id in state.order_lists})
+    return [state.order_lists[i] for i in ids]
 
 
 def _take_profit_leg(state: SimAccountState, stop: SimOrder) -> SimOrder | None:
@@ -461,12 +480,12 @@ def _check_funds(state: SimAccountState, asset: str, needed: Decimal, detail: st
 
 def _check_unique_order_id(state: SimAccountState, client_order_id: str, detail: str) -> None:
     """Binance refuses a client id only while an earlier order with it is still open."""
-    if any(o.client_order_id == client_order_id and not o.status.is_final for o in state.orders.values()):
+    if any(o.client_order_id == client_order_id for o in _open_orders(state)):
         raise _reject("Duplicate order sent.", NEW_ORDER_REJECTED, detail)
 
 
 def _check_unique_list_id(state: SimAccountState, list_client_order_id: str, detail: str) -> None:
-    for order_list in state.order_lists.values():
+    for order_list in _open_lists(state):
         if order_list.list_client_order_id == list_client_order_id and order_list.status == ListStatus.EXECUTING:
             raise _reject("Duplicate order sent.", NEW_ORDER_REJECTED, detail)
     for suffix in ("-tp", "-sl"):
@@ -618,7 +637,7 @@ class MockBinanceService:
 
     async def get_open_oco_orders(self) -> list[OcoOrder]:
         def open_lists(state: SimAccountState, _now_ms: int) -> list[OcoOrder]:
-            executing = [x for _, x in sorted(state.order_lists.items()) if x.status == ListStatus.EXECUTING]
+            executing = [x for x in _open_lists(state) if x.status == ListStatus.EXECUTING]
             return [_oco(state, x) for x in executing]
 
         return await self._transact(open_lists)
@@ -757,6 +776,7 @@ class MockBinanceService:
             transact_ms=now_ms,
         )
         state.orders[order.order_id] = order
+        state.open_orders[order.order_id] = order
         state.next_order_id += 1
         state.revision += 1
         return order
@@ -829,16 +849,38 @@ def _oco(state: SimAccountState, order_list: SimOrderList) -> OcoOrder:
 
 
 def _prune(state: SimAccountState) -> None:
-    """Drop the oldest finished orders (and their finished lists) beyond the cap, so paper accounts stay small."""
-    finished = [o for _, o in sorted(state.orders.items()) if o.status.is_final and _list_finished(state, o)]
-    for order in finished[: max(0, len(finished) - KEEP_FINISHED_ORDERS)]:
+    """Drop the oldest finished orders (and their finished lists) beyond the cap, so paper accounts stay small.
+
+    An order is finished when it and every leg of its list are final; orders are kept in ascending id order.
+    """
+    if len(state.orders) <= KEEP_FINISHED_ORDERS:
+        return
+    unfinished = _unfinished_ids(state)
+    excess = len(state.orders) - len(unfinished) - KEEP_FINISHED_ORDERS
+    if excess <= 0:
+        return
+    oldest = list(_ids_outside(state.orders, unfinished, excess))
+    for order in oldest:
         state.orders.pop(order.order_id, None)
         state.order_lists.pop(order.order_list_id, None)
 
 
-def _list_finished(state: SimAccountState, order: SimOrder) -> bool:
-    order_list = state.order_lists.get(order.order_list_id)
-    if order_list is None:
-        return True
-    legs = (state.orders.get(i) for i in (order_list.stop_leg_id, order_list.take_profit_leg_id))
-    return all(leg is None or leg.status.is_final for leg in legs)
+def _unfinished_ids(state: SimAccountState) -> set[int]:
+    """Open orders and every kept leg of a list that still has an open leg."""
+    ids = set()
+    for order in _open_orders(state):
+        ids.add(order.order_id)
+        order_list = state.order_lists.get(order.order_list_id)
+        if order_list is not None:
+            ids.update(i for i in (order_list.stop_leg_id, order_list.take_profit_leg_id) if i in state.orders)
+    return ids
+
+
+def _ids_outside(orders: dict[int, SimOrder], skip: set[int], count: int) -> Iterator[SimOrder]:
+    """The first `count` orders (oldest first) whose id is not in `skip`."""
+    for order_id, order in orders.items():
+        if count <= 0:
+            return
+        if order_id not in skip:
+            count -= 1
+            yield order
