@@ -347,10 +347,6 @@ class OrderRepository:
         query = select(OrderRow).where(OrderRow.status.in_(statuses), OrderRow.purpose == purpose)
         return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
 
-    async def client_ids(self, user_id: int) -> set[str]:
-        rows = await self.session.scalars(select(OrderRow.client_order_id).where(OrderRow.user_id == user_id))
-        return set(rows)
-
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
         query = select(OrderRow).where(OrderRow.trade_id == trade_id, OrderRow.purpose == purpose)
         return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]

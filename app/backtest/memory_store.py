@@ -234,9 +234,6 @@ class MemoryOrders:
     async def unresolved(self, statuses: Sequence[str], purpose: str) -> list[OrderRecord]:
         return [o for o in self.t.unresolved_orders.values() if o.status in statuses and o.purpose == purpose]
 
-    async def client_ids(self, user_id: int) -> set[str]:
-        return set(self.t.order_ids_by_user.get(user_id, set()))
-
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
         return [o for o in self.t.orders.values() if o.trade_id == trade_id and o.purpose == purpose]
 

@@ -634,10 +634,10 @@ class TradingBot:
             open_lists = await exchange.get_open_oco_orders()
         except TemporaryExchangeError:
             return
-        async with self.uow() as uow:
-            known: set[str] = await uow.orders.client_ids(user_id)
         for oco in open_lists:
-            if oco.list_client_order_id in known:
+            async with self.uow() as uow:
+                known = await uow.orders.get(oco.list_client_order_id)
+            if known is not None:
                 continue
             leg = oco.stop_loss_leg
             await self._write_order(OrderRecord(
