@@ -214,12 +214,6 @@ class ConfigRepository:
     async def mark_analyzed(self, user_id: int, when: datetime) -> None:
         (await self._row(user_id)).last_analyzed_at = when
 
-    async def reconciled_at(self, user_id: int) -> datetime | None:
-        return (await self._row(user_id)).reconciled_at
-
-    async def mark_reconciled(self, user_id: int, when: datetime) -> None:
-        (await self._row(user_id)).reconciled_at = when
-
 
 class TradeRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -291,9 +285,6 @@ class TradeRepository:
         )
         return [_trade(r) for r in rows]
 
-    async def today_count(self, user_id: int, day_start: datetime) -> int:
-        return await self.entries_since(user_id, day_start)
-
 
 class OrderRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -350,9 +341,6 @@ class OrderRepository:
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
         query = select(OrderRow).where(OrderRow.trade_id == trade_id, OrderRow.purpose == purpose)
         return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
-
-    async def count(self, user_id: int) -> int:
-        return await self.session.scalar(select(func.count()).where(OrderRow.user_id == user_id)) or 0
 
 
 class PositionRepository:
@@ -479,13 +467,6 @@ class AnalysisRepository:
         if symbol:
             query = query.where(Analysis.symbol == symbol)
         return [_analysis(r) for r in await self.session.scalars(query.order_by(Analysis.id))]
-
-    async def by_prompt_hash(self, prompt_hash: str) -> AnalysisRecord | None:
-        row = await self.session.scalar(
-            select(Analysis).where(Analysis.prompt_hash == prompt_hash, Analysis.raw_response.is_not(None))
-            .order_by(Analysis.id.desc()).limit(1)
-        )
-        return _analysis(row) if row else None
 
 
 class EventRepository:

@@ -28,7 +28,6 @@ class TradingConfigRow(Base):
     position_timeout_minutes: Mapped[int] = mapped_column(Integer)
     analyzer: Mapped[str] = mapped_column(String(16))
     last_analyzed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    reconciled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 00:55:20.664766
+Create Date: 2026-11-24 01:59:33.608030
 """
 
 from __future__ import annotations
@@ -184,7 +184,6 @@ def upgrade() -> None:
     sa.Column('position_timeout_minutes', sa.Integer(), nullable=False),
     sa.Column('analyzer', sa.String(length=16), nullable=False),
     sa.Column('last_analyzed_at', app.models.base.UTCDateTime(), nullable=True),
-    sa.Column('reconciled_at', app.models.base.UTCDateTime(), nullable=True),
     sa.Column('updated_at', app.models.base.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_trading_configs_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_configs')),
