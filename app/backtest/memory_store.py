@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -21,6 +20,7 @@ from app.domain.records import (
 )
 from app.domain.risk import TradingConfig
 from app.domain.values import ZERO, Decision, ExitReason, Order, TradeStatus
+from app.services.trading_bot import reason_key
 
 
 def canonical(value: Decimal) -> Decimal:
@@ -64,7 +64,6 @@ class MemoryTables:
         self.closed: dict[int, list[TradeRecord]] = {}  # per user, in closing order
         self.orders: dict[str, OrderRecord] = {}
         self.unresolved_orders: dict[str, OrderRecord] = {}  # still PENDING_SEND / UNKNOWN: what reconciliation reads
-        self.order_ids_by_user: dict[int, set[str]] = {}
         self.trade_by_entry: dict[str, int] = {}
         self.positions: dict[int, PositionRecord] = {}  # trade id -> position, insertion order = row id order
         self.portfolios: dict[int, PortfolioStats] = {}
@@ -76,15 +75,6 @@ class MemoryTables:
         self.decision_counts: dict[tuple[str, str], int] = {}  # (decision, reason key) -> count
         self.event_counts: dict[str, int] = {}
         self.keep_analyses = False  # the decision log grows by one row per symbol and cycle: tests switch it on
-
-
-_NUMBER = re.compile(r"-?\d[\d.,]*%?(-\d[\d.,]*%?)?")
-
-
-def reason_key(reason: str) -> str:
-    """A reason without its numbers and detail, so that reasons can be counted: 'confidence N below threshold N'."""
-    head = reason.split(": ", 1)[0].split(" (", 1)[0]
-    return _NUMBER.sub("N", head).strip()
 
 
 def _closing_key(trade: TradeRecord) -> tuple[datetime, int]:
@@ -176,9 +166,6 @@ class MemoryTrades:
         rows.sort(key=lambda r: (r.executed_at, r.id), reverse=True)
         return rows[offset : offset + limit], len(rows)
 
-    async def today_count(self, user_id: int, day_start: datetime) -> int:
-        return await self.entries_since(user_id, day_start)
-
     def all(self) -> list[TradeRecord]:
         return [r for _, r in sorted(self.t.trades.items())]
 
@@ -191,7 +178,6 @@ class MemoryOrders:
         if order.client_order_id in self.t.orders:
             raise ValueError(f"duplicate client order id {order.client_order_id}")
         self._store(_canonical_fields(order, _ORDER_MONEY))
-        self.t.order_ids_by_user.setdefault(order.user_id, set()).add(order.client_order_id)
 
     def _store(self, row: OrderRecord) -> None:
         self.t.orders[row.client_order_id] = row
@@ -236,9 +222,6 @@ class MemoryOrders:
 
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
         return [o for o in self.t.orders.values() if o.trade_id == trade_id and o.purpose == purpose]
-
-    async def count(self, user_id: int) -> int:
-        return len(self.t.order_ids_by_user.get(user_id, ()))
 
 
 class MemoryPositions:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from app.domain.values import (
     Side,
     Signal,
     SignalType,
+    SymbolRules,
     Timeframe,
     TradeStatus,
     TradingState,
@@ -52,6 +54,15 @@ metrics_log = logging.getLogger("trdbot.metrics")
 CANDLES = {Timeframe.M5: 288, Timeframe.M15: 100, Timeframe.H1: 168}
 PENDING_SEND = "PENDING_SEND"
 UNKNOWN = "UNKNOWN"
+
+_NUMBER = re.compile(r"-?\d[\d.,]*%?(-\d[\d.,]*%?)?")
+
+
+def reason_key(reason: str) -> str:
+    """A reason without its numbers and detail, so that reasons can be counted: 'confidence N below threshold N'."""
+    head = reason.split(": ", 1)[0].split(" (", 1)[0]
+    return _NUMBER.sub("N", head).strip()
+
 
 UowFactory = Callable[[], AbstractAsyncContextManager[Any]]
 Publish = Callable[[int, str, datetime, dict[str, Any]], Awaitable[Any]]
@@ -240,7 +251,9 @@ class TradingBot:
     async def _decide(self, config: TradingConfig, analysis: SymbolAnalysis, now: datetime, summary: CycleSummary) -> None:
         symbol, signal = analysis.features.symbol, analysis.report.signal
         outcome = self.metrics.signals.labels(signal=signal.signal.value, outcome=Decision.SKIPPED.value)
-        skip = await self._skip_reason(config, symbol, signal, now)
+        async with self.uow() as uow:
+            positions: list[PositionRecord] = await uow.positions.for_user(config.user_id)
+        skip = self._skip_reason(config, symbol, signal, positions, now)
         if skip is not None:
             outcome.inc()
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.SKIPPED, [skip], now)
@@ -249,7 +262,7 @@ class TradingBot:
             "symbol": symbol, "signal": signal.signal.value, "confidence": signal.confidence,
             "regime": analysis.features.regime.regime, "confluence": round(analysis.features.confluence, 2),
         })
-        context = await self._risk_context(config, symbol, now)
+        context = await self._risk_context(config, symbol, positions, now)
         decision = self.risk_manager.validate_trade_signal(signal, analysis.features, context)
         if not decision.approved:
             self.metrics.signals.labels(signal=signal.signal.value, outcome=Decision.REJECTED.value).inc()
@@ -261,24 +274,24 @@ class TradingBot:
             summary.entries += 1
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.EXECUTED, [], now, trade.id)
 
-    async def _skip_reason(self, config: TradingConfig, symbol: str, signal: Signal, now: datetime) -> str | None:
+    @staticmethod
+    def _skip_reason(config: TradingConfig, symbol: str, signal: Signal, positions: Sequence[PositionRecord],
+                     now: datetime) -> str | None:
         if not config.in_trading_hours(now.time()):
             return "outside trading hours"
         if signal.signal == SignalType.HOLD:
             return f"hold: {signal.reasoning}" if signal.reasoning else "hold"
-        async with self.uow() as uow:
-            positions: list[PositionRecord] = await uow.positions.for_user(config.user_id)
         if any(p.symbol == symbol for p in positions):
             return f"already holding {symbol}"
         if len(positions) >= config.max_open_positions:
             return f"at the open-position cap ({len(positions)}/{config.max_open_positions})"
         return None
 
-    async def _risk_context(self, config: TradingConfig, symbol: str, now: datetime) -> UserRiskContext:
+    async def _risk_context(self, config: TradingConfig, symbol: str, positions: Sequence[PositionRecord],
+                            now: datetime) -> UserRiskContext:
         exchange = await self.exchanges.for_user(config.user_id)
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         async with self.uow() as uow:
-            positions = await uow.positions.for_user(config.user_id)
             entries_today = await uow.trades.entries_since(config.user_id, day_start)
             results = await uow.trades.recent_results(config.user_id, self.limits.win_rate_lookback_trades)
         balance = await exchange.get_account_balance(self.settings.quote_asset)
@@ -291,7 +304,7 @@ class TradingBot:
     async def _reject(self, user_id: int, analysis: SymbolAnalysis, decision: RiskDecision, now: datetime,
                       summary: CycleSummary) -> None:
         for reason in decision.reasons:
-            key = reason.split(":")[0].split(" ")[0]
+            key = reason_key(reason)
             summary.rejections[key] = summary.rejections.get(key, 0) + 1
         await self._record_decision(analysis.analysis_id, user_id, Decision.REJECTED, list(decision.reasons), now)
         await self.publish(user_id, "signal_rejected", now, {
@@ -412,7 +425,7 @@ class TradingBot:
         await self._emergency_exit(exchange, trade, position, last_error, now)
         return False
 
-    async def _send_oco(self, exchange: ExchangeAdapter, position: PositionRecord, list_id: str, rules: Any,
+    async def _send_oco(self, exchange: ExchangeAdapter, position: PositionRecord, list_id: str, rules: SymbolRules,
                         now: datetime) -> OcoOrder | str:
         limit = stop_limit_price(position.stop_loss, self.limits.stop_limit_gap_pct, rules)
         await self._write_order(OrderRecord(
@@ -554,7 +567,19 @@ class TradingBot:
         client_id = f"{trade.entry_client_order_id}-x"
         async with self.uow() as uow:
             existing = await uow.orders.get(client_id)
-        if existing is None:
+        if existing is not None:
+            # an earlier exit may have executed with its answer lost: look before sending again, since Binance
+            # accepts a reused client id once the first order is final, and that would sell twice
+            try:
+                earlier = await exchange.get_order(trade.symbol, client_id)
+            except OrderNotFound:
+                earlier = None
+            except (TemporaryExchangeError, OrderStatusUnknown):
+                return None
+            if earlier is not None and earlier.executed_qty > 0:
+                await self._mark_order(client_id, earlier.status.value, now, order=earlier)
+                return await self._book_exit(position, earlier, reason, now)
+        else:
             await self._write_order(OrderRecord(
                 client_order_id=client_id, user_id=trade.user_id, purpose="exit", symbol=trade.symbol,
                 side=Side.SELL.value, type="MARKET", quantity=position.amount, status=PENDING_SEND, trade_id=trade.id,

@@ -6,12 +6,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from app.config import Settings
 from app.container import Container
 from app.domain.clock import SimulatedClock
-from app.domain.errors import OrderRejected
+from app.domain.errors import OrderRejected, OrderStatusUnknown, RuleViolation, TemporaryExchangeError
 from app.domain.records import PositionRecord, TradeRecord
 from app.domain.values import (
+    ExitReason,
     Fill,
     ListStatus,
     OcoOrder,
@@ -151,4 +154,40 @@ async def test_protection_that_cannot_be_placed_ends_in_an_emergency_exit(settin
         events = [e.type for e in await uow.events.for_user(user_id)]
     assert closed is not None and closed.exit_reason is not None and closed.exit_reason.value == "EMERGENCY"
     assert "emergency_exit" in events
+    await container.db.dispose()
+
+
+class LostExitAnswer(ScriptedExchange):
+    """The exit sells, but its answer is lost and the first lookup fails too; the second lookup finds it."""
+
+    def __init__(self, oco: OcoOrder) -> None:
+        super().__init__(oco)
+        self.sold: Order | None = None
+        self.lookups = 0
+
+    async def place_market_order(self, symbol: str, side: Side, quantity: Decimal, client_id: str) -> Order:
+        self.sold = await super().place_market_order(symbol, side, quantity, client_id)
+        raise OrderStatusUnknown("timeout after sending")
+
+    async def get_order(self, symbol: str, client_id: str) -> Order:
+        self.lookups += 1
+        if self.lookups == 1 or self.sold is None:
+            raise TemporaryExchangeError("exchange busy")
+        return self.sold
+
+
+async def test_an_exit_whose_answer_was_lost_is_found_not_sent_twice(settings: Settings) -> None:
+    container = Container(settings)
+    cancelled = OcoOrder("BTCUSDT", 1, "e1-p1", ListStatus.ALL_DONE, (
+        _leg(OrderType.LIMIT_MAKER, OrderStatus.CANCELED, "66300", "e1-p1-tp"),
+        _leg(OrderType.STOP_LOSS_LIMIT, OrderStatus.CANCELED, "64220", "e1-p1-sl"),
+    ))
+    exchange = LostExitAnswer(cancelled)
+    _bot_on(container, exchange)
+    user_id, trade_id = await _open_position(container, "e1-p1")
+    with pytest.raises(RuleViolation):
+        await container.bot.close_trade(user_id, trade_id, ExitReason.MANUAL)
+    closed = await container.bot.close_trade(user_id, trade_id, ExitReason.MANUAL)
+    assert sum(call.startswith("market SELL") for call in exchange.calls) == 1
+    assert closed.exit_reason == ExitReason.MANUAL and closed.exit_price == D("64000")
     await container.db.dispose()
