@@ -20,6 +20,21 @@ from app.main import create_app
 from app.models import Base
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass (TEST_DATABASE_URL set) runs only what touches the database: tests without the
+    database fixture would repeat the SQLite pass exactly, and `one_engine` runs (long engine simulations whose
+    SQL is the same the shorter engine tests already exercise on PostgreSQL) run on SQLite only."""
+    if not os.environ.get("TEST_DATABASE_URL"):
+        return
+    keep, skip = [], []
+    for item in items:
+        uses_db = "database_url" in getattr(item, "fixturenames", ())
+        (keep if uses_db and item.get_closest_marker("one_engine") is None else skip).append(item)
+    if skip:
+        config.hook.pytest_deselected(items=skip)
+        items[:] = keep
+
+
 async def _drop_everything(url: str) -> None:
     engine = create_async_engine(url)
     async with engine.begin() as connection:

@@ -25,5 +25,14 @@ class Metrics:
             "trdbot_signals_total", "Analyst signals by outcome", ["signal", "outcome"], registry=self.registry
         )
 
+        self._signal_children: dict[tuple[str, str], Counter] = {}
+
+    def count_signal(self, signal: str, outcome: str) -> None:
+        """signals{signal, outcome} += 1; the labelled child is looked up once (labels() costs more than inc())."""
+        child = self._signal_children.get((signal, outcome))
+        if child is None:
+            child = self._signal_children[(signal, outcome)] = self.signals.labels(signal=signal, outcome=outcome)
+        child.inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

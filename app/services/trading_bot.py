@@ -250,12 +250,11 @@ class TradingBot:
 
     async def _decide(self, config: TradingConfig, analysis: SymbolAnalysis, now: datetime, summary: CycleSummary) -> None:
         symbol, signal = analysis.features.symbol, analysis.report.signal
-        outcome = self.metrics.signals.labels(signal=signal.signal.value, outcome=Decision.SKIPPED.value)
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.for_user(config.user_id)
         skip = self._skip_reason(config, symbol, signal, positions, now)
         if skip is not None:
-            outcome.inc()
+            self.metrics.count_signal(signal.signal.value, Decision.SKIPPED.value)
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.SKIPPED, [skip], now)
             return
         await self.publish(config.user_id, "analysis", now, {
@@ -265,11 +264,11 @@ class TradingBot:
         context = await self._risk_context(config, symbol, positions, now)
         decision = self.risk_manager.validate_trade_signal(signal, analysis.features, context)
         if not decision.approved:
-            self.metrics.signals.labels(signal=signal.signal.value, outcome=Decision.REJECTED.value).inc()
+            self.metrics.count_signal(signal.signal.value, Decision.REJECTED.value)
             await self._reject(config.user_id, analysis, decision, now, summary)
             return
         trade = await self._execute_trade(config, symbol, decision, analysis, now)
-        self.metrics.signals.labels(signal=signal.signal.value, outcome="executed" if trade else "failed").inc()
+        self.metrics.count_signal(signal.signal.value, "executed" if trade else "failed")
         if trade is not None:
             summary.entries += 1
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.EXECUTED, [], now, trade.id)

@@ -12,6 +12,7 @@ from app.services.exchange_faults import FaultPlan, FaultRule
 from tests.services.live_harness import live_engine, run_hours
 
 HOURS = 12
+pytestmark = pytest.mark.one_engine  # faults at the exchange are under test; the SQL is the engine tests'
 
 
 @pytest.mark.parametrize("rule", [

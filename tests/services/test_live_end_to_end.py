@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from app.config import Settings
 from app.container import Container, LiveExchanges
 from app.domain.clock import SimulatedClock
 from app.domain.records import TradeRecord
 from app.domain.values import ExitReason
 from tests.services.live_harness import START, add_user, live_engine, run_hours
+
+pytestmark = pytest.mark.one_engine  # the adapter and HTTP path are under test; the SQL is the engine tests'
 
 
 async def _with_a_manual_close(container: Container, user_id: int) -> list[TradeRecord]:

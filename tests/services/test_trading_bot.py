@@ -68,6 +68,7 @@ def _assert_trade_within_rules(trade: TradeRecord, limits: Settings) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.one_engine
 async def test_two_users_two_weeks_keep_every_invariant(settings: Settings) -> None:
     container, clock, users = await _engine(settings, symbols=("BTCUSDT", "SOLUSDT"))
     end = START + timedelta(days=14)
@@ -114,6 +115,7 @@ async def _run_days(settings: Settings, days: int) -> list[tuple[object, ...]]:
     return [(t.symbol, t.executed_at, t.amount, t.price, t.exit_reason, t.exit_price, t.profit_loss) for t in trades]
 
 
+@pytest.mark.one_engine
 async def test_same_inputs_give_the_same_trades(settings: Settings, database_url: str) -> None:
     from tests.conftest import _delete_rows
 
