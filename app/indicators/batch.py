@@ -9,6 +9,7 @@ import talib
 from numpy.lib.stride_tricks import sliding_window_view
 
 from app.indicators.technical import (
+    _BBANDS,
     ADX_PERIOD,
     ATR_PERIOD,
     BB_PERIOD,
@@ -54,7 +55,6 @@ class _Bars:
         self.gain = np.where(falling, 0.0, change)
         self.loss = np.where(falling, -change, 0.0)  # prevLoss -= change is prevLoss + (-change), exactly
         self.signed_volume = np.where(close > prev_close, volume, np.where(close < prev_close, -volume, 0.0))
-        self.square = close * close
         self.fast_k = _fast_k(high, low, close)
 
 
@@ -80,10 +80,10 @@ def _fast_k(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
         return fast
     highest = sliding_window_view(high, STOCH_K).max(axis=1)
     lowest = sliding_window_view(low, STOCH_K).min(axis=1)
-    diff = (highest - lowest) / 100.0
+    span = highest - lowest
     with np.errstate(divide="ignore", invalid="ignore"):
-        raw = (close[STOCH_K - 1:] - lowest) / diff
-    fast[STOCH_K - 1:] = np.where(diff != 0.0, raw, 0.0)
+        raw = 100.0 * ((close[STOCH_K - 1:] - lowest) / span)  # the installed TA-Lib's form (found by probing)
+    fast[STOCH_K - 1:] = np.where(span != 0.0, raw, 0.0)
     return fast
 
 
@@ -93,6 +93,7 @@ class _Windows:
     def __init__(self, ends: np.ndarray, length: int) -> None:
         self.n, self.length = len(ends), length
         self.first = int(ends[0]) - length + 1
+        self.starts = ends - length + 1
         self.consecutive = bool(np.all(np.diff(ends) == 1))
         if not self.consecutive:
             self.index = (ends - length + 1)[None, :] + np.arange(length)[:, None]
@@ -104,7 +105,7 @@ class _Windows:
 
 
 def _is_zero(x: np.ndarray) -> np.ndarray:
-    return (-_EPS < x) & (x < _EPS)
+    return (x > -_EPS) & (x < _EPS)
 
 
 _SPLIT = 134217729.0  # 2**27 + 1, Dekker's splitter
@@ -313,22 +314,15 @@ def _atr(out: np.ndarray, bars: _Bars, win: _Windows, close_last: np.ndarray) ->
 
 
 def _bollinger(out: np.ndarray, bars: _Bars, win: _Windows, close_last: np.ndarray) -> None:
-    """TA_BBANDS with an SMA middle: running sums of x and x*x, added then subtracted bar by bar."""
-    p, n = BB_PERIOD, win.n
-    x, sq = win.rows(bars.close), win.rows(bars.square)
-    total, total2 = _running_sum(x, 0, p - 1, n), _running_sum(sq, 0, p - 1, n)
-    for j in range(p - 1, win.length - 1):
-        total += x[j]
-        total2 += sq[j]
-        total -= x[j - p + 1]
-        total2 -= sq[j - p + 1]
-    last = win.length - 1
-    middle = (total + x[last]) / float(p)
-    mean2 = (total2 + sq[last]) / float(p) - middle * middle
-    with np.errstate(invalid="ignore"):
-        deviation = np.where(mean2 < _EPS, 0.0, np.sqrt(np.maximum(mean2, 0.0))) * BB_STDDEV
-    upper, lower = middle + deviation, middle - deviation
-    _put_bollinger(out, upper, middle, lower, close_last)
+    """TA_BBANDS per window: the installed build re-centres its running sums of x and x*x (shifted sums with a
+    cancellation guard that restarts them) in a way not replicated here, so each window still calls TA-Lib."""
+    starts = win.starts
+    bands = np.empty((3, win.n))
+    for i, start in enumerate(starts.tolist()):
+        upper, middle, lower = _BBANDS(bars.close[start:start + win.length], timeperiod=BB_PERIOD,
+                                       nbdevup=BB_STDDEV, nbdevdn=BB_STDDEV, matype=0)
+        bands[0, i], bands[1, i], bands[2, i] = upper[-1], middle[-1], lower[-1]
+    _put_bollinger(out, bands[0], bands[1], bands[2], close_last)
 
 
 def _put_bollinger(out: np.ndarray, upper: np.ndarray, middle: np.ndarray, lower: np.ndarray,
