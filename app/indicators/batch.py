@@ -122,7 +122,7 @@ def _fma(a: np.ndarray, b: float, c: np.ndarray) -> np.ndarray:
     emulation: exact product and sum, the low parts rounded to odd, then one rounding to nearest)."""
     p = a * b
     a_hi, a_lo = _split(a)
-    b_hi, b_lo = _split(np.float64(b))
+    b_hi, b_lo = _split(np.array(b))
     e = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo  # a * b == p + e exactly
     s = c + p
     bb = s - c
@@ -137,11 +137,27 @@ def _fma(a: np.ndarray, b: float, c: np.ndarray) -> np.ndarray:
     return s + v
 
 
+_EXPONENT = 0x7FF0000000000000
+_MANTISSA = 0x000FFFFFFFFFFFFF
+
+
 def _mul_add(a: np.ndarray, b: float, c: np.ndarray) -> np.ndarray:
     """a * b + c as the installed TA-Lib build rounds it: fused on CPUs where it picked its FMA code."""
-    if _fused():
-        return _fma(a, b, c)
-    return a * b + c
+    if not _fused():
+        return a * b + c
+    p = a * b
+    s = c + p
+    bb = s - c
+    t = (c - (s - bb)) + (p - bb)  # c + p == s + t exactly; the exact a * b + c is s + t + e with |e| <= |p| 2**-53
+    bits = s.view(np.int64)
+    half_ulp = (bits & _EXPONENT).view(np.float64) * 2.0**-53
+    # One rounding can differ from two only when |t + e| may reach half an ulp of s (or s is a power of two);
+    # those rare lanes get the exact emulation.
+    risky = (np.abs(t) + np.abs(p) * 2.0**-52 >= half_ulp) | ((bits & _MANTISSA) == 0)
+    if risky.any():
+        lanes = np.flatnonzero(risky)
+        s[lanes] = _fma(a[lanes], b, c[lanes])
+    return s
 
 
 @functools.cache
