@@ -32,7 +32,7 @@ INDICATOR_NAMES: tuple[str, ...] = (
     "bb_middle", "bb_lower", "bb_pct_b", "bb_width", "obv",
 )
 COLUMN = {name: i for i, name in enumerate(INDICATOR_NAMES)}
-DEFAULT_CHUNK = 4096
+DEFAULT_CHUNK = 16384  # measured: 1024 61 us, 4096 28 us, 8192 26 us, 16384 22 us per 288-bar window
 _EPS = 0.00000001  # TA_IS_ZERO / TA_IS_ZERO_OR_NEG band of TA-Lib's ta_utility.h
 
 # Every loop below replays one TA-Lib C function step by step (same operations, same order) on a vector holding
