@@ -153,6 +153,11 @@ class CandleWindow(Sequence[Candle]):
         so indicator maths on them equals maths on arrays converted from the candles, as the live path does."""
         return self._series.arrays.slice(self._start, self._stop)
 
+    def source(self) -> tuple[CandleArrays, int, int]:
+        """The whole series' float columns and this window's [start, stop) in them (for computing many
+        windows of one series at once)."""
+        return self._series.arrays, self._start, self._stop
+
     def key(self) -> tuple[int, int, int]:
         """Length and first and last open times, as `market_features.window_key` gives them, without candles."""
         if self._stop <= self._start:

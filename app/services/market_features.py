@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
 
-from app.domain.values import ZERO, Candle, MarketFeatures
+from app.domain.values import ZERO, Candle, MarketFeatures, RegimeAnalysis
+from app.indicators.batch import batch_latest_indicators, row_to_dict
 from app.indicators.technical import latest_indicators
-from app.services.market_data import CandleWindow
+from app.services.market_data import CandleArrays, CandleWindow
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
 from app.services.risk_manager import RiskManager, Zone
 from app.services.service_constants import (
@@ -86,18 +88,68 @@ def window_key(candles: Sequence[Candle]) -> tuple[int, int, int]:
     return (len(candles), candles[0].open_time_ms, candles[-1].open_time_ms)
 
 
+@dataclass(frozen=True, slots=True)
+class _Analysed:
+    """One timeframe's window and everything derived from it alone; reused while the window is unchanged."""
+
+    key: tuple[int, int, int]
+    values: dict[str, float]
+    zones: tuple[Zone, ...]
+    trend: float | None
+    momentum: float | None
+    strength: float
+    recent: tuple[Candle, ...]
+
+
+class SeriesIndicatorRows:
+    """`latest_indicators` of store-backed windows, computed for many consecutive windows of a series at once.
+
+    The rows are bit-identical to calling latest_indicators on each window (app.indicators.batch and its
+    tests), so a backtest reads the same numbers a live cycle computes from its klines. Each refill covers
+    the next windows of the same length; the batch grows up to MAX_BATCH so short runs pay little.
+    """
+
+    MIN_BATCH, MAX_BATCH = 4096, 16384
+
+    def __init__(self) -> None:
+        self._blocks: dict[tuple[str, str], tuple[CandleArrays, int, int, np.ndarray]] = {}
+        self._sizes: dict[tuple[str, str], int] = {}
+
+    def latest(self, symbol: str, tf: str, window: CandleWindow) -> dict[str, float]:
+        arrays, start, stop = window.source()
+        length, end = stop - start, stop - 1
+        block = self._blocks.get((symbol, tf))
+        if block is None or block[0] is not arrays or block[1] != length or not block[2] <= end < block[2] + len(block[3]):
+            block = self._refill(symbol, tf, arrays, length, end)
+        return row_to_dict(block[3][end - block[2]])
+
+    def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> tuple[
+            CandleArrays, int, int, np.ndarray]:
+        size = min(self._sizes.get((symbol, tf), self.MIN_BATCH // 2) * 2, self.MAX_BATCH)
+        self._sizes[(symbol, tf)] = size
+        ends = np.arange(end, min(end + size, len(arrays)), dtype=np.int64)
+        rows = batch_latest_indicators(arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume, ends, length)
+        block = (arrays, length, end, rows)
+        self._blocks[(symbol, tf)] = block
+        return block
+
+
 class MarketFeatureBuilder:
     """Builds MarketFeatures; keep one per engine so its caches carry over between cycles.
 
-    Indicators and S/R zones are pure functions of a window of closed candles, so a window seen in the
-    previous cycle (the 1h one for 11 cycles in 12, the 15m one for 2 in 3) is not computed again.
+    Everything derived from one timeframe's window of closed candles (indicators, S/R zones, its confluence
+    factors, the last candles) is a pure function of that window, so a window seen in the previous cycle (the 1h
+    one for 11 cycles in 12, the 15m one for 2 in 3) is not computed again; nor is the regime of an unchanged
+    1h and 15m pair. Windows of a simulated exchange's store are computed many at a time (SeriesIndicatorRows).
     """
 
     def __init__(self, regime_analyzer: MarketRegimeAnalyzer, risk_manager: RiskManager) -> None:
         self._regime = regime_analyzer
         self._risk = risk_manager
         self._cache = CandleArrayCache()
-        self._memo: dict[tuple[str, str], tuple[tuple[int, int, int], dict[str, float], tuple[Zone, ...]]] = {}
+        self._rows = SeriesIndicatorRows()
+        self._memo: dict[tuple[str, str], _Analysed] = {}
+        self._regimes: dict[str, tuple[tuple[object, ...], RegimeAnalysis]] = {}
 
     def build(
         self, symbol: str, now: datetime, candles_5m: Sequence[Candle], candles_15m: Sequence[Candle],
@@ -107,36 +159,51 @@ class MarketFeatureBuilder:
         entry price = the last 5m close."""
         by_tf = {"5m": candles_5m, "15m": candles_15m, "1h": candles_1h}
         analysed = {tf: self._analyse(symbol, tf, candles) for tf, candles in by_tf.items()}
-        indicators = {tf: dict(values) for tf, (values, _) in analysed.items()}  # copies: the memo stays intact
         last_price = _last_price(candles_5m, candles_15m, candles_1h)
-        regime = self._regime.classify_from_indicators(indicators["1h"], symbol=symbol, confirm=indicators["15m"])
         return MarketFeatures(
-            symbol=symbol, time=now, last_price=last_price, indicators=indicators, regime=regime,
-            levels=self._risk.levels_around(analysed["15m"][1], float(last_price)),
-            confluence=calculate_mtf_confluence(indicators),
-            recent={tf: tuple(candles[-RECENT_CANDLES:]) for tf, candles in by_tf.items()},
+            symbol=symbol, time=now, last_price=last_price,
+            indicators={tf: dict(a.values) for tf, a in analysed.items()},  # copies: the memo stays intact
+            regime=self._regime_of(symbol, analysed["1h"], analysed["15m"]),
+            levels=self._risk.levels_around(analysed["15m"].zones, float(last_price)),
+            confluence=confluence_from_factors(
+                {tf: a.trend for tf, a in analysed.items()}, {tf: a.momentum for tf, a in analysed.items()},
+                analysed["1h"].strength,
+            ),
+            recent={tf: a.recent for tf, a in analysed.items()},
         )
 
-    def _analyse(self, symbol: str, tf: str, candles: Sequence[Candle]) -> tuple[dict[str, float], tuple[Zone, ...]]:
+    def _regime_of(self, symbol: str, hourly: _Analysed, quarter: _Analysed) -> RegimeAnalysis:
+        key = (hourly.key, quarter.key)
+        hit = self._regimes.get(symbol)
+        if hit is None or hit[0] != key:
+            hit = (key, self._regime.classify_from_indicators(hourly.values, symbol=symbol, confirm=quarter.values))
+            self._regimes[symbol] = hit
+        return hit[1]
+
+    def _analyse(self, symbol: str, tf: str, candles: Sequence[Candle]) -> _Analysed:
         window = candles if isinstance(candles, CandleWindow) else None
         key = window.key() if window is not None else window_key(candles)
         hit = self._memo.get((symbol, tf))
-        if hit is not None and hit[0] == key:
-            return hit[1], hit[2]
-        arrays = self._arrays(symbol, tf, candles, window)
-        high, low = arrays[1], arrays[2]
-        values = latest_indicators(*arrays)
-        zones = self._risk.support_resistance_zones(high, low) if tf == SR_TIMEFRAME else ()
-        self._memo[(symbol, tf)] = (key, values, zones)
-        return values, zones
+        if hit is not None and hit.key == key:
+            return hit
+        if window is not None and len(window):
+            values = self._rows.latest(symbol, tf, window)
+        else:
+            values = latest_indicators(*self._cache.arrays(symbol, tf, candles))
+        zones = self._zones(symbol, tf, candles, window) if tf == SR_TIMEFRAME else ()
+        analysed = _Analysed(key, values, zones, trend_alignment(values), momentum_agreement(values),
+                             trend_strength(values), tuple(candles[-RECENT_CANDLES:]))
+        self._memo[(symbol, tf)] = analysed
+        return analysed
 
-    def _arrays(self, symbol: str, tf: str, candles: Sequence[Candle], window: CandleWindow | None) -> Arrays:
-        """A simulated exchange's window already holds its float columns (the same numbers the cache would
-        convert); klines from Binance are converted, reusing the previous window's columns."""
+    def _zones(self, symbol: str, tf: str, candles: Sequence[Candle], window: CandleWindow | None) -> tuple[Zone, ...]:
+        """S/R zones from the window's highs and lows (a store window's float columns are the same numbers the
+        array cache would convert from klines)."""
         if window is None:
-            return self._cache.arrays(symbol, tf, candles)
+            arrays = self._cache.arrays(symbol, tf, candles)
+            return self._risk.support_resistance_zones(arrays[1], arrays[2])
         columns = window.float_arrays()
-        return columns.open, columns.high, columns.low, columns.close, columns.volume
+        return self._risk.support_resistance_zones(columns.high, columns.low)
 
 
 def build_market_features(
@@ -181,15 +248,24 @@ def trend_strength(ind: Mapping[str, float]) -> float:
     return _clamp01((ind["adx"] - 15.0) / 20.0)
 
 
-def _across_timeframes(
-    indicators_by_tf: Mapping[str, Mapping[str, float]], factor: Callable[[Mapping[str, float]], float | None]
-) -> float:
+def _across_timeframes(factor_by_tf: Mapping[str, float | None]) -> float:
     """Weighted mean over 1h/15m/5m; a timeframe without data counts as no support (0)."""
     total = 0.0
     for tf, weight in TIMEFRAME_WEIGHTS.items():
-        value = factor(indicators_by_tf.get(tf, {}))
-        total += weight * (value or 0.0)
+        total += weight * (factor_by_tf.get(tf) or 0.0)
     return total
+
+
+def confluence_from_factors(
+    trend_by_tf: Mapping[str, float | None], momentum_by_tf: Mapping[str, float | None], strength: float
+) -> float:
+    """The confluence score from each timeframe's trend alignment and momentum agreement and the 1h strength."""
+    score = (
+        CONFLUENCE_TREND_WEIGHT * _across_timeframes(trend_by_tf)
+        + CONFLUENCE_MOMENTUM_WEIGHT * _across_timeframes(momentum_by_tf)
+        + CONFLUENCE_STRENGTH_WEIGHT * strength
+    )
+    return round(min(max(score, 0.0), 100.0), 2)
 
 
 def calculate_mtf_confluence(indicators_by_tf: Mapping[str, Mapping[str, float]]) -> float:
@@ -199,9 +275,8 @@ def calculate_mtf_confluence(indicators_by_tf: Mapping[str, Mapping[str, float]]
     momentum agreement (35 points: RSI and MACD histogram, same timeframe weights) and
     1h trend strength (25 points: ADX with +DI leading).
     """
-    score = (
-        CONFLUENCE_TREND_WEIGHT * _across_timeframes(indicators_by_tf, trend_alignment)
-        + CONFLUENCE_MOMENTUM_WEIGHT * _across_timeframes(indicators_by_tf, momentum_agreement)
-        + CONFLUENCE_STRENGTH_WEIGHT * trend_strength(indicators_by_tf.get("1h", {}))
+    return confluence_from_factors(
+        {tf: trend_alignment(indicators_by_tf.get(tf, {})) for tf in TIMEFRAME_WEIGHTS},
+        {tf: momentum_agreement(indicators_by_tf.get(tf, {})) for tf in TIMEFRAME_WEIGHTS},
+        trend_strength(indicators_by_tf.get("1h", {})),
     )
-    return round(min(max(score, 0.0), 100.0), 2)

@@ -84,7 +84,7 @@ def candles(draw: st.DrawFn) -> tuple[tuple[np.ndarray, ...], np.ndarray, int]:
     return (open_, high, low, close, volume), ends, length
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None, derandomize=True)  # a fixed sample in CI; 3,000 random ones passed
 @given(candles())
 def test_random_series_match_bit_for_bit(case: tuple[tuple[np.ndarray, ...], np.ndarray, int]) -> None:
     arrays, ends, length = case

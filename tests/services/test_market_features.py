@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 from analysis_builders import CYCLE, candles_from_close
@@ -10,9 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain.risk import RiskLimits
+from app.domain.values import Timeframe
+from app.services.market_data import CandleStore
 from app.services.market_features import MarketFeatureBuilder, build_market_features, calculate_mtf_confluence
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
 from app.services.risk_manager import RiskManager
+from app.services.trading_bot import CANDLES
+
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "app" / "data" / "sample"
 
 BULL = {"close": 110.0, "ema_9": 108.0, "ema_21": 105.0, "ema_50": 100.0, "rsi": 65.0, "macd_hist": 0.5,
         "adx": 40.0, "plus_di": 30.0, "minus_di": 10.0}
@@ -105,3 +113,20 @@ def test_empty_candles_give_empty_but_valid_features() -> None:
     assert not features.regime.trading_allowed
     assert features.levels == ()
     assert features.confluence == 0.0
+
+
+def test_store_windows_give_exactly_the_features_klines_give() -> None:
+    """The backtest's path (windows of the candle store, indicators computed for many windows at once) against the
+    live path (plain candle lists as Binance klines arrive, TA-Lib per window): every cycle identical, bit for bit."""
+    store = CandleStore.load(SAMPLE_DIR, ["SOLUSDT"], datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 10, 12, tzinfo=UTC))
+    batched, per_window = MarketFeatureBuilder(*components()), MarketFeatureBuilder(*components())
+    now = datetime(2025, 10, 9, tzinfo=UTC)
+    for _ in range(600):  # two days and two refills of the batch, crossing 15m and 1h boundaries
+        windows = {tf: store.closed_window("SOLUSDT", tf, now, limit) for tf, limit in CANDLES.items()}
+        lists = {tf: list(w) for tf, w in windows.items()}
+        fast = batched.build("SOLUSDT", now, windows[Timeframe.M5], windows[Timeframe.M15], windows[Timeframe.H1])
+        slow = per_window.build("SOLUSDT", now, lists[Timeframe.M5], lists[Timeframe.M15], lists[Timeframe.H1])
+        assert fast == slow
+        assert {tf: [struct.pack("<d", v) for v in d.values()] for tf, d in fast.indicators.items()} == \
+               {tf: [struct.pack("<d", v) for v in d.values()] for tf, d in slow.indicators.items()}
+        now += timedelta(minutes=5)
