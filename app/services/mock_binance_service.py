@@ -573,7 +573,7 @@ class MockBinanceService:
     async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> Sequence[Candle]:
         self._market.rules(symbol)
         limit = max(1, min(MAX_KLINES, limit))
-        return self._market.candles.closed_window(symbol, Timeframe(timeframe), self._clock.now(), limit)
+        return self._market.candles.closed_window(symbol, timeframe, self._clock.now(), limit)
 
     async def get_symbol_price(self, symbol: str) -> Decimal:
         return self._market.last_price(symbol, ms_from_utc(self._clock.now()))
