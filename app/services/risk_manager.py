@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import random
 from collections.abc import Sequence
 from datetime import datetime
@@ -31,6 +33,7 @@ PREFERRED_RISK_REWARD = Decimal("2")  # target when no resistance is in sight
 RR_QUANTUM = Decimal("0.0001")
 EXIT_ATR_TIMEFRAME = "15m"
 Zone = tuple[float, int, float]  # price, touches, strength
+_WEIGHTED_BARS = 500  # 4.0 ** 499 and the sums below 4.0 ** 500 stay finite
 
 
 def _dec(value: float) -> Decimal:
@@ -42,12 +45,24 @@ def _pct(part: Decimal, whole: Decimal) -> Decimal:
     return part / whole * HUNDRED
 
 
+@functools.cache
+def _touch_weights(bars: int) -> np.ndarray:
+    """Columns of ones and of 4**j: a boolean row times it gives the row's count, and a sum whose base-4 exponent
+    is the last True bar whatever the summation order (the lower powers add up to less than a third of the top
+    one, and every rounding of non-negative partial sums stays in [4**last, 4**(last + 1)))."""
+    return np.stack((np.ones(bars), 4.0 ** np.arange(bars)), axis=1)
 
 
-def _round4(value: float) -> float:
-    """np.round(value, 4) for a float64: scale by 1e4, round half to even, scale back (not Python's round(x, 4),
-    which rounds the exact decimal value and can differ in the last bit)."""
-    return round(value * 10000.0) / 10000.0
+def _touches_and_last(near: np.ndarray) -> list[tuple[int, int]]:
+    """Per row of 1.0 / 0.0: how many ones, and the index of the last one (n - 1 when none, as argmax over a
+    reversed row)."""
+    n = near.shape[1]
+    if n > _WEIGHTED_BARS:
+        counts = near.sum(axis=1).astype(np.int64).tolist()
+        return list(zip(counts, (n - 1 - near[:, ::-1].argmax(axis=1)).tolist(), strict=True))
+    # dot, not @: half the call cost on such small matrices
+    return [(int(count), (math.frexp(top)[1] - 1) >> 1 if top else n - 1)
+            for count, top in near.dot(_touch_weights(n)).tolist()]
 
 
 class RiskManager:
@@ -116,13 +131,12 @@ class RiskManager:
         """Group sorted pivot prices that lie within the threshold of the group's first price; mean of each."""
         ordered = sorted(prices)
         levels: list[float] = []
-        group = [ordered[0]]
-        for price in ordered[1:]:
-            if price > group[0] * (1.0 + threshold):
-                levels.append(sum(group) / len(group))
-                group = []
-            group.append(price)
-        levels.append(sum(group) / len(group))
+        start, limit = 0, ordered[0] * (1.0 + threshold)
+        for i in range(1, len(ordered)):
+            if ordered[i] > limit:
+                levels.append(sum(ordered[start:i]) / (i - start))  # sum(), as before: its rounding is kept
+                start, limit = i, ordered[i] * (1.0 + threshold)
+        levels.append(sum(ordered[start:]) / (len(ordered) - start))
         return levels
 
     @staticmethod
@@ -135,14 +149,15 @@ class RiskManager:
         distance = column - np.array((high, low))[:, None, :]  # (2, levels, bars)
         np.abs(distance, out=distance)
         # fmin, not minimum: a NaN distance on one side must not hide a touch on the other (as an `or` would not)
-        near = np.fmin(distance[0], distance[1], out=distance[0]) <= column * threshold
-        touches = near.sum(axis=1).tolist()
-        from_end = near[:, ::-1].argmax(axis=1).tolist()
+        nearest = np.fmin(distance[0], distance[1], out=distance[0])
+        near = np.less_equal(nearest, column * threshold, out=distance[1])  # 1.0 / 0.0, ready for the dot below
         span = max(n - 1, 1)
-        return tuple(
-            (level, count, _round4(min(count / 6.0, 1.0) * 0.7 + (n - 1 - back) / span * 0.3))
-            for level, count, back in zip(levels, touches, from_end, strict=True)
-        )
+        zones = []
+        for level, (touches, last) in zip(levels, _touches_and_last(near), strict=True):
+            strength = (touches / 6.0 if touches < 6 else 1.0) * 0.7 + last / span * 0.3
+            # np.round(strength, 4) is rint(strength * 1e4) / 1e4 (Python's round(strength, 4) may differ)
+            zones.append((level, touches, round(strength * 10000.0) / 10000.0))
+        return tuple(zones)
 
     # ---- adaptive exits -------------------------------------------------------------------------------------
 
