@@ -140,25 +140,41 @@ def _fma(a: np.ndarray, b: float, c: np.ndarray) -> np.ndarray:
 
 _EXPONENT = 0x7FF0000000000000
 _MANTISSA = 0x000FFFFFFFFFFFFF
+_TINY_HALF_ULP = 2.0**-900  # below it a_lo * b_lo may underflow and e be inexact
 
 
 def _mul_add(a: np.ndarray, b: float, c: np.ndarray) -> np.ndarray:
     """a * b + c as the installed TA-Lib build rounds it: fused on CPUs where it picked its FMA code."""
-    if not _fused():
-        return a * b + c
+    return _fused_mul_add(a, b, c) if _fused() else a * b + c
+
+
+def _fused_mul_add(a: np.ndarray, b: float, c: np.ndarray) -> np.ndarray:
+    """a * b + c rounded once: the plain sum where that is provably the same, `_fma` on the other lanes."""
     p = a * b
     s = c + p
     bb = s - c
-    t = (c - (s - bb)) + (p - bb)  # c + p == s + t exactly; the exact a * b + c is s + t + e with |e| <= |p| 2**-53
+    t = (c - (s - bb)) + (p - bb)  # c + p == s + t exactly
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split_scalar(b)
+    e = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo  # a * b == p + e exactly
+    # The exact a * b + c is s + (t + e): one rounding gives s again when |t + e| is below half an ulp of s and
+    # s is not a power of two (whose lower gap is half as wide). fl(t + e) is within 2**-53 of t + e, hence the
+    # margin; NaN (overflowing splits), zeros, subnormal and tiny s (where e could underflow) go the exact way.
     bits = s.view(np.int64)
     half_ulp = (bits & _EXPONENT).view(np.float64) * 2.0**-53
-    # One rounding can differ from two only when |t + e| may reach half an ulp of s (or s is a power of two);
-    # those rare lanes get the exact emulation.
-    risky = (np.abs(t) + np.abs(p) * 2.0**-52 >= half_ulp) | ((bits & _MANTISSA) == 0)
+    safe = np.abs(t + e) < half_ulp * (1.0 - 2.0**-50)
+    risky = ~safe | ((bits & _MANTISSA) == 0) | (half_ulp < _TINY_HALF_ULP)
     if risky.any():
         lanes = np.flatnonzero(risky)
         s[lanes] = _fma(a[lanes], b, c[lanes])
     return s
+
+
+def _split_scalar(b: float) -> tuple[float, float]:
+    """_split of one float, with the same double operations."""
+    scaled = b * _SPLIT
+    high = scaled - (scaled - b)
+    return high, b - high
 
 
 @functools.cache
