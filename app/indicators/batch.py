@@ -140,25 +140,50 @@ def _fma(a: np.ndarray, b: float, c: np.ndarray) -> np.ndarray:
 
 _EXPONENT = 0x7FF0000000000000
 _MANTISSA = 0x000FFFFFFFFFFFFF
+_TINY_HALF_ULP = 2.0**-900  # below it a_lo * b_lo may underflow and e be inexact
 
 
-def _mul_add(a: np.ndarray, b: float, c: np.ndarray) -> np.ndarray:
-    """a * b + c as the installed TA-Lib build rounds it: fused on CPUs where it picked its FMA code."""
-    if not _fused():
-        return a * b + c
+def _mul_add(a: np.ndarray, b: float, c: np.ndarray, near_c: bool = True) -> np.ndarray:
+    """a * b + c as the installed TA-Lib build rounds it: fused on CPUs where it picked its FMA code. `near_c`:
+    a * b is mostly far below c (EMA steps), so a cheap bound clears nearly every lane; otherwise (ATR's
+    prev * c1 + x * c2, where the bound clears almost none) the product error is computed exactly."""
+    return _fused_mul_add(a, b, c, near_c) if _fused() else a * b + c
+
+
+def _fused_mul_add(a: np.ndarray, b: float, c: np.ndarray, near_c: bool = True) -> np.ndarray:
+    """a * b + c rounded once: the plain sum where that is provably the same, `_fma` on the other lanes."""
     p = a * b
     s = c + p
     bb = s - c
-    t = (c - (s - bb)) + (p - bb)  # c + p == s + t exactly; the exact a * b + c is s + t + e with |e| <= |p| 2**-53
+    t = (c - (s - bb)) + (p - bb)  # c + p == s + t exactly; the exact a * b + c is s + t + e, e = a * b - p
     bits = s.view(np.int64)
     half_ulp = (bits & _EXPONENT).view(np.float64) * 2.0**-53
-    # One rounding can differ from two only when |t + e| may reach half an ulp of s (or s is a power of two);
-    # those rare lanes get the exact emulation.
-    risky = (np.abs(t) + np.abs(p) * 2.0**-52 >= half_ulp) | ((bits & _MANTISSA) == 0)
+    # One rounding of s + t + e gives s again when |t + e| stays below half an ulp of s, unless s is a power of
+    # two (its lower gap is half as wide); the other lanes get the exact emulation.
+    if near_c:
+        risky = (np.abs(t) + np.abs(p) * 2.0**-52 >= half_ulp) | ((bits & _MANTISSA) == 0)  # |e| <= |p| 2**-53
+    else:
+        risky = _product_error_risky(a, b, p, t, half_ulp) | ((bits & _MANTISSA) == 0)
     if risky.any():
         lanes = np.flatnonzero(risky)
         s[lanes] = _fma(a[lanes], b, c[lanes])
     return s
+
+
+def _product_error_risky(a: np.ndarray, b: float, p: np.ndarray, t: np.ndarray, half_ulp: np.ndarray) -> np.ndarray:
+    """Lanes where |t + e| may reach half an ulp, with e = a * b - p exact (Dekker): fl(t + e) is within 2**-53
+    of t + e, hence the margin; NaN (overflowing splits) and tiny s (where e could underflow) count as risky."""
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split_scalar(b)
+    e = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return ~(np.abs(t + e) < half_ulp * (1.0 - 2.0**-50)) | (half_ulp < _TINY_HALF_ULP)
+
+
+def _split_scalar(b: float) -> tuple[float, float]:
+    """_split of one float, with the same double operations."""
+    scaled = b * _SPLIT
+    high = scaled - (scaled - b)
+    return high, b - high
 
 
 @functools.cache
@@ -260,7 +285,7 @@ def _wilder(x: np.ndarray, period: int, length: int) -> np.ndarray:
     c1 = float(period - 1) / float(period)
     c2 = 1.0 - c1
     for j in range(period + 1, length):
-        prev = _mul_add(prev, c1, x[j] * c2)
+        prev = _mul_add(prev, c1, x[j] * c2, near_c=False)
     return prev
 
 

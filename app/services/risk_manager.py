@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import random
 from collections.abc import Sequence
 from datetime import datetime
@@ -31,6 +33,7 @@ PREFERRED_RISK_REWARD = Decimal("2")  # target when no resistance is in sight
 RR_QUANTUM = Decimal("0.0001")
 EXIT_ATR_TIMEFRAME = "15m"
 Zone = tuple[float, int, float]  # price, touches, strength
+_WEIGHTED_BARS = 500  # 4.0 ** 499 and the sums below 4.0 ** 500 stay finite
 
 
 def _dec(value: float) -> Decimal:
@@ -42,12 +45,33 @@ def _pct(part: Decimal, whole: Decimal) -> Decimal:
     return part / whole * HUNDRED
 
 
+@functools.cache
+def _touch_weights(bars: int) -> np.ndarray:
+    """Columns of ones and of 4**j: a boolean row times it gives the row's count, and a sum whose base-4 exponent
+    is the last True bar whatever the summation order (the lower powers add up to less than a third of the top
+    one, and every rounding of non-negative partial sums stays in [4**last, 4**(last + 1)))."""
+    return np.stack((np.ones(bars), 4.0 ** np.arange(bars)), axis=1)
+
+
+def _touches_and_last(near: np.ndarray) -> list[tuple[int, int]]:
+    """Per row of 1.0 / 0.0: how many ones, and the index of the last one (n - 1 when none, as argmax over a
+    reversed row)."""
+    n = near.shape[1]
+    if n > _WEIGHTED_BARS:
+        counts = near.sum(axis=1).astype(np.int64).tolist()
+        return list(zip(counts, (n - 1 - near[:, ::-1].argmax(axis=1)).tolist(), strict=True))
+    # dot, not @: half the call cost on such small matrices
+    return [(int(count), (math.frexp(top)[1] - 1) >> 1 if top else n - 1)
+            for count, top in near.dot(_touch_weights(n)).tolist()]
+
+
 class RiskManager:
     """Every risk rule of DESIGN.md section 5, as pure functions of the values passed in."""
 
     def __init__(self, limits: RiskLimits, pivot_window: int = PIVOT_WINDOW) -> None:
         self._limits = limits
         self._pivot_window = pivot_window
+        self._touch_threshold = float(limits.sr_touch_threshold_pct) / 100.0
 
     @property
     def limits(self) -> RiskLimits:
@@ -66,14 +90,18 @@ class RiskManager:
         return self.levels_around(self.support_resistance_zones(high, low), current_price)
 
     def support_resistance_zones(self, high: np.ndarray, low: np.ndarray) -> tuple[Zone, ...]:
-        """The price-independent part of the detection: (price, touches, strength) per clustered pivot level."""
+        """The price-independent part of the detection: (price, touches, strength) per clustered pivot level.
+
+        Tops are bars whose high is the highest of the 2w+1 bars centred on them, bottoms likewise with lows;
+        levels are the means of the sorted pivot prices grouped by `_cluster`, scored by `_score_levels`.
+        (Runs once per cycle in a backtest, hence few numpy calls: results are bit-identical to the plain
+        formulation kept in tests/services/test_sr_speed_equivalence.py.)"""
         high, low = np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64)
-        prices, _ = self._pivots(high, low)
-        if len(prices) == 0:
+        prices = self._pivots(high, low)
+        if not prices:
             return ()
-        threshold = float(self._limits.sr_touch_threshold_pct) / 100.0
-        levels = self._cluster(prices, threshold)
-        return self._score_levels(np.asarray(levels), high, low, threshold)
+        levels = self._cluster(prices, self._touch_threshold)
+        return self._score_levels(levels, high, low, self._touch_threshold)
 
     @staticmethod
     def levels_around(zones: Sequence[Zone], current_price: float) -> tuple[SupportResistance, ...]:
@@ -86,40 +114,50 @@ class RiskManager:
             for price, touches, strength in ordered
         )
 
-    def _pivots(self, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _pivots(self, high: np.ndarray, low: np.ndarray) -> list[float]:
+        """Prices of the tops (by bar), then of the bottoms (by bar)."""
         w = self._pivot_window
         n = len(high)
         if n < 2 * w + 1 or len(low) != n:
-            return np.empty(0), np.empty(0, dtype=np.int64)
+            return []
         # the trailing window ending at bar i + w is centred on bar i
-        tops = np.nonzero(high[w : n - w] >= rolling_max(high, 2 * w + 1)[2 * w :])[0] + w
-        bottoms = np.nonzero(low[w : n - w] <= rolling_min(low, 2 * w + 1)[2 * w :])[0] + w
-        return np.concatenate((high[tops], low[bottoms])), np.concatenate((tops, bottoms))
+        high_mid, low_mid = high[w : n - w], low[w : n - w]
+        tops = high_mid[high_mid >= rolling_max(high, 2 * w + 1)[2 * w :]]
+        bottoms = low_mid[low_mid <= rolling_min(low, 2 * w + 1)[2 * w :]]
+        return tops.tolist() + bottoms.tolist()
 
     @staticmethod
-    def _cluster(prices: np.ndarray, threshold: float) -> list[float]:
+    def _cluster(prices: list[float], threshold: float) -> list[float]:
         """Group sorted pivot prices that lie within the threshold of the group's first price; mean of each."""
-        ordered = sorted(prices.tolist())
+        ordered = sorted(prices)
         levels: list[float] = []
-        group = [ordered[0]]
-        for price in ordered[1:]:
-            if price > group[0] * (1.0 + threshold):
-                levels.append(sum(group) / len(group))
-                group = []
-            group.append(price)
-        levels.append(sum(group) / len(group))
+        start, limit = 0, ordered[0] * (1.0 + threshold)
+        for i in range(1, len(ordered)):
+            if ordered[i] > limit:
+                levels.append(sum(ordered[start:i]) / (i - start))  # sum(), as before: its rounding is kept
+                start, limit = i, ordered[i] * (1.0 + threshold)
+        levels.append(sum(ordered[start:]) / (len(ordered) - start))
         return levels
 
     @staticmethod
-    def _score_levels(levels: np.ndarray, high: np.ndarray, low: np.ndarray, threshold: float) -> tuple[Zone, ...]:
-        column = levels[:, None]
-        tolerance = column * threshold
-        near = (np.abs(high - column) <= tolerance) | (np.abs(low - column) <= tolerance)
-        touches = near.sum(axis=1)
-        n = near.shape[1]
-        last_touch = n - 1 - np.argmax(near[:, ::-1], axis=1)  # every level is a pivot, so it touches itself
-        strength = np.minimum(touches / 6.0, 1.0) * 0.7 + last_touch / max(n - 1, 1) * 0.3
-        return tuple(zip(levels.tolist(), touches.tolist(), np.round(strength, 4).tolist(), strict=True))
+    def _score_levels(levels: list[float], high: np.ndarray, low: np.ndarray, threshold: float) -> tuple[Zone, ...]:
+        """A bar touches a level when its high or its low lies within the threshold of it; strength weighs the
+        touches (up to 6) and how recent the last one is (no touch at all counts as the last bar)."""
+        n = len(high)
+        column = np.array(levels)[:, None]
+        # |level - x| is |x - level| bit for bit (rounding is symmetric), so one difference covers highs and lows
+        distance = column - np.array((high, low))[:, None, :]  # (2, levels, bars)
+        np.abs(distance, out=distance)
+        # fmin, not minimum: a NaN distance on one side must not hide a touch on the other (as an `or` would not)
+        nearest = np.fmin(distance[0], distance[1], out=distance[0])
+        near = np.less_equal(nearest, column * threshold, out=distance[1])  # 1.0 / 0.0, ready for the dot below
+        span = max(n - 1, 1)
+        zones = []
+        for level, (touches, last) in zip(levels, _touches_and_last(near), strict=True):
+            strength = (touches / 6.0 if touches < 6 else 1.0) * 0.7 + last / span * 0.3
+            # np.round(strength, 4) is rint(strength * 1e4) / 1e4 (Python's round(strength, 4) may differ)
+            zones.append((level, touches, round(strength * 10000.0) / 10000.0))
+        return tuple(zones)
 
     # ---- adaptive exits -------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.indicators.batch import INDICATOR_NAMES, batch_latest_indicators, row_to_dict
+from app.indicators.batch import INDICATOR_NAMES, _fused_mul_add, batch_latest_indicators, row_to_dict
 from app.indicators.technical import latest_indicators
 
 SAMPLE = Path(__file__).resolve().parents[2] / "app" / "data" / "sample" / "binance_BTCUSDT_5m.csv.gz"
@@ -89,3 +90,47 @@ def candles(draw: st.DrawFn) -> tuple[tuple[np.ndarray, ...], np.ndarray, int]:
 def test_random_series_match_bit_for_bit(case: tuple[tuple[np.ndarray, ...], np.ndarray, int]) -> None:
     arrays, ends, length = case
     assert_identical(arrays, ends, length, chunk=5)
+
+
+def exactly_rounded(a: float, b: float, c: float) -> float:
+    """a * b + c with one rounding to nearest even (Fraction's float() rounds correctly)."""
+    return float(Fraction(a) * Fraction(b) + Fraction(c))
+
+
+def assert_fused_exact(a: np.ndarray, b: float, c: np.ndarray) -> None:
+    want = np.array([exactly_rounded(x, b, y) for x, y in zip(a.tolist(), c.tolist(), strict=True)])
+    for near_c in (True, False):  # both lane checks
+        assert _fused_mul_add(a.copy(), b, c.copy(), near_c).tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("b", [13.0 / 14.0, 2.0 / 10.0, 2.0 / 22.0, 2.0 / 201.0, 2.0 / 27.0, 0.5])
+def test_fused_mul_add_rounds_once_like_ema_and_atr_steps(b: float) -> None:
+    """The fast check (plain sum unless single and double rounding may differ) against exact arithmetic, on the
+    operand shapes of the EMA and ATR steps and on constructed ties."""
+    rng = np.random.default_rng(11)
+    prev = 100 * np.exp(rng.normal(0, 0.5, 20_000))
+    x = prev * (1 + rng.normal(0, 0.01, 20_000))
+    assert_fused_exact(x - prev, b, prev)  # EMA: (x - prev) * k + prev
+    assert_fused_exact(prev, b, np.round(x, 2) * (1.0 - b))  # ATR: prev * c1 + x * c2
+    halfway = np.ldexp(1.0, -53)  # 1 + 2**-53 is a tie; a hair either side is not
+    ties = np.array([1.0, 1.0 + 2 * halfway, 3.0, 1.0, -1.0, 0.0, 2.0**-1070])
+    assert_fused_exact(ties * 0 + halfway / b, b, ties)
+    assert_fused_exact(ties * 0 + np.nextafter(halfway / b, 1.0), b, ties)
+    assert_fused_exact(ties * 0 + np.nextafter(halfway / b, 0.0), b, -ties)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.floats(-1e30, 1e30), st.floats(-1e30, 1e30)), min_size=1, max_size=30),
+       st.floats(-1e3, 1e3))
+def test_fused_mul_add_matches_exact_arithmetic(pairs: list[tuple[float, float]], b: float) -> None:
+    assert_fused_exact(np.array([a for a, _ in pairs]), b, np.array([c for _, c in pairs]))
+
+
+def test_fused_mul_add_below_a_power_of_two() -> None:
+    """1 - 2**-54 - 2**-107: two roundings tie up to 1.0, one rounding gives 1 - 2**-53 (the gap below a power
+    of two is half the gap above it)."""
+    b = float(np.nextafter(1.0, 0.0))  # 1 - 2**-53
+    a = np.array([-(2.0**-54) * (1 + 2.0**-52), 2.0**-54 * (1 + 2.0**-52)])
+    c = np.array([1.0, -1.0])
+    assert_fused_exact(a, b, c)
+    assert _fused_mul_add(a.copy(), b, c.copy(), False)[0] == 1 - 2.0**-53
