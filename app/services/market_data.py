@@ -318,7 +318,7 @@ class CandleStore:
     @staticmethod
     def _closed_range(series: _Series, timeframe: Timeframe, until: datetime, limit: int) -> tuple[int, int]:
         latest_open_ms = ms_from_utc(until) - as_timeframe(timeframe).ms
-        stop = int(np.searchsorted(series.arrays.open_time_ms, latest_open_ms, side="right"))
+        stop = int(series.arrays.open_time_ms.searchsorted(latest_open_ms, side="right"))
         return max(0, stop - max(0, limit)), stop
 
     @staticmethod
