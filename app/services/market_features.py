@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -10,7 +11,7 @@ from decimal import Decimal
 import numpy as np
 
 from app.domain.values import ZERO, Candle, MarketFeatures, RegimeAnalysis
-from app.indicators.batch import batch_latest_indicators, row_to_dict
+from app.indicators.batch import INDICATOR_NAMES, batch_latest_indicators, row_to_dict
 from app.indicators.technical import latest_indicators
 from app.services.market_data import CandleArrays, CandleWindow
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
@@ -21,6 +22,8 @@ from app.services.service_constants import (
     CONFLUENCE_TREND_WEIGHT,
     TIMEFRAME_WEIGHTS,
 )
+
+log = logging.getLogger(__name__)
 
 RECENT_CANDLES = 5
 SR_TIMEFRAME = "15m"
@@ -107,17 +110,24 @@ class SeriesIndicatorRows:
     The rows are bit-identical to calling latest_indicators on each window (app.indicators.batch and its
     tests), so a backtest reads the same numbers a live cycle computes from its klines. Each refill covers
     the next windows of the same length; the batch grows up to MAX_BATCH so short runs pay little.
+    The replay depends on how the installed TA-Lib was compiled (fused multiply-add or not), so every refill
+    checks its first and last window against TA-Lib itself; on any difference the batch path is switched off
+    for good and each window goes through TA-Lib, as the live path does.
     """
 
     MIN_BATCH, MAX_BATCH = 4096, 16384
 
-    def __init__(self) -> None:
+    def __init__(self, batch: Callable[..., np.ndarray] = batch_latest_indicators) -> None:
+        self._batch = batch
         self._blocks: dict[tuple[str, str], tuple[CandleArrays, int, int, np.ndarray]] = {}
         self._sizes: dict[tuple[str, str], int] = {}
+        self.batched = True
 
     def latest(self, symbol: str, tf: str, window: CandleWindow) -> dict[str, float]:
         arrays, start, stop = window.source()
         length, end = stop - start, stop - 1
+        if not self.batched:
+            return _per_window(arrays, start, stop)
         block = self._blocks.get((symbol, tf))
         if block is None or block[0] is not arrays or block[1] != length or not block[2] <= end < block[2] + len(block[3]):
             block = self._refill(symbol, tf, arrays, length, end)
@@ -128,10 +138,26 @@ class SeriesIndicatorRows:
         size = min(self._sizes.get((symbol, tf), self.MIN_BATCH // 2) * 2, self.MAX_BATCH)
         self._sizes[(symbol, tf)] = size
         ends = np.arange(end, min(end + size, len(arrays)), dtype=np.int64)
-        rows = batch_latest_indicators(arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume, ends, length)
+        rows = self._batch(arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume, ends, length)
+        for i in {0, len(ends) - 1}:
+            last = int(ends[i])
+            if row_to_dict(rows[i]) != _per_window(arrays, last + 1 - length, last + 1):
+                log.warning("batched indicators differ from TA-Lib on %s %s; computing each window with TA-Lib", symbol, tf)
+                self.batched = False
+                rows = np.stack([_row(_per_window(arrays, int(e) + 1 - length, int(e) + 1)) for e in ends])
+                break
         block = (arrays, length, end, rows)
         self._blocks[(symbol, tf)] = block
         return block
+
+
+def _per_window(arrays: CandleArrays, start: int, stop: int) -> dict[str, float]:
+    return latest_indicators(arrays.open[start:stop], arrays.high[start:stop], arrays.low[start:stop],
+                             arrays.close[start:stop], arrays.volume[start:stop])
+
+
+def _row(values: Mapping[str, float]) -> np.ndarray:
+    return np.array([values.get(name, np.nan) for name in INDICATOR_NAMES])
 
 
 class MarketFeatureBuilder:

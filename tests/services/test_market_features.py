@@ -14,8 +14,15 @@ from hypothesis import strategies as st
 
 from app.domain.risk import RiskLimits
 from app.domain.values import Timeframe
+from app.indicators.batch import batch_latest_indicators
+from app.indicators.technical import latest_indicators
 from app.services.market_data import CandleStore
-from app.services.market_features import MarketFeatureBuilder, build_market_features, calculate_mtf_confluence
+from app.services.market_features import (
+    MarketFeatureBuilder,
+    SeriesIndicatorRows,
+    build_market_features,
+    calculate_mtf_confluence,
+)
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
 from app.services.risk_manager import RiskManager
 from app.services.trading_bot import CANDLES
@@ -130,3 +137,20 @@ def test_store_windows_give_exactly_the_features_klines_give() -> None:
         assert {tf: [struct.pack("<d", v) for v in d.values()] for tf, d in fast.indicators.items()} == \
                {tf: [struct.pack("<d", v) for v in d.values()] for tf, d in slow.indicators.items()}
         now += timedelta(minutes=5)
+
+
+def test_batched_indicators_that_differ_from_talib_are_switched_off() -> None:
+    """A TA-Lib build whose arithmetic the batch replay does not match must not change a single number."""
+    store = CandleStore.load(SAMPLE_DIR, ["BTCUSDT"], datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 10, 5, tzinfo=UTC))
+
+    def off_by_a_bit(*args: object, **kwargs: object) -> np.ndarray:
+        return np.nextafter(batch_latest_indicators(*args, **kwargs), np.inf)
+
+    rows = SeriesIndicatorRows(batch=off_by_a_bit)
+    now = datetime(2025, 10, 4, tzinfo=UTC)
+    for _ in range(3):
+        window = store.closed_window("BTCUSDT", Timeframe.M5, now, 288)
+        assert rows.latest("BTCUSDT", "5m", window) == latest_indicators(*(np.array([float(getattr(c, f)) for c in window])
+                                                                        for f in ("open", "high", "low", "close", "volume")))
+        now += timedelta(minutes=5)
+    assert not rows.batched
