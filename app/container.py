@@ -298,11 +298,14 @@ def build_trading_bot(container: Container) -> TradingBot:
 
 def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: ExchangeProvider, market: ExchangeAdapter,
                          publish: Publish, clock: Clock, analysts: dict[str, SignalProvider],
-                         metrics: Metrics | None = None) -> TradingBot:
-    """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
+                         metrics: Metrics | None = None, batch_indicators: bool = False) -> TradingBot:
+    """The engine's parts, the same for the live service and the backtester (only the books and clock differ).
+
+    `batch_indicators` (the backtester) computes the indicators of thousands of upcoming store windows in one go:
+    the same numbers, but a refill holds the event loop for up to a second, which a serving process must not do."""
     limits = settings.risk_limits()
     risk_manager = RiskManager(limits)
-    features = MarketFeatureBuilder(MarketRegimeAnalyzer(), risk_manager)
+    features = MarketFeatureBuilder(MarketRegimeAnalyzer(), risk_manager, batch_indicators=batch_indicators)
     return TradingBot(
         uow=uow, exchanges=exchanges, market=market, analysts=analysts,
         build_features=features.build, risk_manager=risk_manager, publish=publish,
@@ -344,5 +347,6 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
         "rules": rules,
         "gemini": ReplayAnalyzer(recorded or {}, live=live, max_entry_deviation_pct=settings.max_entry_deviation_pct),
     }
-    bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts)
+    bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts,
+                               batch_indicators=True)
     return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock)

@@ -166,14 +166,16 @@ class MarketFeatureBuilder:
     Everything derived from one timeframe's window of closed candles (indicators, S/R zones, its confluence
     factors, the last candles) is a pure function of that window, so a window seen in the previous cycle (the 1h
     one for 11 cycles in 12, the 15m one for 2 in 3) is not computed again; nor is the regime of an unchanged
-    1h and 15m pair. Windows of a simulated exchange's store are computed many at a time (SeriesIndicatorRows).
+    1h and 15m pair. With `batch_indicators` (backtests), windows of a simulated exchange's store are computed
+    many at a time (SeriesIndicatorRows); otherwise each window goes through TA-Lib.
     """
 
-    def __init__(self, regime_analyzer: MarketRegimeAnalyzer, risk_manager: RiskManager) -> None:
+    def __init__(self, regime_analyzer: MarketRegimeAnalyzer, risk_manager: RiskManager,
+                 batch_indicators: bool = False) -> None:
         self._regime = regime_analyzer
         self._risk = risk_manager
         self._cache = CandleArrayCache()
-        self._rows = SeriesIndicatorRows()
+        self._rows = SeriesIndicatorRows() if batch_indicators else None
         self._memo: dict[tuple[str, str], _Analysed] = {}
         self._regimes: dict[str, tuple[tuple[object, ...], RegimeAnalysis]] = {}
 
@@ -212,8 +214,11 @@ class MarketFeatureBuilder:
         hit = self._memo.get((symbol, tf))
         if hit is not None and hit.key == key:
             return hit
-        if window is not None and len(window):
+        if window is not None and len(window) and self._rows is not None:
             values = self._rows.latest(symbol, tf, window)
+        elif window is not None:
+            columns = window.float_arrays()
+            values = latest_indicators(columns.open, columns.high, columns.low, columns.close, columns.volume)
         else:
             values = latest_indicators(*self._cache.arrays(symbol, tf, candles))
         zones = self._zones(symbol, tf, candles, window) if tf == SR_TIMEFRAME else ()
