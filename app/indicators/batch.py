@@ -336,7 +336,7 @@ def _directional(out: np.ndarray, bars: _Bars, win: _Windows) -> None:
 
 
 def _dx(plus: np.ndarray, minus: np.ndarray, tr: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """DX into `dx`; returns where TA-Lib uses it (TR and the DI sum not within TA_IS_ZERO)."""
+    """DX into `dx`; returns where TA-Lib uses it (TR and the DI sum not zero, see `_is_zero`)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         minus_di = 100.0 * (minus / tr)
         plus_di = 100.0 * (plus / tr)

@@ -127,7 +127,7 @@ class SeriesIndicatorRows:
         arrays, start, stop = window.source()
         length, end = stop - start, stop - 1
         if not self.batched:
-            return _per_window(arrays, start, stop)
+            return _latest(arrays.slice(start, stop))
         block = self._blocks.get((symbol, tf))
         if block is None or block[0] is not arrays or block[1] != length or not block[2] <= end < block[2] + len(block[3]):
             block = self._refill(symbol, tf, arrays, length, end)
@@ -141,19 +141,18 @@ class SeriesIndicatorRows:
         rows = self._batch(arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume, ends, length)
         for i in {0, len(ends) - 1}:
             last = int(ends[i])
-            if row_to_dict(rows[i]) != _per_window(arrays, last + 1 - length, last + 1):
+            if row_to_dict(rows[i]) != _latest(arrays.slice(last + 1 - length, last + 1)):
                 log.warning("batched indicators differ from TA-Lib on %s %s; computing each window with TA-Lib", symbol, tf)
                 self.batched = False
-                rows = np.stack([_row(_per_window(arrays, int(e) + 1 - length, int(e) + 1)) for e in ends])
+                rows = np.stack([_row(_latest(arrays.slice(int(e) + 1 - length, int(e) + 1))) for e in ends])
                 break
         block = (arrays, length, end, rows)
         self._blocks[(symbol, tf)] = block
         return block
 
 
-def _per_window(arrays: CandleArrays, start: int, stop: int) -> dict[str, float]:
-    return latest_indicators(arrays.open[start:stop], arrays.high[start:stop], arrays.low[start:stop],
-                             arrays.close[start:stop], arrays.volume[start:stop])
+def _latest(columns: CandleArrays) -> dict[str, float]:
+    return latest_indicators(columns.open, columns.high, columns.low, columns.close, columns.volume)
 
 
 def _row(values: Mapping[str, float]) -> np.ndarray:
@@ -214,27 +213,28 @@ class MarketFeatureBuilder:
         hit = self._memo.get((symbol, tf))
         if hit is not None and hit.key == key:
             return hit
-        if window is not None and len(window) and self._rows is not None:
+        arrays: Arrays | None = None  # float columns: TA-Lib needs them, and so do the S/R zones
+        if self._rows is not None and window is not None and len(window):
             values = self._rows.latest(symbol, tf, window)
-        elif window is not None:
-            columns = window.float_arrays()
-            values = latest_indicators(columns.open, columns.high, columns.low, columns.close, columns.volume)
         else:
-            values = latest_indicators(*self._cache.arrays(symbol, tf, candles))
-        zones = self._zones(symbol, tf, candles, window) if tf == SR_TIMEFRAME else ()
+            arrays = self._arrays(symbol, tf, candles, window)
+            values = latest_indicators(*arrays)
+        zones: tuple[Zone, ...] = ()
+        if tf == SR_TIMEFRAME:
+            arrays = arrays if arrays is not None else self._arrays(symbol, tf, candles, window)
+            zones = self._risk.support_resistance_zones(arrays[1], arrays[2])
         analysed = _Analysed(key, values, zones, trend_alignment(values), momentum_agreement(values),
                              trend_strength(values), tuple(candles[-RECENT_CANDLES:]))
         self._memo[(symbol, tf)] = analysed
         return analysed
 
-    def _zones(self, symbol: str, tf: str, candles: Sequence[Candle], window: CandleWindow | None) -> tuple[Zone, ...]:
-        """S/R zones from the window's highs and lows (a store window's float columns are the same numbers the
-        array cache would convert from klines)."""
+    def _arrays(self, symbol: str, tf: str, candles: Sequence[Candle], window: CandleWindow | None) -> Arrays:
+        """A store window already holds its float columns (the same numbers the cache would convert from klines);
+        klines are converted, reusing the previous window's columns."""
         if window is None:
-            arrays = self._cache.arrays(symbol, tf, candles)
-            return self._risk.support_resistance_zones(arrays[1], arrays[2])
+            return self._cache.arrays(symbol, tf, candles)
         columns = window.float_arrays()
-        return self._risk.support_resistance_zones(columns.high, columns.low)
+        return columns.open, columns.high, columns.low, columns.close, columns.volume
 
 
 def build_market_features(
