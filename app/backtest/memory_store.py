@@ -18,16 +18,8 @@ from app.domain.records import (
     TradeRecord,
 )
 from app.domain.risk import TradingConfig
-from app.domain.values import ZERO, Decision, ExitReason, Order, TradeStatus
+from app.domain.values import ZERO, Decision, ExitReason, Order, TradeStatus, canonical
 from app.services.trading_bot import reason_key
-
-
-def canonical(value: Decimal) -> Decimal:
-    """What a Money column reads back: trailing zeros dropped, never exponent form (same as app.models.base)."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return Decimal(text)
 
 
 def _canonical_fields(record: Any, names: Sequence[str]) -> Any:

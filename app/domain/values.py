@@ -220,18 +220,6 @@ class SymbolRules:
     def round_price_up(self, price: Decimal) -> Decimal:
         return (price / self.tick_size).to_integral_value(ROUND_CEILING) * self.tick_size
 
-    def qty_problem(self, qty: Decimal, price: Decimal) -> str | None:
-        """Why the exchange would refuse this quantity at this price, or None."""
-        if qty < self.min_qty:
-            return f"quantity {qty} below LOT_SIZE minQty {self.min_qty}"
-        if self.max_qty and qty > self.max_qty:
-            return f"quantity {qty} above LOT_SIZE maxQty {self.max_qty}"
-        if qty % self.step_size != 0:
-            return f"quantity {qty} not a multiple of stepSize {self.step_size}"
-        if qty * price < self.min_notional:
-            return f"notional {qty * price} below minNotional {self.min_notional}"
-        return None
-
     def price_problem(self, price: Decimal) -> str | None:
         if price <= 0 or (self.min_price and price < self.min_price):
             return f"price {price} below PRICE_FILTER minPrice {self.min_price}"
@@ -250,6 +238,12 @@ def format_decimal(value: Decimal, quantum: Decimal | None = None) -> str:
     if "." in text and quantum is None:
         text = text.rstrip("0").rstrip(".") or "0"
     return text
+
+
+def canonical(value: Decimal) -> Decimal:
+    """What a Money column reads back: trailing zeros dropped, never exponent form (so SQLite, PostgreSQL and the
+    backtest's in-memory books hold the same value)."""
+    return Decimal(format_decimal(value))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, MetaData, Numeric, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
 
+from app.domain.values import canonical
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -20,14 +22,6 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-
-
-def canonical(value: Decimal) -> Decimal:
-    """Drop trailing zeros without switching to exponent form, so both engines read back the same value."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return Decimal(text)
 
 
 class Money(TypeDecorator[Decimal]):
