@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.domain.risk import RiskLimits
+from app.domain.risk import RiskLimits, TradingConfig
 from app.domain.values import TradingState
 
 DEFAULT_JWT_SECRET = "change-me-in-production"
@@ -126,6 +126,17 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.market_data_dir or BUNDLED_DATA_DIR
+
+    def trading_config(self, user_id: int) -> TradingConfig:
+        """A new user's trading config (inactive): the service defaults."""
+        return TradingConfig(
+            user_id=user_id, is_active=False, symbols=tuple(self.default_symbols),
+            risk_per_trade_pct=self.risk_per_trade_pct, max_open_positions=self.max_open_positions,
+            daily_trade_limit=self.daily_trade_limit, min_signal_confidence=self.min_signal_confidence,
+            max_balance_trade_ratio=self.max_balance_trade_ratio, trading_hours_start=self.trading_hours_start,
+            trading_hours_end=self.trading_hours_end, position_timeout_minutes=self.position_timeout_minutes,
+            analyzer=self.default_analyzer,
+        )
 
     def risk_limits(self) -> RiskLimits:
         names = RiskLimits.__dataclass_fields__.keys()

@@ -82,14 +82,7 @@ class Container:
             return stored
 
     def default_config(self, user_id: int) -> TradingConfig:
-        s = self.settings
-        return TradingConfig(
-            user_id=user_id, is_active=False, symbols=tuple(s.default_symbols), risk_per_trade_pct=s.risk_per_trade_pct,
-            max_open_positions=s.max_open_positions, daily_trade_limit=s.daily_trade_limit,
-            min_signal_confidence=s.min_signal_confidence, max_balance_trade_ratio=s.max_balance_trade_ratio,
-            trading_hours_start=s.trading_hours_start, trading_hours_end=s.trading_hours_end,
-            position_timeout_minutes=s.position_timeout_minutes, analyzer=s.default_analyzer,
-        )
+        return self.settings.trading_config(user_id)
 
     def _bind_exchanges(self, clock: Clock) -> None:
         paper = PaperExchanges(self.market, DatabaseSimAccountStore(self.uow, clock), clock)

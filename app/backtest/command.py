@@ -97,21 +97,14 @@ def _first_error(error: Exception) -> str:
 
 def build_config(options: BacktestOptions, settings: Settings, overrides: Mapping[str, Any]) -> TradingConfig:
     """The virtual user's config: the service defaults, then the --config file, then the options."""
-    values: dict[str, Any] = {
-        "symbols": settings.default_symbols, "risk_per_trade_pct": settings.risk_per_trade_pct,
-        "max_open_positions": settings.max_open_positions, "daily_trade_limit": settings.daily_trade_limit,
-        "min_signal_confidence": settings.min_signal_confidence,
-        "max_balance_trade_ratio": settings.max_balance_trade_ratio,
-        "trading_hours_start": settings.trading_hours_start, "trading_hours_end": settings.trading_hours_end,
-        "position_timeout_minutes": settings.position_timeout_minutes,
-    }
+    values: dict[str, Any] = {}
     for key, value in overrides.items():
         if key in CONFIG_FIELDS:
             values[key] = _config_value(key, value)
     if options.symbols:
         values["symbols"] = options.symbols
     values["analyzer"] = options.analyzer
-    return TradingConfig(user_id=1, is_active=True, **values)
+    return dataclasses.replace(settings.trading_config(1), is_active=True, **values)
 
 
 def _config_value(key: str, value: Any) -> Any:
