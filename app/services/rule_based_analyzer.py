@@ -8,13 +8,14 @@ from decimal import Decimal
 
 from app.domain.values import MarketFeatures, Signal, SignalType, SupportResistance
 from app.services.market_regime_analyzer import RANGING, TRENDING_UP
+from app.services.service_constants import TREND_ADX
 
 
 @dataclass(frozen=True, slots=True)
 class RuleSettings:
     """The strategy's knobs (defaults tuned on 2025 BTC/ETH data, see benchmarks/approvals_per_day.py)."""
 
-    trend_adx: float = 25.0
+    trend_adx: float = TREND_ADX  # the regime's own threshold: a trending-up regime already has ADX above it
     trend_min_confluence: float = 60.0
     range_min_confluence: float = 75.0
     rsi_low: float = 45.0

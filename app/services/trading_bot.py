@@ -31,6 +31,7 @@ from app.domain.values import (
     Candle,
     Decision,
     ExitReason,
+    ListStatus,
     MarketFeatures,
     OcoOrder,
     Order,
@@ -223,9 +224,9 @@ class TradingBot:
         self, config: TradingConfig, analyses: Mapping[tuple[str, str], SymbolAnalysis], now: datetime,
         summary: CycleSummary,
     ) -> None:
-        if await self._remaining_rate_limit(config.user_id, now) > 0:
-            return
         async with self.uow() as uow:
+            if await self._remaining_rate_limit(uow, config.user_id, now) > 0:
+                return
             await uow.configs.mark_analyzed(config.user_id, now)
             await uow.commit()
         for symbol in config.symbols:
@@ -238,10 +239,9 @@ class TradingBot:
                 log.error("user %s, %s: %s", config.user_id, symbol, e)
                 await self.publish(config.user_id, "error", now, {"symbol": symbol, "message": str(e)})
 
-    async def _remaining_rate_limit(self, user_id: int, now: datetime) -> float:
+    async def _remaining_rate_limit(self, uow: Any, user_id: int, now: datetime) -> float:
         """Seconds until the user may be analysed again (0 when due)."""
-        async with self.uow() as uow:
-            last = await uow.configs.last_analyzed_at(user_id)
+        last = await uow.configs.last_analyzed_at(user_id)
         if last is None:
             return 0.0
         due = last + timedelta(seconds=self.settings.user_rate_limit_s)
@@ -474,10 +474,12 @@ class TradingBot:
         """Book TP/SL exits, finish stops the market gapped through, and force-close stale positions."""
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.all()
+            timeouts = {user_id: (await uow.configs.get(user_id)).position_timeout_minutes
+                        for user_id in {p.user_id for p in positions}}
         closed = 0
         for position in positions:
             try:
-                closed += int(await self._check_position(position, now))
+                closed += int(await self._check_position(position, timeouts[position.user_id], now))
             except TemporaryExchangeError as e:
                 log.info("position %s not checked this cycle: %s", position.trade_id, e)
             except (ExchangeError, ConfigurationError) as e:
@@ -485,7 +487,7 @@ class TradingBot:
                 await self.publish(position.user_id, "error", now, {"trade_id": position.trade_id, "message": str(e)})
         return closed
 
-    async def _check_position(self, position: PositionRecord, now: datetime) -> bool:
+    async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> bool:
         if position.oco_order_id is None:
             return False  # reconciliation protects it
         exchange = await self.exchanges.for_user(position.user_id)
@@ -498,16 +500,10 @@ class TradingBot:
         if not oco.is_open:
             await self._finish_dead_protection(exchange, position, oco, now)
             return True
-        config_timeout = await self._timeout_minutes(position.user_id)
-        if now - position.opened_at >= timedelta(minutes=config_timeout):
+        if now - position.opened_at >= timedelta(minutes=timeout_minutes):
             await self._force_close_stale_position(exchange, position, now)
             return True
         return False
-
-    async def _timeout_minutes(self, user_id: int) -> int:
-        async with self.uow() as uow:
-            config: TradingConfig = await uow.configs.get(user_id)
-        return config.position_timeout_minutes
 
     async def _finish_dead_protection(self, exchange: ExchangeAdapter, position: PositionRecord, oco: OcoOrder,
                                       now: datetime) -> None:
@@ -645,20 +641,22 @@ class TradingBot:
                     log.error("position %s not protected yet: %s", position.trade_id, e)
                     unresolved.add(position.user_id)
         for user_id in sorted({p.user_id for p in positions} - unresolved):
+            own = {p.oco_order_id for p in positions if p.user_id == user_id}
             try:
-                await self._adopt_strangers(user_id, now)
+                await self._adopt_strangers(user_id, own, now)
             except (ExchangeError, ConfigurationError) as e:
                 log.error("user %s: open order lists not checked: %s", user_id, e)
         return unresolved
 
-    async def _adopt_strangers(self, user_id: int, now: datetime) -> None:
-        """Order lists on the exchange that the bot has no row for: recorded (adopted) and reported, never touched."""
+    async def _adopt_strangers(self, user_id: int, own: set[str | None], now: datetime) -> None:
+        """Order lists on the exchange that the bot has no row for: recorded (adopted) and reported, never touched.
+        `own` are the lists protecting the user's positions (their rows are written before they are placed)."""
         exchange = await self.exchanges.for_user(user_id)
         try:
             open_lists = await exchange.get_open_oco_orders()
         except TemporaryExchangeError:
             return
-        for oco in open_lists:
+        for oco in (o for o in open_lists if o.list_client_order_id not in own):
             async with self.uow() as uow:
                 known = await uow.orders.get(oco.list_client_order_id)
             if known is not None:
@@ -701,7 +699,8 @@ class TradingBot:
         exchange = await self.exchanges.for_user(position.user_id)
         async with self.uow() as uow:
             trade: TradeRecord | None = await uow.trades.get(position.user_id, position.trade_id)
-            attempts = await uow.orders.with_status(position.user_id, [PENDING_SEND, UNKNOWN, "EXECUTING"], "protect")
+            attempts = await uow.orders.with_status(position.user_id, [PENDING_SEND, UNKNOWN, ListStatus.EXECUTING.value],
+                                                     "protect")
         if trade is None:
             return
         for attempt in (a for a in attempts if a.trade_id == trade.id):
