@@ -211,11 +211,13 @@ def build_exchange_simulator(args: argparse.Namespace) -> tuple[ExchangeSimulato
 
 
 def _sim_start(candles: CandleStore, requested: str | None) -> datetime:
-    """The requested start, or a week after the data begins so 168 hourly candles already exist."""
-    first = max(candles.span(symbol)[0] for symbol in candles.symbols())
-    last = min(candles.span(symbol)[1] for symbol in candles.symbols())
+    """The requested start, or a day past the warm-up after the data begins (the 168 hourly candles exist)."""
+    from app.backtest.command import default_span
+    from app.services.trading_bot import WARM_UP
+
+    first, last = default_span(candles, tuple(candles.symbols()))
     if requested is None:
-        return first + timedelta(days=8)
+        return first + WARM_UP + timedelta(days=1)
     start = datetime.fromisoformat(requested)
     start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
     if not first < start < last:

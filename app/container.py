@@ -125,8 +125,7 @@ class Container:
             self.exchanges.forget(user_id)
 
     def tradable_symbols(self) -> tuple[str, ...]:
-        available = set(self.candles.symbols())
-        return tuple(s for s in self.settings.default_symbols if s in available)
+        return tuple(s for s in self.settings.default_symbols if self.candles.has_symbol(s))
 
     @property
     def engine_state(self) -> TradingState:
@@ -148,7 +147,7 @@ class Container:
     async def current_prices(self, user: UserAccount, symbols: Iterable[str]) -> dict[str, Decimal]:
         prices = {}
         for symbol in symbols:
-            if symbol in self.candles.symbols():
+            if self.candles.has_symbol(symbol):
                 prices[symbol] = await self.market_data.get_symbol_price(symbol)
         return prices
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from app.config import Settings
 from app.container import Container
 from app.domain.clock import ReplayClock, WallClock
 from app.domain.values import Timeframe
+from app.services.trading_bot import WARM_UP
 
 DEMO_USER = "demo"
-WARM_UP = timedelta(days=7)  # 168 one-hour candles before the first decision
 
 
 def demo_password(var_dir: Path) -> str:

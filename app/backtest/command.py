@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from app.backtest.data import load_candles, plan_span
+from app.backtest.data import cut_candles, load_candles, plan_span
 from app.backtest.report import build_report, summary_text, write_files
 from app.backtest.runner import BacktestEngine, BacktestResult, BacktestSpec, run_backtest
 from app.config import Settings
@@ -125,13 +125,12 @@ def default_span(candles: CandleStore, symbols: tuple[str, ...]) -> tuple[dateti
 
 def load(options: BacktestOptions, settings: Settings, symbols: tuple[str, ...]) -> tuple[CandleStore, datetime, datetime]:
     directory = options.data or settings.data_dir
-    if options.start is None or options.end is None:
-        everything = CandleStore.load(directory, symbols=symbols)
-        first, last = default_span(everything, symbols)
-        start, end = options.start or first, options.end or last
-    else:
-        start, end = options.start, options.end
-    return load_candles(directory, symbols, start, end), start, end
+    if options.start is not None and options.end is not None:
+        return load_candles(directory, symbols, options.start, options.end), options.start, options.end
+    everything = CandleStore.load(directory, symbols=symbols)  # the span comes from the data: read it once
+    first, last = default_span(everything, symbols)
+    start, end = options.start or first, options.end or last
+    return cut_candles(everything, start, end), start, end
 
 
 def load_recorded(options: BacktestOptions) -> dict[str, RecordedAnswer]:

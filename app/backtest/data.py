@@ -11,9 +11,8 @@ from app.domain.clock import ms_from_utc
 from app.domain.errors import DataError
 from app.domain.values import Timeframe
 from app.services.market_data import CandleStore
+from app.services.trading_bot import WARM_UP
 
-# A decision reads 168 x 1h candles (the longest window): that much history must precede the first decision.
-WARM_UP = timedelta(hours=168)
 LOAD_MARGIN = timedelta(days=1)  # load a little more, cut on a day boundary so resampled buckets are whole
 
 
@@ -26,10 +25,18 @@ class BacktestSpan:
 
 def load_candles(directory: Path, symbols: Sequence[str], start: datetime, end: datetime) -> CandleStore:
     """Candles from `start` minus the warm-up up to `end`; nothing after `end` is ever loaded."""
+    return CandleStore.load(directory, symbols=symbols, start=_load_start(start, end), end=end)
+
+
+def cut_candles(candles: CandleStore, start: datetime, end: datetime) -> CandleStore:
+    """What `load_candles` would load, taken from candles already in memory."""
+    return candles.between(_load_start(start, end), end)
+
+
+def _load_start(start: datetime, end: datetime) -> datetime:
     if start >= end:
         raise DataError(f"--start {start:%Y-%m-%d %H:%M} is not before --end {end:%Y-%m-%d %H:%M}")
-    first = (start - WARM_UP - LOAD_MARGIN).replace(hour=0, minute=0, second=0, microsecond=0)
-    return CandleStore.load(directory, symbols=symbols, start=first, end=end)
+    return (start - WARM_UP - LOAD_MARGIN).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def plan_span(candles: CandleStore, symbols: Sequence[str], start: datetime, end: datetime) -> BacktestSpan:

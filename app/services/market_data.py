@@ -248,9 +248,12 @@ class CandleStore:
         series: dict[tuple[str, Timeframe], _Series] = {}
         for symbol in sorted({symbol for symbol, _ in files}):
             series.update(_load_symbol(symbol, files))
-        if start is not None or end is not None:
-            series = {key: _cut(s, start, end) for key, s in series.items()}
-        return cls(series)
+        store = cls(series)
+        return store.between(start, end) if start is not None or end is not None else store
+
+    def between(self, start: datetime | None, end: datetime | None) -> CandleStore:
+        """The candles whose open time is in [start, end) (views: nothing is parsed again)."""
+        return CandleStore({key: _cut(s, start, end) for key, s in self._series.items()})
 
     def symbols(self) -> Sequence[str]:
         return list(self._symbols)
