@@ -31,6 +31,8 @@ USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 RETRY_AFTER_HEADER = "Retry-After"
 DEFAULT_RECV_WINDOW_MS = 5000
 MAX_RECV_WINDOW_MS = 60000
+MAX_KLINES = 1000  # the most klines one request returns
+MINUTE_MS = 60_000  # request weight is counted per minute
 MAX_AHEAD_MS = 1000  # a timestamp this far ahead of the server clock is refused
 
 

@@ -23,7 +23,7 @@ from app.domain.errors import (
     TradingError,
 )
 from app.domain.values import ZERO, Balance, Candle, OcoOrder, Order, Side, SymbolRules, Timeframe, format_decimal
-from app.services.binance_errors import Failure, RequestContext, redact, to_exchange_error
+from app.services.binance_errors import DEFAULT_RETRY_AFTER_S, Failure, RequestContext, redact, to_exchange_error
 from app.services.binance_models import (
     BinanceAccount,
     BinanceErrorBody,
@@ -42,6 +42,10 @@ from app.services.binance_models import (
 )
 from app.services.binance_protocol import (
     API_KEY_HEADER,
+    DEFAULT_RECV_WINDOW_MS,
+    MAX_KLINES,
+    MAX_RECV_WINDOW_MS,
+    MINUTE_MS,
     PRODUCTION_BASE_URL,
     RETRY_AFTER_HEADER,
     TESTNET_BASE_URL,
@@ -55,8 +59,6 @@ from app.services.binance_protocol import (
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-MAX_KLINES = 1000
-MINUTE_MS = 60_000
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
@@ -114,15 +116,15 @@ class BinanceService:
         base_url: str,
         clock: Clock,
         http: httpx.AsyncClient | None = None,
-        recv_window_ms: int = 5000,
+        recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
         weight_limit: int = 6000,
         weight_headroom: float = 0.8,
         rules_ttl_s: float = 3600.0,
         timeout_s: float = 10.0,
         max_retry_wait_s: float = 120.0,
     ) -> None:
-        if not 0 < recv_window_ms <= 60000:
-            raise ValueError("recv_window_ms must be in 1..60000")
+        if not 0 < recv_window_ms <= MAX_RECV_WINDOW_MS:
+            raise ValueError(f"recv_window_ms must be in 1..{MAX_RECV_WINDOW_MS}")
         self._api_key = api_key
         self._secret = api_secret
         self._base_url = base_url.rstrip("/")
@@ -373,7 +375,7 @@ class BinanceService:
         return not call.context.new_order and retry_after_s <= self._max_retry_wait_s
 
     def _block(self, failure: Failure) -> None:
-        retry_after_s = failure.retry_after_s if failure.retry_after_s is not None else 60.0
+        retry_after_s = failure.retry_after_s if failure.retry_after_s is not None else DEFAULT_RETRY_AFTER_S
         self._blocked_until = self._clock.now() + timedelta(seconds=retry_after_s)
         logger.warning("Binance rate limit (%s): no requests for %.0f s", failure.describe(), retry_after_s)
 

@@ -30,7 +30,9 @@ from app.services.binance_protocol import (
     API_KEY_HEADER,
     DEFAULT_RECV_WINDOW_MS,
     ERROR_CODES,
+    MAX_KLINES,
     MAX_RECV_WINDOW_MS,
+    MINUTE_MS,
     RETRY_AFTER_HEADER,
     SIGNED_ENDPOINTS,
     USED_WEIGHT_HEADER,
@@ -63,8 +65,6 @@ from app.services.mock_binance_service import (
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 ORDER_TEST_PATH = "/api/v3/order/test"
-MINUTE_MS = 60_000
-MAX_KLINES = 1000
 DEFAULT_KLINES = 500
 _DECIMAL_TEXT = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?")
 _MAX_DECIMALS = 8

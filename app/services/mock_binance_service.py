@@ -26,12 +26,12 @@ from app.domain.values import (
     SymbolRules,
     Timeframe,
 )
+from app.services.binance_protocol import MAX_KLINES, oco_leg_client_ids
 from app.services.market_data import CandleStore
 
 T = TypeVar("T")
 FIVE_MIN_MS = Timeframe.M5.ms
 COMMISSION_QUANTUM = Decimal("0.00000001")  # Binance's commission precision (8 decimals)
-MAX_KLINES = 1000
 KEEP_FINISHED_ORDERS = 1000  # older final orders are dropped, as Binance archives old orders
 
 FILTER_FAILURE = -1013
@@ -488,8 +488,8 @@ def _check_unique_list_id(state: SimAccountState, list_client_order_id: str, det
     for order_list in _open_lists(state):
         if order_list.list_client_order_id == list_client_order_id and order_list.status == ListStatus.EXECUTING:
             raise _reject("Duplicate order sent.", NEW_ORDER_REJECTED, detail)
-    for suffix in ("-tp", "-sl"):
-        _check_unique_order_id(state, f"{list_client_order_id}{suffix}", detail)
+    for leg_id in oco_leg_client_ids(list_client_order_id):
+        _check_unique_order_id(state, leg_id, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -700,10 +700,11 @@ class MockBinanceService:
         self._check_oco(state, now_ms, rules, request)
         list_id = state.next_list_id
         state.next_list_id += 1
+        take_profit_id, stop_id = oco_leg_client_ids(request.list_client_order_id)
         stop = self._new_order(
             state,
             request.symbol,
-            f"{request.list_client_order_id}-sl",
+            stop_id,
             Side.SELL,
             OrderType.STOP_LOSS_LIMIT,
             request.quantity,
@@ -714,7 +715,7 @@ class MockBinanceService:
         take_profit = self._new_order(
             state,
             request.symbol,
-            f"{request.list_client_order_id}-tp",
+            take_profit_id,
             Side.SELL,
             OrderType.LIMIT_MAKER,
             request.quantity,
