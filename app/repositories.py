@@ -578,9 +578,6 @@ class UnitOfWorkFactory:
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[UnitOfWork]:
+        # leaving the session closes it, and closing rolls back whatever was not committed (also on errors)
         async with self.sessions() as session:
-            try:
-                yield UnitOfWork(session)
-            except BaseException:
-                await session.rollback()
-                raise
+            yield UnitOfWork(session)

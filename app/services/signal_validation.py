@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Literal
@@ -30,8 +31,10 @@ class GeminiSignal(BaseModel):
     reasoning: str = ""
 
 
+@functools.cache
 def strict_json_schema() -> dict[str, object]:
-    """GeminiSignal as a JSON schema with every field required and nothing extra (OpenAI's strict mode)."""
+    """GeminiSignal as a JSON schema with every field required and nothing extra (OpenAI's strict mode); built
+    once (about 0.7 ms), callers only serialise it."""
     schema = GeminiSignal.model_json_schema()
     properties = {
         name: {k: v for k, v in spec.items() if k not in ("default", "title")}  # strict mode rejects defaults
