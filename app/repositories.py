@@ -9,7 +9,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.records import (
@@ -161,6 +161,11 @@ class UserRepository:
             row.mode = mode.value
 
 
+def _config_with_mode() -> Select[TradingConfigRow, str]:
+    """A config row with its user's mode (the mode lives on the user)."""
+    return select(TradingConfigRow, User.mode).join(User, User.id == TradingConfigRow.user_id)
+
+
 class ConfigRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -178,8 +183,10 @@ class ConfigRepository:
         return row
 
     async def get(self, user_id: int) -> TradingConfig:
-        row = await self._row(user_id)
-        mode = await self.session.scalar(select(User.mode).where(User.id == user_id))
+        found = (await self.session.execute(_config_with_mode().where(TradingConfigRow.user_id == user_id))).first()
+        if found is None:
+            raise LookupError(f"user {user_id} has no trading config")
+        row, mode = found
         return _config(row, TradingMode(mode or "paper"))
 
     async def save(self, config: TradingConfig, now: datetime) -> None:
@@ -203,8 +210,7 @@ class ConfigRepository:
 
     async def active(self) -> list[TradingConfig]:
         rows = (await self.session.execute(
-            select(TradingConfigRow, User.mode).join(User, User.id == TradingConfigRow.user_id)
-            .where(TradingConfigRow.is_active.is_(True)).order_by(TradingConfigRow.user_id)
+            _config_with_mode().where(TradingConfigRow.is_active.is_(True)).order_by(TradingConfigRow.user_id)
         )).all()
         return [_config(row, TradingMode(mode)) for row, mode in rows]
 
