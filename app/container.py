@@ -70,8 +70,8 @@ class Container:
         self.exchanges: ExchangeProvider
         self.market_data: ExchangeAdapter
         self._bind_exchanges(self.market_clock)
+        self.analysts = build_analysts(settings, self.clock)  # on the wall clock: a replay does not rebuild them
         self.bot = build_trading_bot(self)
-        self.bot.state = settings.trading_state
         self.loop: TradingLoop | None = None
         self.run_engine = run_engine
 
@@ -102,7 +102,6 @@ class Container:
         self.market_clock = clock
         self._bind_exchanges(clock)
         self.bot = build_trading_bot(self)
-        self.bot.state = self.settings.trading_state
 
     async def bot_trades(self, user_id: int) -> list[TradeRecord]:
         """Every trade of a user, oldest first (tests and tools)."""
@@ -275,17 +274,23 @@ def build_openai_analyzer(s: Settings, wall_clock: Clock, rules: RuleBasedAnalyz
                                     fallback=fallback, max_entry_deviation_pct=s.max_entry_deviation_pct)
 
 
-def build_trading_bot(container: Container) -> TradingBot:
+def build_analysts(settings: Settings, wall_clock: Clock) -> dict[str, SignalProvider]:
     rules = RuleBasedAnalyzer()
-    analysts: dict[str, SignalProvider] = {
+    return {
         "rules": rules,
-        "gemini": build_gemini_analyzer(container.settings, container.clock, rules),
-        "openai": build_openai_analyzer(container.settings, container.clock, rules),
+        "gemini": build_gemini_analyzer(settings, wall_clock, rules),
+        "openai": build_openai_analyzer(settings, wall_clock, rules),
     }
-    return assemble_trading_bot(
+
+
+def build_trading_bot(container: Container) -> TradingBot:
+    """The service's engine on the container's exchanges and market clock, in the configured TRADING_STATE."""
+    bot = assemble_trading_bot(
         container.settings, container.uow, container.exchanges, container.market_data,
-        container.websockets.publish, container.market_clock, analysts, container.metrics,
+        container.websockets.publish, container.market_clock, container.analysts, container.metrics,
     )
+    bot.state = container.settings.trading_state
+    return bot
 
 
 def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: ExchangeProvider, market: ExchangeAdapter,
