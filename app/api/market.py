@@ -13,7 +13,6 @@ from app.api.deps import ContainerDep, CurrentUser
 from app.api.schemas import UTC, Money
 from app.domain.clock import utc_from_ms
 from app.domain.values import Candle, Timeframe
-from app.services.trading_bot import CANDLES
 
 router = APIRouter(prefix="/market", tags=["market"])
 
@@ -92,11 +91,8 @@ async def candles(
 async def levels(_: CurrentUser, container: ContainerDep, symbol: SymbolQuery = "BTCUSDT") -> LevelsAnswer:
     """The support/resistance levels of the engine's own feature path (15m swings), nearest to the price first."""
     _known_symbol(container, symbol)
-    snapshot = {tf: await container.market_data.get_klines(symbol, tf, limit) for tf, limit in CANDLES.items()}
     now = container.market_clock.now()
-    features = container.bot.build_features(
-        symbol, now, snapshot[Timeframe.M5], snapshot[Timeframe.M15], snapshot[Timeframe.H1]
-    )
+    features = await container.bot.market_features(symbol, now)
     tick = (await container.market_data.get_symbol_rules(symbol)).tick_size
     return LevelsAnswer(
         symbol=symbol, time=now, last_price=features.last_price,

@@ -24,6 +24,7 @@ from app.domain.values import (
     SignalType,
     SupportResistance,
     SymbolRules,
+    hold_reason,
 )
 from app.indicators.technical import rolling_max, rolling_min
 from app.services.service_constants import PIVOT_WINDOW, AssetProfile, asset_profile
@@ -340,7 +341,7 @@ class RiskManager:
         if signal.signal == SignalType.SELL:
             return "spot cannot short: sell means no long entry"
         if signal.signal == SignalType.HOLD:
-            return f"hold: {signal.reasoning}" if signal.reasoning else "hold"
+            return hold_reason(signal)
         return ""
 
     def check_confidence(self, signal: Signal, threshold: float) -> str:

@@ -44,6 +44,7 @@ from app.domain.values import (
     Timeframe,
     TradeStatus,
     TradingState,
+    hold_reason,
 )
 from app.services.bookkeeping import entry_fill, exit_fill, net_profit, profit_pct, reanchor, stop_limit_price
 from app.services.metrics import Metrics
@@ -193,10 +194,14 @@ class TradingBot:
             results[(symbol, analyzer)] = SymbolAnalysis(features, report, await self._store_analysis(features, report))
         return results
 
+    async def market_features(self, symbol: str, now: datetime) -> MarketFeatures:
+        """The cycle's features of one symbol (market data errors propagate)."""
+        snapshot = await self._fetch_market_snapshot(symbol)
+        return self.build_features(symbol, now, snapshot[Timeframe.M5], snapshot[Timeframe.M15], snapshot[Timeframe.H1])
+
     async def _features(self, symbol: str, now: datetime) -> MarketFeatures | None:
         try:
-            snapshot = await self._fetch_market_snapshot(symbol)
-            return self.build_features(symbol, now, snapshot[Timeframe.M5], snapshot[Timeframe.M15], snapshot[Timeframe.H1])
+            return await self.market_features(symbol, now)
         except (ExchangeError, ValueError) as e:
             log.warning("no market data for %s at %s: %s", symbol, now.isoformat(), e)
             return None
@@ -281,7 +286,7 @@ class TradingBot:
         if not config.in_trading_hours(now.time()):
             return "outside trading hours"
         if signal.signal == SignalType.HOLD:
-            return f"hold: {signal.reasoning}" if signal.reasoning else "hold"
+            return hold_reason(signal)
         if any(p.symbol == symbol for p in positions):
             return f"already holding {symbol}"
         if len(positions) >= config.max_open_positions:
