@@ -157,6 +157,9 @@ class TradingBot:
         self.settings = settings or BotSettings()
         self.metrics = metrics or Metrics()
         self.state = TradingState.ACTIVE
+        # exits of one user's positions run one at a time: the engine's exit check and a manual close from the API
+        # share the event loop, and the second must find the position already gone rather than close it again
+        self._exit_locks: dict[int, asyncio.Lock] = {}
 
     # ----- the cycle -------------------------------------------------------------------------------------------
     async def run_cycle(self, now: datetime) -> CycleSummary:
@@ -484,15 +487,32 @@ class TradingBot:
             timeouts = {user_id: (await uow.configs.get(user_id)).position_timeout_minutes
                         for user_id in {p.user_id for p in positions}}
         closed = 0
-        for position in positions:
-            try:
-                closed += int(await self._check_position(position, timeouts[position.user_id], now))
-            except TemporaryExchangeError as e:
-                log.info("position %s not checked this cycle: %s", position.trade_id, e)
-            except (ExchangeError, ConfigurationError) as e:
-                log.error("position %s of user %s: %s", position.trade_id, position.user_id, e)
-                await self.publish(position.user_id, "error", now, {"trade_id": position.trade_id, "message": str(e)})
+        for listed in positions:
+            async with self._exit_lock(listed.user_id):
+                position = await self._open_position(listed.trade_id)
+                if position is None:
+                    continue  # closed meanwhile (a manual close)
+                closed += await self._checked(position, timeouts[position.user_id], now)
         return closed
+
+    def _exit_lock(self, user_id: int) -> asyncio.Lock:
+        return self._exit_locks.setdefault(user_id, asyncio.Lock())
+
+    async def _open_position(self, trade_id: int) -> PositionRecord | None:
+        async with self.uow() as uow:
+            position: PositionRecord | None = await uow.positions.get(trade_id)
+        return position
+
+    async def _checked(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> int:
+        """_check_position with its errors logged and reported; 1 when the position was closed."""
+        try:
+            return int(await self._check_position(position, timeout_minutes, now))
+        except TemporaryExchangeError as e:
+            log.info("position %s not checked this cycle: %s", position.trade_id, e)
+        except (ExchangeError, ConfigurationError) as e:
+            log.error("position %s of user %s: %s", position.trade_id, position.user_id, e)
+            await self.publish(position.user_id, "error", now, {"trade_id": position.trade_id, "message": str(e)})
+        return 0
 
     async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> bool:
         if position.oco_order_id is None:
@@ -529,6 +549,10 @@ class TradingBot:
 
     async def close_trade(self, user_id: int, trade_id: int, reason: ExitReason) -> TradeRecord:
         """The manual close (and any other close path): cancel the OCO, sell at market, book it."""
+        async with self._exit_lock(user_id):
+            return await self._close_trade(user_id, trade_id, reason)
+
+    async def _close_trade(self, user_id: int, trade_id: int, reason: ExitReason) -> TradeRecord:
         async with self.uow() as uow:
             trade: TradeRecord | None = await uow.trades.get(user_id, trade_id)
             position: PositionRecord | None = await uow.positions.get(trade_id)

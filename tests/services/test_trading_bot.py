@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -311,4 +312,55 @@ async def test_one_users_broken_exchange_does_not_stop_the_others(settings: Sett
     async with container.uow() as uow:
         events = await uow.events.for_user(users[1])
     assert any(e.type == "error" and "no exchange keys" in e.data["message"] for e in events)
+    await container.db.dispose()
+
+
+class PausingExchanges:
+    """The exchange port, holding the engine's first order-list status query until the test releases it."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.paused, self.release = inner, asyncio.Event(), asyncio.Event()
+
+    async def for_user(self, user_id: int) -> object:
+        return PausingAdapter(await self.inner.for_user(user_id), self)  # type: ignore[attr-defined]
+
+
+class PausingAdapter:
+    def __init__(self, inner: object, control: PausingExchanges) -> None:
+        self.inner, self.control = inner, control
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def get_oco_order_status(self, symbol: str, list_id: str) -> object:
+        if not self.control.paused.is_set():
+            self.control.paused.set()
+            await self.control.release.wait()
+        return await self.inner.get_oco_order_status(symbol, list_id)  # type: ignore[attr-defined]
+
+
+async def test_a_manual_close_during_a_cycle_is_booked_once(settings: Settings) -> None:
+    """The API's close and the engine's exit check share one event loop: the engine looks at the position's order
+    list while the user closes it. The close must be booked once, as MANUAL, not again as an EMERGENCY exit."""
+    container, clock, users = await _engine(settings, users=1)
+    while not (await _trades(container, users[0])):
+        clock.advance(timedelta(minutes=5))
+        await container.bot.run_cycle(clock.now())
+    trade = (await _trades(container, users[0]))[0]
+    exchanges = PausingExchanges(container.bot.exchanges)
+    container.bot.exchanges = exchanges  # type: ignore[assignment]
+    clock.advance(timedelta(minutes=5))
+    cycle = asyncio.create_task(container.bot.run_cycle(clock.now()))
+    await exchanges.paused.wait()  # the engine has read the open position and asks for its order list
+    close = asyncio.create_task(container.bot.close_trade(users[0], trade.id, ExitReason.MANUAL))
+    await asyncio.sleep(0.3)  # room for the close to run to its end if nothing holds it back
+    exchanges.release.set()
+    await asyncio.gather(cycle, close)
+    booked = next(t for t in await _trades(container, users[0]) if t.id == trade.id)
+    assert booked.exit_reason == ExitReason.MANUAL
+    async with container.uow() as uow:
+        stats = await uow.portfolios.get(users[0])
+    closed = [t for t in await _trades(container, users[0]) if t.status == TradeStatus.CLOSED]
+    assert stats.total_trades == len(closed)
+    assert stats.total_realized_pnl == sum((t.profit_loss or ZERO for t in closed), ZERO)
     await container.db.dispose()
