@@ -128,7 +128,7 @@ def _backtest(args: argparse.Namespace) -> int:
             end=parse_time(args.end, "--end") if args.end else None,
             data=args.data, balance=parse_decimal(args.balance, "--balance"), analyzer=args.analyzer,
             seed=args.seed, config=args.config, out=args.out, quiet=args.quiet, decisions=args.decisions,
-            live_misses=args.live_misses,
+            live_misses=args.live_misses, workers=args.workers,
         )
         return run_command(options, build_backtest_engine, time.perf_counter)
     except ERRORS as e:
@@ -152,7 +152,15 @@ def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser])
                     help=f"recorded LLM answers replayed by --analyzer gemini (default {REPLAY_STORE})")
     bt.add_argument("--live-misses", action="store_true",
                     help="with --analyzer gemini: ask the live Gemini API when no answer is recorded (costs money)")
+    bt.add_argument("--workers", type=_workers, help="processes computing each cycle's market analysis ahead of the "
+                    "engine (default: BACKTEST_WORKERS, else one per CPU core; 0: none)")
     bt.set_defaults(run=_backtest)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes (0 or more), got {text!r}")
+    return int(text)
 
 
 def _keygen(_: argparse.Namespace) -> int:

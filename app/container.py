@@ -293,16 +293,19 @@ def build_trading_bot(container: Container) -> TradingBot:
     return bot
 
 
+def feature_builder(settings: Settings, batch_indicators: bool = False) -> MarketFeatureBuilder:
+    """`batch_indicators` (the backtester) computes the indicators of thousands of upcoming store windows in one go:
+    the same numbers, but a refill holds the event loop for up to a second, which a serving process must not do."""
+    return MarketFeatureBuilder(MarketRegimeAnalyzer(), RiskManager(settings.risk_limits()), batch_indicators)
+
+
 def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: ExchangeProvider, market: ExchangeAdapter,
                          publish: Publish, clock: Clock, analysts: dict[str, SignalProvider],
-                         metrics: Metrics | None = None, batch_indicators: bool = False) -> TradingBot:
-    """The engine's parts, the same for the live service and the backtester (only the books and clock differ).
-
-    `batch_indicators` (the backtester) computes the indicators of thousands of upcoming store windows in one go:
-    the same numbers, but a refill holds the event loop for up to a second, which a serving process must not do."""
+                         metrics: Metrics | None = None, features: MarketFeatureBuilder | None = None) -> TradingBot:
+    """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
     limits = settings.risk_limits()
     risk_manager = RiskManager(limits)
-    features = MarketFeatureBuilder(MarketRegimeAnalyzer(), risk_manager, batch_indicators=batch_indicators)
+    features = features or feature_builder(settings)
     return TradingBot(
         uow=uow, exchanges=exchanges, market=market, analysts=analysts,
         build_features=features.build, risk_manager=risk_manager, publish=publish,
@@ -344,6 +347,8 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
         "rules": rules,
         "gemini": ReplayAnalyzer(recorded or {}, live=live, max_entry_deviation_pct=settings.max_entry_deviation_pct),
     }
+    features = feature_builder(settings, batch_indicators=True)
     bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts,
-                               batch_indicators=True)
-    return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock)
+                               features=features)
+    return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock, features=features,
+                          workers=settings.backtest_workers)

@@ -39,11 +39,12 @@ def run_case(data: Path, symbols: tuple[str, ...], start: datetime, end: datetim
     result = asyncio.run(run_backtest(engine, spec))
     done = time.perf_counter()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker process
     print(f"{','.join(symbols)} {span.start:%Y-%m-%d} .. {span.end:%Y-%m-%d}: {result.cycles} cycles x "
           f"{len(symbols)} symbols, {len(result.trades)} trades, final {result.final_balance:.2f} USDT")
     print(f"  run {done - loaded:.2f} s ({result.cycles / (done - loaded):,.0f} cycles/s, "
           f"{(done - loaded) / result.cycles / len(symbols) * 1e6:.0f} us per symbol-cycle); "
-          f"with loading {done - began:.2f} s; peak RSS {peak_mb:.0f} MB")
+          f"with loading {done - began:.2f} s; peak RSS {peak_mb:.0f} MB (largest worker {worker_mb:.0f} MB)")
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ class BacktestOptions:
     quiet: bool
     decisions: Path | None = None
     live_misses: bool = False
+    workers: int | None = None  # processes analysing cycles ahead (None: BACKTEST_WORKERS, else one per core)
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -84,6 +85,8 @@ def build_settings(options: BacktestOptions, overrides: Mapping[str, Any]) -> Se
     values.update(random_seed=options.seed, paper_start_balance=options.balance)
     if options.live_misses:
         values["replay_live_misses"] = True
+    if options.workers is not None:
+        values["backtest_workers"] = options.workers
     try:
         return Settings(_env_file=None, **values)
     except ValueError as e:

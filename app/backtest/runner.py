@@ -9,12 +9,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from app.backtest.ahead import BLOCK_CYCLES, start_analyses_ahead
 from app.backtest.memory_store import MemoryStore
 from app.domain.clock import SimulatedClock, ms_from_utc, utc_from_ms
 from app.domain.records import TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.values import ZERO, ExitReason
 from app.services.market_data import CandleStore
+from app.services.market_features import MarketFeatureBuilder
 from app.services.mock_binance_service import MockBinanceService
 from app.services.trading_bot import CycleSummary, TradingBot
 
@@ -35,6 +37,9 @@ class BacktestEngine:
     exchanges: AccountProvider
     candles: CandleStore
     clock: SimulatedClock
+    features: MarketFeatureBuilder
+    workers: int | None = None  # processes analysing cycles ahead (app.backtest.ahead); None: one per CPU core
+    block_cycles: int = BLOCK_CYCLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +84,22 @@ async def run_backtest(engine: BacktestEngine, spec: BacktestSpec, on_cycle: OnC
     await open_account(engine, spec)
     rejections: dict[str, int] = {}
     equity = [(times[0], await account_equity(engine, spec, times[0]))]
-    for index, now in enumerate(times, start=1):
-        engine.clock.set(now)
-        summary = await engine.bot.run_cycle(now)
-        for key, count in summary.rejections.items():
-            rejections[key] = rejections.get(key, 0) + count
-        if index % EQUITY_EVERY_CYCLES == 0:
-            equity.append((now, await account_equity(engine, spec, now)))
-        if on_cycle is not None:
-            on_cycle(now, summary, len(engine.store.tables.trades))
+    ahead = start_analyses_ahead(engine, spec.config, times)
+    engine.bot.ahead = ahead
+    try:
+        for index, now in enumerate(times, start=1):
+            engine.clock.set(now)
+            summary = await engine.bot.run_cycle(now)
+            for key, count in summary.rejections.items():
+                rejections[key] = rejections.get(key, 0) + count
+            if index % EQUITY_EVERY_CYCLES == 0:
+                equity.append((now, await account_equity(engine, spec, now)))
+            if on_cycle is not None:
+                on_cycle(now, summary, len(engine.store.tables.trades))
+    finally:
+        engine.bot.ahead = None
+        if ahead is not None:
+            ahead.close()
     closed = await close_open_trades(engine)
     final = await account_equity(engine, spec, times[-1])
     if equity[-1][0] != times[-1]:

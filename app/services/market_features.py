@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from app.domain.clock import ms_from_utc
 from app.domain.values import ZERO, Candle, MarketFeatures, RegimeAnalysis
 from app.indicators.batch import INDICATOR_NAMES, batch_latest_indicators, row_to_dict
 from app.indicators.technical import latest_indicators
@@ -122,6 +123,7 @@ class SeriesIndicatorRows:
         self._blocks: dict[tuple[str, str], tuple[CandleArrays, int, int, np.ndarray]] = {}
         self._sizes: dict[tuple[str, str], int] = {}
         self.batched = True
+        self.horizon_ms: int | None = None  # no refill computes windows ending after this open time
 
     def latest(self, symbol: str, tf: str, window: CandleWindow) -> dict[str, float]:
         arrays, start, stop = window.source()
@@ -137,7 +139,10 @@ class SeriesIndicatorRows:
             CandleArrays, int, int, np.ndarray]:
         size = min(self._sizes.get((symbol, tf), self.MIN_BATCH // 2) * 2, self.MAX_BATCH)
         self._sizes[(symbol, tf)] = size
-        ends = np.arange(end, min(end + size, len(arrays)), dtype=np.int64)
+        stop = min(end + size, len(arrays))
+        if self.horizon_ms is not None:
+            stop = max(end + 1, min(stop, int(np.searchsorted(arrays.open_time_ms, self.horizon_ms, side="right"))))
+        ends = np.arange(end, stop, dtype=np.int64)
         rows = self._batch(arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume, ends, length)
         for i in {0, len(ends) - 1}:
             last = int(ends[i])
@@ -177,6 +182,11 @@ class MarketFeatureBuilder:
         self._rows = SeriesIndicatorRows() if batch_indicators else None
         self._memo: dict[tuple[str, str], _Analysed] = {}
         self._regimes: dict[str, tuple[tuple[object, ...], RegimeAnalysis]] = {}
+
+    def plan_until(self, horizon: datetime | None) -> None:
+        """Batched indicators stop at windows closing by `horizon` (a worker computing one block of cycles)."""
+        if self._rows is not None:
+            self._rows.horizon_ms = None if horizon is None else ms_from_utc(horizon)
 
     def build(
         self, symbol: str, now: datetime, candles_5m: Sequence[Candle], candles_15m: Sequence[Candle],

@@ -101,11 +101,34 @@ class EntryPlan:
 
 @dataclass(slots=True)
 class SymbolAnalysis:
-    """One symbol's shared work in a cycle: features, the analyst's answer and its decision-log id."""
+    """One symbol's shared work in a cycle: the analyst's answer, what the decision log keeps of the features,
+    the features themselves and the decision-log id (0 until stored).
 
-    features: MarketFeatures
+    Only a backtest's precomputed hold leaves `features` out (AnalysesAhead): the engine reads them only to size
+    an entry, and a hold never gets that far.
+    """
+
+    symbol: str
+    time: datetime
+    last_price: Decimal
+    regime: str
+    confluence: float
     report: AnalystReport
-    analysis_id: int
+    features: MarketFeatures | None
+    analysis_id: int = 0
+
+    @classmethod
+    def of(cls, features: MarketFeatures, report: AnalystReport) -> SymbolAnalysis:
+        return cls(features.symbol, features.time, features.last_price, features.regime.regime, features.confluence,
+                   report, features)
+
+
+class AnalysesAhead(Protocol):
+    """Analyses computed before their cycle (a backtest's worker processes): the live path's numbers, sooner."""
+
+    def covers(self, symbol: str, analyzer: str) -> bool: ...
+
+    def take(self, symbol: str, now: datetime) -> SymbolAnalysis | None: ...
 
 
 @dataclass(slots=True)
@@ -157,6 +180,7 @@ class TradingBot:
         self.settings = settings or BotSettings()
         self.metrics = metrics or Metrics()
         self.state = TradingState.ACTIVE
+        self.ahead: AnalysesAhead | None = None  # a backtest's precomputed analyses
         # exits of one user's positions run one at a time: the engine's exit check and a manual close from the API
         # share the event loop, and the second must find the position already gone rather than close it again
         self._exit_locks: dict[int, asyncio.Lock] = {}
@@ -186,16 +210,29 @@ class TradingBot:
         wanted = sorted({(symbol, c.analyzer) for c in configs for symbol in c.symbols if c.in_trading_hours(now.time())})
         features_by_symbol: dict[str, MarketFeatures | None] = {}
         results: dict[tuple[str, str], SymbolAnalysis] = {}
+        ahead = self.ahead
         for symbol, analyzer in wanted:
-            if symbol not in features_by_symbol:
-                features_by_symbol[symbol] = await self._features(symbol, now)
-            features = features_by_symbol[symbol]
-            provider = self.analysts.get(analyzer) or self.analysts["rules"]
-            if features is None:
-                continue
-            report = await analyze_with(provider, features)
-            results[(symbol, analyzer)] = SymbolAnalysis(features, report, await self._store_analysis(features, report))
+            if ahead is not None and ahead.covers(symbol, analyzer):
+                analysis = ahead.take(symbol, now)
+            else:
+                analysis = await self.analyse_symbol(symbol, analyzer, now, features_by_symbol)
+            if analysis is not None:
+                analysis.analysis_id = await self._store_analysis(analysis)
+                results[(symbol, analyzer)] = analysis
         return results
+
+    async def analyse_symbol(self, symbol: str, analyzer: str, now: datetime,
+                             features_by_symbol: dict[str, MarketFeatures | None] | None = None) -> SymbolAnalysis | None:
+        """Features and the analyst's answer for one symbol (None without market data); nothing is stored.
+        `features_by_symbol` shares one cycle's features between analyst kinds."""
+        shared = {} if features_by_symbol is None else features_by_symbol
+        if symbol not in shared:
+            shared[symbol] = await self._features(symbol, now)
+        features = shared[symbol]
+        if features is None:
+            return None
+        provider = self.analysts.get(analyzer) or self.analysts["rules"]
+        return SymbolAnalysis.of(features, await analyze_with(provider, features))
 
     async def market_features(self, symbol: str, now: datetime) -> MarketFeatures:
         """The cycle's features of one symbol (market data errors propagate)."""
@@ -212,12 +249,13 @@ class TradingBot:
     async def _fetch_market_snapshot(self, symbol: str) -> dict[Timeframe, Sequence[Candle]]:
         return {tf: await self.market.get_klines(symbol, tf, limit) for tf, limit in CANDLES.items()}
 
-    async def _store_analysis(self, features: MarketFeatures, report: AnalystReport) -> int:
+    async def _store_analysis(self, analysis: SymbolAnalysis) -> int:
+        report = analysis.report
         signal = report.signal
         record = AnalysisRecord(
-            symbol=features.symbol, created_at=features.time, analyzer=report.analyzer, signal=signal.signal.value,
-            confidence=signal.confidence, reasoning=signal.reasoning, regime=features.regime.regime,
-            confluence_score=Decimal(str(round(features.confluence, 2))), last_price=features.last_price,
+            symbol=analysis.symbol, created_at=analysis.time, analyzer=report.analyzer, signal=signal.signal.value,
+            confidence=signal.confidence, reasoning=signal.reasoning, regime=analysis.regime,
+            confluence_score=Decimal(str(round(analysis.confluence, 2))), last_price=analysis.last_price,
             entry_price=signal.entry_price, stop_loss=signal.stop_loss, take_profit=signal.take_profit,
             model=report.model, prompt=report.prompt, prompt_version=report.prompt_version,
             prompt_hash=report.prompt_hash, raw_response=report.raw_response, latency_ms=report.latency_ms,
@@ -259,7 +297,7 @@ class TradingBot:
         return max(0.0, (due - now).total_seconds() - 1.0)
 
     async def _decide(self, config: TradingConfig, analysis: SymbolAnalysis, now: datetime, summary: CycleSummary) -> None:
-        symbol, signal = analysis.features.symbol, analysis.report.signal
+        symbol, signal = analysis.symbol, analysis.report.signal
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.for_user(config.user_id)
         skip = self._skip_reason(config, symbol, signal, positions, now)
@@ -269,8 +307,10 @@ class TradingBot:
             return
         await self.publish(config.user_id, "analysis", now, {
             "symbol": symbol, "signal": signal.signal.value, "confidence": signal.confidence,
-            "regime": analysis.features.regime.regime, "confluence": round(analysis.features.confluence, 2),
+            "regime": analysis.regime, "confluence": round(analysis.confluence, 2),
         })
+        if analysis.features is None:
+            raise RuntimeError(f"{symbol} at {now.isoformat()}: a {signal.signal.value} signal came without its features")
         context = await self._risk_context(config, symbol, positions, now)
         decision = self.risk_manager.validate_trade_signal(signal, analysis.features, context)
         if not decision.approved:
@@ -317,7 +357,7 @@ class TradingBot:
             summary.rejections[key] = summary.rejections.get(key, 0) + 1
         await self._record_decision(analysis.analysis_id, user_id, Decision.REJECTED, list(decision.reasons), now)
         await self.publish(user_id, "signal_rejected", now, {
-            "symbol": analysis.features.symbol, "signal": analysis.report.signal.signal.value,
+            "symbol": analysis.symbol, "signal": analysis.report.signal.signal.value,
             "confidence": analysis.report.signal.confidence, "reasons": list(decision.reasons),
         })
 

@@ -1,0 +1,158 @@
+"""Each cycle's market analysis computed ahead of the engine by forked worker processes (a backtest's other cores).
+
+A cycle's analysis of a symbol (klines, features, the analyst's answer) depends on the candles and the time only,
+never on the books, so it can be computed before its cycle. Worker processes forked from the backtest run the
+bot's own `TradingBot.analyse_symbol` (the live path's code, on their copy of the market) over blocks of cycles,
+and the engine takes the answers in cycle order while the workers compute the next blocks. Holds (nearly every
+cycle) travel as a few plain values; any other answer travels with its features, which sizing an entry needs.
+
+Only the rule-based analyst is computed ahead: it is local and deterministic. A replayed LLM analyst may ask the
+live model (`--live-misses`), which must happen once, in the engine's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from app.domain.clock import SimulatedClock, ms_from_utc
+from app.domain.risk import TradingConfig
+from app.domain.values import AnalystReport, Signal
+from app.services.market_features import MarketFeatureBuilder
+from app.services.trading_bot import SymbolAnalysis, TradingBot
+
+if TYPE_CHECKING:
+    from app.backtest.runner import BacktestEngine
+
+BLOCK_CYCLES = 2048  # ~7 days of 5-minute cycles per task: large enough that a task's overhead does not show
+AHEAD_ANALYZERS = frozenset({"rules"})
+
+# a hold as plain values: (last price, regime, confluence, reasoning, analyzer)
+PackedHold = tuple[Decimal, str, float, str, str]
+Packed = PackedHold | SymbolAnalysis | None
+
+
+def pack(analysis: SymbolAnalysis | None) -> Packed:
+    """What a worker sends: a plain hold as its values (the engine reads nothing else of a hold), else everything."""
+    if analysis is None:
+        return None
+    report = analysis.report
+    if report == AnalystReport(Signal.hold(report.signal.reasoning), report.analyzer):
+        return (analysis.last_price, analysis.regime, analysis.confluence, report.signal.reasoning, report.analyzer)
+    return analysis
+
+
+def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:
+    if packed is None or isinstance(packed, SymbolAnalysis):
+        return packed
+    last_price, regime, confluence, reasoning, analyzer = packed
+    report = AnalystReport(Signal.hold(reasoning), analyzer)
+    return SymbolAnalysis(symbol, now, last_price, regime, confluence, report, None)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What each worker inherits when it is forked: its copy of the engine and the cycles to analyse."""
+
+    bot: TradingBot
+    features: MarketFeatureBuilder
+    clock: SimulatedClock
+    config: TradingConfig
+    times: list[datetime]
+    block: int
+
+
+_plan: _Plan | None = None  # set in each worker process by _start_worker
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _start_worker(plan: _Plan) -> None:
+    global _plan, _loop
+    _plan, _loop = plan, asyncio.new_event_loop()
+
+
+def _analyse_block(block: int) -> list[list[Packed]]:
+    """In a worker: every planned cycle of one block, one row per cycle and one entry per symbol."""
+    assert _plan is not None and _loop is not None, "not a worker process"
+    plan = _plan
+    times = plan.times[block * plan.block : (block + 1) * plan.block]
+    plan.features.plan_until(times[-1])
+    return _loop.run_until_complete(_rows(plan, times))
+
+
+async def _rows(plan: _Plan, times: list[datetime]) -> list[list[Packed]]:
+    rows: list[list[Packed]] = []
+    config = plan.config
+    for now in times:
+        plan.clock.set(now)
+        wanted = config.in_trading_hours(now.time())
+        rows.append([pack(await plan.bot.analyse_symbol(symbol, config.analyzer, now)) if wanted else None
+                     for symbol in config.symbols])
+    return rows
+
+
+class WorkerAnalyses:
+    """The engine's side (TradingBot.ahead): blocks submitted a few ahead, rows taken in cycle order."""
+
+    def __init__(self, engine: BacktestEngine, config: TradingConfig, times: list[datetime], workers: int,
+                 block: int = BLOCK_CYCLES) -> None:
+        self._config = config
+        self._column = {symbol: i for i, symbol in enumerate(config.symbols)}
+        self._times = times
+        self._first_ms = ms_from_utc(times[0])
+        self._step_ms = ms_from_utc(times[1]) - self._first_ms if len(times) > 1 else 1
+        self._block = block
+        self._blocks = -(-len(times) // block)
+        self._lookahead = workers + 1
+        plan = _Plan(engine.bot, engine.features, engine.clock, config, times, block)
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+            initializer=_start_worker, initargs=(plan,),
+        )
+        self._pending: dict[int, Future[list[list[Packed]]]] = {}
+        self._rows: list[list[Packed]] = []
+        self._current = -1
+        for block_no in range(min(self._lookahead, self._blocks)):
+            self._submit(block_no)
+
+    def covers(self, symbol: str, analyzer: str) -> bool:
+        return analyzer == self._config.analyzer and symbol in self._column
+
+    def take(self, symbol: str, now: datetime) -> SymbolAnalysis | None:
+        index = (ms_from_utc(now) - self._first_ms) // self._step_ms
+        if not 0 <= index < len(self._times) or self._times[index] != now:
+            raise RuntimeError(f"no analysis was planned for {now.isoformat()}")
+        block, row = divmod(index, self._block)
+        if block != self._current:
+            self._load(block)
+        return unpack(self._rows[row][self._column[symbol]], symbol, now)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _load(self, block: int) -> None:
+        if block not in self._pending:
+            self._submit(block)  # cycles taken out of order (never in a backtest): compute it now
+        self._rows = self._pending.pop(block).result()
+        self._current = block
+        if block + self._lookahead < self._blocks:
+            self._submit(block + self._lookahead)
+
+    def _submit(self, block: int) -> None:
+        self._pending[block] = self._pool.submit(_analyse_block, block)
+
+
+def start_analyses_ahead(engine: BacktestEngine, config: TradingConfig, times: list[datetime]) -> WorkerAnalyses | None:
+    """Workers for a backtest worth them (two blocks of cycles or more, a local analyst, fork available), else None:
+    the engine then analyses in its own process, as it always does live."""
+    workers = engine.workers if engine.workers is not None else (os.cpu_count() or 1)
+    if (workers < 1 or config.analyzer not in AHEAD_ANALYZERS or len(times) < 2 * engine.block_cycles
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        return None
+    return WorkerAnalyses(engine, config, times, workers, engine.block_cycles)

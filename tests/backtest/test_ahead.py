@@ -1,0 +1,72 @@
+"""Analyses computed ahead by worker processes give exactly the backtest the engine gives on its own."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from app.backtest.ahead import WorkerAnalyses, pack, start_analyses_ahead, unpack
+from app.backtest.runner import BacktestEngine, BacktestResult, run_backtest
+from app.domain.values import AnalystReport, MarketFeatures, RegimeAnalysis, Signal, SignalType
+from app.services.trading_bot import SymbolAnalysis
+from tests.backtest.backtest_helpers import backtest_engine, fast_settings, trade_facts
+
+SYMBOLS = ("BTCUSDT", "SOLUSDT")
+START, END = datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 10, 4, tzinfo=UTC)
+
+
+async def _run(workers: int, block: int) -> tuple[BacktestEngine, BacktestResult, set[type]]:
+    engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END, keep_log=True)
+    engine.workers, engine.block_cycles = workers, block
+    sources: set[type] = set()
+    result = await run_backtest(engine, spec, on_cycle=lambda *_: sources.add(type(engine.bot.ahead)))
+    return engine, result, sources
+
+
+async def test_worker_processes_give_the_same_decision_log_and_trades_as_one_process() -> None:
+    alone, alone_result, alone_sources = await _run(workers=0, block=50)
+    ahead, ahead_result, ahead_sources = await _run(workers=2, block=50)
+    assert alone_sources == {type(None)} and ahead_sources == {WorkerAnalyses}
+    log_alone, log_ahead = alone.store.tables, ahead.store.tables
+    assert len(log_alone.analyses) == 2 * alone_result.cycles
+    signals = {a.signal for a in log_alone.analyses}
+    assert {"hold", "buy"} <= signals, "both kinds of answer must cross from the workers"
+    assert log_ahead.analyses == log_alone.analyses
+    assert [dataclasses.astuple(d) for d in log_ahead.decisions] == [dataclasses.astuple(d) for d in log_alone.decisions]
+    assert alone_result.trades, "the span should trade"
+    assert trade_facts(ahead_result.trades) == trade_facts(alone_result.trades)
+    assert ahead_result.final_balance == alone_result.final_balance
+
+
+def _analysis(report: AnalystReport) -> SymbolAnalysis:
+    regime = RegimeAnalysis("ranging", True, "ADX low", 14.5, 0.8)
+    features = MarketFeatures("BTCUSDT", START, Decimal("60123.45"), {"5m": {"rsi": 51.0}}, regime, (), 61.25)
+    return SymbolAnalysis.of(features, report)
+
+
+def test_a_plain_hold_travels_as_values_and_comes_back_without_features() -> None:
+    analysis = _analysis(AnalystReport(Signal.hold("range setup not confirmed"), "rules"))
+    packed = pack(analysis)
+    assert isinstance(packed, tuple)
+    assert unpack(packed, "BTCUSDT", START) == dataclasses.replace(analysis, features=None)
+
+
+def test_any_other_answer_travels_whole() -> None:
+    buy = Signal(SignalType.BUY, 80, Decimal("60123.45"), Decimal("59000"), Decimal("62000"), "trend long")
+    errored = AnalystReport(Signal.hold("analyst error: boom"), "rules", error="boom")
+    for report in (AnalystReport(buy, "rules"), errored):
+        analysis = _analysis(report)
+        assert unpack(pack(analysis), "BTCUSDT", START) is analysis
+    assert pack(None) is None and unpack(None, "BTCUSDT", START) is None
+
+
+def test_workers_start_only_for_a_long_enough_span_with_the_local_analyst() -> None:
+    engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
+    times = [START] * 100
+    engine.workers, engine.block_cycles = 2, 50
+    replay = dataclasses.replace(spec.config, analyzer="gemini")
+    assert start_analyses_ahead(engine, replay, times) is None  # a replay may ask the live model: engine order
+    assert start_analyses_ahead(engine, spec.config, times[:99]) is None  # under two blocks: not worth a fork
+    engine.workers = 0
+    assert start_analyses_ahead(engine, spec.config, times) is None
