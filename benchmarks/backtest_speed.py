@@ -1,15 +1,18 @@
 """Backtest speed: one symbol-year (BTCUSDT 2024) and four symbols over 2024-05..2025-05, rule-based analyst.
 
-    PYTHONPATH=. python benchmarks/backtest_speed.py [--data ../shared/data] [--only one|four] [--days N]
+    PYTHONPATH=. python benchmarks/backtest_speed.py [--data ../shared/data] [--only one|four] [--days N] [--workers N]
 
-Prints 5-minute cycles per second, wall time (loading included and excluded) and peak memory (ru_maxrss).
+Prints 5-minute cycles per second, wall time (loading included and excluded) and peak memory: the engine's and the
+largest worker's peak RSS, and the peak PSS of all of them together (shared pages counted once).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,22 +32,63 @@ CASES = {
 }
 
 
-def run_case(data: Path, symbols: tuple[str, ...], start: datetime, end: datetime) -> None:
+class MemorySampler(threading.Thread):
+    """Peak proportional set size (PSS, Linux) of this process plus its worker processes, sampled every 0.2 s:
+    pages the forked workers share with the engine count once, unlike a sum of each process's RSS."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.2):
+            self.peak_mb = max(self.peak_mb, sum(_pss_mb(pid) for pid in _family(os.getpid())))
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        return self.peak_mb
+
+
+def _family(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(p for child in children for p in _family(int(child)))]
+
+
+def _pss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_case(data: Path, symbols: tuple[str, ...], start: datetime, end: datetime, workers: int | None) -> None:
     began = time.perf_counter()
     candles = load_candles(data, symbols, start, end)
     span = plan_span(candles, symbols, start, end)
-    engine = build_backtest_engine(Settings(_env_file=None), candles, SimulatedClock(span.start))
+    engine = build_backtest_engine(Settings(_env_file=None, backtest_workers=workers), candles, SimulatedClock(span.start))
     spec = BacktestSpec(TradingConfig(1, is_active=True, symbols=symbols), span.start, span.end, Decimal("10000"))
     loaded = time.perf_counter()
+    sampler = MemorySampler()
+    sampler.start()
     result = asyncio.run(run_backtest(engine, spec))
     done = time.perf_counter()
+    pss_mb = sampler.stop()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker process
     print(f"{','.join(symbols)} {span.start:%Y-%m-%d} .. {span.end:%Y-%m-%d}: {result.cycles} cycles x "
           f"{len(symbols)} symbols, {len(result.trades)} trades, final {result.final_balance:.2f} USDT")
     print(f"  run {done - loaded:.2f} s ({result.cycles / (done - loaded):,.0f} cycles/s, "
           f"{(done - loaded) / result.cycles / len(symbols) * 1e6:.0f} us per symbol-cycle); "
-          f"with loading {done - began:.2f} s; peak RSS {peak_mb:.0f} MB (largest worker {worker_mb:.0f} MB)")
+          f"with loading {done - began:.2f} s; peak RSS {peak_mb:.0f} MB (largest worker {worker_mb:.0f} MB); "
+          f"peak PSS of all processes {pss_mb:.0f} MB")
 
 
 def main() -> None:
@@ -52,11 +96,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
     parser.add_argument("--only", choices=tuple(CASES))
     parser.add_argument("--days", type=int, help="shorten each case to its first N days")
+    parser.add_argument("--workers", type=int, help="processes analysing ahead (default: one per CPU core; 0: none)")
     args = parser.parse_args()
     data = args.data if args.data.is_dir() else Path("/work/shared/data")
     for name, (symbols, start, end) in CASES.items():
         if args.only in (None, name):
-            run_case(data, symbols, start, start + timedelta(days=args.days) if args.days else end)
+            run_case(data, symbols, start, start + timedelta(days=args.days) if args.days else end, args.workers)
 
 
 if __name__ == "__main__":

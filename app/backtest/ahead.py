@@ -13,6 +13,9 @@ live model (`--live-misses`), which must happen once, in the engine's order.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import ctypes
+import gc
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -30,7 +33,10 @@ from app.services.trading_bot import SymbolAnalysis, TradingBot
 if TYPE_CHECKING:
     from app.backtest.runner import BacktestEngine
 
-BLOCK_CYCLES = 2048  # ~7 days of 5-minute cycles per task: large enough that a task's overhead does not show
+# Cycles per task: the first block small so the engine starts soon, then doubling to the largest (a block pays
+# the batched indicators' fixed cost once per timeframe, ~50 ms), and halving again near the end so the engine
+# is not left alone with a large last block.
+BLOCKS = (1024, 8192)
 AHEAD_ANALYZERS = frozenset({"rules"})
 
 # a hold as plain values: (last price, regime, confluence, reasoning, analyzer)
@@ -56,6 +62,28 @@ def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:
     return SymbolAnalysis(symbol, now, last_price, regime, confluence, report, None)
 
 
+def _return_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc), so that what loading the candles left behind is
+    neither copied nor counted in the workers (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def block_bounds(count: int, first: int, largest: int) -> list[tuple[int, int]]:
+    """[start, stop) of each block of `count` cycles."""
+    bounds: list[tuple[int, int]] = []
+    start, size = 0, first
+    while start < count:
+        left = count - start
+        take = left if left <= first else min(size, max(first, left // 2))
+        bounds.append((start, start + take))
+        start, size = start + take, min(size * 2, largest)
+    return bounds
+
+
 @dataclass(slots=True)
 class _Plan:
     """What each worker inherits when it is forked: its copy of the engine and the cycles to analyse."""
@@ -65,7 +93,7 @@ class _Plan:
     clock: SimulatedClock
     config: TradingConfig
     times: list[datetime]
-    block: int
+    bounds: list[tuple[int, int]]
 
 
 _plan: _Plan | None = None  # set in each worker process by _start_worker
@@ -81,7 +109,8 @@ def _analyse_block(block: int) -> list[list[Packed]]:
     """In a worker: every planned cycle of one block, one row per cycle and one entry per symbol."""
     assert _plan is not None and _loop is not None, "not a worker process"
     plan = _plan
-    times = plan.times[block * plan.block : (block + 1) * plan.block]
+    start, stop = plan.bounds[block]
+    times = plan.times[start:stop]
     plan.features.plan_until(times[-1])
     return _loop.run_until_complete(_rows(plan, times))
 
@@ -101,25 +130,32 @@ class WorkerAnalyses:
     """The engine's side (TradingBot.ahead): blocks submitted a few ahead, rows taken in cycle order."""
 
     def __init__(self, engine: BacktestEngine, config: TradingConfig, times: list[datetime], workers: int,
-                 block: int = BLOCK_CYCLES) -> None:
+                 blocks: tuple[int, int] = BLOCKS) -> None:
         self._config = config
         self._column = {symbol: i for i, symbol in enumerate(config.symbols)}
         self._times = times
         self._first_ms = ms_from_utc(times[0])
         self._step_ms = ms_from_utc(times[1]) - self._first_ms if len(times) > 1 else 1
-        self._block = block
-        self._blocks = -(-len(times) // block)
-        self._lookahead = workers + 1
-        plan = _Plan(engine.bot, engine.features, engine.clock, config, times, block)
+        self._bounds = block_bounds(len(times), *blocks)
+        self._lookahead = workers
+        plan = _Plan(engine.bot, engine.features, engine.clock, config, times, self._bounds)
         self._pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("fork"),
             initializer=_start_worker, initargs=(plan,),
         )
         self._pending: dict[int, Future[list[list[Packed]]]] = {}
         self._rows: list[list[Packed]] = []
-        self._current = -1
-        for block_no in range(min(self._lookahead, self._blocks)):
-            self._submit(block_no)
+        self._current, self._start, self._stop = -1, 0, 0
+        # the workers fork at the first submit; objects the garbage collector would visit in a worker (and so
+        # copy, page by page) are set aside first, so the loaded candles and modules stay shared with the engine
+        gc.collect()
+        _return_free_memory()
+        gc.freeze()
+        try:
+            for block in range(min(self._lookahead, len(self._bounds))):
+                self._submit(block)
+        finally:
+            gc.unfreeze()
 
     def covers(self, symbol: str, analyzer: str) -> bool:
         return analyzer == self._config.analyzer and symbol in self._column
@@ -128,10 +164,9 @@ class WorkerAnalyses:
         index = (ms_from_utc(now) - self._first_ms) // self._step_ms
         if not 0 <= index < len(self._times) or self._times[index] != now:
             raise RuntimeError(f"no analysis was planned for {now.isoformat()}")
-        block, row = divmod(index, self._block)
-        if block != self._current:
-            self._load(block)
-        return unpack(self._rows[row][self._column[symbol]], symbol, now)
+        if not self._start <= index < self._stop:
+            self._load(bisect.bisect_right(self._bounds, (index, len(self._times))) - 1)
+        return unpack(self._rows[index - self._start][self._column[symbol]], symbol, now)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -141,7 +176,8 @@ class WorkerAnalyses:
             self._submit(block)  # cycles taken out of order (never in a backtest): compute it now
         self._rows = self._pending.pop(block).result()
         self._current = block
-        if block + self._lookahead < self._blocks:
+        self._start, self._stop = self._bounds[block]
+        if block + self._lookahead < len(self._bounds):
             self._submit(block + self._lookahead)
 
     def _submit(self, block: int) -> None:
@@ -152,7 +188,7 @@ def start_analyses_ahead(engine: BacktestEngine, config: TradingConfig, times: l
     """Workers for a backtest worth them (two blocks of cycles or more, a local analyst, fork available), else None:
     the engine then analyses in its own process, as it always does live."""
     workers = engine.workers if engine.workers is not None else (os.cpu_count() or 1)
-    if (workers < 1 or config.analyzer not in AHEAD_ANALYZERS or len(times) < 2 * engine.block_cycles
+    if (workers < 1 or config.analyzer not in AHEAD_ANALYZERS or len(times) < 2 * engine.ahead_blocks[0]
             or "fork" not in multiprocessing.get_all_start_methods()):
         return None
-    return WorkerAnalyses(engine, config, times, workers, engine.block_cycles)
+    return WorkerAnalyses(engine, config, times, workers, engine.ahead_blocks)

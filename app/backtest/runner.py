@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from app.backtest.ahead import BLOCK_CYCLES, start_analyses_ahead
+from app.backtest.ahead import BLOCKS, start_analyses_ahead
 from app.backtest.memory_store import MemoryStore
 from app.domain.clock import SimulatedClock, ms_from_utc, utc_from_ms
 from app.domain.records import TradeRecord
@@ -39,7 +39,7 @@ class BacktestEngine:
     clock: SimulatedClock
     features: MarketFeatureBuilder
     workers: int | None = None  # processes analysing cycles ahead (app.backtest.ahead); None: one per CPU core
-    block_cycles: int = BLOCK_CYCLES
+    ahead_blocks: tuple[int, int] = BLOCKS  # first and largest block of cycles a worker computes at once
 
 
 @dataclass(frozen=True, slots=True)

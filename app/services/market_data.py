@@ -23,7 +23,7 @@ from app.domain.values import Candle, Timeframe
 HEADER = "open_time_ms,open,high,low,close,volume"
 COLUMNS = tuple(HEADER.split(","))
 FILE_PATTERN = re.compile(r"^binance_(?P<symbol>[A-Z0-9]+)_(?P<tf>5m|15m|1h)\.csv(?P<gz>\.gz)?$")
-_CANDLE_CACHE_SIZE = 8192
+_CANDLE_CACHE_SIZE = 1024  # per series: a few windows of recent candles (each one ~350 bytes as Decimals)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from app.backtest.ahead import WorkerAnalyses, pack, start_analyses_ahead, unpack
+from app.backtest.ahead import WorkerAnalyses, block_bounds, pack, start_analyses_ahead, unpack
 from app.backtest.runner import BacktestEngine, BacktestResult, run_backtest
 from app.domain.values import AnalystReport, MarketFeatures, RegimeAnalysis, Signal, SignalType
 from app.services.trading_bot import SymbolAnalysis
@@ -18,15 +19,15 @@ START, END = datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 10, 4, tzinfo=UTC
 
 async def _run(workers: int, block: int) -> tuple[BacktestEngine, BacktestResult, set[type]]:
     engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END, keep_log=True)
-    engine.workers, engine.block_cycles = workers, block
+    engine.workers, engine.ahead_blocks = workers, (block, 4 * block)
     sources: set[type] = set()
     result = await run_backtest(engine, spec, on_cycle=lambda *_: sources.add(type(engine.bot.ahead)))
     return engine, result, sources
 
 
 async def test_worker_processes_give_the_same_decision_log_and_trades_as_one_process() -> None:
-    alone, alone_result, alone_sources = await _run(workers=0, block=50)
-    ahead, ahead_result, ahead_sources = await _run(workers=2, block=50)
+    alone, alone_result, alone_sources = await _run(workers=0, block=20)
+    ahead, ahead_result, ahead_sources = await _run(workers=2, block=20)
     assert alone_sources == {type(None)} and ahead_sources == {WorkerAnalyses}
     log_alone, log_ahead = alone.store.tables, ahead.store.tables
     assert len(log_alone.analyses) == 2 * alone_result.cycles
@@ -64,9 +65,19 @@ def test_any_other_answer_travels_whole() -> None:
 def test_workers_start_only_for_a_long_enough_span_with_the_local_analyst() -> None:
     engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
     times = [START] * 100
-    engine.workers, engine.block_cycles = 2, 50
+    engine.workers, engine.ahead_blocks = 2, (50, 200)
     replay = dataclasses.replace(spec.config, analyzer="gemini")
     assert start_analyses_ahead(engine, replay, times) is None  # a replay may ask the live model: engine order
     assert start_analyses_ahead(engine, spec.config, times[:99]) is None  # under two blocks: not worth a fork
     engine.workers = 0
     assert start_analyses_ahead(engine, spec.config, times) is None
+
+
+def test_blocks_grow_from_the_first_to_the_largest_and_shrink_again_at_the_end() -> None:
+    bounds = block_bounds(1000, 16, 128)
+    sizes = [stop - start for start, stop in bounds]
+    assert bounds[0] == (0, 16) and bounds[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))  # contiguous, nothing skipped
+    assert sizes[:4] == [16, 32, 64, 128] and max(sizes) == 128
+    assert sizes[-1] <= 16 and sizes[-2] < 128
+    assert block_bounds(10, 16, 128) == [(0, 10)] and block_bounds(0, 16, 128) == []
