@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
@@ -296,7 +297,7 @@ class MarketFeatures:
     regime: RegimeAnalysis
     levels: tuple[SupportResistance, ...]
     confluence: float
-    recent: dict[str, tuple[Candle, ...]] = field(default_factory=dict)  # timeframe -> last few candles
+    recent: dict[str, Sequence[Candle]] = field(default_factory=dict)  # timeframe -> last few candles
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,6 +158,14 @@ class CandleWindow(Sequence[Candle]):
         windows of one series at once)."""
         return self._series.arrays, self._start, self._stop
 
+    def tail(self, count: int) -> CandleWindow:
+        """The last `count` candles, still unbuilt."""
+        return CandleWindow(self._series, max(self._start, self._stop - max(0, count)), self._stop)
+
+    def __reduce__(self) -> tuple[type[tuple[Candle, ...]], tuple[tuple[Candle, ...]]]:
+        """Pickles as the tuple of its candles: a window must not drag its whole series to another process."""
+        return tuple, (tuple(self),)
+
     def key(self) -> tuple[int, int, int]:
         """Length and first and last open times, as `market_features.window_key` gives them, without candles."""
         if self._stop <= self._start:

@@ -102,7 +102,7 @@ class _Analysed:
     trend: float | None
     momentum: float | None
     strength: float
-    recent: tuple[Candle, ...]
+    recent: Sequence[Candle]
 
 
 class SeriesIndicatorRows:
@@ -233,8 +233,10 @@ class MarketFeatureBuilder:
         if tf == SR_TIMEFRAME:
             arrays = arrays if arrays is not None else self._arrays(symbol, tf, candles, window)
             zones = self._risk.support_resistance_zones(arrays[1], arrays[2])
+        # the last candles only an LLM prompt reads: a store window's stay unbuilt until then
+        recent = window.tail(RECENT_CANDLES) if window is not None else tuple(candles[-RECENT_CANDLES:])
         analysed = _Analysed(key, values, zones, trend_alignment(values), momentum_agreement(values),
-                             trend_strength(values), tuple(candles[-RECENT_CANDLES:]))
+                             trend_strength(values), recent)
         self._memo[(symbol, tf)] = analysed
         return analysed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import pickle
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -81,3 +82,14 @@ def test_blocks_grow_from_the_first_to_the_largest_and_shrink_again_at_the_end()
     assert sizes[:4] == [16, 32, 64, 128] and max(sizes) == 128
     assert sizes[-1] <= 16 and sizes[-2] < 128
     assert block_bounds(10, 16, 128) == [(0, 10)] and block_bounds(0, 16, 128) == []
+
+
+async def test_features_from_the_candle_store_cross_without_their_series() -> None:
+    engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
+    engine.clock.set(spec.start)
+    features = await engine.bot.market_features("BTCUSDT", spec.start)
+    data = pickle.dumps(features)
+    assert len(data) < 20_000  # the 5m series alone is megabytes
+    back = pickle.loads(data)
+    assert back == features
+    assert all(type(candles) is tuple and len(candles) == 5 for candles in back.recent.values())
