@@ -77,6 +77,13 @@ class _Series:
     def sliced(self, start: int, stop: int) -> _Series:
         raise NotImplementedError
 
+    def compact(self) -> _Series:
+        """A copy holding only its own rows: a slice keeps the whole file's text and columns alive."""
+        raise NotImplementedError
+
+    def _copied_arrays(self) -> CandleArrays:
+        return CandleArrays(*(column.copy() for column in self.arrays.columns()))
+
     def decimal_volumes(self) -> list[Decimal]:
         return [self.candle(i).volume for i in range(len(self.arrays))]
 
@@ -97,6 +104,12 @@ class _TextSeries(_Series):
 
     def sliced(self, start: int, stop: int) -> _TextSeries:
         return _TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop])
+
+    def compact(self) -> _TextSeries:
+        if len(self.arrays) == 0:
+            return _TextSeries(self._copied_arrays(), b"", self._starts.copy(), self._ends.copy())
+        begin, finish = int(self._starts[0]), int(self._ends[-1])
+        return _TextSeries(self._copied_arrays(), self._text[begin:finish], self._starts - begin, self._ends - begin)
 
     def decimal_volumes(self) -> list[Decimal]:
         """Every row's volume exactly as `_build_candle` reads it, without building whole candles."""
@@ -131,6 +144,12 @@ class _ResampledSeries(_Series):
         return _ResampledSeries(
             self.arrays.slice(start, stop), self._source, self._first[start:stop], self._last[start:stop]
         )
+
+    def compact(self) -> _ResampledSeries:
+        low = int(self._first[0]) if len(self._first) else 0
+        high = int(self._last[-1]) + 1 if len(self._last) else 0
+        source = self._source.sliced(low, high).compact()
+        return _ResampledSeries(self._copied_arrays(), source, self._first - low, self._last - low)
 
 
 class CandleWindow(Sequence[Candle]):
@@ -256,8 +275,9 @@ class CandleStore:
         series: dict[tuple[str, Timeframe], _Series] = {}
         for symbol in sorted({symbol for symbol, _ in files}):
             series.update(_load_symbol(symbol, files))
-        store = cls(series)
-        return store.between(start, end) if start is not None or end is not None else store
+        if start is None and end is None:
+            return cls(series)
+        return cls({key: _cut(s, start, end).compact() for key, s in series.items()})
 
     def between(self, start: datetime | None, end: datetime | None) -> CandleStore:
         """The candles whose open time is in [start, end) (views: nothing is parsed again)."""

@@ -144,3 +144,19 @@ def test_resampled_sample_equals_binance_15m_and_1h_candles() -> None:
             assert len(expected) == count
             assert resampled.closed_candles(symbol, timeframe, until, count) == expected
     assert resampled.gaps("BTCUSDT", Timeframe.M5) == []
+
+
+def test_a_loaded_span_holds_only_its_own_rows_and_the_same_candles() -> None:
+    """Loading with start/end copies the span out of the file (a view would keep the whole file alive)."""
+    start, end = datetime(2025, 10, 3, 7, 5, tzinfo=UTC), datetime(2025, 10, 9, tzinfo=UTC)
+    span = CandleStore.load(SAMPLE_DIR, ["BTCUSDT"], start=start, end=end)
+    view = CandleStore.load(SAMPLE_DIR, ["BTCUSDT"]).between(start, end)
+    for timeframe in Timeframe:
+        kept, full = span._get("BTCUSDT", timeframe), view._get("BTCUSDT", timeframe)
+        assert list(kept.arrays.open_time_ms) == list(full.arrays.open_time_ms) and len(kept.arrays) > 50
+        assert kept.arrays.open_time_ms.base is None  # its own copy, not a view of the file
+        assert span.closed_candles("BTCUSDT", timeframe, end, 10_000) == view.closed_candles("BTCUSDT", timeframe, end, 10_000)
+    five = span._get("BTCUSDT", Timeframe.M5)
+    assert len(five._text) < 200 * len(five.arrays)  # type: ignore[attr-defined]  # the span's rows, not the file
+    hourly = span._get("BTCUSDT", Timeframe.H1)
+    assert len(hourly._source.arrays) <= 12 * len(hourly.arrays)  # type: ignore[attr-defined]
