@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # Cycles per task: the first block small so the engine starts soon, then doubling to the largest (a block pays
 # the batched indicators' fixed cost once per timeframe, ~50 ms), and halving again near the end so the engine
 # is not left alone with a large last block.
-BLOCKS = (1024, 8192)
+BLOCKS = (1024, 4096)
 AHEAD_ANALYZERS = frozenset({"rules"})
 
 # a hold as plain values: (last price, regime, confluence, reasoning, analyzer)
@@ -146,16 +146,14 @@ class WorkerAnalyses:
         self._pending: dict[int, Future[list[list[Packed]]]] = {}
         self._rows: list[list[Packed]] = []
         self._current, self._start, self._stop = -1, 0, 0
-        # the workers fork at the first submit; objects the garbage collector would visit in a worker (and so
-        # copy, page by page) are set aside first, so the loaded candles and modules stay shared with the engine
+        # The workers fork at the first submit. Objects the garbage collector would visit (writing to each, so
+        # copying its page) are set aside first, in the workers and here, until the run ends: the loaded candles,
+        # the modules and the engine stay shared instead of being copied into every process.
         gc.collect()
         _return_free_memory()
         gc.freeze()
-        try:
-            for block in range(min(self._lookahead, len(self._bounds))):
-                self._submit(block)
-        finally:
-            gc.unfreeze()
+        for block in range(min(self._lookahead, len(self._bounds))):
+            self._submit(block)
 
     def covers(self, symbol: str, analyzer: str) -> bool:
         return analyzer == self._config.analyzer and symbol in self._column
@@ -170,6 +168,7 @@ class WorkerAnalyses:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
 
     def _load(self, block: int) -> None:
         if block not in self._pending:
