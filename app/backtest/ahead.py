@@ -19,6 +19,7 @@ import gc
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -42,6 +43,10 @@ AHEAD_ANALYZERS = frozenset({"rules"})
 # a hold as plain values: (last price, regime, confluence, reasoning, analyzer)
 PackedHold = tuple[Decimal, str, float, str, str]
 Packed = PackedHold | SymbolAnalysis | None
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process died (killed, out of memory): the backtest cannot go on without its cycles."""
 
 
 def pack(analysis: SymbolAnalysis | None) -> Packed:
@@ -173,7 +178,12 @@ class WorkerAnalyses:
     def _load(self, block: int) -> None:
         if block not in self._pending:
             self._submit(block)  # cycles taken out of order (never in a backtest): compute it now
-        self._rows = self._pending.pop(block).result()
+        try:
+            self._rows = self._pending.pop(block).result()
+        except BrokenProcessPool as e:
+            raise WorkerFailed(
+                f"an analysis worker process stopped unexpectedly ({e}); --workers 0 runs the backtest in one process"
+            ) from e
         self._current = block
         self._start, self._stop = self._bounds[block]
         if block + self._lookahead < len(self._bounds):

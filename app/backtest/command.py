@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from app.backtest.ahead import WorkerFailed
 from app.backtest.data import cut_candles, load_candles, plan_span
 from app.backtest.report import build_report, summary_text, write_files
 from app.backtest.runner import BacktestEngine, BacktestResult, BacktestSpec, run_backtest
@@ -197,4 +198,4 @@ def _run_with_progress(engine: BacktestEngine, spec: BacktestSpec, quiet: bool) 
         return asyncio.run(run_backtest(engine, spec, on_cycle=advance))
 
 
-ERRORS = (BacktestUsageError, DataError, ConfigurationError)
+ERRORS = (BacktestUsageError, DataError, ConfigurationError, WorkerFailed)

@@ -117,6 +117,7 @@ class SeriesIndicatorRows:
     """
 
     MIN_BATCH, MAX_BATCH = 4096, 16384
+    HORIZON_FLOOR = 2048  # windows a refill computes even past the horizon
 
     def __init__(self, batch: Callable[..., np.ndarray] = batch_latest_indicators) -> None:
         self._batch = batch
@@ -140,8 +141,9 @@ class SeriesIndicatorRows:
         size = min(self._sizes.get((symbol, tf), self.MIN_BATCH // 2) * 2, self.MAX_BATCH)
         self._sizes[(symbol, tf)] = size
         stop = min(end + size, len(arrays))
-        if self.horizon_ms is not None:
-            stop = max(end + 1, min(stop, int(np.searchsorted(arrays.open_time_ms, self.horizon_ms, side="right"))))
+        if self.horizon_ms is not None:  # a batch has a fixed cost per bar of the window: never a tiny one
+            horizon = int(np.searchsorted(arrays.open_time_ms, self.horizon_ms, side="right"))
+            stop = min(stop, max(horizon, end + self.HORIZON_FLOOR))
         ends = np.arange(end, stop, dtype=np.int64)
         rows = self._batch(arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume, ends, length)
         for i in {0, len(ends) - 1}:

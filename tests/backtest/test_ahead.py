@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import pickle
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from app.backtest.ahead import WorkerAnalyses, block_bounds, pack, start_analyses_ahead, unpack
+import pytest
+
+from app.backtest import ahead
+from app.backtest.ahead import Packed, WorkerAnalyses, WorkerFailed, block_bounds, pack, start_analyses_ahead, unpack
 from app.backtest.runner import BacktestEngine, BacktestResult, run_backtest
 from app.domain.values import AnalystReport, MarketFeatures, RegimeAnalysis, Signal, SignalType
 from app.services.trading_bot import SymbolAnalysis
@@ -93,3 +97,16 @@ async def test_features_from_the_candle_store_cross_without_their_series() -> No
     back = pickle.loads(data)
     assert back == features
     assert all(type(candles) is tuple and len(candles) == 5 for candles in back.recent.values())
+
+
+async def test_a_worker_that_dies_stops_the_backtest_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
+    engine.workers, engine.ahead_blocks = 2, (20, 80)
+
+    async def die(*_: object) -> list[list[Packed]]:
+        os._exit(3)  # as the kernel's OOM killer would end it, without a word
+
+    monkeypatch.setattr(ahead, "_rows", die)  # the forked workers inherit it
+    with pytest.raises(WorkerFailed, match="--workers 0"):
+        await run_backtest(engine, spec)
+    assert engine.bot.ahead is None
