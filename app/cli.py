@@ -153,7 +153,7 @@ def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     bt.add_argument("--live-misses", action="store_true",
                     help="with --analyzer gemini: ask the live Gemini API when no answer is recorded (costs money)")
     bt.add_argument("--workers", type=_workers, help="processes computing each cycle's market analysis ahead of the "
-                    "engine (default: BACKTEST_WORKERS, else one per CPU core; 0: none)")
+                    "engine (default: BACKTEST_WORKERS, else one per CPU core, none on one core; 0: none)")
     bt.set_defaults(run=_backtest)
 
 

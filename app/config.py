@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     default_analyzer: Literal["rules", "gemini", "openai"] = "rules"
     gemini_fallback: Literal["hold", "rules"] = "hold"
     replay_live_misses: bool = False
-    backtest_workers: int | None = Field(None, ge=0)  # processes computing analyses ahead; None: one per CPU core
+    backtest_workers: int | None = Field(None, ge=0)  # processes computing analyses ahead; None: one per core (0 on one)
     openai_base_url: str | None = None
     openai_model: str = "llama3.1"
     openai_api_key: SecretStr | None = None

@@ -193,10 +193,16 @@ class WorkerAnalyses:
         self._pending[block] = self._pool.submit(_analyse_block, block)
 
 
+def default_workers() -> int:
+    """One worker per core this process may run on; none on a single core, where they could only add work."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores if cores > 1 else 0
+
+
 def start_analyses_ahead(engine: BacktestEngine, config: TradingConfig, times: list[datetime]) -> WorkerAnalyses | None:
     """Workers for a backtest worth them (two blocks of cycles or more, a local analyst, fork available), else None:
     the engine then analyses in its own process, as it always does live."""
-    workers = engine.workers if engine.workers is not None else (os.cpu_count() or 1)
+    workers = engine.workers if engine.workers is not None else default_workers()
     if (workers < 1 or config.analyzer not in AHEAD_ANALYZERS or len(times) < 2 * engine.ahead_blocks[0]
             or "fork" not in multiprocessing.get_all_start_methods()):
         return None

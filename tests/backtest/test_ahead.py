@@ -110,3 +110,13 @@ async def test_a_worker_that_dies_stops_the_backtest_with_a_clear_error(monkeypa
     with pytest.raises(WorkerFailed, match="--workers 0"):
         await run_backtest(engine, spec)
     assert engine.bot.ahead is None
+
+
+def test_by_default_one_worker_per_core_and_none_on_a_single_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1, 2})
+    assert ahead.default_workers() == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0})
+    assert ahead.default_workers() == 0
+    engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
+    engine.workers, engine.ahead_blocks = None, (50, 200)
+    assert start_analyses_ahead(engine, spec.config, [START] * 100) is None
