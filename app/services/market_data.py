@@ -74,6 +74,10 @@ class _Series:
     def _build_candle(self, index: int) -> Candle:
         raise NotImplementedError
 
+    def close(self, index: int) -> Decimal:
+        """The candle's exact close (without building the candle where the series can)."""
+        return self.candle(index).close
+
     def sliced(self, start: int, stop: int) -> _Series:
         raise NotImplementedError
 
@@ -101,6 +105,12 @@ class _TextSeries(_Series):
         raw = self._text[self._starts[index] : self._ends[index]].decode("ascii").strip()
         time_text, *values = raw.split(",")
         return Candle(int(time_text), *(Decimal(value) for value in values))
+
+    def close(self, index: int) -> Decimal:
+        found = self._cache.get(index)
+        if found is not None:
+            return found.close
+        return Decimal(self._text[self._starts[index] : self._ends[index]].decode("ascii").strip().split(",")[4])
 
     def sliced(self, start: int, stop: int) -> _TextSeries:
         return _TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop])
@@ -140,6 +150,9 @@ class _ResampledSeries(_Series):
             sum((row.volume for row in rows), Decimal(0)),
         )
 
+    def close(self, index: int) -> Decimal:
+        return self._source.close(int(self._last[index]))
+
     def sliced(self, start: int, stop: int) -> _ResampledSeries:
         return _ResampledSeries(
             self.arrays.slice(start, stop), self._source, self._first[start:stop], self._last[start:stop]
@@ -176,6 +189,12 @@ class CandleWindow(Sequence[Candle]):
         """The whole series' float columns and this window's [start, stop) in them (for computing many
         windows of one series at once)."""
         return self._series.arrays, self._start, self._stop
+
+    def last_close(self) -> Decimal:
+        """The last candle's close, without building it (the price a cycle trades at)."""
+        if self._stop <= self._start:
+            raise IndexError("an empty candle window has no close")
+        return self._series.close(self._stop - 1)
 
     def tail(self, count: int) -> CandleWindow:
         """The last `count` candles, still unbuilt."""

@@ -81,7 +81,7 @@ class CandleArrayCache:
 def _last_price(*series: Sequence[Candle]) -> Decimal:
     for candles in series:
         if candles:
-            return candles[-1].close
+            return candles.last_close() if isinstance(candles, CandleWindow) else candles[-1].close
     return ZERO
 
 

@@ -160,3 +160,16 @@ def test_a_loaded_span_holds_only_its_own_rows_and_the_same_candles() -> None:
     assert len(five._text) < 200 * len(five.arrays)  # type: ignore[attr-defined]  # the span's rows, not the file
     hourly = span._get("BTCUSDT", Timeframe.H1)
     assert len(hourly._source.arrays) <= 12 * len(hourly.arrays)  # type: ignore[attr-defined]
+
+
+def test_a_windows_last_close_is_its_last_candles_close() -> None:
+    """Read without building the candle, from the file's text (5m) and from the rows a bucket took it from (1h)."""
+    store = CandleStore.load(SAMPLE_DIR, ["BTCUSDT"])
+    for minutes in range(0, 24 * 60, 35):
+        until = datetime(2025, 10, 3, tzinfo=UTC) + timedelta(minutes=minutes)
+        for timeframe in Timeframe:
+            close = store.closed_window("BTCUSDT", timeframe, until, 10).last_close()  # before any candle is built
+            expected = store.closed_candles("BTCUSDT", timeframe, until, 1)[0].close
+            assert close == expected and str(close) == str(expected)
+    with pytest.raises(IndexError):
+        store.closed_window("BTCUSDT", Timeframe.M5, datetime(2020, 1, 1, tzinfo=UTC), 10).last_close()
