@@ -67,6 +67,7 @@ class ReplayClock:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def utc_from_ms(ms: int) -> datetime:
@@ -74,4 +75,4 @@ def utc_from_ms(ms: int) -> datetime:
 
 
 def ms_from_utc(when: datetime) -> int:
-    return (when - EPOCH) // timedelta(milliseconds=1)
+    return (when - EPOCH) // _ONE_MS
