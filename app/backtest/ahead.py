@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.risk import TradingConfig
 from app.domain.values import AnalystReport, Signal
+from app.indicators.batch import warm_up as warm_up_indicators
 from app.services.market_features import MarketFeatureBuilder
 from app.services.trading_bot import SymbolAnalysis, TradingBot
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 # Cycles per task: the first block small so the engine starts soon, then doubling to the largest (a block pays
 # the batched indicators' fixed cost once per timeframe, ~50 ms), and halving again near the end so the engine
 # is not left alone with a large last block.
-BLOCKS = (1024, 4096)
+BLOCKS = (1024, 2048)
 AHEAD_ANALYZERS = frozenset({"rules"})
 
 # a hold as plain values: (last price, regime, confluence, reasoning, analyzer)
@@ -154,6 +155,7 @@ class WorkerAnalyses:
         # The workers fork at the first submit. Objects the garbage collector would visit (writing to each, so
         # copying its page) are set aside first, in the workers and here, until the run ends: the loaded candles,
         # the modules and the engine stay shared instead of being copied into every process.
+        warm_up_indicators()  # compiled once here, shared by the workers (each would otherwise load its own)
         gc.collect()
         _return_free_memory()
         gc.freeze()

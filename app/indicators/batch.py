@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from types import ModuleType
 
 import numpy as np
 import talib
@@ -435,10 +436,13 @@ def _fill(out: np.ndarray, bars: _Bars, win: _Windows) -> None:
 
 def batch_latest_indicators(
     open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
-    ends: np.ndarray, length: int, chunk: int = DEFAULT_CHUNK,
+    ends: np.ndarray, length: int, chunk: int = DEFAULT_CHUNK, compiled: bool = True,
 ) -> np.ndarray:
     """Row i = latest_indicators over the window series[ends[i] - length + 1 : ends[i] + 1], as a float64 row over
-    INDICATOR_NAMES with NaN where latest_indicators leaves the key out. `ends` ascending, each >= length - 1."""
+    INDICATOR_NAMES with NaN where latest_indicators leaves the key out. `ends` ascending, each >= length - 1.
+
+    `compiled` (default) uses the numba loops of app.indicators.kernels when numba is installed; otherwise, or
+    with compiled=False, the numpy replay below computes `chunk` windows per vector step. Both give the same bits."""
     ends = np.asarray(ends, dtype=np.int64)
     out = np.full((len(ends), len(INDICATOR_NAMES)), np.nan)
     if len(ends) == 0:
@@ -449,10 +453,40 @@ def batch_latest_indicators(
     arrays = (np.ascontiguousarray(a[lo:hi], dtype=np.float64) for a in (open_, high, low, close, volume))
     bars = _Bars(*arrays)
     local = ends - lo
-    for begin in range(0, len(ends), chunk):
-        _fill(out[begin:begin + chunk], bars, _Windows(local[begin:begin + chunk], length))
+    kernels = _kernels() if compiled else None
+    if kernels is not None:
+        _fill_compiled(kernels, out, bars, local, length)
+    else:
+        for begin in range(0, len(ends), chunk):
+            _fill(out[begin:begin + chunk], bars, _Windows(local[begin:begin + chunk], length))
     _drop_non_finite(out)
     return out
+
+
+def warm_up() -> None:
+    """Load (or compile) the compiled loops now: a process about to fork workers does it once for all of them."""
+    bars = np.linspace(100.0, 110.0, 64)
+    batch_latest_indicators(bars, bars + 1.0, bars - 1.0, bars, np.ones(64), np.array([62, 63]), 40)
+
+
+@functools.cache
+def _kernels() -> ModuleType | None:
+    """The compiled loops (app.indicators.kernels), or None where numba cannot be imported: then the numpy replay."""
+    try:
+        from app.indicators import kernels
+    except ImportError:
+        return None
+    if any(kernels.COLUMNS[name] != COLUMN[name] for name in kernels.COLUMNS):
+        raise RuntimeError("app.indicators.kernels writes columns in another order than INDICATOR_NAMES")
+    return kernels
+
+
+def _fill_compiled(kernels: ModuleType, out: np.ndarray, bars: _Bars, ends: np.ndarray, length: int) -> None:
+    kernels.fill_windows(out, ends - length + 1, length, _fused(), bars.open, bars.close, bars.volume,
+                         bars.true_range, bars.plus_dm, bars.minus_dm, bars.gain, bars.loss, bars.signed_volume,
+                         bars.fast_k)
+    if length >= BB_PERIOD:
+        _bollinger(out, bars, _Windows(ends, length), bars.close[ends])
 
 
 def _drop_non_finite(out: np.ndarray) -> None:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.indicators import batch
 from app.indicators.batch import INDICATOR_NAMES, _fused_mul_add, batch_latest_indicators, row_to_dict
 from app.indicators.technical import latest_indicators
 
@@ -29,11 +30,31 @@ def bits(values: dict[str, float]) -> list[tuple[str, bytes]]:
 
 
 def assert_identical(arrays: tuple[np.ndarray, ...], ends: np.ndarray, length: int, chunk: int = 4096) -> None:
-    result = batch_latest_indicators(*arrays, ends, length, chunk=chunk)
-    assert result.shape == (len(ends), len(INDICATOR_NAMES))
-    for row, end in zip(result, ends.tolist(), strict=True):
+    compiled = batch_latest_indicators(*arrays, ends, length, chunk=chunk)
+    replayed = batch_latest_indicators(*arrays, ends, length, chunk=chunk, compiled=False)
+    assert compiled.shape == replayed.shape == (len(ends), len(INDICATOR_NAMES))
+    for row, again, end in zip(compiled, replayed, ends.tolist(), strict=True):
         expected = latest_indicators(*(a[end - length + 1:end + 1] for a in arrays))
-        assert bits(row_to_dict(row)) == bits(expected), (length, end)
+        assert bits(row_to_dict(row)) == bits(expected), ("compiled", length, end)
+        assert bits(row_to_dict(again)) == bits(expected), ("numpy", length, end)
+
+
+def test_the_compiled_loops_are_the_ones_in_use() -> None:
+    assert batch._kernels() is not None  # numba is a dependency: the tests above ran the compiled path
+
+
+@pytest.mark.parametrize("length", [288, 100, 30])
+def test_compiled_and_numpy_agree_for_a_talib_built_without_fma(
+    btc: tuple[np.ndarray, ...], length: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other TA-Lib build cannot be checked here against TA-Lib itself; the two replays must still agree."""
+    monkeypatch.setattr(batch, "_fused", lambda: False)
+    ends = np.arange(length - 1 + 3000, length - 1 + 3600)
+    unfused = batch_latest_indicators(*btc, ends, length)
+    assert np.array_equal(unfused, batch_latest_indicators(*btc, ends, length, compiled=False), equal_nan=True)
+    monkeypatch.undo()
+    fused = batch_latest_indicators(*btc, ends, length)
+    assert not np.array_equal(unfused, fused, equal_nan=True)  # the switch reached the arithmetic
 
 
 def test_names_follow_latest_indicators_insertion_order(btc: tuple[np.ndarray, ...]) -> None:
