@@ -143,7 +143,7 @@ class WorkerAnalyses:
         self._first_ms = ms_from_utc(times[0])
         self._step_ms = ms_from_utc(times[1]) - self._first_ms if len(times) > 1 else 1
         self._bounds = block_bounds(len(times), *blocks)
-        self._lookahead = workers
+        self._lookahead = workers + 1
         plan = _Plan(engine.bot, engine.features, engine.clock, config, times, self._bounds)
         self._pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("fork"),
