@@ -344,6 +344,12 @@ class CandleStore:
         series = self._get(symbol, timeframe)
         return series.arrays.slice(*self._between_range(series, start_ms, end_ms))
 
+    def rows_between(self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int) -> tuple[
+            CandleArrays, int, int]:
+        """The series' columns and the rows [first, stop) that `arrays_between` would slice out of them."""
+        series = self._get(symbol, timeframe)
+        return (series.arrays, *self._between_range(series, start_ms, end_ms))
+
     def span(self, symbol: str, timeframe: Timeframe = Timeframe.M5) -> tuple[datetime, datetime]:
         """Open time of the first candle and close time of the last one."""
         times = self._get(symbol, timeframe).arrays.open_time_ms
@@ -374,8 +380,8 @@ class CandleStore:
     @staticmethod
     def _between_range(series: _Series, start_ms: int, end_ms: int) -> tuple[int, int]:
         times = series.arrays.open_time_ms
-        start = int(np.searchsorted(times, start_ms, side="left"))
-        return start, max(start, int(np.searchsorted(times, end_ms, side="left")))
+        start = int(times.searchsorted(start_ms, side="left"))
+        return start, max(start, int(times.searchsorted(end_ms, side="left")))
 
 
 def _discover(directory: Path, symbols: Sequence[str] | None) -> dict[tuple[str, Timeframe], Path]:

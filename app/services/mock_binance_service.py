@@ -329,6 +329,9 @@ class _Event:
     candle: Candle
 
 
+_SCALAR_ROWS = 16
+
+
 class _Matcher:
     """Evaluates resting OCO legs candle by candle, in time order, up to the last 5m candle closed at `now`."""
 
@@ -351,14 +354,25 @@ class _Matcher:
     def _first_event(self, state: SimAccountState, stop: SimOrder, horizon_ms: int) -> _Event | None:
         if stop.next_candle_ms >= horizon_ms:
             return None
-        arrays = self._market.candles.arrays_between(stop.symbol, Timeframe.M5, stop.next_candle_ms, horizon_ms)
+        arrays, first, end = self._market.candles.rows_between(stop.symbol, Timeframe.M5, stop.next_candle_ms, horizon_ms)
         take_profit = None if stop.triggered else _take_profit_leg(state, stop)
         # float comparisons only pre-select candles; the exact Decimal test below decides
-        mask = arrays.high >= float(stop.price)
-        if take_profit is not None:
-            mask = (arrays.low <= float(stop.stop_price or ZERO)) | (arrays.high >= float(take_profit.price))
-        for index in np.flatnonzero(mask):
-            open_ms = int(arrays.open_time_ms[index])
+        high, low = arrays.high[first:end], arrays.low[first:end]
+        if end - first <= _SCALAR_ROWS:  # a cycle's one new candle: plain floats cost less than numpy calls
+            highs, lows = high.tolist(), low.tolist()
+            if take_profit is None:
+                limit = float(stop.price)
+                hits = [i for i, h in enumerate(highs) if h >= limit]
+            else:
+                floor, ceiling = float(stop.stop_price or ZERO), float(take_profit.price)
+                hits = [i for i, (h, lo) in enumerate(zip(highs, lows, strict=True)) if lo <= floor or h >= ceiling]
+        elif take_profit is None:
+            hits = np.flatnonzero(high >= float(stop.price)).tolist()
+        else:
+            mask = (low <= float(stop.stop_price or ZERO)) | (high >= float(take_profit.price))
+            hits = np.flatnonzero(mask).tolist()
+        for index in hits:
+            open_ms = int(arrays.open_time_ms[first + index])
             candle = self._market.candles.candles_between(stop.symbol, Timeframe.M5, open_ms, open_ms + 1)[0]
             if _touches(candle, stop, take_profit):
                 return _Event(open_ms, stop.order_id, candle)
