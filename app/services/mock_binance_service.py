@@ -257,6 +257,8 @@ class SimAccountState:
     revision: int = 0  # bumped on every change, so callers can skip saving an untouched state
     # orders not final yet, oldest first (a superset: final ones leave it when next read); not persisted
     open_orders: dict[int, SimOrder] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # answers about order lists, each with the revision it was built at (any change bumps it); not persisted
+    list_answers: dict[int, tuple[int, OcoOrder]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.open_orders = {i: o for i, o in self.orders.items() if not o.status.is_final}
@@ -852,8 +854,13 @@ def _find_list(state: SimAccountState, symbol: str, list_client_order_id: str) -
 
 
 def _oco(state: SimAccountState, order_list: SimOrderList) -> OcoOrder:
+    """The list as the exchange reports it; the same answer object while the account has not changed (the engine
+    asks about every protected position each cycle, and most cycles change nothing)."""
+    cached = state.list_answers.get(order_list.order_list_id)
+    if cached is not None and cached[0] == state.revision:
+        return cached[1]
     legs = tuple(state.orders[i].to_order() for i in (order_list.stop_leg_id, order_list.take_profit_leg_id))
-    return OcoOrder(
+    answer = OcoOrder(
         order_list.symbol,
         order_list.order_list_id,
         order_list.list_client_order_id,
@@ -861,6 +868,10 @@ def _oco(state: SimAccountState, order_list: SimOrderList) -> OcoOrder:
         legs,
         utc_from_ms(order_list.transaction_ms),
     )
+    if len(state.list_answers) >= 256:
+        state.list_answers.clear()  # lists pruned from the account would otherwise stay here
+    state.list_answers[order_list.order_list_id] = (state.revision, answer)
+    return answer
 
 
 def _prune(state: SimAccountState) -> None:

@@ -107,6 +107,26 @@ async def test_take_profit_fills_at_its_price(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_list_answer_is_reused_only_while_nothing_changed(tmp_path: Path) -> None:
+    candles = [FLAT, FLAT, FLAT, FLAT, ("100", "110", "99", "109")]
+    service, clock = await exchange(tmp_path, candles, minutes(15))
+    await place_bracket(service, qty="0.5")
+    clock.set(minutes(20))  # a flat candle closed: nothing happened to the list
+    first = await service.get_oco_order_status("BTCUSDT", "L1")
+    assert (await service.get_open_oco_orders())[0] is first
+    assert await service.get_oco_order_status("BTCUSDT", "L1") is first and first.is_open
+    clock.set(minutes(25))  # the take profit fills
+    filled = await service.get_oco_order_status("BTCUSDT", "L1")
+    assert filled.list_status == ListStatus.ALL_DONE and filled.take_profit_leg.status == OrderStatus.FILLED
+    assert first.is_open  # the earlier answer itself is untouched
+    await place_bracket(service, qty="0.5", list_id="L2")
+    placed = await service.get_oco_order_status("BTCUSDT", "L2")
+    cancelled = await service.cancel_oco_order("BTCUSDT", "L2")
+    assert placed.is_open and {leg.status for leg in cancelled.legs} == {OrderStatus.CANCELED}
+    assert await service.get_oco_order_status("BTCUSDT", "L2") == cancelled
+
+
+@pytest.mark.asyncio
 async def test_stop_loss_fills_at_limit(tmp_path: Path) -> None:
     candles = [FLAT, FLAT, FLAT, ("99", "99", "94.5", "95")]
     service, clock = await exchange(tmp_path, candles, minutes(15))
