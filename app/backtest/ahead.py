@@ -18,6 +18,7 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -109,6 +110,9 @@ _loop: asyncio.AbstractEventLoop | None = None
 def _start_worker(plan: _Plan) -> None:
     global _plan, _loop
     _plan, _loop = plan, asyncio.new_event_loop()
+    # Ctrl-C is the engine's to handle (it shuts the pool down); the handler inherited from the engine's asyncio
+    # runner would act on the engine's loop from here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _analyse_block(block: int) -> list[list[Packed]]:
@@ -133,7 +137,8 @@ async def _rows(plan: _Plan, times: list[datetime]) -> list[list[Packed]]:
 
 
 class WorkerAnalyses:
-    """The engine's side (TradingBot.ahead): blocks submitted a few ahead, rows taken in cycle order."""
+    """The engine's side (TradingBot.ahead): blocks submitted a few ahead and strictly in order (a worker's clock
+    only moves forward), rows taken in cycle order."""
 
     def __init__(self, engine: BacktestEngine, config: TradingConfig, times: list[datetime], workers: int,
                  blocks: tuple[int, int] = BLOCKS) -> None:
@@ -143,6 +148,7 @@ class WorkerAnalyses:
         self._first_ms = ms_from_utc(times[0])
         self._step_ms = ms_from_utc(times[1]) - self._first_ms if len(times) > 1 else 1
         self._bounds = block_bounds(len(times), *blocks)
+        workers = min(workers, len(self._bounds))
         self._lookahead = workers + 1
         plan = _Plan(engine.bot, engine.features, engine.clock, config, times, self._bounds)
         self._pool = ProcessPoolExecutor(
@@ -150,8 +156,9 @@ class WorkerAnalyses:
             initializer=_start_worker, initargs=(plan,),
         )
         self._pending: dict[int, Future[list[list[Packed]]]] = {}
+        self._submitted = -1  # the last block handed to the pool
         self._rows: list[list[Packed]] = []
-        self._current, self._start, self._stop = -1, 0, 0
+        self._block, self._start, self._stop = -1, 0, 0
         # The workers fork at the first submit. Objects the garbage collector would visit (writing to each, so
         # copying its page) are set aside first, in the workers and here, until the run ends: the loaded candles,
         # the modules and the engine stay shared instead of being copied into every process.
@@ -159,8 +166,11 @@ class WorkerAnalyses:
         gc.collect()
         _return_free_memory()
         gc.freeze()
-        for block in range(min(self._lookahead, len(self._bounds))):
-            self._submit(block)
+        try:
+            self._submit_through(min(self._lookahead, len(self._bounds)) - 1)
+        except BaseException:
+            self.close()
+            raise
 
     def covers(self, symbol: str, analyzer: str) -> bool:
         return analyzer == self._config.analyzer and symbol in self._column
@@ -178,21 +188,35 @@ class WorkerAnalyses:
         gc.unfreeze()
 
     def _load(self, block: int) -> None:
-        if block not in self._pending:
-            self._submit(block)  # cycles taken out of order (never in a backtest): compute it now
+        if block < self._block:
+            raise RuntimeError(f"cycles are taken in order: block {block} came after block {self._block}")
+        for skipped in [b for b in self._pending if b < block]:  # cycles the engine did not analyse
+            self._pending.pop(skipped).cancel()
+        if block > self._submitted:
+            self._submitted = block - 1  # the blocks in between are not needed any more
+            self._submit_through(block)
         try:
             self._rows = self._pending.pop(block).result()
         except BrokenProcessPool as e:
-            raise WorkerFailed(
-                f"an analysis worker process stopped unexpectedly ({e}); --workers 0 runs the backtest in one process"
-            ) from e
-        self._current = block
+            raise _failed(e) from e
+        self._block = block
         self._start, self._stop = self._bounds[block]
-        if block + self._lookahead < len(self._bounds):
-            self._submit(block + self._lookahead)
+        self._submit_through(min(block + self._lookahead, len(self._bounds) - 1))
 
-    def _submit(self, block: int) -> None:
-        self._pending[block] = self._pool.submit(_analyse_block, block)
+    def _submit_through(self, last: int) -> None:
+        """Hand blocks up to `last` to the pool, in order."""
+        try:
+            while self._submitted < last:
+                self._submitted += 1
+                self._pending[self._submitted] = self._pool.submit(_analyse_block, self._submitted)
+        except BrokenProcessPool as e:
+            raise _failed(e) from e
+
+
+def _failed(error: BrokenProcessPool) -> WorkerFailed:
+    return WorkerFailed(
+        f"an analysis worker process stopped unexpectedly ({error}); --workers 0 runs the backtest in one process"
+    )
 
 
 def default_workers() -> int:

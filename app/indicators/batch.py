@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from types import ModuleType
 
 import numpy as np
@@ -474,7 +475,8 @@ def _kernels() -> ModuleType | None:
     """The compiled loops (app.indicators.kernels), or None where numba cannot be imported: then the numpy replay."""
     try:
         from app.indicators import kernels
-    except ImportError:
+    except (ImportError, RuntimeError) as e:  # RuntimeError: numba found no writable place for its cache
+        logging.getLogger(__name__).warning("compiled indicator loops unavailable (%s); using the numpy replay", e)
         return None
     if any(kernels.COLUMNS[name] != COLUMN[name] for name in kernels.COLUMNS):
         raise RuntimeError("app.indicators.kernels writes columns in another order than INDICATOR_NAMES")

@@ -13,7 +13,7 @@ import pytest
 
 from app.backtest import ahead
 from app.backtest.ahead import Packed, WorkerAnalyses, WorkerFailed, block_bounds, pack, start_analyses_ahead, unpack
-from app.backtest.runner import BacktestEngine, BacktestResult, run_backtest
+from app.backtest.runner import BacktestEngine, BacktestResult, cycle_times, run_backtest
 from app.domain.values import AnalystReport, MarketFeatures, RegimeAnalysis, Signal, SignalType
 from app.services.trading_bot import SymbolAnalysis
 from tests.backtest.backtest_helpers import backtest_engine, fast_settings, trade_facts
@@ -120,3 +120,20 @@ def test_by_default_one_worker_per_core_and_none_on_a_single_core(monkeypatch: p
     engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
     engine.workers, engine.ahead_blocks = None, (50, 200)
     assert start_analyses_ahead(engine, spec.config, [START] * 100) is None
+
+
+async def test_blocks_the_engine_skips_are_dropped_and_later_ones_still_come_in_order() -> None:
+    """A user left unreconciled for a while takes no analyses: the blocks it skipped must not reach a worker after
+    later ones (its clock only moves forward)."""
+    engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
+    times = cycle_times(spec.start, spec.end, 300)
+    ahead_ = WorkerAnalyses(engine, spec.config, times, workers=1, blocks=(20, 20))
+    try:
+        taken = [(i, ahead_.take("BTCUSDT", times[i])) for i in (0, 45, 65, 66, 130)]  # blocks 0, 2, 3, 3, 6
+        with pytest.raises(RuntimeError, match="in order"):
+            ahead_.take("BTCUSDT", times[30])
+    finally:
+        ahead_.close()
+    for i, analysis in taken:
+        engine.clock.set(times[i])
+        assert analysis == unpack(pack(await engine.bot.analyse_symbol("BTCUSDT", "rules", times[i])), "BTCUSDT", times[i])
