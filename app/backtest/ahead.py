@@ -36,9 +36,9 @@ from app.services.trading_bot import SymbolAnalysis, TradingBot
 if TYPE_CHECKING:
     from app.backtest.runner import BacktestEngine
 
-# Cycles per task: the first block small so the engine starts soon, then doubling to the largest (a block pays
-# the batched indicators' fixed cost once per timeframe, ~50 ms), and halving again near the end so the engine
-# is not left alone with a large last block.
+# Cycles per task: the first block small so the engine starts soon, then doubling to the largest, and halving again
+# near the end so the engine is not left alone with a large last block. Larger blocks only cost memory: each one
+# in flight holds its answers (and a worker batches indicators per block).
 BLOCKS = (1024, 2048)
 AHEAD_ANALYZERS = frozenset({"rules"})
 

@@ -263,7 +263,6 @@ class Signal:
         return cls(SignalType.HOLD, 0, reasoning=reasoning)
 
 
-
 def hold_reason(signal: Signal) -> str:
     """How a hold is recorded (decision log, rejections): `hold`, with the analyst's reasoning when it gave one."""
     return f"hold: {signal.reasoning}" if signal.reasoning else "hold"

@@ -478,8 +478,6 @@ def _kernels() -> ModuleType | None:
     except (ImportError, RuntimeError) as e:  # RuntimeError: numba found no writable place for its cache
         logging.getLogger(__name__).warning("compiled indicator loops unavailable (%s); using the numpy replay", e)
         return None
-    if any(kernels.COLUMNS[name] != COLUMN[name] for name in kernels.COLUMNS):
-        raise RuntimeError("app.indicators.kernels writes columns in another order than INDICATOR_NAMES")
     return kernels
 
 

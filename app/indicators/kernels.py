@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from app.indicators.batch import COLUMN
 from app.indicators.technical import (
     ADX_PERIOD,
     ATR_PERIOD,
@@ -29,14 +30,12 @@ from app.indicators.technical import (
     STOCH_SLOW_K,
 )
 
-# Columns of INDICATOR_NAMES (app.indicators.batch checks these against its own order on import).
-CLOSE, OPEN, VOLUME, ADX, PLUS_DI, MINUS_DI, EMA_9, EMA_21, EMA_21_SLOPE, EMA_50 = range(10)
-EMA_200, RSI, MACD, MACD_SIGNAL_COL, MACD_HIST, STOCH_K_COL, STOCH_D_COL, ATR, ATR_PCT = range(10, 19)
-OBV = 24
-COLUMNS = {"close": CLOSE, "open": OPEN, "volume": VOLUME, "adx": ADX, "plus_di": PLUS_DI, "minus_di": MINUS_DI,
-           "ema_9": EMA_9, "ema_21": EMA_21, "ema_21_slope_pct": EMA_21_SLOPE, "ema_50": EMA_50, "ema_200": EMA_200,
-           "rsi": RSI, "macd": MACD, "macd_signal": MACD_SIGNAL_COL, "macd_hist": MACD_HIST, "stoch_k": STOCH_K_COL,
-           "stoch_d": STOCH_D_COL, "atr": ATR, "atr_pct": ATR_PCT, "obv": OBV}
+# Where each value goes in a result row (INDICATOR_NAMES order; batch imports this module only when called)
+CLOSE, OPEN, VOLUME, ADX, PLUS_DI, MINUS_DI = (COLUMN[n] for n in ("close", "open", "volume", "adx", "plus_di", "minus_di"))
+EMA_9, EMA_21, EMA_21_SLOPE, EMA_50, EMA_200 = (COLUMN[n] for n in ("ema_9", "ema_21", "ema_21_slope_pct", "ema_50",
+                                                                    "ema_200"))
+RSI, MACD, MACD_SIGNAL_COL, MACD_HIST = (COLUMN[n] for n in ("rsi", "macd", "macd_signal", "macd_hist"))
+STOCH_K_COL, STOCH_D_COL, ATR, ATR_PCT, OBV = (COLUMN[n] for n in ("stoch_k", "stoch_d", "atr", "atr_pct", "obv"))
 
 _JIT: dict[str, Any] = {"cache": True, "error_model": "numpy", "nogil": True}
 

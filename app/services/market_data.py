@@ -101,16 +101,17 @@ class _TextSeries(_Series):
         self._starts = line_starts
         self._ends = line_ends
 
+    def _fields(self, index: int) -> list[str]:
+        """The row's six fields as written: open time, open, high, low, close, volume."""
+        return self._text[self._starts[index] : self._ends[index]].decode("ascii").strip().split(",")
+
     def _build_candle(self, index: int) -> Candle:
-        raw = self._text[self._starts[index] : self._ends[index]].decode("ascii").strip()
-        time_text, *values = raw.split(",")
+        time_text, *values = self._fields(index)
         return Candle(int(time_text), *(Decimal(value) for value in values))
 
     def close(self, index: int) -> Decimal:
         found = self._cache.get(index)
-        if found is not None:
-            return found.close
-        return Decimal(self._text[self._starts[index] : self._ends[index]].decode("ascii").strip().split(",")[4])
+        return found.close if found is not None else Decimal(self._fields(index)[4])
 
     def sliced(self, start: int, stop: int) -> _TextSeries:
         return _TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop])
@@ -341,12 +342,12 @@ class CandleStore:
         return [series.candle(i) for i in range(start, stop)]
 
     def arrays_between(self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int) -> CandleArrays:
-        series = self._get(symbol, timeframe)
-        return series.arrays.slice(*self._between_range(series, start_ms, end_ms))
+        arrays, first, stop = self.rows_between(symbol, timeframe, start_ms, end_ms)
+        return arrays.slice(first, stop)
 
     def rows_between(self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int) -> tuple[
             CandleArrays, int, int]:
-        """The series' columns and the rows [first, stop) that `arrays_between` would slice out of them."""
+        """The series' columns and the rows [first, stop) whose open time is in [start_ms, end_ms)."""
         series = self._get(symbol, timeframe)
         return (series.arrays, *self._between_range(series, start_ms, end_ms))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_UP, Decimal
@@ -359,20 +360,17 @@ class _Matcher:
         arrays, first, end = self._market.candles.rows_between(stop.symbol, Timeframe.M5, stop.next_candle_ms, horizon_ms)
         take_profit = None if stop.triggered else _take_profit_leg(state, stop)
         # float comparisons only pre-select candles; the exact Decimal test below decides
+        # a resting sell is reached from above (high >= its price); an executing list also from below (low <= stop)
+        if take_profit is None:
+            ceiling, floor = float(stop.price), -math.inf
+        else:
+            ceiling, floor = float(take_profit.price), float(stop.stop_price or ZERO)
         high, low = arrays.high[first:end], arrays.low[first:end]
         if end - first <= _SCALAR_ROWS:  # a cycle's one new candle: plain floats cost less than numpy calls
-            highs, lows = high.tolist(), low.tolist()
-            if take_profit is None:
-                limit = float(stop.price)
-                hits = [i for i, h in enumerate(highs) if h >= limit]
-            else:
-                floor, ceiling = float(stop.stop_price or ZERO), float(take_profit.price)
-                hits = [i for i, (h, lo) in enumerate(zip(highs, lows, strict=True)) if lo <= floor or h >= ceiling]
-        elif take_profit is None:
-            hits = np.flatnonzero(high >= float(stop.price)).tolist()
+            pairs = enumerate(zip(high.tolist(), low.tolist(), strict=True))
+            hits = [i for i, (h, lo) in pairs if lo <= floor or h >= ceiling]
         else:
-            mask = (low <= float(stop.stop_price or ZERO)) | (high >= float(take_profit.price))
-            hits = np.flatnonzero(mask).tolist()
+            hits = np.flatnonzero((low <= floor) | (high >= ceiling)).tolist()
         for index in hits:
             open_ms = int(arrays.open_time_ms[first + index])
             candle = self._market.candles.candles_between(stop.symbol, Timeframe.M5, open_ms, open_ms + 1)[0]
