@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import ctypes
 import gc
 import multiprocessing
@@ -159,6 +160,9 @@ class WorkerAnalyses:
         self._submitted = -1  # the last block handed to the pool
         self._rows: list[list[Packed]] = []
         self._block, self._start, self._stop = -1, 0, 0
+        # an answer's candle windows (features.recent) cross as references to the candles both processes hold
+        self._sharing = contextlib.ExitStack()
+        self._sharing.enter_context(engine.candles.share_with_forks())
         # The workers fork at the first submit. Objects the garbage collector would visit (writing to each, so
         # copying its page) are set aside first, in the workers and here, until the run ends: the loaded candles,
         # the modules and the engine stay shared instead of being copied into every process.
@@ -185,6 +189,7 @@ class WorkerAnalyses:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._sharing.close()
         gc.unfreeze()
 
     def _load(self, block: int) -> None:

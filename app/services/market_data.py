@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gzip
 import io
+import pickle
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,8 @@ HEADER = "open_time_ms,open,high,low,close,volume"
 COLUMNS = tuple(HEADER.split(","))
 FILE_PATTERN = re.compile(r"^binance_(?P<symbol>[A-Z0-9]+)_(?P<tf>5m|15m|1h)\.csv(?P<gz>\.gz)?$")
 _CANDLE_CACHE_SIZE = 1024  # per series: a few windows of recent candles (each one ~350 bytes as Decimals)
+# Series that processes forked from this one hold too (CandleStore.share_with_forks), by id: identical in a fork
+_SHARED: dict[int, _Series] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +205,11 @@ class CandleWindow(Sequence[Candle]):
         """The last `count` candles, still unbuilt."""
         return CandleWindow(self._series, max(self._start, self._stop - max(0, count)), self._stop)
 
-    def __reduce__(self) -> tuple[type[tuple[Candle, ...]], tuple[tuple[Candle, ...]]]:
-        """Pickles as the tuple of its candles: a window must not drag its whole series to another process."""
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickles as a reference when its series is shared with forked processes (CandleStore.share_with_forks),
+        else as the tuple of its candles: a window must not drag its whole series to another process."""
+        if _SHARED.get(id(self._series)) is self._series:
+            return _shared_window, (id(self._series), self._start, self._stop)
         return tuple, (tuple(self),)
 
     def key(self) -> tuple[int, int, int]:
@@ -233,6 +240,13 @@ class CandleWindow(Sequence[Candle]):
         return isinstance(other, Sequence) and list(self) == list(other)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _shared_window(series_id: int, start: int, stop: int) -> CandleWindow:
+    series = _SHARED.get(series_id)
+    if series is None:
+        raise pickle.UnpicklingError("a candle window refers to a series this process does not share")
+    return CandleWindow(series, start, stop)
 
 
 def resample(source: _Series, timeframe: Timeframe) -> _ResampledSeries:
@@ -305,6 +319,18 @@ class CandleStore:
 
     def symbols(self) -> Sequence[str]:
         return list(self._symbols)
+
+    @contextmanager
+    def share_with_forks(self) -> Iterator[None]:
+        """While open, a window of these candles pickles as a reference that a process forked meanwhile (holding
+        the same series) and this one resolve, instead of as its candles."""
+        shared = {id(series): series for series in self._series.values()}
+        _SHARED.update(shared)
+        try:
+            yield
+        finally:
+            for key in shared:
+                _SHARED.pop(key, None)
 
     def has_symbol(self, symbol: str) -> bool:
         return symbol in self._symbol_set

@@ -15,6 +15,7 @@ from app.backtest import ahead
 from app.backtest.ahead import Packed, WorkerAnalyses, WorkerFailed, block_bounds, pack, start_analyses_ahead, unpack
 from app.backtest.runner import BacktestEngine, BacktestResult, cycle_times, run_backtest
 from app.domain.values import AnalystReport, MarketFeatures, RegimeAnalysis, Signal, SignalType
+from app.services.market_data import CandleWindow
 from app.services.trading_bot import SymbolAnalysis
 from tests.backtest.backtest_helpers import backtest_engine, fast_settings, trade_facts
 
@@ -97,6 +98,21 @@ async def test_features_from_the_candle_store_cross_without_their_series() -> No
     back = pickle.loads(data)
     assert back == features
     assert all(type(candles) is tuple and len(candles) == 5 for candles in back.recent.values())
+
+
+async def test_while_shared_with_forks_a_window_crosses_as_a_reference_to_the_same_candles() -> None:
+    engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
+    engine.clock.set(spec.start)
+    features = await engine.bot.market_features("BTCUSDT", spec.start)
+    assert b"Candle" in pickle.dumps(features)
+    with engine.candles.share_with_forks():
+        data = pickle.dumps(features)
+        back = pickle.loads(data)
+    assert b"Candle" not in data  # no candle of the 15 travels
+    assert back == features
+    assert all(type(w) is CandleWindow and list(w) == list(features.recent[tf]) for tf, w in back.recent.items())
+    with pytest.raises(pickle.UnpicklingError, match="does not share"):
+        pickle.loads(data)  # sharing over: the reference means nothing any more
 
 
 async def test_a_worker_that_dies_stops_the_backtest_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
