@@ -454,7 +454,7 @@ def batch_latest_indicators(
     arrays = (np.ascontiguousarray(a[lo:hi], dtype=np.float64) for a in (open_, high, low, close, volume))
     bars = _Bars(*arrays)
     local = ends - lo
-    kernels = _kernels() if compiled else None
+    kernels = compiled_kernels() if compiled else None
     if kernels is not None:
         _fill_compiled(kernels, out, bars, local, length)
     else:
@@ -468,10 +468,13 @@ def warm_up() -> None:
     """Load (or compile) the compiled loops now: a process about to fork workers does it once for all of them."""
     bars = np.linspace(100.0, 110.0, 64)
     batch_latest_indicators(bars, bars + 1.0, bars - 1.0, bars, np.ones(64), np.array([62, 63]), 40)
+    kernels = compiled_kernels()
+    if kernels is not None:
+        kernels.sr_zones(bars[:3], bars + 1.0, bars - 1.0, 0.005)
 
 
 @functools.cache
-def _kernels() -> ModuleType | None:
+def compiled_kernels() -> ModuleType | None:
     """The compiled loops (app.indicators.kernels), or None where numba cannot be imported: then the numpy replay."""
     try:
         from app.indicators import kernels

@@ -1,4 +1,5 @@
-"""Compiled (numba) loops for `batch_latest_indicators`: one window at a time, TA-Lib's C steps in TA-Lib's order.
+"""Compiled (numba) loops for `batch_latest_indicators` (one window at a time, TA-Lib's C steps in TA-Lib's order)
+and for the support/resistance zones (`sr_zones`, the same arithmetic as RiskManager's numpy code).
 
 The same replay as the vectorised numpy code in app.indicators.batch (whose docstrings say where each formula
 comes from), without one temporary array per step: about six times faster per window. `fused` selects TA-Lib's
@@ -230,3 +231,50 @@ def fill_windows(out: np.ndarray, starts: np.ndarray, length: int, fused: bool, 
             for j in range(s + 1, stop):
                 obv += signed_volume[j]
             row[OBV] = obv
+
+
+@njit(**_JIT)
+def _mean(x: np.ndarray, begin: int, end: int) -> float:
+    """sum(x[begin:end]) / (end - begin) as Python computes it on floats: left to right from 0.0."""
+    return _sum(x, begin, end) / float(end - begin)
+
+
+@njit(**_JIT)
+def sr_zones(ordered: np.ndarray, high: np.ndarray, low: np.ndarray, threshold: float) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray]:
+    """RiskManager.support_resistance_zones after the pivots, for pivot prices already sorted (stable, no NaN):
+    levels (clusters within the threshold of their first price, averaged), touches per level and strength.
+    A bar touches a level when the nearer of its high and low (fmin: a NaN side never hides the other) lies
+    within level * threshold; strength weighs the touches (up to 6) and the last touch's bar (the last bar when
+    none), rounded to 4 places half to even as Python's round does."""
+    count_prices = len(ordered)
+    levels = np.empty(count_prices)
+    count = 0
+    start, limit = 0, ordered[0] * (1.0 + threshold)
+    for i in range(1, count_prices):
+        if ordered[i] > limit:
+            levels[count] = _mean(ordered, start, i)
+            count += 1
+            start, limit = i, ordered[i] * (1.0 + threshold)
+    levels[count] = _mean(ordered, start, count_prices)
+    count += 1
+    n = len(high)
+    span = max(n - 1, 1)
+    touches = np.zeros(count, np.int64)
+    strengths = np.empty(count)
+    for k in range(count):
+        level = levels[k]
+        reach = level * threshold
+        hits, last = 0, -1
+        for j in range(n):
+            to_high, to_low = abs(level - high[j]), abs(level - low[j])
+            nearest = to_low if np.isnan(to_high) else (to_high if np.isnan(to_low) else min(to_high, to_low))
+            if nearest <= reach:
+                hits += 1
+                last = j
+        if last < 0:
+            last = n - 1
+        touches[k] = hits
+        strength = (hits / 6.0 if hits < 6 else 1.0) * 0.7 + last / span * 0.3
+        strengths[k] = np.rint(strength * 10000.0) / 10000.0
+    return levels[:count], touches, strengths

@@ -234,7 +234,7 @@ class MarketFeatureBuilder:
         zones: tuple[Zone, ...] = ()
         if tf == SR_TIMEFRAME:
             arrays = arrays if arrays is not None else self._arrays(symbol, tf, candles, window)
-            zones = self._risk.support_resistance_zones(arrays[1], arrays[2])
+            zones = self._risk.support_resistance_zones(arrays[1], arrays[2], compiled=self._rows is not None)
         # the last candles only an LLM prompt reads: a store window's stay unbuilt until then
         recent = window.tail(RECENT_CANDLES) if window is not None else tuple(candles[-RECENT_CANDLES:])
         analysed = _Analysed(key, values, zones, trend_alignment(values), momentum_agreement(values),

@@ -40,7 +40,7 @@ def assert_identical(arrays: tuple[np.ndarray, ...], ends: np.ndarray, length: i
 
 
 def test_the_compiled_loops_are_the_ones_in_use() -> None:
-    assert batch._kernels() is not None  # numba is a dependency: the tests above ran the compiled path
+    assert batch.compiled_kernels() is not None  # numba is a dependency: the tests above ran the compiled path
 
 
 @pytest.mark.parametrize("length", [288, 100, 30])

@@ -1,4 +1,5 @@
-"""support_resistance_zones: bit-identical to the plain numpy formulation it replaced (kept here as reference)."""
+"""support_resistance_zones: bit-identical to the plain numpy formulation it replaced (kept here as reference),
+in the numpy path the live service runs and in the compiled one (numba) backtests run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain.risk import RiskLimits
+from app.indicators.batch import compiled_kernels
 from app.indicators.technical import rolling_max, rolling_min
 from app.services.risk_manager import RiskManager
 
@@ -72,7 +74,9 @@ def bits(zones: tuple) -> list[tuple[bytes, int, bytes, type, type, type]]:
 
 
 def assert_same(risk: RiskManager, high: np.ndarray, low: np.ndarray, threshold_pct: Decimal, w: int) -> None:
-    assert bits(risk.support_resistance_zones(high, low)) == bits(reference_zones(high, low, threshold_pct, w))
+    expected = bits(reference_zones(high, low, threshold_pct, w))
+    assert bits(risk.support_resistance_zones(high, low)) == expected
+    assert bits(risk.support_resistance_zones(high, low, compiled=True)) == expected
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +163,16 @@ def test_odd_floats_match_bit_for_bit(pairs: list[tuple[float, float]], w: int) 
     try:
         expected = bits(reference_zones(high, low, Decimal("0.5"), w))
     except (ValueError, OverflowError) as error:
-        with pytest.raises(type(error)):
-            risk.support_resistance_zones(high, low)
+        for compiled in (False, True):
+            with pytest.raises(type(error)):
+                risk.support_resistance_zones(high, low, compiled)
         return
     assert bits(risk.support_resistance_zones(high, low)) == expected
+    assert bits(risk.support_resistance_zones(high, low, compiled=True)) == expected
+
+
+def test_the_compiled_path_is_in_use() -> None:
+    assert compiled_kernels() is not None  # numba is a dependency: the compiled comparisons above were not skipped
 
 
 def test_python_rounding_to_four_places_matches_numpy() -> None:
