@@ -16,8 +16,10 @@ import asyncio
 import bisect
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import multiprocessing
+import operator
 import os
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -52,12 +54,21 @@ class WorkerFailed(RuntimeError):
     """A worker process died (killed, out of memory): the backtest cannot go on without its cycles."""
 
 
+# every field but the ones a packed hold carries, read at once, and their values in a plain hold
+_SIGNAL_REST = operator.attrgetter(*(f.name for f in dataclasses.fields(Signal) if f.name != "reasoning"))
+_REPORT_REST = operator.attrgetter(*(f.name for f in dataclasses.fields(AnalystReport)
+                                     if f.name not in ("signal", "analyzer")))
+_PLAIN = AnalystReport(Signal.hold(""), "")
+_PLAIN_SIGNAL_REST, _PLAIN_REPORT_REST = _SIGNAL_REST(_PLAIN.signal), _REPORT_REST(_PLAIN)
+
+
 def pack(analysis: SymbolAnalysis | None) -> Packed:
     """What a worker sends: a plain hold as its values (the engine reads nothing else of a hold), else everything."""
     if analysis is None:
         return None
     report = analysis.report
-    if report == AnalystReport(Signal.hold(report.signal.reasoning), report.analyzer):
+    # report == AnalystReport(Signal.hold(reasoning), analyzer), without building one
+    if _SIGNAL_REST(report.signal) == _PLAIN_SIGNAL_REST and _REPORT_REST(report) == _PLAIN_REPORT_REST:
         return (analysis.last_price, analysis.regime, analysis.confluence, report.signal.reasoning, report.analyzer)
     return analysis
 

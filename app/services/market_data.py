@@ -292,6 +292,8 @@ class CandleStore:
         self._series = series
         self._symbols = sorted({symbol for symbol, _ in series})
         self._symbol_set = frozenset(self._symbols)
+        # (symbol, timeframe) -> (series, candle duration in ms): the per-cycle lookups in one dict read
+        self._steps = {key: (found, key[1].ms) for key, found in series.items()}
 
     @classmethod
     def load(
@@ -345,9 +347,14 @@ class CandleStore:
         return [series.candle(i) for i in range(start, stop)]
 
     def closed_window(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> CandleWindow:
-        """The same candles as `closed_candles`, as a lazy sequence."""
-        series = self._get(symbol, timeframe)
-        return CandleWindow(series, *self._closed_range(series, timeframe, until, limit))
+        """The same candles as `closed_candles`, as a lazy sequence (every cycle reads three: kept short)."""
+        found = self._steps.get((symbol, timeframe))
+        if found is None:
+            series = self._get(symbol, timeframe)
+            return CandleWindow(series, *self._closed_range(series, timeframe, until, limit))
+        series, step_ms = found
+        stop = int(series.arrays.open_time_ms.searchsorted(ms_from_utc(until) - step_ms, side="right"))
+        return CandleWindow(series, max(0, stop - max(0, limit)), stop)
 
     def closed_arrays(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> CandleArrays:
         """Float views of the same candles `closed_candles` returns (no copy)."""

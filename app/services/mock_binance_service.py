@@ -585,9 +585,9 @@ class MockBinanceService:
         return self._market.rules(symbol)
 
     async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> Sequence[Candle]:
-        self._market.rules(symbol)
-        limit = max(1, min(MAX_KLINES, limit))
-        return self._market.candles.closed_window(symbol, timeframe, self._clock.now(), limit)
+        market = self._market
+        market.rules(symbol)
+        return market.candles.closed_window(symbol, timeframe, self._clock.now(), max(1, min(MAX_KLINES, limit)))
 
     async def get_symbol_price(self, symbol: str) -> Decimal:
         return self._market.last_price(symbol, ms_from_utc(self._clock.now()))

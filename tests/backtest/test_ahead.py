@@ -68,6 +68,24 @@ def test_any_other_answer_travels_whole() -> None:
     assert pack(None) is None and unpack(None, "BTCUSDT", START) is None
 
 
+def test_a_hold_with_any_field_besides_its_reasoning_set_travels_whole() -> None:
+    report_changes = {"model": "m", "prompt": "p", "prompt_version": "v", "prompt_hash": "h", "raw_response": "r",
+                      "latency_ms": 1, "input_tokens": 1, "output_tokens": 1, "cost_usd": Decimal("0.01"),
+                      "fallback_used": True, "error": "e"}
+    signal_changes = {"signal": SignalType.SELL, "confidence": 1, "entry_price": Decimal(1), "stop_loss": Decimal(1),
+                      "take_profit": Decimal(1)}
+    assert set(report_changes) == {f.name for f in dataclasses.fields(AnalystReport)} - {"signal", "analyzer"}
+    assert set(signal_changes) == {f.name for f in dataclasses.fields(Signal)} - {"reasoning"}
+    hold = AnalystReport(Signal.hold("no setup"), "rules")
+    assert isinstance(pack(_analysis(hold)), tuple)
+    for name, value in report_changes.items():
+        analysis = _analysis(dataclasses.replace(hold, **{name: value}))
+        assert pack(analysis) is analysis, name
+    for name, value in signal_changes.items():
+        analysis = _analysis(dataclasses.replace(hold, signal=dataclasses.replace(hold.signal, **{name: value})))
+        assert pack(analysis) is analysis, name
+
+
 def test_workers_start_only_for_a_long_enough_span_with_the_local_analyst() -> None:
     engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
     times = [START] * 100
