@@ -359,7 +359,8 @@ def _atr(out: np.ndarray, bars: _Bars, win: _Windows, close_last: np.ndarray) ->
 
 def _bollinger(out: np.ndarray, bars: _Bars, win: _Windows, close_last: np.ndarray) -> None:
     """TA_BBANDS per window: the installed build re-centres its running sums of x and x*x (shifted sums with a
-    cancellation guard that restarts them) in a way not replicated here, so each window still calls TA-Lib."""
+    cancellation guard that restarts them); only the compiled loops replicate that (kernels.bollinger_windows),
+    so here each window calls TA-Lib."""
     starts = win.starts
     bands = np.empty((3, win.n))
     for i, start in enumerate(starts.tolist()):
@@ -489,7 +490,12 @@ def _fill_compiled(kernels: ModuleType, out: np.ndarray, bars: _Bars, ends: np.n
                          bars.true_range, bars.plus_dm, bars.minus_dm, bars.gain, bars.loss, bars.signed_volume,
                          bars.fast_k)
     if length >= BB_PERIOD:
-        _bollinger(out, bars, _Windows(ends, length), bars.close[ends])
+        if np.isfinite(bars.close).all():  # TA-Lib's wrapper skips leading NaN: windows with NaN go to TA-Lib
+            bands = np.empty((3, len(ends)))
+            kernels.bollinger_windows(bands, bars.close, ends - length + 1, length, BB_PERIOD, BB_STDDEV)
+            _put_bollinger(out, bands[0], bands[1], bands[2], bars.close[ends])
+        else:
+            _bollinger(out, bars, _Windows(ends, length), bars.close[ends])
 
 
 def _drop_non_finite(out: np.ndarray) -> None:

@@ -5,8 +5,9 @@ The same replay as the vectorised numpy code in app.indicators.batch (whose docs
 comes from), without one temporary array per step: about six times faster per window. `fused` selects TA-Lib's
 FMA build, where `(x - prev) * k + prev` and ATR's `prev * c1 + x * c2` are rounded once (the hardware fused
 multiply-add, through LLVM's fma intrinsic); every other operation is a plain IEEE double operation, as in C,
-and division by zero gives inf/NaN as it does there (`error_model="numpy"`). Bollinger bands are not here: they
-still go through TA-Lib per window. Compiled code is cached on disk next to this module.
+and division by zero gives inf/NaN as it does there (`error_model="numpy"`). Bollinger bands (`bollinger_windows`)
+follow TA-Lib 0.8's re-centred running sums, which the numpy replay does not (it calls TA-Lib per window).
+Compiled code is cached on disk next to this module.
 """
 
 from __future__ import annotations
@@ -278,3 +279,68 @@ def sr_zones(ordered: np.ndarray, high: np.ndarray, low: np.ndarray, threshold: 
         strength = (hits / 6.0 if hits < 6 else 1.0) * 0.7 + last / span * 0.3
         strengths[k] = np.rint(strength * 10000.0) / 10000.0
     return levels[:count], touches, strengths
+
+
+@njit(**_JIT)
+def _bollinger_last(x: np.ndarray, period: int) -> tuple[float, float]:
+    """TA_BBANDS with an SMA middle band at the last bar of x (len(x) >= period): (middle, standard deviation).
+
+    The installed TA-Lib (0.8) computes the deviation from running sums of (x - shift) and (x - shift)**2, in
+    the same pass as the SMA's running sum; it rebuilds the sums (two passes over the current window, the shift
+    re-centred on its mean) when the variance falls below 1e-6 of the mean squared deviation, when the value
+    leaving the window outweighs the rest a million times, or every 32 periods; a variance at or below zero
+    gives a deviation of zero. No step here is fused (tests against TA-Lib on real and random windows)."""
+    look = period - 1
+    inv = 1.0 / float(period)
+    shift = x[0]
+    total, dev1, dev2 = 0.0, 0.0, 0.0
+    for j in range(look):
+        total += x[j]
+        t = x[j] - shift
+        dev1 += t
+        dev2 += t * t
+    countdown = 32 * period
+    middle, variance = 0.0, 0.0
+    for i in range(look, len(x)):
+        total += x[i]
+        t = x[i] - shift
+        dev1 += t
+        dev2 += t * t
+        mean = dev1 * inv
+        variance = dev2 * inv - mean * mean
+        middle = total / float(period)
+        total -= x[i - look]  # the bar leaving the window
+        t = x[i - look] - shift
+        dev1 -= t
+        leaving = t * t
+        dev2 -= leaving
+        countdown -= 1
+        if variance < 0.000001 * (dev2 * inv) or leaving > 1000000.0 * dev2 or countdown <= 0:
+            countdown = 32 * period
+            first = i - look
+            shift = _sum(x, first, i + 1) * inv
+            dev1, dev2 = 0.0, 0.0
+            for j in range(first, i + 1):
+                t = x[j] - shift
+                dev1 += t
+                dev2 += t * t
+            mean = dev1 * inv
+            variance = dev2 * inv - mean * mean
+            t = x[first] - shift
+            dev1 -= t
+            dev2 -= t * t
+    return middle, np.sqrt(variance) if variance > 0.0 else 0.0
+
+
+@njit(**_JIT)
+def bollinger_windows(bands: np.ndarray, close: np.ndarray, starts: np.ndarray, length: int, period: int,
+                      deviations: float) -> None:
+    """bands[0..2, i] = upper, middle and lower band at the last bar of the window starting at bar starts[i]
+    (`deviations` is 2: the product with the deviation is exact, so no fused multiply-add could change it)."""
+    for i in range(len(starts)):
+        s = starts[i]
+        middle, deviation = _bollinger_last(close[s:s + length], period)
+        width = deviation * deviations
+        bands[0, i] = middle + width
+        bands[1, i] = middle
+        bands[2, i] = middle - width

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from app.indicators import batch
 from app.indicators.batch import INDICATOR_NAMES, _fused_mul_add, batch_latest_indicators, row_to_dict
-from app.indicators.technical import latest_indicators
+from app.indicators.technical import _BBANDS, latest_indicators
 
 SAMPLE = Path(__file__).resolve().parents[2] / "app" / "data" / "sample" / "binance_BTCUSDT_5m.csv.gz"
 
@@ -155,3 +155,29 @@ def test_fused_mul_add_below_a_power_of_two() -> None:
     c = np.array([1.0, -1.0])
     assert_fused_exact(a, b, c)
     assert _fused_mul_add(a.copy(), b, c.copy(), False)[0] == 1 - 2.0**-53
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.integers(0, 2**32 - 1), st.integers(20, 900), st.sampled_from([0.0, 1e-9, 1e-6, 1e-3, 0.05]),
+       st.floats(0, 1), st.sampled_from([None, 10.0, 1e3, 1e-3]), st.sampled_from([1.0, 1e-8, 1e8]))
+def test_compiled_bollinger_bands_follow_talib_through_flat_runs_spikes_and_rebuilds(
+    seed: int, n: int, scale: float, flat: float, spike: float | None, level: float
+) -> None:
+    """TA-Lib rebuilds its running sums when the variance collapses (flat runs), when a spike leaves the window
+    and every 640 bars (windows of up to 900 bars): the compiled bands follow it bit for bit."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0, scale, n)
+    steps[rng.random(n) < flat] = 0.0
+    close = np.round(100 * np.exp(np.cumsum(steps)), 8) * level
+    if spike is not None:
+        close[rng.integers(0, n)] *= spike
+    ones = np.ones(n)
+    ends = np.unique(rng.integers(19, n, 5))
+    length = int(rng.integers(20, int(ends[0]) + 2))
+    rows = batch_latest_indicators(close, close, close, close, ones, ends, length)
+    for row, end in zip(rows, ends.tolist(), strict=True):
+        upper, middle, lower = _BBANDS(close[end - length + 1:end + 1], timeperiod=20, nbdevup=2.0, nbdevdn=2.0,
+                                       matype=0)
+        got = row_to_dict(row)
+        assert bits({k: got[k] for k in ("bb_upper", "bb_middle", "bb_lower")}) == bits(
+            {"bb_upper": upper[-1], "bb_middle": middle[-1], "bb_lower": lower[-1]})
