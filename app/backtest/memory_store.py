@@ -297,7 +297,7 @@ class MemoryAnalyses:
     async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[str],
                            now: datetime, trade_id: int | None = None) -> None:
         for reason in reasons:
-            key = (decision.value, reason_key(reason))
+            key = (str(decision), reason_key(reason))  # str() of a StrEnum is its value, without .value's cost
             self.t.decision_counts[key] = self.t.decision_counts.get(key, 0) + 1
         if self.t.keep_analyses:
             self.t.decisions.append(AnalysisDecisionRow(analysis_id, user_id, decision, tuple(reasons), now, trade_id))

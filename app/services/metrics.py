@@ -28,7 +28,8 @@ class Metrics:
         self._signal_children: dict[tuple[str, str], Counter] = {}
 
     def count_signal(self, signal: str, outcome: str) -> None:
-        """signals{signal, outcome} += 1; the labelled child is looked up once (labels() costs more than inc())."""
+        """signals{signal, outcome} += 1; the labelled child is looked up once (labels() costs more than inc()).
+        StrEnum members may be passed as they are: they hash, compare and print as their values."""
         child = self._signal_children.get((signal, outcome))
         if child is None:
             child = self._signal_children[(signal, outcome)] = self.signals.labels(signal=signal, outcome=outcome)

@@ -55,6 +55,11 @@ def _touch_weights(bars: int) -> np.ndarray:
     return np.stack((np.ones(bars), 4.0 ** np.arange(bars)), axis=1)
 
 
+# A zone keeps its price, touches and strength for the cycles its 15m window lasts (and its kind while the price
+# stays on one side): the same immutable level is handed out again instead of built anew every cycle.
+_level = functools.lru_cache(maxsize=1024)(SupportResistance)
+
+
 def _touches_and_last(near: np.ndarray) -> list[tuple[int, int]]:
     """Per row of 1.0 / 0.0: how many ones, and the index of the last one (n - 1 when none, as argmax over a
     reversed row)."""
@@ -119,10 +124,8 @@ class RiskManager:
         if current_price <= 0:
             return ()
         ordered = sorted((z for z in zones if z[0] != current_price), key=lambda z: abs(z[0] - current_price))
-        return tuple(
-            SupportResistance(price, "support" if price < current_price else "resistance", touches, strength)
-            for price, touches, strength in ordered
-        )
+        return tuple([_level(price, "support" if price < current_price else "resistance", touches, strength)
+                      for price, touches, strength in ordered])
 
     def _pivots(self, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Prices of the tops (by bar) and of the bottoms (by bar)."""

@@ -302,7 +302,7 @@ class TradingBot:
             positions: list[PositionRecord] = await uow.positions.for_user(config.user_id)
         skip = self._skip_reason(config, symbol, signal, positions, now)
         if skip is not None:
-            self.metrics.count_signal(signal.signal.value, Decision.SKIPPED.value)
+            self.metrics.count_signal(signal.signal, Decision.SKIPPED)
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.SKIPPED, [skip], now)
             return
         await self.publish(config.user_id, "analysis", now, {
@@ -314,11 +314,11 @@ class TradingBot:
         context = await self._risk_context(config, symbol, positions, now)
         decision = self.risk_manager.validate_trade_signal(signal, analysis.features, context)
         if not decision.approved:
-            self.metrics.count_signal(signal.signal.value, Decision.REJECTED.value)
+            self.metrics.count_signal(signal.signal, Decision.REJECTED)
             await self._reject(config.user_id, analysis, decision, now, summary)
             return
         trade = await self._execute_trade(config, symbol, decision, analysis, now)
-        self.metrics.count_signal(signal.signal.value, "executed" if trade else "failed")
+        self.metrics.count_signal(signal.signal, "executed" if trade else "failed")
         if trade is not None:
             summary.entries += 1
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.EXECUTED, [], now, trade.id)
@@ -363,7 +363,7 @@ class TradingBot:
 
     async def _record_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: list[str],
                                now: datetime, trade_id: int | None = None) -> None:
-        log.info("user %s analysis %s: %s %s", user_id, analysis_id, decision.value, "; ".join(reasons))
+        log.info("user %s analysis %s: %s %s", user_id, analysis_id, decision, "; ".join(reasons))
         async with self.uow() as uow:
             await uow.analyses.add_decision(analysis_id, user_id, decision, reasons, now, trade_id)
             await uow.commit()
