@@ -17,10 +17,12 @@ import bisect
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import gc
 import multiprocessing
 import operator
 import os
+import pickle
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -47,7 +49,9 @@ AHEAD_ANALYZERS = frozenset({"rules"})
 
 # a hold as plain values: (last price, regime, confluence, reasoning, analyzer)
 PackedHold = tuple[Decimal, str, float, str, str]
-Packed = PackedHold | SymbolAnalysis | None
+# any other answer: the analysis without its features, and the features pickled (unpickled only if an entry needs them)
+PackedAnswer = tuple[SymbolAnalysis, bytes]
+Packed = PackedHold | PackedAnswer | None
 
 
 class WorkerFailed(RuntimeError):
@@ -63,19 +67,24 @@ _PLAIN_SIGNAL_REST, _PLAIN_REPORT_REST = _SIGNAL_REST(_PLAIN.signal), _REPORT_RE
 
 
 def pack(analysis: SymbolAnalysis | None) -> Packed:
-    """What a worker sends: a plain hold as its values (the engine reads nothing else of a hold), else everything."""
+    """What a worker sends: a plain hold as its values (the engine reads nothing else of a hold), else everything,
+    the features apart."""
     if analysis is None:
         return None
     report = analysis.report
     # report == AnalystReport(Signal.hold(reasoning), analyzer), without building one
     if _SIGNAL_REST(report.signal) == _PLAIN_SIGNAL_REST and _REPORT_REST(report) == _PLAIN_REPORT_REST:
         return (analysis.last_price, analysis.regime, analysis.confluence, report.signal.reasoning, report.analyzer)
-    return analysis
+    return dataclasses.replace(analysis, features=None), pickle.dumps(analysis.features, pickle.HIGHEST_PROTOCOL)
 
 
 def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:
-    if packed is None or isinstance(packed, SymbolAnalysis):
-        return packed
+    if packed is None:
+        return None
+    if len(packed) == 2:
+        analysis, features = packed
+        analysis.load_features = functools.partial(pickle.loads, features)
+        return analysis
     last_price, regime, confluence, reasoning, analyzer = packed
     report = AnalystReport(Signal.hold(reasoning), analyzer)
     return SymbolAnalysis(symbol, now, last_price, regime, confluence, report, None)

@@ -104,8 +104,9 @@ class SymbolAnalysis:
     """One symbol's shared work in a cycle: the analyst's answer, what the decision log keeps of the features,
     the features themselves and the decision-log id (0 until stored).
 
-    Only a backtest's precomputed hold leaves `features` out (AnalysesAhead): the engine reads them only to size
-    an entry, and a hold never gets that far.
+    Only a backtest's precomputed analyses (AnalysesAhead) leave `features` out: the engine reads them only to size
+    an entry, which a hold never reaches; any other answer brings `load_features`, which `entry_features` calls
+    the first time they are needed (most buy signals are skipped before: the symbol is already held).
     """
 
     symbol: str
@@ -116,6 +117,13 @@ class SymbolAnalysis:
     report: AnalystReport
     features: MarketFeatures | None
     analysis_id: int = 0
+    load_features: Callable[[], MarketFeatures] | None = field(default=None, repr=False, compare=False)
+
+    def entry_features(self) -> MarketFeatures | None:
+        """The features, loaded now if they came separately."""
+        if self.features is None and self.load_features is not None:
+            self.features, self.load_features = self.load_features(), None
+        return self.features
 
     @classmethod
     def of(cls, features: MarketFeatures, report: AnalystReport) -> SymbolAnalysis:
@@ -309,10 +317,11 @@ class TradingBot:
             "symbol": symbol, "signal": signal.signal.value, "confidence": signal.confidence,
             "regime": analysis.regime, "confluence": round(analysis.confluence, 2),
         })
-        if analysis.features is None:
+        features = analysis.entry_features()
+        if features is None:
             raise RuntimeError(f"{symbol} at {now.isoformat()}: a {signal.signal.value} signal came without its features")
         context = await self._risk_context(config, symbol, positions, now)
-        decision = self.risk_manager.validate_trade_signal(signal, analysis.features, context)
+        decision = self.risk_manager.validate_trade_signal(signal, features, context)
         if not decision.approved:
             self.metrics.count_signal(signal.signal, Decision.REJECTED)
             await self._reject(config.user_id, analysis, decision, now, summary)
