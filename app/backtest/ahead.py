@@ -22,6 +22,7 @@ import gc
 import multiprocessing
 import operator
 import os
+import pickle
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.risk import TradingConfig
-from app.domain.values import AnalystReport, MarketFeatures, Signal
+from app.domain.values import AnalystReport, Signal
 from app.indicators.batch import warm_up as warm_up_indicators
 from app.services.market_features import MarketFeatureBuilder
 from app.services.trading_bot import SymbolAnalysis, TradingBot
@@ -46,11 +47,11 @@ if TYPE_CHECKING:
 BLOCKS = (1024, 2048)
 AHEAD_ANALYZERS = frozenset({"rules"})
 
-# a hold as plain values: (last price, regime, confluence, reasoning, analyzer); any other answer without its
-# features (pickling them was ~13 % of a worker's time, and the engine needs them only to size an entry: it then
-# computes them again from the candles, WorkerAnalyses.take)
+# a hold as plain values: (last price, regime, confluence, reasoning, analyzer)
 PackedHold = tuple[Decimal, str, float, str, str]
-Packed = PackedHold | SymbolAnalysis | None
+# any other answer: the analysis without its features, and the features pickled (unpickled only if an entry needs them)
+PackedAnswer = tuple[SymbolAnalysis, bytes]
+Packed = PackedHold | PackedAnswer | None
 
 
 class WorkerFailed(RuntimeError):
@@ -66,35 +67,27 @@ _PLAIN_SIGNAL_REST, _PLAIN_REPORT_REST = _SIGNAL_REST(_PLAIN.signal), _REPORT_RE
 
 
 def pack(analysis: SymbolAnalysis | None) -> Packed:
-    """What a worker sends: a plain hold as its values (the engine reads nothing else of a hold), else all but the
-    features."""
+    """What a worker sends: a plain hold as its values (the engine reads nothing else of a hold), else everything,
+    the features apart."""
     if analysis is None:
         return None
     report = analysis.report
     # report == AnalystReport(Signal.hold(reasoning), analyzer), without building one
     if _SIGNAL_REST(report.signal) == _PLAIN_SIGNAL_REST and _REPORT_REST(report) == _PLAIN_REPORT_REST:
         return (analysis.last_price, analysis.regime, analysis.confluence, report.signal.reasoning, report.analyzer)
-    return dataclasses.replace(analysis, features=None)
+    return dataclasses.replace(analysis, features=None), pickle.dumps(analysis.features, pickle.HIGHEST_PROTOCOL)
 
 
 def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:
-    if packed is None or isinstance(packed, SymbolAnalysis):
-        return packed
+    if packed is None:
+        return None
+    if len(packed) == 2:
+        analysis, features = packed
+        analysis.load_features = functools.partial(pickle.loads, features)
+        return analysis
     last_price, regime, confluence, reasoning, analyzer = packed
     report = AnalystReport(Signal.hold(reasoning), analyzer)
     return SymbolAnalysis(symbol, now, last_price, regime, confluence, report, None)
-
-
-async def features_again(bot: TradingBot, builder: MarketFeatureBuilder, analysis: SymbolAnalysis) -> MarketFeatures:
-    """An answer's features, computed again in the engine at the answer's cycle (its clock is there) through
-    TA-Lib: the numbers the worker's batches gave, as the answer's own values confirm."""
-    features = await bot.market_features(analysis.symbol, analysis.time, builder.build)
-    got = (features.time, features.last_price, features.regime.regime, features.confluence)
-    wanted = (analysis.time, analysis.last_price, analysis.regime, analysis.confluence)
-    if got != wanted:
-        raise RuntimeError(f"{analysis.symbol} at {analysis.time.isoformat()}: features computed again differ from "
-                           f"the worker's: {got[1:]} against {wanted[1:]}")
-    return features
 
 
 def _return_free_memory() -> None:
@@ -179,7 +172,6 @@ class WorkerAnalyses:
         workers = min(workers, len(self._bounds))
         self._lookahead = workers + 1
         plan = _Plan(engine.bot, engine.features, engine.clock, config, times, self._bounds)
-        self._bot, self._recompute = engine.bot, engine.features.unbatched()
         self._pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("fork"),
             initializer=_start_worker, initargs=(plan,),
@@ -213,10 +205,7 @@ class WorkerAnalyses:
             raise RuntimeError(f"no analysis was planned for {now.isoformat()}")
         if not self._start <= index < self._stop:
             self._load(bisect.bisect_right(self._bounds, (index, len(self._times))) - 1)
-        packed = self._rows[index - self._start][self._column[symbol]]
-        if isinstance(packed, SymbolAnalysis):
-            packed.load_features = functools.partial(features_again, self._bot, self._recompute, packed)
-        return unpack(packed, symbol, now)
+        return unpack(self._rows[index - self._start][self._column[symbol]], symbol, now)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

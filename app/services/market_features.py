@@ -185,11 +185,6 @@ class MarketFeatureBuilder:
         self._memo: dict[tuple[str, str], _Analysed] = {}
         self._regimes: dict[str, tuple[tuple[object, ...], RegimeAnalysis]] = {}
 
-    def unbatched(self) -> MarketFeatureBuilder:
-        """A builder with the same regime and risk rules that computes each window through TA-Lib (as live), for
-        the odd window far from any batch."""
-        return MarketFeatureBuilder(self._regime, self._risk)
-
     def plan_until(self, horizon: datetime | None) -> None:
         """Batched indicators stop at windows closing by `horizon` (a worker computing one block of cycles)."""
         if self._rows is not None:

@@ -105,7 +105,7 @@ class SymbolAnalysis:
     the features themselves and the decision-log id (0 until stored).
 
     Only a backtest's precomputed analyses (AnalysesAhead) leave `features` out: the engine reads them only to size
-    an entry, which a hold never reaches; any other answer brings `load_features`, which `entry_features` awaits
+    an entry, which a hold never reaches; any other answer brings `load_features`, which `entry_features` calls
     the first time they are needed (most buy signals are skipped before: the symbol is already held).
     """
 
@@ -117,12 +117,12 @@ class SymbolAnalysis:
     report: AnalystReport
     features: MarketFeatures | None
     analysis_id: int = 0
-    load_features: Callable[[], Awaitable[MarketFeatures]] | None = field(default=None, repr=False, compare=False)
+    load_features: Callable[[], MarketFeatures] | None = field(default=None, repr=False, compare=False)
 
-    async def entry_features(self) -> MarketFeatures | None:
-        """The features, loaded now if they were left out."""
+    def entry_features(self) -> MarketFeatures | None:
+        """The features, loaded now if they came separately."""
         if self.features is None and self.load_features is not None:
-            self.features, self.load_features = await self.load_features(), None
+            self.features, self.load_features = self.load_features(), None
         return self.features
 
     @classmethod
@@ -242,11 +242,10 @@ class TradingBot:
         provider = self.analysts.get(analyzer) or self.analysts["rules"]
         return SymbolAnalysis.of(features, await analyze_with(provider, features))
 
-    async def market_features(self, symbol: str, now: datetime, build: FeatureBuilder | None = None) -> MarketFeatures:
-        """The cycle's features of one symbol (market data errors propagate); `build` replaces the bot's builder."""
+    async def market_features(self, symbol: str, now: datetime) -> MarketFeatures:
+        """The cycle's features of one symbol (market data errors propagate)."""
         snapshot = await self._fetch_market_snapshot(symbol)
-        return (build or self.build_features)(symbol, now, snapshot[Timeframe.M5], snapshot[Timeframe.M15],
-                                              snapshot[Timeframe.H1])
+        return self.build_features(symbol, now, snapshot[Timeframe.M5], snapshot[Timeframe.M15], snapshot[Timeframe.H1])
 
     async def _features(self, symbol: str, now: datetime) -> MarketFeatures | None:
         try:
@@ -318,7 +317,7 @@ class TradingBot:
             "symbol": symbol, "signal": signal.signal.value, "confidence": signal.confidence,
             "regime": analysis.regime, "confluence": round(analysis.confluence, 2),
         })
-        features = await analysis.entry_features()
+        features = analysis.entry_features()
         if features is None:
             raise RuntimeError(f"{symbol} at {now.isoformat()}: a {signal.signal.value} signal came without its features")
         context = await self._risk_context(config, symbol, positions, now)

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import os
 import pickle
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from app.backtest import ahead
-from app.backtest.ahead import (
-    Packed,
-    WorkerAnalyses,
-    WorkerFailed,
-    block_bounds,
-    features_again,
-    pack,
-    start_analyses_ahead,
-    unpack,
-)
+from app.backtest.ahead import Packed, WorkerAnalyses, WorkerFailed, block_bounds, pack, start_analyses_ahead, unpack
 from app.backtest.runner import BacktestEngine, BacktestResult, cycle_times, run_backtest
 from app.domain.values import AnalystReport, MarketFeatures, RegimeAnalysis, Signal, SignalType
 from app.services.market_data import CandleWindow
@@ -69,29 +59,16 @@ def test_a_plain_hold_travels_as_values_and_comes_back_without_features() -> Non
     assert unpack(packed, "BTCUSDT", START) == dataclasses.replace(analysis, features=None)
 
 
-def test_any_other_answer_travels_whole_but_for_its_features() -> None:
+def test_any_other_answer_travels_whole_its_features_unpickled_when_first_needed() -> None:
     buy = Signal(SignalType.BUY, 80, Decimal("60123.45"), Decimal("59000"), Decimal("62000"), "trend long")
     errored = AnalystReport(Signal.hold("analyst error: boom"), "rules", error="boom")
     for report in (AnalystReport(buy, "rules"), errored):
         analysis = _analysis(report)
         back = unpack(pickle.loads(pickle.dumps(pack(analysis))), "BTCUSDT", START)
-        assert back == dataclasses.replace(analysis, features=None)
+        assert back is not None and back.features is None  # not unpickled yet
+        assert back.entry_features() == analysis.features and back.features == analysis.features
+        assert back == analysis
     assert pack(None) is None and unpack(None, "BTCUSDT", START) is None
-
-
-async def test_the_engine_computes_an_answers_features_again_exactly_and_checks_them() -> None:
-    engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
-    now = spec.start + (spec.end - spec.start) / 2
-    now -= timedelta(minutes=now.minute % 5, seconds=now.second, microseconds=now.microsecond)
-    engine.clock.set(now)
-    batched = await engine.bot.market_features("BTCUSDT", now)  # the batched path the workers take
-    buy = Signal(SignalType.BUY, 80, batched.last_price, Decimal("1"), Decimal("2"), "trend long")
-    analysis = dataclasses.replace(SymbolAnalysis.of(batched, AnalystReport(buy, "rules")), features=None)
-    analysis.load_features = functools.partial(features_again, engine.bot, engine.features.unbatched(), analysis)
-    assert await analysis.entry_features() == batched
-    wrong = dataclasses.replace(analysis, confluence=analysis.confluence + 1.0)
-    with pytest.raises(RuntimeError, match="differ from the worker's"):
-        await features_again(engine.bot, engine.features.unbatched(), wrong)
 
 
 def test_a_hold_with_any_field_besides_its_reasoning_set_travels_whole() -> None:
@@ -106,10 +83,10 @@ def test_a_hold_with_any_field_besides_its_reasoning_set_travels_whole() -> None
     assert isinstance(pack(_analysis(hold)), tuple)
     for name, value in report_changes.items():
         analysis = _analysis(dataclasses.replace(hold, **{name: value}))
-        assert isinstance(pack(analysis), SymbolAnalysis), name
+        assert len(pack(analysis) or ()) == 2, name  # the analysis and its features
     for name, value in signal_changes.items():
         analysis = _analysis(dataclasses.replace(hold, signal=dataclasses.replace(hold.signal, **{name: value})))
-        assert isinstance(pack(analysis), SymbolAnalysis), name
+        assert len(pack(analysis) or ()) == 2, name
 
 
 def test_workers_start_only_for_a_long_enough_span_with_the_local_analyst() -> None:
