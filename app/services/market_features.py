@@ -92,9 +92,10 @@ def window_key(candles: Sequence[Candle]) -> tuple[int, int, int]:
     return (len(candles), candles[0].open_time_ms, candles[-1].open_time_ms)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Analysed:
-    """One timeframe's window and everything derived from it alone; reused while the window is unchanged."""
+    """One timeframe's window and everything derived from it alone; reused while the window is unchanged (never
+    changed once built; not frozen, which would make building one, once a cycle, three times as slow)."""
 
     key: tuple[int, int, int]
     values: dict[str, float]
@@ -103,6 +104,11 @@ class _Analysed:
     momentum: float | None
     strength: float
     recent: Sequence[Candle]
+
+
+# a refill: the series' columns, the window length, the first window's last bar, one row per window, and per row
+# whether it holds no NaN
+_Block = tuple[CandleArrays, int, int, np.ndarray, list[bool]]
 
 
 class SeriesIndicatorRows:
@@ -121,7 +127,7 @@ class SeriesIndicatorRows:
 
     def __init__(self, batch: Callable[..., np.ndarray] = batch_latest_indicators) -> None:
         self._batch = batch
-        self._blocks: dict[tuple[str, str], tuple[CandleArrays, int, int, np.ndarray]] = {}
+        self._blocks: dict[tuple[str, str], _Block] = {}
         self._sizes: dict[tuple[str, str], int] = {}
         self.batched = True
         self.horizon_ms: int | None = None  # no refill computes windows ending after this open time
@@ -134,10 +140,12 @@ class SeriesIndicatorRows:
         block = self._blocks.get((symbol, tf))
         if block is None or block[0] is not arrays or block[1] != length or not block[2] <= end < block[2] + len(block[3]):
             block = self._refill(symbol, tf, arrays, length, end)
-        return row_to_dict(block[3][end - block[2]])
+        index = end - block[2]
+        # a row without NaN is every name with its value: the same dict row_to_dict gives, built at C speed
+        row = block[3][index]
+        return dict(zip(INDICATOR_NAMES, row.tolist(), strict=True)) if block[4][index] else row_to_dict(row)
 
-    def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> tuple[
-            CandleArrays, int, int, np.ndarray]:
+    def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> _Block:
         size = min(self._sizes.get((symbol, tf), self.MIN_BATCH // 2) * 2, self.MAX_BATCH)
         self._sizes[(symbol, tf)] = size
         stop = min(end + size, len(arrays))
@@ -153,7 +161,7 @@ class SeriesIndicatorRows:
                 self.batched = False
                 rows = np.stack([_row(_latest(arrays.slice(int(e) + 1 - length, int(e) + 1))) for e in ends])
                 break
-        block = (arrays, length, end, rows)
+        block = (arrays, length, end, rows, (~np.isnan(rows).any(axis=1)).tolist())
         self._blocks[(symbol, tf)] = block
         return block
 
@@ -183,7 +191,7 @@ class MarketFeatureBuilder:
         self._cache = CandleArrayCache()
         self._rows = SeriesIndicatorRows() if batch_indicators else None
         self._memo: dict[tuple[str, str], _Analysed] = {}
-        self._regimes: dict[str, tuple[tuple[object, ...], RegimeAnalysis]] = {}
+        self._regimes: dict[str, tuple[_Analysed, _Analysed, RegimeAnalysis]] = {}
 
     def plan_until(self, horizon: datetime | None) -> None:
         """Batched indicators stop at windows closing by `horizon` (a worker computing one block of cycles)."""
@@ -212,12 +220,13 @@ class MarketFeatureBuilder:
         )
 
     def _regime_of(self, symbol: str, hourly: _Analysed, quarter: _Analysed) -> RegimeAnalysis:
-        key = (hourly.key, quarter.key)
+        # the memo hands out the same _Analysed while a window is unchanged: identity stands for the windows' keys
         hit = self._regimes.get(symbol)
-        if hit is None or hit[0] != key:
-            hit = (key, self._regime.classify_from_indicators(hourly.values, symbol=symbol, confirm=quarter.values))
+        if hit is None or hit[0] is not hourly or hit[1] is not quarter:
+            hit = (hourly, quarter,
+                   self._regime.classify_from_indicators(hourly.values, symbol=symbol, confirm=quarter.values))
             self._regimes[symbol] = hit
-        return hit[1]
+        return hit[2]
 
     def _analyse(self, symbol: str, tf: str, candles: Sequence[Candle]) -> _Analysed:
         window = candles if isinstance(candles, CandleWindow) else None
