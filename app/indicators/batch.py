@@ -471,7 +471,8 @@ def warm_up() -> None:
     batch_latest_indicators(bars, bars + 1.0, bars - 1.0, bars, np.ones(64), np.array([62, 63]), 40)
     kernels = compiled_kernels()
     if kernels is not None:
-        kernels.sr_zones(bars[:3], bars + 1.0, bars - 1.0, 0.005)
+        flags = bars > 105.0
+        kernels.sr_zone_windows(bars + 1.0, bars - 1.0, flags, ~flags, np.array([0, 1]), 40, 5, 0.005)
 
 
 @functools.cache

@@ -344,3 +344,41 @@ def bollinger_windows(bands: np.ndarray, close: np.ndarray, starts: np.ndarray, 
         bands[0, i] = middle + width
         bands[1, i] = middle
         bands[2, i] = middle - width
+
+
+@njit(**_JIT)
+def sr_zone_windows(high: np.ndarray, low: np.ndarray, tops: np.ndarray, bottoms: np.ndarray, starts: np.ndarray,
+                    length: int, pivot_window: int, threshold: float) -> tuple[
+                        np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """sr_zones for the windows of `length` bars starting at `starts`: counts[k] zones in row k of levels, touches
+    and strengths. tops[i] / bottoms[i] say whether bar i of the series is a pivot (the extreme of the 2w+1 bars
+    centred on it): within a window that holds for its bars w .. length-w-1, whose pivots are sorted (any order
+    of equal prices gives the same clusters and sums) and scored against the window's bars."""
+    count = len(starts)
+    most = max(2 * (length - 2 * pivot_window), 1)
+    counts = np.zeros(count, np.int64)
+    levels = np.empty((count, most))
+    touches = np.zeros((count, most), np.int64)
+    strengths = np.empty((count, most))
+    prices = np.empty(most)
+    for k in range(count):
+        s = starts[k]
+        found = 0
+        for i in range(s + pivot_window, s + length - pivot_window):
+            if tops[i]:
+                prices[found] = high[i]
+                found += 1
+        for i in range(s + pivot_window, s + length - pivot_window):
+            if bottoms[i]:
+                prices[found] = low[i]
+                found += 1
+        if found == 0:
+            continue
+        window_levels, window_touches, window_strengths = sr_zones(np.sort(prices[:found]), high[s:s + length],
+                                                                   low[s:s + length], threshold)
+        zones = len(window_levels)
+        counts[k] = zones
+        levels[k, :zones] = window_levels
+        touches[k, :zones] = window_touches
+        strengths[k, :zones] = window_strengths
+    return counts, levels, touches, strengths

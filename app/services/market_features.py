@@ -146,13 +146,7 @@ class SeriesIndicatorRows:
         return dict(zip(INDICATOR_NAMES, row.tolist(), strict=True)) if block[4][index] else row_to_dict(row)
 
     def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> _Block:
-        size = min(self._sizes.get((symbol, tf), self.MIN_BATCH // 2) * 2, self.MAX_BATCH)
-        self._sizes[(symbol, tf)] = size
-        stop = min(end + size, len(arrays))
-        if self.horizon_ms is not None:  # a batch has a fixed cost per bar of the window: never a tiny one
-            horizon = int(np.searchsorted(arrays.open_time_ms, self.horizon_ms, side="right"))
-            stop = min(stop, max(horizon, end + self.HORIZON_FLOOR))
-        ends = np.arange(end, stop, dtype=np.int64)
+        ends = self.next_ends(symbol, tf, arrays, end)
         rows = self._batch(arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume, ends, length)
         for i in {0, len(ends) - 1}:
             last = int(ends[i])
@@ -162,6 +156,59 @@ class SeriesIndicatorRows:
                 rows = np.stack([_row(_latest(arrays.slice(int(e) + 1 - length, int(e) + 1))) for e in ends])
                 break
         block = (arrays, length, end, rows, (~np.isnan(rows).any(axis=1)).tolist())
+        self._blocks[(symbol, tf)] = block
+        return block
+
+
+    def next_ends(self, key: str, tf: str, arrays: CandleArrays, end: int) -> np.ndarray:
+        """The last bars of the windows a refill from `end` computes: twice as many as the previous refill of the
+        series (up to MAX_BATCH), and none closing after the horizon but for a floor (a batch has a fixed cost)."""
+        size = min(self._sizes.get((key, tf), self.MIN_BATCH // 2) * 2, self.MAX_BATCH)
+        self._sizes[(key, tf)] = size
+        stop = min(end + size, len(arrays))
+        if self.horizon_ms is not None:
+            horizon = int(np.searchsorted(arrays.open_time_ms, self.horizon_ms, side="right"))
+            stop = min(stop, max(horizon, end + self.HORIZON_FLOOR))
+        return np.arange(end, stop, dtype=np.int64)
+
+
+class SeriesZones:
+    """`support_resistance_zones` of store-backed windows, many consecutive windows of a series at once (compiled:
+    RiskManager.support_resistance_zone_windows), over the same refill ranges as the indicator rows. Like them,
+    each refill checks its first and last window against the per-window path and switches batching off for good
+    on any difference."""
+
+    def __init__(self, risk: RiskManager, rows: SeriesIndicatorRows) -> None:
+        self._risk, self._rows = risk, rows
+        self._blocks: dict[tuple[str, str], tuple[CandleArrays, int, int, list[tuple[Zone, ...]]]] = {}
+        self.batched = True
+
+    def zones(self, symbol: str, tf: str, window: CandleWindow) -> tuple[Zone, ...]:
+        arrays, start, stop = window.source()
+        length, end = stop - start, stop - 1
+        block = self._blocks.get((symbol, tf)) if self.batched else None
+        if block is None or block[0] is not arrays or block[1] != length or not block[2] <= end < block[2] + len(block[3]):
+            block = self._refill(symbol, tf, arrays, length, end) if self.batched else None
+            if block is None:
+                return self._risk.support_resistance_zones(arrays.high[start:stop], arrays.low[start:stop],
+                                                          compiled=True)
+        return block[3][end - block[2]]
+
+    def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> tuple[
+            CandleArrays, int, int, list[tuple[Zone, ...]]] | None:
+        ends = self._rows.next_ends(f"{symbol} zones", tf, arrays, end)  # sized apart from the rows
+        zones = self._risk.support_resistance_zone_windows(arrays.high, arrays.low, ends - length + 1, length)
+        if zones is None:
+            self.batched = False
+            return None
+        for i in (0, len(ends) - 1):
+            first = int(ends[i]) + 1 - length
+            if zones[i] != self._risk.support_resistance_zones(
+                    arrays.high[first:first + length], arrays.low[first:first + length]):
+                log.warning("batched S/R zones differ on %s %s; computing each window alone", symbol, tf)
+                self.batched = False
+                return None
+        block = (arrays, length, end, zones)
         self._blocks[(symbol, tf)] = block
         return block
 
@@ -190,6 +237,7 @@ class MarketFeatureBuilder:
         self._risk = risk_manager
         self._cache = CandleArrayCache()
         self._rows = SeriesIndicatorRows() if batch_indicators else None
+        self._zones = SeriesZones(risk_manager, self._rows) if self._rows is not None else None
         self._memo: dict[tuple[str, str], _Analysed] = {}
         self._regimes: dict[str, tuple[_Analysed, _Analysed, RegimeAnalysis]] = {}
 
@@ -241,7 +289,9 @@ class MarketFeatureBuilder:
             arrays = self._arrays(symbol, tf, candles, window)
             values = latest_indicators(*arrays)
         zones: tuple[Zone, ...] = ()
-        if tf == SR_TIMEFRAME:
+        if tf == SR_TIMEFRAME and self._zones is not None and window is not None and len(window):
+            zones = self._zones.zones(symbol, tf, window)
+        elif tf == SR_TIMEFRAME:
             arrays = arrays if arrays is not None else self._arrays(symbol, tf, candles, window)
             zones = self._risk.support_resistance_zones(arrays[1], arrays[2], compiled=self._rows is not None)
         # the last candles only an LLM prompt reads: a store window's stay unbuilt until then

@@ -118,6 +118,27 @@ class RiskManager:
         levels = self._cluster(tops.tolist() + bottoms.tolist(), self._touch_threshold)
         return self._score_levels(levels, high, low, self._touch_threshold)
 
+    def support_resistance_zone_windows(self, high: np.ndarray, low: np.ndarray, starts: np.ndarray,
+                                        length: int) -> list[tuple[Zone, ...]] | None:
+        """support_resistance_zones of many windows of one series at once (compiled, backtests), or None where it
+        cannot give the same: without numba, or when the series is not all finite (TA-Lib's rolling extremes treat
+        NaN by position, so a bar's pivot status would depend on where its window starts)."""
+        kernels = compiled_kernels()
+        w = self._pivot_window
+        if kernels is None or len(high) != len(low) or not (np.isfinite(high).all() and np.isfinite(low).all()):
+            return None
+        n = len(high)
+        tops, bottoms = np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
+        if n >= 2 * w + 1:  # as _pivots: the trailing extreme ending at bar i + w is centred on bar i
+            tops[w:n - w] = high[w:n - w] >= rolling_max(high, 2 * w + 1)[2 * w:]
+            bottoms[w:n - w] = low[w:n - w] <= rolling_min(low, 2 * w + 1)[2 * w:]
+        if length < 2 * w + 1:
+            return [() for _ in range(len(starts))]
+        counts, levels, touches, strengths = kernels.sr_zone_windows(
+            high, low, tops, bottoms, np.asarray(starts, dtype=np.int64), length, w, self._touch_threshold)
+        return [tuple(zip(levels[k, :c].tolist(), touches[k, :c].tolist(), strengths[k, :c].tolist(), strict=True))
+                for k, c in enumerate(counts.tolist())]
+
     @staticmethod
     def levels_around(zones: Sequence[Zone], current_price: float) -> tuple[SupportResistance, ...]:
         """Zones below the price are supports, above it resistances, nearest first."""

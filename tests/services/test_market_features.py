@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+import pytest
 from analysis_builders import CYCLE, candles_from_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,11 +21,12 @@ from app.services.market_data import CandleStore
 from app.services.market_features import (
     MarketFeatureBuilder,
     SeriesIndicatorRows,
+    SeriesZones,
     build_market_features,
     calculate_mtf_confluence,
 )
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.risk_manager import RiskManager
+from app.services.risk_manager import RiskManager, Zone
 from app.services.trading_bot import CANDLES
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "app" / "data" / "sample"
@@ -155,3 +157,23 @@ def test_batched_indicators_that_differ_from_talib_are_switched_off() -> None:
                                                                         for f in ("open", "high", "low", "close", "volume")))
         now += timedelta(minutes=5)
     assert not rows.batched
+
+
+def test_batched_zones_that_differ_from_the_window_path_are_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = CandleStore.load(SAMPLE_DIR, ["BTCUSDT"], datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 10, 5, tzinfo=UTC))
+    risk = RiskManager(RiskLimits())
+    honest = risk.support_resistance_zone_windows
+
+    def one_touch_more(*args: object) -> list[tuple[Zone, ...]] | None:
+        batch = honest(*args)  # type: ignore[arg-type]
+        return None if batch is None else [tuple((p, t + 1, s) for p, t, s in zones) for zones in batch]
+
+    monkeypatch.setattr(risk, "support_resistance_zone_windows", one_touch_more)
+    zones = SeriesZones(risk, SeriesIndicatorRows())
+    now = datetime(2025, 10, 4, tzinfo=UTC)
+    for _ in range(3):
+        window = store.closed_window("BTCUSDT", Timeframe.M15, now, 100)
+        highs, lows = (np.array([float(getattr(c, f)) for c in window]) for f in ("high", "low"))
+        assert zones.zones("BTCUSDT", "15m", window) == risk.support_resistance_zones(highs, lows)
+        now += timedelta(minutes=15)
+    assert not zones.batched

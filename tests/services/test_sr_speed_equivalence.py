@@ -183,3 +183,39 @@ def test_python_rounding_to_four_places_matches_numpy() -> None:
     ours = np.array([round(v * 10000.0) / 10000.0 for v in values.tolist()])
     assert ours.tobytes() == np.round(values, 4).tobytes()
     assert any(round(v, 4) != round(v * 10000.0) / 10000.0 for v in values.tolist())
+
+
+# ---- many windows of one series at once (backtests) -------------------------------------------------------------
+
+def assert_windows_same(risk: RiskManager, high: np.ndarray, low: np.ndarray, length: int, threshold_pct: Decimal,
+                        w: int) -> None:
+    starts = np.arange(0, len(high) - length + 1)
+    batch = risk.support_resistance_zone_windows(high, low, starts, length)
+    assert batch is not None and len(batch) == len(starts)
+    for start, zones in zip(starts.tolist(), batch, strict=True):
+        window = (high[start:start + length], low[start:start + length])
+        assert bits(zones) == bits(reference_zones(*window, threshold_pct, w)), start
+
+
+@pytest.mark.parametrize(("bars", "length"), [(3, 100), (1, 288), (12, 168)])  # the backtest's windows
+def test_windows_of_a_real_series_at_once(btc: tuple[np.ndarray, np.ndarray], bars: int, length: int) -> None:
+    high, low = resampled(btc[0], bars, "max")[:length + 700], resampled(btc[1], bars, "min")[:length + 700]
+    assert_windows_same(RiskManager(RiskLimits()), high, low, length, Decimal("0.5"), 5)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(windows(), st.integers(1, 40))
+def test_windows_of_random_series_at_once(case: tuple[np.ndarray, np.ndarray, Decimal, int], length: int) -> None:
+    """Pivots found once over the whole series are the pivots of each window (all values finite), flat runs,
+    ties and inverted candles included."""
+    high, low, threshold, w = case
+    if len(high) < length:
+        return
+    risk = RiskManager(RiskLimits(sr_touch_threshold_pct=threshold), pivot_window=w)
+    assert_windows_same(risk, high, low, length, threshold, w)
+
+
+def test_a_series_with_a_non_finite_value_is_left_to_the_window_by_window_path() -> None:
+    high = np.linspace(100.0, 120.0, 50)
+    high[20] = np.nan
+    assert RiskManager(RiskLimits()).support_resistance_zone_windows(high, high - 1.0, np.arange(10), 30) is None
