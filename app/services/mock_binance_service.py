@@ -342,6 +342,10 @@ class _Matcher:
         self._market = market
 
     def catch_up(self, state: SimAccountState, now_ms: int) -> None:
+        if now_ms <= state.last_evaluated_ms:
+            # evaluated up to now already (the engine asks twice a cycle); an order placed since rests from the
+            # first candle opening at or after its placement, which has not closed by now
+            return
         horizon_ms = now_ms // FIVE_MIN_MS * FIVE_MIN_MS  # candles opening before this have closed at now
         while (event := self._next_event(state, horizon_ms)) is not None:
             self._apply(state, event)

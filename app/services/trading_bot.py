@@ -186,6 +186,7 @@ class TradingBot:
         self.clock = clock
         self.limits = limits
         self.settings = settings or BotSettings()
+        self._rate_limit = timedelta(seconds=self.settings.user_rate_limit_s)
         self.metrics = metrics or Metrics()
         self.state = TradingState.ACTIVE
         self.ahead: AnalysesAhead | None = None  # a backtest's precomputed analyses
@@ -300,7 +301,7 @@ class TradingBot:
         last = await uow.configs.last_analyzed_at(user_id)
         if last is None:
             return 0.0
-        due = last + timedelta(seconds=self.settings.user_rate_limit_s)
+        due = last + self._rate_limit
         # a cycle that runs a little early must not skip a whole interval
         return max(0.0, (due - now).total_seconds() - 1.0)
 

@@ -107,6 +107,22 @@ async def test_take_profit_fills_at_its_price(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_asking_again_at_the_same_time_evaluates_nothing_twice_and_a_new_list_waits(tmp_path: Path) -> None:
+    """The engine asks about its lists twice a cycle: the second ask finds the candles already evaluated, and a
+    list placed between the asks rests from the next candle, even one that would have filled it at once."""
+    candles = [FLAT, FLAT, FLAT, ("100", "110", "99", "109"), ("109", "111", "108", "110")]
+    service, clock = await exchange(tmp_path, candles, minutes(15))
+    await place_bracket(service, qty="0.5", list_id="L1")
+    clock.set(minutes(20))
+    assert (await service.get_oco_order_status("BTCUSDT", "L1")).list_status == ListStatus.ALL_DONE
+    await place_bracket(service, qty="0.5", list_id="L2")  # at minute 20: candle 3 (high 110) is past for it
+    assert (await service.get_oco_order_status("BTCUSDT", "L2")).is_open
+    assert len((await service.get_oco_order_status("BTCUSDT", "L1")).take_profit_leg.fills) == 1
+    clock.set(minutes(25))
+    assert (await service.get_oco_order_status("BTCUSDT", "L2")).take_profit_leg.status == OrderStatus.FILLED
+
+
+@pytest.mark.asyncio
 async def test_a_list_answer_is_reused_only_while_nothing_changed(tmp_path: Path) -> None:
     candles = [FLAT, FLAT, FLAT, FLAT, ("100", "110", "99", "109")]
     service, clock = await exchange(tmp_path, candles, minutes(15))
