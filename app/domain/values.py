@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from enum import StrEnum
+from typing import Any, TypeVar
 
 ZERO = Decimal("0")
+_Class = TypeVar("_Class", bound=type)
+
+
+def pickled_as_call(cls: _Class) -> _Class:
+    """A frozen dataclass pickled as its constructor call with every field: the default for frozen slots classes
+    calls dataclasses.fields() for every object dumped and loaded, which made a backtest's analyses (crossing
+    between processes) a third slower to send."""
+    values = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
+
+    def __reduce__(self: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        return cls, values(self)
+
+    setattr(cls, "__reduce__", __reduce__)  # noqa: B010 (a method set on the class dataclass built)
+    return cls
 
 
 class Timeframe(StrEnum):
@@ -247,6 +264,7 @@ def canonical(value: Decimal) -> Decimal:
     return Decimal(format_decimal(value))
 
 
+@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class Signal:
     """The analyst's proposal, in the seed's schema. Levels are proposals; the risk manager decides."""
@@ -268,6 +286,7 @@ def hold_reason(signal: Signal) -> str:
     return f"hold: {signal.reasoning}" if signal.reasoning else "hold"
 
 
+@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class SupportResistance:
     price: float
@@ -276,6 +295,7 @@ class SupportResistance:
     strength: float
 
 
+@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class RegimeAnalysis:
     regime: str  # "trending_up", "trending_down", "ranging", "volatile"
@@ -285,6 +305,7 @@ class RegimeAnalysis:
     atr_pct: float
 
 
+@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class MarketFeatures:
     """Everything the analyst may see for one symbol at one cycle: no user data."""
@@ -329,6 +350,7 @@ class RiskDecision:
         return cls(False, tuple(reasons), confidence_threshold=threshold)
 
 
+@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class AnalystReport:
     """One analyst call for the decision log: the signal plus what it cost to get it."""
