@@ -178,6 +178,8 @@ class SeriesZones:
     each refill checks its first and last window against the per-window path and switches batching off for good
     on any difference."""
 
+    MAX_WINDOWS = 2048
+
     def __init__(self, risk: RiskManager, rows: SeriesIndicatorRows) -> None:
         self._risk, self._rows = risk, rows
         self._blocks: dict[tuple[str, str], tuple[CandleArrays, int, int, list[tuple[Zone, ...]]]] = {}
@@ -196,7 +198,8 @@ class SeriesZones:
 
     def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> tuple[
             CandleArrays, int, int, list[tuple[Zone, ...]]] | None:
-        ends = self._rows.next_ends(f"{symbol} zones", tf, arrays, end)  # sized apart from the rows
+        # sized apart from the rows, and at most MAX_WINDOWS: a window's zones as Python tuples take ~1 KB
+        ends = self._rows.next_ends(f"{symbol} zones", tf, arrays, end)[:self.MAX_WINDOWS]
         zones = self._risk.support_resistance_zone_windows(arrays.high, arrays.low, ends - length + 1, length)
         if zones is None:
             self.batched = False
