@@ -67,29 +67,40 @@ def _sum(x: np.ndarray, begin: int, end: int) -> float:
 
 
 @njit(**_JIT)
-def _ema(x: np.ndarray, period: int, upto: int, fused: bool) -> float:
-    """TA_EMA's value at bar `upto` (>= period - 1) of the window x."""
-    k = 2.0 / float(period + 1)
-    prev = _sum(x, 0, period) / float(period)
-    for j in range(period, upto + 1):
-        prev = _mul_add(x[j] - prev, k, prev, fused)
-    return prev
-
-
-@njit(**_JIT)
 def _emas(row: np.ndarray, close: np.ndarray, length: int, fused: bool) -> None:
+    """The four EMAs in one pass over the bars: each chain takes TA_EMA's steps (seeded with the mean of its first
+    `period` bars), but side by side the processor overlaps them (one after the other, each step waited for the
+    previous one: 2.2 -> 0.7 us a 288-bar window); EMA21 is also read SLOPE_BARS bars before the end, for its slope."""
+    if length < 9:
+        return
     last = length - 1
-    if length >= 9:
-        row[EMA_9] = _ema(close, 9, last, fused)
+    k9, k21, k50, k200 = 2.0 / 10.0, 2.0 / 22.0, 2.0 / 51.0, 2.0 / 201.0
+    e9 = _sum(close, 0, 9) / 9.0
+    e21 = _sum(close, 0, 21) / 21.0 if length >= 21 else 0.0
+    e50 = _sum(close, 0, 50) / 50.0 if length >= 50 else 0.0
+    e200 = _sum(close, 0, 200) / 200.0 if length >= 200 else 0.0
+    then = last - SLOPE_BARS
+    e21_then = e21  # the seed when `then` is EMA21's first bar
+    for j in range(9, length):
+        x = close[j]
+        e9 = _mul_add(x - e9, k9, e9, fused)
+        if j >= 21:
+            e21 = _mul_add(x - e21, k21, e21, fused)
+            if j == then:
+                e21_then = e21
+            if j >= 50:
+                e50 = _mul_add(x - e50, k50, e50, fused)
+                if j >= 200:
+                    e200 = _mul_add(x - e200, k200, e200, fused)
+    row[EMA_9] = e9
     if length >= 21:
-        now = _ema(close, 21, last, fused)
-        row[EMA_21] = now
+        row[EMA_21] = e21
         if length >= 21 + SLOPE_BARS:
-            row[EMA_21_SLOPE] = (now / _ema(close, 21, last - SLOPE_BARS, fused) - 1.0) * 100.0
+            row[EMA_21_SLOPE] = (e21 / e21_then - 1.0) * 100.0
     if length >= 50:
-        row[EMA_50] = _ema(close, 50, last, fused)
+        row[EMA_50] = e50
     if length >= 200:
-        row[EMA_200] = _ema(close, 200, last, fused)
+        row[EMA_200] = e200
 
 
 @njit(**_JIT)
