@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.risk import TradingConfig
-from app.domain.values import AnalystReport, Signal
+from app.domain.values import AnalystReport, Signal, SignalType
 from app.indicators.batch import warm_up as warm_up_indicators
 from app.services.market_features import MarketFeatureBuilder
 from app.services.trading_bot import SymbolAnalysis, TradingBot
@@ -86,7 +86,7 @@ def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:
         analysis.load_features = functools.partial(pickle.loads, features)
         return analysis
     last_price, regime, confluence, reasoning, analyzer = packed
-    report = AnalystReport(Signal.hold(reasoning), analyzer)
+    report = AnalystReport(Signal(SignalType.HOLD, 0, None, None, None, reasoning), analyzer)  # Signal.hold, inlined
     return SymbolAnalysis(symbol, now, last_price, regime, confluence, report, None)
 
 

@@ -373,7 +373,8 @@ class TradingBot:
 
     async def _record_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: list[str],
                                now: datetime, trade_id: int | None = None) -> None:
-        log.info("user %s analysis %s: %s %s", user_id, analysis_id, decision, "; ".join(reasons))
+        if log.isEnabledFor(logging.INFO):  # every symbol, every cycle: no joining for a level that is off
+            log.info("user %s analysis %s: %s %s", user_id, analysis_id, decision, "; ".join(reasons))
         async with self.uow() as uow:
             await uow.analyses.add_decision(analysis_id, user_id, decision, reasons, now, trade_id)
             await uow.commit()
