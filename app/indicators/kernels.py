@@ -18,19 +18,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from app.indicators import technical as ta  # its periods, read as constants when a loop compiles
 from app.indicators.batch import COLUMN
-from app.indicators.technical import (
-    ADX_PERIOD,
-    ATR_PERIOD,
-    MACD_FAST,
-    MACD_SIGNAL,
-    MACD_SLOW,
-    RSI_PERIOD,
-    SLOPE_BARS,
-    STOCH_D,
-    STOCH_K,
-    STOCH_SLOW_K,
-)
 
 # Where each value goes in a result row (INDICATOR_NAMES order; batch imports this module only when called)
 CLOSE, OPEN, VOLUME, ADX, PLUS_DI, MINUS_DI = (COLUMN[n] for n in ("close", "open", "volume", "adx", "plus_di", "minus_di"))
@@ -70,7 +59,7 @@ def _sum(x: np.ndarray, begin: int, end: int) -> float:
 def _emas(row: np.ndarray, close: np.ndarray, length: int, fused: bool) -> None:
     """The four EMAs in one pass over the bars: each chain takes TA_EMA's steps (seeded with the mean of its first
     `period` bars), but side by side the processor overlaps them (one after the other, each step waited for the
-    previous one: 2.2 -> 0.7 us a 288-bar window); EMA21 is also read SLOPE_BARS bars before the end, for its slope."""
+    previous one: 2.2 -> 0.7 us a 288-bar window); EMA21 is also read ta.SLOPE_BARS bars before the end, for its slope."""
     if length < 9:
         return
     last = length - 1
@@ -79,7 +68,7 @@ def _emas(row: np.ndarray, close: np.ndarray, length: int, fused: bool) -> None:
     e21 = _sum(close, 0, 21) / 21.0 if length >= 21 else 0.0
     e50 = _sum(close, 0, 50) / 50.0 if length >= 50 else 0.0
     e200 = _sum(close, 0, 200) / 200.0 if length >= 200 else 0.0
-    then = last - SLOPE_BARS
+    then = last - ta.SLOPE_BARS
     e21_then = e21  # the seed when `then` is EMA21's first bar
     for j in range(9, length):
         x = close[j]
@@ -95,7 +84,7 @@ def _emas(row: np.ndarray, close: np.ndarray, length: int, fused: bool) -> None:
     row[EMA_9] = e9
     if length >= 21:
         row[EMA_21] = e21
-        if length >= 21 + SLOPE_BARS:
+        if length >= 21 + ta.SLOPE_BARS:
             row[EMA_21_SLOPE] = (e21 / e21_then - 1.0) * 100.0
     if length >= 50:
         row[EMA_50] = e50
@@ -105,19 +94,19 @@ def _emas(row: np.ndarray, close: np.ndarray, length: int, fused: bool) -> None:
 
 @njit(**_JIT)
 def _macd(row: np.ndarray, close: np.ndarray, length: int, fused: bool) -> None:
-    fast_k, slow_k, signal_k = 2.0 / float(MACD_FAST + 1), 2.0 / float(MACD_SLOW + 1), 2.0 / float(MACD_SIGNAL + 1)
-    skip = MACD_SLOW - MACD_FAST
+    fast_k, slow_k, signal_k = 2.0 / float(ta.MACD_FAST + 1), 2.0 / float(ta.MACD_SLOW + 1), 2.0 / float(ta.MACD_SIGNAL + 1)
+    skip = ta.MACD_SLOW - ta.MACD_FAST
     slow = _sum(close, 0, skip)
     fast = 0.0
-    for j in range(skip, MACD_SLOW):
+    for j in range(skip, ta.MACD_SLOW):
         fast += close[j]
         slow += close[j]
-    slow /= float(MACD_SLOW)
-    fast /= float(MACD_FAST)
+    slow /= float(ta.MACD_SLOW)
+    fast /= float(ta.MACD_FAST)
     signal = 0.0 + (fast - slow)
     macd = fast - slow
-    first_out = MACD_SLOW + MACD_SIGNAL - 2
-    for j in range(MACD_SLOW, length):
+    first_out = ta.MACD_SLOW + ta.MACD_SIGNAL - 2
+    for j in range(ta.MACD_SLOW, length):
         fast = _mul_add(close[j] - fast, fast_k, fast, fused)
         slow = _mul_add(close[j] - slow, slow_k, slow, fused)
         macd = fast - slow
@@ -125,7 +114,7 @@ def _macd(row: np.ndarray, close: np.ndarray, length: int, fused: bool) -> None:
             signal += macd
         elif j == first_out:
             signal += macd
-            signal /= float(MACD_SIGNAL)
+            signal /= float(ta.MACD_SIGNAL)
         else:
             signal = _mul_add(macd - signal, signal_k, signal, fused)
     row[MACD] = macd
@@ -135,13 +124,13 @@ def _macd(row: np.ndarray, close: np.ndarray, length: int, fused: bool) -> None:
 
 @njit(**_JIT)
 def _rsi(row: np.ndarray, gain: np.ndarray, loss: np.ndarray, length: int) -> None:
-    up = _sum(gain, 1, RSI_PERIOD + 1)
-    down = _sum(loss, 1, RSI_PERIOD + 1)
-    scale = 1.0 / float(RSI_PERIOD)
-    keep = float(RSI_PERIOD - 1)
+    up = _sum(gain, 1, ta.RSI_PERIOD + 1)
+    down = _sum(loss, 1, ta.RSI_PERIOD + 1)
+    scale = 1.0 / float(ta.RSI_PERIOD)
+    keep = float(ta.RSI_PERIOD - 1)
     down *= scale
     up *= scale
-    for j in range(RSI_PERIOD + 1, length):
+    for j in range(ta.RSI_PERIOD + 1, length):
         down *= keep
         up *= keep
         down += loss[j]
@@ -155,7 +144,7 @@ def _rsi(row: np.ndarray, gain: np.ndarray, loss: np.ndarray, length: int) -> No
 @njit(**_JIT)
 def _directional(row: np.ndarray, plus_dm: np.ndarray, minus_dm: np.ndarray, true_range: np.ndarray,
                  length: int) -> None:
-    p = ADX_PERIOD
+    p = ta.ADX_PERIOD
     plus, minus, tr = _sum(plus_dm, 1, p), _sum(minus_dm, 1, p), _sum(true_range, 1, p)
     sum_dx = 0.0
     adx = 0.0
@@ -182,10 +171,10 @@ def _directional(row: np.ndarray, plus_dm: np.ndarray, minus_dm: np.ndarray, tru
 
 @njit(**_JIT)
 def _atr(row: np.ndarray, true_range: np.ndarray, close_last: float, length: int, fused: bool) -> None:
-    prev = _sum(true_range, 1, ATR_PERIOD + 1) / float(ATR_PERIOD)
-    c1 = float(ATR_PERIOD - 1) / float(ATR_PERIOD)
+    prev = _sum(true_range, 1, ta.ATR_PERIOD + 1) / float(ta.ATR_PERIOD)
+    c1 = float(ta.ATR_PERIOD - 1) / float(ta.ATR_PERIOD)
     c2 = 1.0 - c1
-    for j in range(ATR_PERIOD + 1, length):
+    for j in range(ta.ATR_PERIOD + 1, length):
         prev = _mul_add(prev, c1, true_range[j] * c2, fused)
     row[ATR] = prev
     row[ATR_PCT] = prev / close_last * 100.0 if close_last > 0 else np.nan
@@ -193,22 +182,22 @@ def _atr(row: np.ndarray, true_range: np.ndarray, close_last: float, length: int
 
 @njit(**_JIT)
 def _stochastic(row: np.ndarray, fast: np.ndarray, length: int) -> None:
-    first = STOCH_K - 1
-    k_total = _sum(fast, first, first + STOCH_SLOW_K - 1)
-    slow = np.empty(STOCH_D)
-    first_slow = first + STOCH_SLOW_K - 1
-    first_d = first_slow + STOCH_D - 1
+    first = ta.STOCH_K - 1
+    k_total = _sum(fast, first, first + ta.STOCH_SLOW_K - 1)
+    slow = np.empty(ta.STOCH_D)
+    first_slow = first + ta.STOCH_SLOW_K - 1
+    first_d = first_slow + ta.STOCH_D - 1
     d_total = 0.0
     d = np.nan
     for j in range(first_slow, length):
         k_total += fast[j]
-        slow[j % STOCH_D] = k_total / float(STOCH_SLOW_K)
-        k_total -= fast[j - STOCH_SLOW_K + 1]
-        d_total += slow[j % STOCH_D]
+        slow[j % ta.STOCH_D] = k_total / float(ta.STOCH_SLOW_K)
+        k_total -= fast[j - ta.STOCH_SLOW_K + 1]
+        d_total += slow[j % ta.STOCH_D]
         if j >= first_d:
-            d = d_total / float(STOCH_D)
-            d_total -= slow[(j + 1) % STOCH_D]
-    row[STOCH_K_COL] = slow[(length - 1) % STOCH_D]
+            d = d_total / float(ta.STOCH_D)
+            d_total -= slow[(j + 1) % ta.STOCH_D]
+    row[STOCH_K_COL] = slow[(length - 1) % ta.STOCH_D]
     row[STOCH_D_COL] = d
 
 
@@ -227,16 +216,16 @@ def fill_windows(out: np.ndarray, starts: np.ndarray, length: int, fused: bool, 
         row[CLOSE] = close[s + last]
         row[OPEN] = open_[s + last]
         row[VOLUME] = volume[s + last]
-        if length > 2 * ADX_PERIOD:
+        if length > 2 * ta.ADX_PERIOD:
             _directional(row, plus_dm[s:stop], minus_dm[s:stop], true_range[s:stop], length)
         _emas(row, window_close, length, fused)
-        if length > RSI_PERIOD:
+        if length > ta.RSI_PERIOD:
             _rsi(row, gain[s:stop], loss[s:stop], length)
-        if length >= MACD_SLOW + MACD_SIGNAL - 1:
+        if length >= ta.MACD_SLOW + ta.MACD_SIGNAL - 1:
             _macd(row, window_close, length, fused)
-        if length >= STOCH_K + STOCH_SLOW_K + STOCH_D - 2:
+        if length >= ta.STOCH_K + ta.STOCH_SLOW_K + ta.STOCH_D - 2:
             _stochastic(row, fast_k[s:stop], length)
-        if length > ATR_PERIOD:
+        if length > ta.ATR_PERIOD:
             _atr(row, true_range[s:stop], close[s + last], length, fused)
         if length > 1:
             obv = volume[s]
