@@ -109,6 +109,35 @@ class _Analysed:
 # a refill: the series' columns, the window length, the first window's last bar, one row per window, and per row
 # whether it holds no NaN
 _Block = tuple[CandleArrays, int, int, np.ndarray, list[bool]]
+_ZoneBlock = tuple[CandleArrays, int, int, list[tuple[Zone, ...]]]
+
+
+def _covers(block: _Block | _ZoneBlock, arrays: CandleArrays, length: int, end: int) -> bool:
+    """Whether a refill of `arrays` holds the window of `length` bars ending at bar `end`."""
+    return block[0] is arrays and block[1] == length and block[2] <= end < block[2] + len(block[3])
+
+
+class RefillRanges:
+    """Which windows a refill computes: from the one asked for, twice as many as the series' previous refill (from
+    `first` up to `largest`), and none closing after the horizon (a worker's block of cycles) but for a floor, a
+    batch having a fixed cost."""
+
+    HORIZON_FLOOR = 2048
+
+    def __init__(self, first: int, largest: int) -> None:
+        self.first, self.largest = first, largest
+        self._sizes: dict[tuple[str, str], int] = {}
+        self.horizon_ms: int | None = None  # no refill computes windows ending after this open time
+
+    def next_ends(self, symbol: str, tf: str, arrays: CandleArrays, end: int) -> np.ndarray:
+        """The last bars of the windows of the refill that starts with the window ending at bar `end`."""
+        size = min(self._sizes.get((symbol, tf), self.first // 2) * 2, self.largest)
+        self._sizes[(symbol, tf)] = size
+        stop = min(end + size, len(arrays))
+        if self.horizon_ms is not None:
+            horizon = int(np.searchsorted(arrays.open_time_ms, self.horizon_ms, side="right"))
+            stop = min(stop, max(horizon, end + self.HORIZON_FLOOR))
+        return np.arange(end, stop, dtype=np.int64)
 
 
 class SeriesIndicatorRows:
@@ -116,21 +145,17 @@ class SeriesIndicatorRows:
 
     The rows are bit-identical to calling latest_indicators on each window (app.indicators.batch and its
     tests), so a backtest reads the same numbers a live cycle computes from its klines. Each refill covers
-    the next windows of the same length; the batch grows up to MAX_BATCH so short runs pay little.
+    the next windows of the same length; the batch grows up to 16,384 windows so short runs pay little.
     The replay depends on how the installed TA-Lib was compiled (fused multiply-add or not), so every refill
     checks its first and last window against TA-Lib itself; on any difference the batch path is switched off
     for good and each window goes through TA-Lib, as the live path does.
     """
 
-    MIN_BATCH, MAX_BATCH = 4096, 16384
-    HORIZON_FLOOR = 2048  # windows a refill computes even past the horizon
-
     def __init__(self, batch: Callable[..., np.ndarray] = batch_latest_indicators) -> None:
         self._batch = batch
         self._blocks: dict[tuple[str, str], _Block] = {}
-        self._sizes: dict[tuple[str, str], int] = {}
+        self.ranges = RefillRanges(4096, 16384)
         self.batched = True
-        self.horizon_ms: int | None = None  # no refill computes windows ending after this open time
 
     def latest(self, symbol: str, tf: str, window: CandleWindow) -> dict[str, float]:
         arrays, start, stop = window.source()
@@ -138,7 +163,7 @@ class SeriesIndicatorRows:
         if not self.batched:
             return _latest(arrays.slice(start, stop))
         block = self._blocks.get((symbol, tf))
-        if block is None or block[0] is not arrays or block[1] != length or not block[2] <= end < block[2] + len(block[3]):
+        if block is None or not _covers(block, arrays, length, end):
             block = self._refill(symbol, tf, arrays, length, end)
         index = end - block[2]
         # a row without NaN is every name with its value: the same dict row_to_dict gives, built at C speed
@@ -146,7 +171,7 @@ class SeriesIndicatorRows:
         return dict(zip(INDICATOR_NAMES, row.tolist(), strict=True)) if block[4][index] else row_to_dict(row)
 
     def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> _Block:
-        ends = self.next_ends(symbol, tf, arrays, end)
+        ends = self.ranges.next_ends(symbol, tf, arrays, end)
         rows = self._batch(arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume, ends, length)
         for i in {0, len(ends) - 1}:
             last = int(ends[i])
@@ -160,46 +185,31 @@ class SeriesIndicatorRows:
         return block
 
 
-    def next_ends(self, key: str, tf: str, arrays: CandleArrays, end: int) -> np.ndarray:
-        """The last bars of the windows a refill from `end` computes: twice as many as the previous refill of the
-        series (up to MAX_BATCH), and none closing after the horizon but for a floor (a batch has a fixed cost)."""
-        size = min(self._sizes.get((key, tf), self.MIN_BATCH // 2) * 2, self.MAX_BATCH)
-        self._sizes[(key, tf)] = size
-        stop = min(end + size, len(arrays))
-        if self.horizon_ms is not None:
-            horizon = int(np.searchsorted(arrays.open_time_ms, self.horizon_ms, side="right"))
-            stop = min(stop, max(horizon, end + self.HORIZON_FLOOR))
-        return np.arange(end, stop, dtype=np.int64)
-
-
 class SeriesZones:
     """`support_resistance_zones` of store-backed windows, many consecutive windows of a series at once (compiled:
-    RiskManager.support_resistance_zone_windows), over the same refill ranges as the indicator rows. Like them,
-    each refill checks its first and last window against the per-window path and switches batching off for good
-    on any difference."""
+    RiskManager.support_resistance_zone_windows). Like the indicator rows, each refill checks its first and last
+    window against the per-window path and switches batching off for good on any difference. A refill holds at
+    most 2,048 windows: a window's zones, as Python tuples, take ~1 KB."""
 
-    MAX_WINDOWS = 2048
-
-    def __init__(self, risk: RiskManager, rows: SeriesIndicatorRows) -> None:
-        self._risk, self._rows = risk, rows
-        self._blocks: dict[tuple[str, str], tuple[CandleArrays, int, int, list[tuple[Zone, ...]]]] = {}
+    def __init__(self, risk: RiskManager) -> None:
+        self._risk = risk
+        self._blocks: dict[tuple[str, str], _ZoneBlock] = {}
+        self.ranges = RefillRanges(2048, 2048)
         self.batched = True
 
     def zones(self, symbol: str, tf: str, window: CandleWindow) -> tuple[Zone, ...]:
         arrays, start, stop = window.source()
         length, end = stop - start, stop - 1
         block = self._blocks.get((symbol, tf)) if self.batched else None
-        if block is None or block[0] is not arrays or block[1] != length or not block[2] <= end < block[2] + len(block[3]):
+        if block is None or not _covers(block, arrays, length, end):
             block = self._refill(symbol, tf, arrays, length, end) if self.batched else None
             if block is None:
                 return self._risk.support_resistance_zones(arrays.high[start:stop], arrays.low[start:stop],
                                                           compiled=True)
         return block[3][end - block[2]]
 
-    def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> tuple[
-            CandleArrays, int, int, list[tuple[Zone, ...]]] | None:
-        # sized apart from the rows, and at most MAX_WINDOWS: a window's zones as Python tuples take ~1 KB
-        ends = self._rows.next_ends(f"{symbol} zones", tf, arrays, end)[:self.MAX_WINDOWS]
+    def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> _ZoneBlock | None:
+        ends = self.ranges.next_ends(symbol, tf, arrays, end)
         zones = self._risk.support_resistance_zone_windows(arrays.high, arrays.low, ends - length + 1, length)
         if zones is None:
             self.batched = False
@@ -240,14 +250,15 @@ class MarketFeatureBuilder:
         self._risk = risk_manager
         self._cache = CandleArrayCache()
         self._rows = SeriesIndicatorRows() if batch_indicators else None
-        self._zones = SeriesZones(risk_manager, self._rows) if self._rows is not None else None
+        self._zones = SeriesZones(risk_manager) if batch_indicators else None
         self._memo: dict[tuple[str, str], _Analysed] = {}
         self._regimes: dict[str, tuple[_Analysed, _Analysed, RegimeAnalysis]] = {}
 
     def plan_until(self, horizon: datetime | None) -> None:
-        """Batched indicators stop at windows closing by `horizon` (a worker computing one block of cycles)."""
-        if self._rows is not None:
-            self._rows.horizon_ms = None if horizon is None else ms_from_utc(horizon)
+        """Batches stop at windows closing by `horizon` (a worker computing one block of cycles)."""
+        for batches in (self._rows, self._zones):
+            if batches is not None:
+                batches.ranges.horizon_ms = None if horizon is None else ms_from_utc(horizon)
 
     def build(
         self, symbol: str, now: datetime, candles_5m: Sequence[Candle], candles_15m: Sequence[Candle],

@@ -128,12 +128,10 @@ class RiskManager:
         if kernels is None or len(high) != len(low) or not (np.isfinite(high).all() and np.isfinite(low).all()):
             return None
         n = len(high)
-        tops, bottoms = np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
-        if n >= 2 * w + 1:  # as _pivots: the trailing extreme ending at bar i + w is centred on bar i
-            tops[w:n - w] = high[w:n - w] >= rolling_max(high, 2 * w + 1)[2 * w:]
-            bottoms[w:n - w] = low[w:n - w] <= rolling_min(low, 2 * w + 1)[2 * w:]
-        if length < 2 * w + 1:
+        if length < 2 * w + 1 or n < 2 * w + 1:
             return [() for _ in range(len(starts))]
+        tops, bottoms = np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
+        tops[w:n - w], bottoms[w:n - w] = self._pivot_masks(high, low)
         counts, levels, touches, strengths = kernels.sr_zone_windows(
             high, low, tops, bottoms, np.asarray(starts, dtype=np.int64), length, w, self._touch_threshold)
         return [tuple(zip(levels[k, :c].tolist(), touches[k, :c].tolist(), strengths[k, :c].tolist(), strict=True))
@@ -154,10 +152,17 @@ class RiskManager:
         n = len(high)
         if n < 2 * w + 1 or len(low) != n:
             return np.empty(0), np.empty(0)
+        tops, bottoms = self._pivot_masks(high, low)
+        return high[w : n - w][tops], low[w : n - w][bottoms]
+
+    def _pivot_masks(self, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For bars w .. n-w-1: whether each is a top (its high the highest of the 2w+1 bars centred on it) and a
+        bottom (likewise with lows). Needs at least 2w+1 bars."""
+        w = self._pivot_window
+        n = len(high)
         # the trailing window ending at bar i + w is centred on bar i
-        high_mid, low_mid = high[w : n - w], low[w : n - w]
-        tops = high_mid[high_mid >= rolling_max(high, 2 * w + 1)[2 * w :]]
-        bottoms = low_mid[low_mid <= rolling_min(low, 2 * w + 1)[2 * w :]]
+        tops = high[w : n - w] >= rolling_max(high, 2 * w + 1)[2 * w :]
+        bottoms = low[w : n - w] <= rolling_min(low, 2 * w + 1)[2 * w :]
         return tops, bottoms
 
     @staticmethod

@@ -169,7 +169,7 @@ def test_batched_zones_that_differ_from_the_window_path_are_switched_off(monkeyp
         return None if batch is None else [tuple((p, t + 1, s) for p, t, s in zones) for zones in batch]
 
     monkeypatch.setattr(risk, "support_resistance_zone_windows", one_touch_more)
-    zones = SeriesZones(risk, SeriesIndicatorRows())
+    zones = SeriesZones(risk)
     now = datetime(2025, 10, 4, tzinfo=UTC)
     for _ in range(3):
         window = store.closed_window("BTCUSDT", Timeframe.M15, now, 100)
