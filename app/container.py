@@ -303,13 +303,12 @@ def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: Exchang
                          publish: Publish, clock: Clock, analysts: dict[str, SignalProvider],
                          metrics: Metrics | None = None, features: MarketFeatureBuilder | None = None) -> TradingBot:
     """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
-    limits = settings.risk_limits()
-    risk_manager = RiskManager(limits)
     features = features or feature_builder(settings)
+    risk_manager = features.risk_manager  # one set of risk rules for the features' S/R and the bot's decisions
     return TradingBot(
         uow=uow, exchanges=exchanges, market=market, analysts=analysts,
         build_features=features.build, risk_manager=risk_manager, publish=publish,
-        clock=clock, limits=limits, metrics=metrics,
+        clock=clock, limits=risk_manager.limits, metrics=metrics,
         settings=BotSettings(
             user_rate_limit_s=settings.user_rate_limit_seconds,
             oco_place_retries=settings.oco_place_retries,

@@ -28,6 +28,8 @@ EMA_9, EMA_21, EMA_21_SLOPE, EMA_50, EMA_200 = (COLUMN[n] for n in ("ema_9", "em
 RSI, MACD, MACD_SIGNAL_COL, MACD_HIST = (COLUMN[n] for n in ("rsi", "macd", "macd_signal", "macd_hist"))
 STOCH_K_COL, STOCH_D_COL, ATR, ATR_PCT, OBV = (COLUMN[n] for n in ("stoch_k", "stoch_d", "atr", "atr_pct", "obv"))
 
+P9, P21, P50, P200 = ta.EMA_PERIODS
+
 _JIT: dict[str, Any] = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
@@ -59,36 +61,37 @@ def _sum(x: np.ndarray, begin: int, end: int) -> float:
 def _emas(row: np.ndarray, close: np.ndarray, length: int, fused: bool) -> None:
     """The four EMAs in one pass over the bars: each chain takes TA_EMA's steps (seeded with the mean of its first
     `period` bars), but side by side the processor overlaps them (one after the other, each step waited for the
-    previous one: 2.2 -> 0.7 us a 288-bar window); EMA21 is also read ta.SLOPE_BARS bars before the end, for its slope."""
-    if length < 9:
+    previous one: 2.2 -> 0.7 us a 288-bar window); EMA21 is also read SLOPE_BARS bars before the end, for its
+    slope. The periods' order is the columns' (EMA_9 ... EMA_200)."""
+    if length < P9:
         return
     last = length - 1
-    k9, k21, k50, k200 = 2.0 / 10.0, 2.0 / 22.0, 2.0 / 51.0, 2.0 / 201.0
-    e9 = _sum(close, 0, 9) / 9.0
-    e21 = _sum(close, 0, 21) / 21.0 if length >= 21 else 0.0
-    e50 = _sum(close, 0, 50) / 50.0 if length >= 50 else 0.0
-    e200 = _sum(close, 0, 200) / 200.0 if length >= 200 else 0.0
+    k9, k21, k50, k200 = 2.0 / float(P9 + 1), 2.0 / float(P21 + 1), 2.0 / float(P50 + 1), 2.0 / float(P200 + 1)
+    e9 = _sum(close, 0, P9) / float(P9)
+    e21 = _sum(close, 0, P21) / float(P21) if length >= P21 else 0.0
+    e50 = _sum(close, 0, P50) / float(P50) if length >= P50 else 0.0
+    e200 = _sum(close, 0, P200) / float(P200) if length >= P200 else 0.0
     then = last - ta.SLOPE_BARS
     e21_then = e21  # the seed when `then` is EMA21's first bar
-    for j in range(9, length):
+    for j in range(P9, length):
         x = close[j]
         e9 = _mul_add(x - e9, k9, e9, fused)
-        if j >= 21:
+        if j >= P21:
             e21 = _mul_add(x - e21, k21, e21, fused)
             if j == then:
                 e21_then = e21
-            if j >= 50:
+            if j >= P50:
                 e50 = _mul_add(x - e50, k50, e50, fused)
-                if j >= 200:
+                if j >= P200:
                     e200 = _mul_add(x - e200, k200, e200, fused)
     row[EMA_9] = e9
-    if length >= 21:
+    if length >= P21:
         row[EMA_21] = e21
-        if length >= 21 + ta.SLOPE_BARS:
+        if length >= P21 + ta.SLOPE_BARS:
             row[EMA_21_SLOPE] = (e21 / e21_then - 1.0) * 100.0
-    if length >= 50:
+    if length >= P50:
         row[EMA_50] = e50
-    if length >= 200:
+    if length >= P200:
         row[EMA_200] = e200
 
 

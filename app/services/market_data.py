@@ -342,24 +342,17 @@ class CandleStore:
 
     def closed_candles(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> list[Candle]:
         """The last `limit` candles that closed at or before `until` (open time + duration <= until), oldest first."""
-        series = self._get(symbol, timeframe)
-        start, stop = self._closed_range(series, timeframe, until, limit)
+        series, start, stop = self._closed(symbol, timeframe, until, limit)
         return [series.candle(i) for i in range(start, stop)]
 
     def closed_window(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> CandleWindow:
-        """The same candles as `closed_candles`, as a lazy sequence (every cycle reads three: kept short)."""
-        found = self._steps.get((symbol, timeframe))
-        if found is None:
-            series = self._get(symbol, timeframe)
-            return CandleWindow(series, *self._closed_range(series, timeframe, until, limit))
-        series, step_ms = found
-        stop = int(series.arrays.open_time_ms.searchsorted(ms_from_utc(until) - step_ms, side="right"))
-        return CandleWindow(series, max(0, stop - max(0, limit)), stop)
+        """The same candles as `closed_candles`, as a lazy sequence."""
+        return CandleWindow(*self._closed(symbol, timeframe, until, limit))
 
     def closed_arrays(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> CandleArrays:
         """Float views of the same candles `closed_candles` returns (no copy)."""
-        series = self._get(symbol, timeframe)
-        return series.arrays.slice(*self._closed_range(series, timeframe, until, limit))
+        series, start, stop = self._closed(symbol, timeframe, until, limit)
+        return series.arrays.slice(start, stop)
 
     def price_at(self, symbol: str, when: datetime) -> Decimal:
         """Close of the last 5m candle closed at `when`: the simulated last traded price."""
@@ -405,11 +398,13 @@ class CandleStore:
             raise DataError(f"no {timeframe} candles loaded for {symbol}")
         return found
 
-    @staticmethod
-    def _closed_range(series: _Series, timeframe: Timeframe, until: datetime, limit: int) -> tuple[int, int]:
-        latest_open_ms = ms_from_utc(until) - as_timeframe(timeframe).ms
-        stop = int(series.arrays.open_time_ms.searchsorted(latest_open_ms, side="right"))
-        return max(0, stop - max(0, limit)), stop
+    def _closed(self, symbol: str, timeframe: Timeframe, until: datetime, limit: int) -> tuple[_Series, int, int]:
+        """The series and the rows [start, stop) of its last `limit` candles closed by `until` (every cycle asks
+        three times: one dict read finds the series and its candle duration)."""
+        found = self._steps.get((symbol, timeframe))
+        series, step_ms = found if found is not None else (self._get(symbol, timeframe), as_timeframe(timeframe).ms)
+        stop = int(series.arrays.open_time_ms.searchsorted(ms_from_utc(until) - step_ms, side="right"))
+        return series, max(0, stop - max(0, limit)), stop
 
     @staticmethod
     def _between_range(series: _Series, start_ms: int, end_ms: int) -> tuple[int, int]:

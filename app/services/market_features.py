@@ -127,7 +127,7 @@ class RefillRanges:
     def __init__(self, first: int, largest: int) -> None:
         self.first, self.largest = first, largest
         self._sizes: dict[tuple[str, str], int] = {}
-        self.horizon_ms: int | None = None  # no refill computes windows ending after this open time
+        self.horizon_ms: int | None = None  # past this open time, a refill computes no more than the floor
 
     def next_ends(self, symbol: str, tf: str, arrays: CandleArrays, end: int) -> np.ndarray:
         """The last bars of the windows of the refill that starts with the window ending at bar `end`."""
@@ -187,29 +187,29 @@ class SeriesIndicatorRows:
 
 class SeriesZones:
     """`support_resistance_zones` of store-backed windows, many consecutive windows of a series at once (compiled:
-    RiskManager.support_resistance_zone_windows). Like the indicator rows, each refill checks its first and last
-    window against the per-window path and switches batching off for good on any difference. A refill holds at
-    most 2,048 windows: a window's zones, as Python tuples, take ~1 KB."""
+    RiskManager.support_resistance_zone_windows), WINDOWS at a time: a window's zones, as Python tuples, take
+    ~1 KB, and the pivots are found over the whole series anyway. Like the indicator rows, each refill checks its
+    first and last window against the per-window path and switches batching off for good on any difference."""
+
+    WINDOWS = 2048
 
     def __init__(self, risk: RiskManager) -> None:
         self._risk = risk
         self._blocks: dict[tuple[str, str], _ZoneBlock] = {}
-        self.ranges = RefillRanges(2048, 2048)
         self.batched = True
 
     def zones(self, symbol: str, tf: str, window: CandleWindow) -> tuple[Zone, ...]:
         arrays, start, stop = window.source()
         length, end = stop - start, stop - 1
-        block = self._blocks.get((symbol, tf)) if self.batched else None
-        if block is None or not _covers(block, arrays, length, end):
-            block = self._refill(symbol, tf, arrays, length, end) if self.batched else None
-            if block is None:
-                return self._risk.support_resistance_zones(arrays.high[start:stop], arrays.low[start:stop],
-                                                          compiled=True)
+        block = self._blocks.get((symbol, tf))
+        if self.batched and (block is None or not _covers(block, arrays, length, end)):
+            block = self._refill(symbol, tf, arrays, length, end)
+        if not self.batched or block is None:
+            return self._risk.support_resistance_zones(arrays.high[start:stop], arrays.low[start:stop], compiled=True)
         return block[3][end - block[2]]
 
     def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> _ZoneBlock | None:
-        ends = self.ranges.next_ends(symbol, tf, arrays, end)
+        ends = np.arange(end, min(end + self.WINDOWS, len(arrays)), dtype=np.int64)
         zones = self._risk.support_resistance_zone_windows(arrays.high, arrays.low, ends - length + 1, length)
         if zones is None:
             self.batched = False
@@ -240,8 +240,9 @@ class MarketFeatureBuilder:
     Everything derived from one timeframe's window of closed candles (indicators, S/R zones, its confluence
     factors, the last candles) is a pure function of that window, so a window seen in the previous cycle (the 1h
     one for 11 cycles in 12, the 15m one for 2 in 3) is not computed again; nor is the regime of an unchanged
-    1h and 15m pair. With `batch_indicators` (backtests), windows of a simulated exchange's store are computed
-    many at a time (SeriesIndicatorRows); otherwise each window goes through TA-Lib.
+    1h and 15m pair. With `batch_indicators` (backtests), the indicators and the S/R zones of a simulated exchange's
+    store windows are computed many at a time (SeriesIndicatorRows, SeriesZones, compiled); otherwise each window
+    goes through TA-Lib and numpy, as live.
     """
 
     def __init__(self, regime_analyzer: MarketRegimeAnalyzer, risk_manager: RiskManager,
@@ -254,11 +255,14 @@ class MarketFeatureBuilder:
         self._memo: dict[tuple[str, str], _Analysed] = {}
         self._regimes: dict[str, tuple[_Analysed, _Analysed, RegimeAnalysis]] = {}
 
+    @property
+    def risk_manager(self) -> RiskManager:
+        return self._risk
+
     def plan_until(self, horizon: datetime | None) -> None:
-        """Batches stop at windows closing by `horizon` (a worker computing one block of cycles)."""
-        for batches in (self._rows, self._zones):
-            if batches is not None:
-                batches.ranges.horizon_ms = None if horizon is None else ms_from_utc(horizon)
+        """Batched indicators stop near windows closing by `horizon` (a worker computing one block of cycles)."""
+        if self._rows is not None:
+            self._rows.ranges.horizon_ms = None if horizon is None else ms_from_utc(horizon)
 
     def build(
         self, symbol: str, now: datetime, candles_5m: Sequence[Candle], candles_15m: Sequence[Candle],

@@ -351,7 +351,7 @@ class _Matcher:
             self._apply(state, event)
         for order in _watched_stops(state):
             order.next_candle_ms = max(order.next_candle_ms, horizon_ms)
-        state.last_evaluated_ms = max(state.last_evaluated_ms, now_ms)
+        state.last_evaluated_ms = now_ms  # later than before: the early return above
 
     def _next_event(self, state: SimAccountState, horizon_ms: int) -> _Event | None:
         events = (self._first_event(state, stop, horizon_ms) for stop in _watched_stops(state))

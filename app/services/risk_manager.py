@@ -60,6 +60,15 @@ def _touch_weights(bars: int) -> np.ndarray:
 _level = functools.lru_cache(maxsize=1024)(SupportResistance)
 
 
+def _mean(values: list[float]) -> float:
+    """Left to right from 0.0, as Python 3.11's sum() adds floats and the compiled zones do (3.12's sum() is
+    compensated: it would round differently)."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total / len(values)
+
+
 def _touches_and_last(near: np.ndarray) -> list[tuple[int, int]]:
     """Per row of 1.0 / 0.0: how many ones, and the index of the last one (n - 1 when none, as argmax over a
     reversed row)."""
@@ -101,10 +110,11 @@ class RiskManager:
 
         Tops are bars whose high is the highest of the 2w+1 bars centred on them, bottoms likewise with lows;
         levels are the means of the sorted pivot prices grouped by `_cluster`, scored by `_score_levels`.
-        (Runs once per cycle in a backtest, hence few numpy calls: results are bit-identical to the plain
-        formulation kept in tests/services/test_sr_speed_equivalence.py.) `compiled` (backtests) clusters and
-        scores in app.indicators.kernels.sr_zones where numba is installed: the same bits, about three times
-        faster; the live service does not load numba for it."""
+        (Few numpy calls: results are bit-identical to the plain formulation kept in
+        tests/services/test_sr_speed_equivalence.py.) `compiled` clusters and scores in
+        app.indicators.kernels.sr_zones where numba is installed: the same bits, about three times faster; the live
+        service does not load numba for it, and backtests compute most windows many at a time
+        (`support_resistance_zone_windows`)."""
         high, low = np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64)
         tops, bottoms = self._pivots(high, low)
         if not len(tops) + len(bottoms):
@@ -173,9 +183,9 @@ class RiskManager:
         start, limit = 0, ordered[0] * (1.0 + threshold)
         for i in range(1, len(ordered)):
             if ordered[i] > limit:
-                levels.append(sum(ordered[start:i]) / (i - start))  # sum(), as before: its rounding is kept
+                levels.append(_mean(ordered[start:i]))
                 start, limit = i, ordered[i] * (1.0 + threshold)
-        levels.append(sum(ordered[start:]) / (len(ordered) - start))
+        levels.append(_mean(ordered[start:]))
         return levels
 
     @staticmethod
