@@ -16,7 +16,7 @@ _Class = TypeVar("_Class", bound=type)
 
 
 def pickled_as_call(cls: _Class) -> _Class:
-    """A frozen dataclass pickled as its constructor call with every field: the default for frozen slots classes
+    """A dataclass pickled as its constructor call with every field: the default for slots classes
     calls dataclasses.fields() for every object dumped and loaded, which made a backtest's analyses (crossing
     between processes) a third slower to send."""
     values = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))

@@ -119,10 +119,11 @@ def _covers(block: _Block | _ZoneBlock, arrays: CandleArrays, length: int, end: 
 
 class RefillRanges:
     """Which windows a refill computes: from the one asked for, twice as many as the series' previous refill (from
-    `first` up to `largest`), and none closing after the horizon (a worker's block of cycles) but for a floor, a
-    batch having a fixed cost."""
+    `first` up to `largest`), and none closing after the horizon (a worker's block of cycles: the next block may go
+    to another worker, which would compute them again) but for a small floor, a batch having a fixed cost (two
+    windows checked against TA-Lib)."""
 
-    HORIZON_FLOOR = 2048
+    HORIZON_FLOOR = 256
 
     def __init__(self, first: int, largest: int) -> None:
         self.first, self.largest = first, largest
@@ -187,8 +188,8 @@ class SeriesIndicatorRows:
 
 class SeriesZones:
     """`support_resistance_zones` of store-backed windows, many consecutive windows of a series at once (compiled:
-    RiskManager.support_resistance_zone_windows), WINDOWS at a time: a window's zones, as Python tuples, take
-    ~1 KB, and the pivots are found over the whole series anyway. Like the indicator rows, each refill checks its
+    RiskManager.support_resistance_zone_windows), at most WINDOWS at a time (a window's zones, as Python tuples,
+    take ~1 KB) and, like the indicator rows, none past a planned horizon but for the floor. Each refill checks its
     first and last window against the per-window path and switches batching off for good on any difference."""
 
     WINDOWS = 2048
@@ -196,6 +197,7 @@ class SeriesZones:
     def __init__(self, risk: RiskManager) -> None:
         self._risk = risk
         self._blocks: dict[tuple[str, str], _ZoneBlock] = {}
+        self.ranges = RefillRanges(self.WINDOWS, self.WINDOWS)
         self.batched = True
 
     def zones(self, symbol: str, tf: str, window: CandleWindow) -> tuple[Zone, ...]:
@@ -209,7 +211,7 @@ class SeriesZones:
         return block[3][end - block[2]]
 
     def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> _ZoneBlock | None:
-        ends = np.arange(end, min(end + self.WINDOWS, len(arrays)), dtype=np.int64)
+        ends = self.ranges.next_ends(symbol, tf, arrays, end)
         zones = self._risk.support_resistance_zone_windows(arrays.high, arrays.low, ends - length + 1, length)
         if zones is None:
             self.batched = False
@@ -260,9 +262,12 @@ class MarketFeatureBuilder:
         return self._risk
 
     def plan_until(self, horizon: datetime | None) -> None:
-        """Batched indicators stop near windows closing by `horizon` (a worker computing one block of cycles)."""
-        if self._rows is not None:
-            self._rows.ranges.horizon_ms = None if horizon is None else ms_from_utc(horizon)
+        """Batched indicators and S/R zones stop near windows closing by `horizon` (a worker computing one block of
+        cycles: the next block may go to another worker)."""
+        horizon_ms = None if horizon is None else ms_from_utc(horizon)
+        for batches in (self._rows, self._zones):
+            if batches is not None:
+                batches.ranges.horizon_ms = horizon_ms
 
     def build(
         self, symbol: str, now: datetime, candles_5m: Sequence[Candle], candles_15m: Sequence[Candle],

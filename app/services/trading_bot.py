@@ -45,6 +45,7 @@ from app.domain.values import (
     TradeStatus,
     TradingState,
     hold_reason,
+    pickled_as_call,
 )
 from app.services.bookkeeping import entry_fill, exit_fill, net_profit, profit_pct, reanchor, stop_limit_price
 from app.services.metrics import Metrics
@@ -99,6 +100,7 @@ class EntryPlan:
     analysis_id: int | None
 
 
+@pickled_as_call
 @dataclass(slots=True)
 class SymbolAnalysis:
     """One symbol's shared work in a cycle: the analyst's answer, what the decision log keeps of the features,

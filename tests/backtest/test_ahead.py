@@ -12,7 +12,15 @@ from decimal import Decimal
 import pytest
 
 from app.backtest import ahead
-from app.backtest.ahead import Packed, WorkerAnalyses, WorkerFailed, block_bounds, pack, start_analyses_ahead, unpack
+from app.backtest.ahead import (
+    PackedColumn,
+    WorkerAnalyses,
+    WorkerFailed,
+    block_bounds,
+    pack,
+    start_analyses_ahead,
+    unpack,
+)
 from app.backtest.runner import BacktestEngine, BacktestResult, cycle_times, run_backtest
 from app.domain.values import AnalystReport, MarketFeatures, RegimeAnalysis, Signal, SignalType, SupportResistance
 from app.services.market_data import CandleWindow
@@ -69,6 +77,23 @@ def test_any_other_answer_travels_whole_its_features_unpickled_when_first_needed
         assert back.entry_features() == analysis.features and back.features == analysis.features
         assert back == analysis
     assert pack(None) is None and unpack(None, "BTCUSDT", START) is None
+
+
+def test_a_column_of_answers_crosses_whole_holds_by_column_the_rest_by_offset() -> None:
+    buy = Signal(SignalType.BUY, 80, Decimal("60123.45"), Decimal("59000"), Decimal("62000"), "trend long")
+    holds = [_analysis(AnalystReport(Signal.hold(f"no setup {i}"), "rules")) for i in range(3)]
+    holds[1].last_price = Decimal("60123.450")  # the text keeps the exponent: equal and alike after the trip
+    holds[2].last_price = Decimal("6.1E+4")
+    answers = [holds[0], None, _analysis(AnalystReport(buy, "rules")), holds[1], holds[2]]
+    column = pickle.loads(pickle.dumps(PackedColumn.of([pack(a) for a in answers])))
+    assert len(column) == len(answers)
+    back = [unpack(column[i], "BTCUSDT", START) for i in range(len(answers))]
+    assert back[1] is None
+    assert back[2] is not None and back[2].entry_features() == answers[2].features and back[2] == answers[2]
+    for i in (0, 3, 4):
+        assert back[i] == dataclasses.replace(answers[i], features=None)
+        assert str(back[i].last_price) == str(answers[i].last_price)
+    assert len(PackedColumn.of([None, None])) == 2 and PackedColumn.of([None, None])[1] is None
 
 
 def test_a_hold_with_any_field_besides_its_reasoning_set_travels_whole() -> None:
@@ -140,10 +165,10 @@ async def test_a_worker_that_dies_stops_the_backtest_with_a_clear_error(monkeypa
     engine, spec = backtest_engine(fast_settings(), SYMBOLS, START, END)
     engine.workers, engine.ahead_blocks = 2, (20, 80)
 
-    async def die(*_: object) -> list[list[Packed]]:
+    async def die(*_: object) -> list[PackedColumn]:
         os._exit(3)  # as the kernel's OOM killer would end it, without a word
 
-    monkeypatch.setattr(ahead, "_rows", die)  # the forked workers inherit it
+    monkeypatch.setattr(ahead, "_columns", die)  # the forked workers inherit it
     with pytest.raises(WorkerFailed, match="--workers 0"):
         await run_backtest(engine, spec)
     assert engine.bot.ahead is None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from app.indicators.technical import latest_indicators
 from app.services.market_data import CandleStore
 from app.services.market_features import (
     MarketFeatureBuilder,
+    RefillRanges,
     SeriesIndicatorRows,
     SeriesZones,
     build_market_features,
@@ -177,3 +180,39 @@ def test_batched_zones_that_differ_from_the_window_path_are_switched_off(monkeyp
         assert zones.zones("BTCUSDT", "15m", window) == risk.support_resistance_zones(highs, lows)
         now += timedelta(minutes=15)
     assert not zones.batched
+
+
+def test_a_planned_horizon_bounds_every_refill_to_its_windows_and_a_small_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker computing one block of cycles batches no windows past its block (bar a small floor): the next block
+    may go to another worker, which would compute them again."""
+    store = CandleStore.load(SAMPLE_DIR, ["BTCUSDT"], datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 11, 1, tzinfo=UTC))
+    computed: dict[str, list[int]] = {}
+
+    def counted(kind: str, compute: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            computed.setdefault(kind, []).append(len(args[-2]))  # ends (rows) or starts (zones): one per window
+            return compute(*args)
+        return call
+
+    builder = MarketFeatureBuilder(*components(), batch_indicators=True)
+    rows, zones = builder._rows, builder._zones
+    assert rows is not None and zones is not None
+    monkeypatch.setattr(rows, "_batch", counted("rows", rows._batch))
+    risk = builder.risk_manager
+    monkeypatch.setattr(risk, "support_resistance_zone_windows", counted("zones", risk.support_resistance_zone_windows))
+    start = datetime(2025, 10, 10, tzinfo=UTC)
+    horizon = start + timedelta(hours=10)  # 120 cycles: 120 5m windows, 40 of 15m, 10 of 1h
+    builder.plan_until(horizon)
+    now = start
+    while now <= horizon:
+        windows = [store.closed_window("BTCUSDT", tf, now, limit) for tf, limit in CANDLES.items()]
+        builder.build("BTCUSDT", now, *windows)
+        now += timedelta(minutes=5)
+    floor = RefillRanges.HORIZON_FLOOR
+    assert len(computed["rows"]) == 3 and all(n <= floor for n in computed["rows"])  # one refill per timeframe
+    assert computed["zones"] == [floor]
+    builder.plan_until(None)  # no horizon: the usual growing batches
+    now += timedelta(days=2)
+    windows = [store.closed_window("BTCUSDT", tf, now, limit) for tf, limit in CANDLES.items()]
+    builder.build("BTCUSDT", now, *windows)
+    assert computed["rows"][-1] > floor
