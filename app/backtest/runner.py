@@ -15,6 +15,7 @@ from app.domain.clock import SimulatedClock, ms_from_utc, utc_from_ms
 from app.domain.records import TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.values import ZERO, ExitReason
+from app.indicators.batch import warm_up as warm_up_indicators
 from app.services.market_data import CandleStore
 from app.services.market_features import MarketFeatureBuilder
 from app.services.mock_binance_service import MockBinanceService
@@ -84,6 +85,7 @@ async def run_backtest(engine: BacktestEngine, spec: BacktestSpec, on_cycle: OnC
     await open_account(engine, spec)
     rejections: dict[str, int] = {}
     equity = [(times[0], await account_equity(engine, spec, times[0]))]
+    warm_up_indicators()  # the compiled loops load now, with the garbage collector paused, not in the first cycle
     ahead = start_analyses_ahead(engine, spec.config, times)
     engine.bot.ahead = ahead
     try:

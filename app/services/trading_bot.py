@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -65,8 +66,19 @@ _NUMBER = re.compile(r"-?\d[\d.,]*%?(-\d[\d.,]*%?)?")
 
 def reason_key(reason: str) -> str:
     """A reason without its numbers and detail, so that reasons can be counted: 'confidence N below threshold N'."""
-    head = reason.split(": ", 1)[0].split(" (", 1)[0]
+    return _head_key(reason.split(": ", 1)[0].split(" (", 1)[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _head_key(head: str) -> str:
+    """The numbers of a reason's head replaced (every symbol and cycle counts one reason: heads repeat)."""
     return _NUMBER.sub("N", head).strip()
+
+
+@functools.lru_cache(maxsize=16384)
+def _score(confluence: float) -> Decimal:
+    """The confluence as the decision log keeps it (two decimals); scores repeat, the Decimal is made once."""
+    return Decimal(str(round(confluence, 2)))
 
 
 UowFactory = Callable[[], AbstractAsyncContextManager[Any]]
@@ -266,7 +278,7 @@ class TradingBot:
         record = AnalysisRecord(
             symbol=analysis.symbol, created_at=analysis.time, analyzer=report.analyzer, signal=signal.signal.value,
             confidence=signal.confidence, reasoning=signal.reasoning, regime=analysis.regime,
-            confluence_score=Decimal(str(round(analysis.confluence, 2))), last_price=analysis.last_price,
+            confluence_score=_score(analysis.confluence), last_price=analysis.last_price,
             entry_price=signal.entry_price, stop_loss=signal.stop_loss, take_profit=signal.take_profit,
             model=report.model, prompt=report.prompt, prompt_version=report.prompt_version,
             prompt_hash=report.prompt_hash, raw_response=report.raw_response, latency_ms=report.latency_ms,

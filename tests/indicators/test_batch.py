@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -181,3 +182,27 @@ def test_compiled_bollinger_bands_follow_talib_through_flat_runs_spikes_and_rebu
         got = row_to_dict(row)
         assert bits({k: got[k] for k in ("bb_upper", "bb_middle", "bb_lower")}) == bits(
             {"bb_upper": upper[-1], "bb_middle": middle[-1], "bb_lower": lower[-1]})
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_warm_up_runs_with_the_garbage_collector_paused_and_leaves_it_as_it_was(
+        monkeypatch: pytest.MonkeyPatch, enabled: bool) -> None:
+    """Loading the compiled loops allocates heavily; a full collection then would walk every loaded candle."""
+    loaded = batch.batch_latest_indicators
+    during: list[bool] = []
+
+    def allocating(*args: object, **kwargs: object) -> np.ndarray:
+        during.append(gc.isenabled())
+        garbage = [{"n": i} for i in range(50_000)]  # far past the first generation's threshold
+        del garbage
+        return loaded(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "batch_latest_indicators", allocating)
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        batch.warm_up()
+        after = gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert during == [False] and after is enabled
