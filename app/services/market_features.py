@@ -16,7 +16,7 @@ from app.indicators.batch import INDICATOR_NAMES, batch_latest_indicators, row_t
 from app.indicators.technical import latest_indicators
 from app.services.market_data import CandleArrays, CandleWindow
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.risk_manager import RiskManager, Zone
+from app.services.risk_manager import RiskManager, Zone, ZoneLevels
 from app.services.service_constants import (
     CONFLUENCE_MOMENTUM_WEIGHT,
     CONFLUENCE_STRENGTH_WEIGHT,
@@ -99,12 +99,14 @@ class _Analysed:
 
     key: tuple[int, int, int]
     values: dict[str, float]
-    zones: tuple[Zone, ...]
+    levels: ZoneLevels  # the S/R zones (of the 15m window only)
     trend: float | None
     momentum: float | None
     strength: float
     recent: Sequence[Candle]
 
+
+_NO_LEVELS = ZoneLevels(())
 
 # a refill: the series' columns, the window length, the first window's last bar, one row per window, and per row
 # whether it holds no NaN
@@ -282,7 +284,7 @@ class MarketFeatureBuilder:
             symbol=symbol, time=now, last_price=last_price,
             indicators={tf: dict(a.values) for tf, a in analysed.items()},  # copies: the memo stays intact
             regime=self._regime_of(symbol, analysed["1h"], analysed["15m"]),
-            levels=self._risk.levels_around(analysed["15m"].zones, float(last_price)),
+            levels=analysed[SR_TIMEFRAME].levels.around(float(last_price)),
             confluence=confluence_from_factors(
                 {tf: a.trend for tf, a in analysed.items()}, {tf: a.momentum for tf, a in analysed.items()},
                 analysed["1h"].strength,
@@ -319,8 +321,8 @@ class MarketFeatureBuilder:
             zones = self._risk.support_resistance_zones(arrays[1], arrays[2], compiled=self._rows is not None)
         # the last candles only an LLM prompt reads: a store window's stay unbuilt until then
         recent = window.tail(RECENT_CANDLES) if window is not None else tuple(candles[-RECENT_CANDLES:])
-        analysed = _Analysed(key, values, zones, trend_alignment(values), momentum_agreement(values),
-                             trend_strength(values), recent)
+        analysed = _Analysed(key, values, ZoneLevels(zones) if zones else _NO_LEVELS, trend_alignment(values),
+                             momentum_agreement(values), trend_strength(values), recent)
         self._memo[(symbol, tf)] = analysed
         return analysed
 

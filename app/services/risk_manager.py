@@ -55,11 +55,6 @@ def _touch_weights(bars: int) -> np.ndarray:
     return np.stack((np.ones(bars), 4.0 ** np.arange(bars)), axis=1)
 
 
-# A zone keeps its price, touches and strength for the cycles its 15m window lasts (and its kind while the price
-# stays on one side): the same immutable level is handed out again instead of built anew every cycle.
-_level = functools.lru_cache(maxsize=1024)(SupportResistance)
-
-
 def _mean(values: list[float]) -> float:
     """Left to right from 0.0, as Python 3.11's sum() adds floats and the compiled zones do (3.12's sum() is
     compensated: it would round differently)."""
@@ -150,11 +145,7 @@ class RiskManager:
     @staticmethod
     def levels_around(zones: Sequence[Zone], current_price: float) -> tuple[SupportResistance, ...]:
         """Zones below the price are supports, above it resistances, nearest first."""
-        if current_price <= 0:
-            return ()
-        ordered = sorted((z for z in zones if z[0] != current_price), key=lambda z: abs(z[0] - current_price))
-        return tuple([_level(price, "support" if price < current_price else "resistance", touches, strength)
-                      for price, touches, strength in ordered])
+        return ZoneLevels(zones).around(current_price)
 
     def _pivots(self, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Prices of the tops (by bar) and of the bottoms (by bar)."""
@@ -449,3 +440,26 @@ class RiskManager:
 
     def check_quantity(self, qty: Decimal, rules: SymbolRules) -> str:
         return f"quantity {qty} below minimum quantity {rules.min_qty}" if qty < rules.min_qty else ""
+
+
+class ZoneLevels:
+    """A window's zones as levels at any price (RiskManager.levels_around): both levels a zone can be are built once,
+    for as long as its window lasts (a 15m window serves three cycles, each at its own price)."""
+
+    __slots__ = ("_prices", "_resistances", "_supports")
+
+    def __init__(self, zones: Sequence[Zone]) -> None:
+        self._prices = [price for price, _, _ in zones]
+        self._supports = [SupportResistance(price, "support", touches, strength) for price, touches, strength in zones]
+        self._resistances = [SupportResistance(price, "resistance", touches, strength)
+                             for price, touches, strength in zones]
+
+    def around(self, current_price: float) -> tuple[SupportResistance, ...]:
+        """Zones below the price are supports, above it resistances, nearest first (ties in zone order)."""
+        if current_price <= 0:
+            return ()
+        prices = self._prices
+        distance = [abs(price - current_price) for price in prices]
+        ordered = sorted([i for i, price in enumerate(prices) if price != current_price], key=distance.__getitem__)
+        supports, resistances = self._supports, self._resistances
+        return tuple([supports[i] if prices[i] < current_price else resistances[i] for i in ordered])

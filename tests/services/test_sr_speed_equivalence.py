@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain.risk import RiskLimits
+from app.domain.values import SupportResistance
 from app.indicators.batch import compiled_kernels
 from app.indicators.technical import rolling_max, rolling_min
-from app.services.risk_manager import RiskManager
+from app.services.risk_manager import RiskManager, ZoneLevels
 
 SAMPLE = Path(__file__).resolve().parents[2] / "app" / "data" / "sample" / "binance_BTCUSDT_5m.csv.gz"
 
@@ -219,3 +220,23 @@ def test_a_series_with_a_non_finite_value_is_left_to_the_window_by_window_path()
     high = np.linspace(100.0, 120.0, 50)
     high[20] = np.nan
     assert RiskManager(RiskLimits()).support_resistance_zone_windows(high, high - 1.0, np.arange(10), 30) is None
+
+
+def reference_levels(zones: tuple, price: float) -> tuple[SupportResistance, ...]:
+    """The plain formulation of RiskManager.levels_around: a stable sort of the zones by distance from the price."""
+    if price <= 0:
+        return ()
+    ordered = sorted((z for z in zones if z[0] != price), key=lambda z: abs(z[0] - price))
+    return tuple(SupportResistance(p, "support" if p < price else "resistance", t, s) for p, t, s in ordered)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(90, 110).map(float), st.integers(1, 9), st.floats(0, 1)), max_size=12),
+       st.sampled_from([0.0, -1.0, 95.0, 100.0, 100.5, 104.0, 111.0]))
+def test_levels_around_any_price_are_the_plain_sort_ties_and_a_zone_at_the_price_included(
+        zones: list[tuple[float, int, float]], price: float) -> None:
+    """Whole-number prices make ties in distance (one zone each side) and zones exactly at the price common."""
+    levels = ZoneLevels(tuple(zones))
+    assert levels.around(price) == reference_levels(tuple(zones), price)
+    assert levels.around(price + 0.25) == reference_levels(tuple(zones), price + 0.25)  # one window, another cycle
+    assert RiskManager.levels_around(tuple(zones), price) == reference_levels(tuple(zones), price)
