@@ -403,8 +403,9 @@ class CandleStore:
         three times: one dict read finds the series and its candle duration)."""
         found = self._steps.get((symbol, timeframe))
         series, step_ms = found if found is not None else (self._get(symbol, timeframe), as_timeframe(timeframe).ms)
-        stop = int(series.arrays.open_time_ms.searchsorted(ms_from_utc(until) - step_ms, side="right"))
-        return series, max(0, stop - max(0, limit)), stop
+        stop = int(series.arrays.open_time_ms.searchsorted(ms_from_utc(until) - step_ms, "right"))
+        start = stop - limit if limit > 0 else stop
+        return series, start if start > 0 else 0, stop
 
     @staticmethod
     def _between_range(series: _Series, start_ms: int, end_ms: int) -> tuple[int, int]:

@@ -285,10 +285,7 @@ class MarketFeatureBuilder:
             indicators={tf: dict(a.values) for tf, a in analysed.items()},  # copies: the memo stays intact
             regime=self._regime_of(symbol, analysed["1h"], analysed["15m"]),
             levels=analysed[SR_TIMEFRAME].levels.around(float(last_price)),
-            confluence=confluence_from_factors(
-                {tf: a.trend for tf, a in analysed.items()}, {tf: a.momentum for tf, a in analysed.items()},
-                analysed["1h"].strength,
-            ),
+            confluence=_confluence_of(analysed),
             recent={tf: a.recent for tf, a in analysed.items()},
         )
 
@@ -350,29 +347,35 @@ def _clamp01(value: float) -> float:
     return min(max(value, 0.0), 1.0)
 
 
+_TREND_KEYS = frozenset(("close", "ema_9", "ema_21"))
+_STRENGTH_KEYS = frozenset(("adx", "plus_di", "minus_di"))
+
+
 def trend_alignment(ind: Mapping[str, float]) -> float | None:
     """Share of bullish EMA facts on one timeframe: EMA9 > EMA21, close > EMA21, EMA21 > EMA50."""
-    if not all(k in ind for k in ("close", "ema_9", "ema_21")):
+    if not ind.keys() >= _TREND_KEYS:
         return None
-    facts = [ind["ema_9"] > ind["ema_21"], ind["close"] > ind["ema_21"]]
-    if "ema_50" in ind:
-        facts.append(ind["ema_21"] > ind["ema_50"])
-    return sum(facts) / len(facts)
+    ema_21 = ind["ema_21"]
+    bullish = (ind["ema_9"] > ema_21) + (ind["close"] > ema_21)
+    if "ema_50" not in ind:
+        return bullish / 2
+    return (bullish + (ema_21 > ind["ema_50"])) / 3
 
 
 def momentum_agreement(ind: Mapping[str, float]) -> float | None:
     """Bullish momentum on one timeframe: RSI scaled from 40 (0) to 60 (1), and MACD histogram above zero."""
-    parts = []
-    if "rsi" in ind:
-        parts.append(_clamp01((ind["rsi"] - 40.0) / 20.0))
-    if "macd_hist" in ind:
-        parts.append(1.0 if ind["macd_hist"] > 0 else 0.0)
-    return sum(parts) / len(parts) if parts else None
+    rsi, hist = ind.get("rsi"), ind.get("macd_hist")
+    if rsi is None:
+        return None if hist is None else (0.0 + (1.0 if hist > 0 else 0.0)) / 1
+    rsi_part = _clamp01((rsi - 40.0) / 20.0)
+    if hist is None:
+        return (0.0 + rsi_part) / 1
+    return ((0.0 + rsi_part) + (1.0 if hist > 0 else 0.0)) / 2  # what sum() of the parts over their count gives
 
 
 def trend_strength(ind: Mapping[str, float]) -> float:
     """1h ADX scaled from 15 (0) to 35 (1), counted only when +DI leads (a strong downtrend is no help)."""
-    if not all(k in ind for k in ("adx", "plus_di", "minus_di")) or ind["plus_di"] <= ind["minus_di"]:
+    if not ind.keys() >= _STRENGTH_KEYS or ind["plus_di"] <= ind["minus_di"]:
         return 0.0
     return _clamp01((ind["adx"] - 15.0) / 20.0)
 
@@ -389,11 +392,22 @@ def confluence_from_factors(
     trend_by_tf: Mapping[str, float | None], momentum_by_tf: Mapping[str, float | None], strength: float
 ) -> float:
     """The confluence score from each timeframe's trend alignment and momentum agreement and the 1h strength."""
-    score = (
-        CONFLUENCE_TREND_WEIGHT * _across_timeframes(trend_by_tf)
-        + CONFLUENCE_MOMENTUM_WEIGHT * _across_timeframes(momentum_by_tf)
-        + CONFLUENCE_STRENGTH_WEIGHT * strength
-    )
+    return _score(_across_timeframes(trend_by_tf), _across_timeframes(momentum_by_tf), strength)
+
+
+def _confluence_of(analysed: Mapping[str, _Analysed]) -> float:
+    """confluence_from_factors of the analysed timeframes' factors, without building their mappings."""
+    trend = momentum = 0.0
+    for tf, weight in TIMEFRAME_WEIGHTS.items():
+        factors = analysed.get(tf)
+        trend += weight * ((factors.trend if factors else None) or 0.0)
+        momentum += weight * ((factors.momentum if factors else None) or 0.0)
+    hourly = analysed.get("1h")
+    return _score(trend, momentum, hourly.strength if hourly else 0.0)
+
+
+def _score(trend: float, momentum: float, strength: float) -> float:
+    score = CONFLUENCE_TREND_WEIGHT * trend + CONFLUENCE_MOMENTUM_WEIGHT * momentum + CONFLUENCE_STRENGTH_WEIGHT * strength
     return round(min(max(score, 0.0), 100.0), 2)
 
 

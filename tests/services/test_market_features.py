@@ -25,11 +25,16 @@ from app.services.market_features import (
     RefillRanges,
     SeriesIndicatorRows,
     SeriesZones,
+    _Analysed,
+    _confluence_of,
     build_market_features,
     calculate_mtf_confluence,
+    momentum_agreement,
+    trend_alignment,
+    trend_strength,
 )
 from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.risk_manager import RiskManager, Zone
+from app.services.risk_manager import RiskManager, Zone, ZoneLevels
 from app.services.trading_bot import CANDLES
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "app" / "data" / "sample"
@@ -80,6 +85,47 @@ indicator_values = st.fixed_dictionaries({
 @given(st.dictionaries(st.sampled_from(TIMEFRAMES), indicator_values))
 def test_confluence_is_always_between_0_and_100(indicators) -> None:
     assert 0.0 <= calculate_mtf_confluence(indicators) <= 100.0
+
+
+def plain_factors(ind: dict[str, float]) -> tuple[float | None, float | None, float]:
+    """The confluence factors as first written (lists of facts and parts, sum() over len())."""
+    trend = None
+    if all(k in ind for k in ("close", "ema_9", "ema_21")):
+        facts = [ind["ema_9"] > ind["ema_21"], ind["close"] > ind["ema_21"]]
+        if "ema_50" in ind:
+            facts.append(ind["ema_21"] > ind["ema_50"])
+        trend = sum(facts) / len(facts)
+    parts = []
+    if "rsi" in ind:
+        parts.append(min(max((ind["rsi"] - 40.0) / 20.0, 0.0), 1.0))
+    if "macd_hist" in ind:
+        parts.append(1.0 if ind["macd_hist"] > 0 else 0.0)
+    momentum = sum(parts) / len(parts) if parts else None
+    strength = 0.0
+    if all(k in ind for k in ("adx", "plus_di", "minus_di")) and ind["plus_di"] > ind["minus_di"]:
+        strength = min(max((ind["adx"] - 15.0) / 20.0, 0.0), 1.0)
+    return trend, momentum, strength
+
+
+# small whole numbers make equal EMAs, RSI at the clamp edges and +DI = -DI common
+some_indicators = st.dictionaries(
+    st.sampled_from(["close", "ema_9", "ema_21", "ema_50", "rsi", "macd_hist", "adx", "plus_di", "minus_di"]),
+    st.one_of(st.integers(-2, 80).map(float), st.floats(-1e3, 1e3)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(some_indicators)
+def test_confluence_factors_are_those_of_the_plain_formulation(ind: dict[str, float]) -> None:
+    assert (trend_alignment(ind), momentum_agreement(ind), trend_strength(ind)) == plain_factors(ind)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(TIMEFRAMES), some_indicators))
+def test_the_builders_confluence_is_calculate_mtf_confluence(indicators: dict[str, dict[str, float]]) -> None:
+    analysed = {tf: _Analysed((0, 0, 0), ind, ZoneLevels(()), trend_alignment(ind), momentum_agreement(ind),
+                              trend_strength(ind), ()) for tf, ind in indicators.items()}
+    assert _confluence_of(analysed) == calculate_mtf_confluence(indicators)
 
 
 def series(n: int, step_ms: int, drift: float, seed: int) -> list:
