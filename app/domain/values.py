@@ -28,6 +28,40 @@ def pickled_as_call(cls: _Class) -> _Class:
     return cls
 
 
+_NO_VALUE = object()  # an argument left out, for fields with a default factory
+
+
+def slot_init(cls: _Class) -> _Class:
+    """A frozen slots dataclass whose __init__ sets each slot through its own descriptor. The generated one calls
+    object.__setattr__ per field, which looks the name up each time: twice as slow, and a backtest builds several
+    of these values per symbol and cycle (a signal, its report, the features). Same signature, defaults and default
+    factories; the instance stays frozen (assignment still raises). Fields with init=False, keyword-only fields
+    and __post_init__ are not supported (refused)."""
+    fields = dataclasses.fields(cls)
+    if hasattr(cls, "__post_init__") or any(not f.init or f.kw_only for f in fields):
+        raise TypeError(f"slot_init does not support {cls.__name__}'s fields")
+    namespace: dict[str, Any] = {"_NO_VALUE": _NO_VALUE}
+    params, body = [], []
+    for f in fields:
+        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__  # the slot's member descriptor
+        value = f.name
+        if f.default is not dataclasses.MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_NO_VALUE")
+            value = f"_factory_{f.name}() if {f.name} is _NO_VALUE else {f.name}"
+        else:
+            params.append(f.name)
+        body.append(f"    _set_{f.name}(self, {value})")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    setattr(cls, "__init__", init)  # noqa: B010 (a method set on the class dataclass built)
+    return cls
+
+
 class Timeframe(StrEnum):
     M5 = "5m"
     M15 = "15m"
@@ -124,6 +158,7 @@ class Decision(StrEnum):
     SKIPPED = "skipped"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Candle:
     open_time_ms: int
@@ -134,6 +169,7 @@ class Candle:
     volume: Decimal
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Balance:
     asset: str
@@ -145,6 +181,7 @@ class Balance:
         return self.free + self.locked
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     price: Decimal
@@ -154,6 +191,7 @@ class Fill:
     trade_id: int = 0
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Order:
     """One exchange order as the exchange reports it."""
@@ -183,6 +221,7 @@ class Order:
         return sum((f.commission for f in self.fills if f.commission_asset == asset), ZERO)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class OcoOrder:
     """An OCO order list: a take-profit leg and a stop-loss leg on one quantity."""
@@ -213,6 +252,7 @@ class OcoOrder:
         return self.list_status == ListStatus.EXECUTING
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class SymbolRules:
     """The exchange's filters for one symbol, applied with Decimal arithmetic."""
@@ -264,6 +304,7 @@ def canonical(value: Decimal) -> Decimal:
     return Decimal(format_decimal(value))
 
 
+@slot_init
 @pickled_as_call
 @dataclass(frozen=True, slots=True)
 class Signal:
@@ -286,6 +327,7 @@ def hold_reason(signal: Signal) -> str:
     return f"hold: {signal.reasoning}" if signal.reasoning else "hold"
 
 
+@slot_init
 @pickled_as_call
 @dataclass(frozen=True, slots=True)
 class SupportResistance:
@@ -295,6 +337,7 @@ class SupportResistance:
     strength: float
 
 
+@slot_init
 @pickled_as_call
 @dataclass(frozen=True, slots=True)
 class RegimeAnalysis:
@@ -305,6 +348,7 @@ class RegimeAnalysis:
     atr_pct: float
 
 
+@slot_init
 @pickled_as_call
 @dataclass(frozen=True, slots=True)
 class MarketFeatures:
@@ -320,6 +364,7 @@ class MarketFeatures:
     recent: dict[str, Sequence[Candle]] = field(default_factory=dict)  # timeframe -> last few candles
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ExitPlan:
     """Adaptive stop and target, from S/R levels and ATR."""
@@ -330,6 +375,7 @@ class ExitPlan:
     reason: str
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class RiskDecision:
     approved: bool
@@ -350,6 +396,7 @@ class RiskDecision:
         return cls(False, tuple(reasons), confidence_threshold=threshold)
 
 
+@slot_init
 @pickled_as_call
 @dataclass(frozen=True, slots=True)
 class AnalystReport:

@@ -1,0 +1,84 @@
+"""The domain values' constructors: slot_init builds exactly what the dataclass-generated __init__ builds."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from app.domain.values import (
+    AnalystReport,
+    MarketFeatures,
+    RegimeAnalysis,
+    Signal,
+    SignalType,
+    SupportResistance,
+    slot_init,
+)
+
+NOW = datetime(2025, 10, 1, tzinfo=UTC)
+
+
+def _dataclass_built(cls: type, *args: object, **kwargs: object) -> object:
+    """The same arguments through a fresh, undecorated dataclass of the same fields (the generated __init__)."""
+    plain = dataclasses.make_dataclass(
+        cls.__name__, [(f.name, f.type, f) for f in dataclasses.fields(cls)], frozen=True, slots=True)
+    return dataclasses.astuple(plain(*args, **kwargs))
+
+
+CASES = [
+    (Signal, (SignalType.HOLD, 0), {"reasoning": "no setup"}),
+    (Signal, (SignalType.BUY, 80, Decimal("1.5"), Decimal("1.4"), Decimal("1.9"), "trend long"), {}),
+    (AnalystReport, (Signal.hold("x"), "rules"), {}),
+    (AnalystReport, (Signal.hold("x"), "gemini"), {"model": "m", "latency_ms": 5, "cost_usd": Decimal("0.01"),
+                                                    "error": "e", "fallback_used": True}),
+    (SupportResistance, (100.5, "support", 3, 0.5), {}),
+    (RegimeAnalysis, ("ranging", True, "ADX low", 14.5, 0.8), {}),
+    (MarketFeatures, ("BTCUSDT", NOW, Decimal("1"), {"5m": {}}, RegimeAnalysis("ranging", True, "", 1.0, 1.0), (),
+                      50.0), {}),
+    (MarketFeatures, ("BTCUSDT", NOW, Decimal("1"), {}, RegimeAnalysis("ranging", True, "", 1.0, 1.0), (), 50.0),
+     {"recent": {"5m": ()}}),
+]
+
+
+@pytest.mark.parametrize(("cls", "args", "kwargs"), CASES)
+def test_slot_init_builds_what_the_dataclass_init_builds(cls: type, args: tuple, kwargs: dict) -> None:
+    value = cls(*args, **kwargs)
+    assert dataclasses.astuple(value) == _dataclass_built(cls, *args, **kwargs)
+    assert value == cls(*args, **kwargs)
+    if cls is not MarketFeatures:  # its dicts make it unhashable, as before
+        assert hash(value) == hash(cls(*args, **kwargs))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        value.__setattr__(dataclasses.fields(cls)[0].name, None)
+
+
+def test_a_default_factory_gives_each_value_its_own_and_bad_calls_fail_as_before() -> None:
+    regime = RegimeAnalysis("ranging", True, "", 1.0, 1.0)
+    first, second = (MarketFeatures("BTCUSDT", NOW, Decimal("1"), {}, regime, (), 50.0) for _ in range(2))
+    assert first.recent == {} and first.recent is not second.recent
+    with pytest.raises(TypeError):
+        Signal(SignalType.HOLD)  # type: ignore[call-arg]  # confidence missing
+    with pytest.raises(TypeError):
+        Signal(SignalType.HOLD, 0, unknown=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        SupportResistance(1.0, "support", 1, 0.5, "extra")  # type: ignore[call-arg]
+
+
+def test_slot_init_refuses_what_it_does_not_build() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Derived:
+        a: int
+        b: int = dataclasses.field(init=False, default=0)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    for cls in (Derived, Checked):
+        with pytest.raises(TypeError, match="does not support"):
+            slot_init(cls)
