@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import pickle
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -309,8 +311,9 @@ class CandleStore:
         """
         files = _discover(Path(directory), symbols)
         series: dict[tuple[str, Timeframe], _Series] = {}
+        parsed = _read_files(files)
         for symbol in sorted({symbol for symbol, _ in files}):
-            series.update(_load_symbol(symbol, files))
+            series.update(_load_symbol(symbol, parsed))
         if start is None and end is None:
             return cls(series)
         return cls({key: _cut(s, start, end).compact() for key, s in series.items()})
@@ -432,12 +435,19 @@ def _discover(directory: Path, symbols: Sequence[str] | None) -> dict[tuple[str,
     return files
 
 
-def _load_symbol(symbol: str, files: dict[tuple[str, Timeframe], Path]) -> dict[tuple[str, Timeframe], _Series]:
-    loaded: dict[tuple[str, Timeframe], _Series] = {}
-    for timeframe in Timeframe:
-        path = files.get((symbol, timeframe))
-        if path is not None:
-            loaded[(symbol, timeframe)] = read_candle_file(path, timeframe)
+def _read_files(files: dict[tuple[str, Timeframe], Path]) -> dict[tuple[str, Timeframe], _TextSeries]:
+    """Every file parsed, several at a time: decompressing and the C parser release the GIL, so threads load a
+    multi-symbol backtest's files side by side. A bad file raises as it would read in order (the first by symbol,
+    then 5m, 15m, 1h)."""
+    keys = [(symbol, tf) for symbol in sorted({symbol for symbol, _ in files}) for tf in Timeframe if (symbol, tf) in files]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(keys), os.cpu_count() or 1))) as pool:
+        parsed = pool.map(lambda key: read_candle_file(files[key], key[1]), keys)
+        return dict(zip(keys, parsed, strict=True))
+
+
+def _load_symbol(symbol: str, parsed: dict[tuple[str, Timeframe], _TextSeries]) -> dict[tuple[str, Timeframe], _Series]:
+    loaded: dict[tuple[str, Timeframe], _Series] = {(symbol, tf): parsed[(symbol, tf)] for tf in Timeframe
+                                                     if (symbol, tf) in parsed}
     five = loaded.get((symbol, Timeframe.M5))
     if five is not None:
         for timeframe in (Timeframe.M15, Timeframe.H1):
@@ -478,9 +488,9 @@ def _parsed_exactly(text: bytes, header_end: int) -> bool:
     It does when every field has at most 15 digits and no exponent: the digits then make an exact integer
     and one division by an exact power of ten rounds correctly, as float() does.
     """
-    body = np.frombuffer(text, np.uint8)[header_end + 1 :]
-    if np.isin(body, np.frombuffer(b"eE", np.uint8)).any():
+    if text.find(b"e", header_end + 1) >= 0 or text.find(b"E", header_end + 1) >= 0:
         return False
+    body = np.frombuffer(text, np.uint8)[header_end + 1 :]
     separators = np.flatnonzero((body == ord(",")) | (body == ord("\n")))
     return len(separators) == 0 or int(np.diff(np.r_[-1, separators]).max()) <= 16
 

@@ -94,6 +94,28 @@ def test_malformed_file_names_file_line_and_problem(
     assert expected in message
 
 
+def test_fields_in_exponent_form_are_read_exactly(tmp_path: Path) -> None:
+    """The C parser's result is kept only for plain short fields; 1.5E-7 goes through Decimal, as klines do."""
+    for name, volume in (("BTCUSDT", "1.5E-7"), ("ETHUSDT", "2.5e-3")):
+        write(tmp_path, f"binance_{name}_5m.csv", [row(0, v=volume), row(1, c="100.1")])
+        store = CandleStore.load(tmp_path, symbols=[name])
+        arrays = store.closed_arrays(name, Timeframe.M5, T0 + timedelta(minutes=10), 2)
+        assert arrays.volume.tolist() == [float(Decimal(volume)), 2.0] and arrays.close.tolist() == [100.5, 100.1]
+
+
+def test_of_several_bad_files_the_first_by_symbol_then_timeframe_is_named(tmp_path: Path) -> None:
+    """Files are parsed side by side; the error is still the one a reading in order meets first."""
+    bad = [row(0), row(1, h="98")]
+    for name in ("binance_ETHUSDT_5m.csv", "binance_BTCUSDT_1h.csv", "binance_BTCUSDT_15m.csv"):
+        write(tmp_path, name, bad)
+    write(tmp_path, "binance_BTCUSDT_5m.csv", [row(0), row(1)])
+    with pytest.raises(DataError, match="binance_BTCUSDT_15m.csv"):
+        CandleStore.load(tmp_path)
+    write(tmp_path, "binance_BTCUSDT_5m.csv", bad)
+    with pytest.raises(DataError, match="binance_BTCUSDT_5m.csv"):
+        CandleStore.load(tmp_path)
+
+
 def test_missing_symbol_and_corrupt_gzip_are_data_errors(tmp_path: Path) -> None:
     write(tmp_path, "binance_BTCUSDT_5m.csv", [row(0)])
     with pytest.raises(DataError, match="SOLUSDT"):
