@@ -104,7 +104,7 @@ def test_fields_in_exponent_form_are_read_exactly(tmp_path: Path) -> None:
 
 
 def test_of_several_bad_files_the_first_by_symbol_then_timeframe_is_named(tmp_path: Path) -> None:
-    """Files are parsed side by side; the error is still the one a reading in order meets first."""
+    """The error is the one a reading by symbol, then 5m, 15m, 1h meets first."""
     bad = [row(0), row(1, h="98")]
     for name in ("binance_ETHUSDT_5m.csv", "binance_BTCUSDT_1h.csv", "binance_BTCUSDT_15m.csv"):
         write(tmp_path, name, bad)
