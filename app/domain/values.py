@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import operator
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from enum import StrEnum
+from inspect import Parameter
 from typing import Any, TypeVar
 
 ZERO = Decimal("0")
@@ -34,16 +37,20 @@ _NO_VALUE = object()  # an argument left out, for fields with a default factory
 def slot_init(cls: _Class) -> _Class:
     """A frozen slots dataclass whose __init__ sets each slot through its own descriptor. The generated one calls
     object.__setattr__ per field, which looks the name up each time: twice as slow, and a backtest builds several
-    of these values per symbol and cycle (a signal, its report, the features). Same signature, defaults and default
-    factories; the instance stays frozen (assignment still raises). Fields with init=False, keyword-only fields
-    and __post_init__ are not supported (refused)."""
+    of these values per symbol and cycle (a signal, its report, the features). Same parameters, defaults and default
+    factories; the instance stays frozen (assignment still raises). Refused (TypeError) where the result could differ:
+    __post_init__, fields without a slot of their own, or parameters other than the fields (InitVar, init=False,
+    keyword-only)."""
     fields = dataclasses.fields(cls)
-    if hasattr(cls, "__post_init__") or any(not f.init or f.kw_only for f in fields):
+    generated = list(inspect.signature(cls).parameters.values())
+    slots = [inspect.getattr_static(cls, f.name, None) for f in fields]
+    if (hasattr(cls, "__post_init__") or any(not isinstance(slot, types.MemberDescriptorType) for slot in slots)
+            or [(p.name, p.kind) for p in generated] != [(f.name, Parameter.POSITIONAL_OR_KEYWORD) for f in fields]):
         raise TypeError(f"slot_init does not support {cls.__name__}'s fields")
     namespace: dict[str, Any] = {"_NO_VALUE": _NO_VALUE}
     params, body = [], []
-    for f in fields:
-        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__  # the slot's member descriptor
+    for f, slot in zip(fields, slots, strict=True):
+        namespace[f"_set_{f.name}"] = slot.__set__
         value = f.name
         if f.default is not dataclasses.MISSING:
             namespace[f"_default_{f.name}"] = f.default
@@ -57,7 +64,7 @@ def slot_init(cls: _Class) -> _Class:
         body.append(f"    _set_{f.name}(self, {value})")
     exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), namespace)
     init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__qualname__, init.__module__ = f"{cls.__qualname__}.__init__", cls.__module__
     setattr(cls, "__init__", init)  # noqa: B010 (a method set on the class dataclass built)
     return cls
 

@@ -356,21 +356,21 @@ def trend_alignment(ind: Mapping[str, float]) -> float | None:
     if not ind.keys() >= _TREND_KEYS:
         return None
     ema_21 = ind["ema_21"]
-    bullish = (ind["ema_9"] > ema_21) + (ind["close"] > ema_21)
+    bullish = int(ind["ema_9"] > ema_21) + int(ind["close"] > ema_21)  # int(): numpy's bools would add as `or`
     if "ema_50" not in ind:
         return bullish / 2
-    return (bullish + (ema_21 > ind["ema_50"])) / 3
+    return (bullish + int(ema_21 > ind["ema_50"])) / 3
 
 
 def momentum_agreement(ind: Mapping[str, float]) -> float | None:
     """Bullish momentum on one timeframe: RSI scaled from 40 (0) to 60 (1), and MACD histogram above zero."""
-    rsi, hist = ind.get("rsi"), ind.get("macd_hist")
-    if rsi is None:
-        return None if hist is None else (0.0 + (1.0 if hist > 0 else 0.0)) / 1
-    rsi_part = _clamp01((rsi - 40.0) / 20.0)
-    if hist is None:
+    has_rsi, has_hist = "rsi" in ind, "macd_hist" in ind
+    if not has_rsi:
+        return (0.0 + (1.0 if ind["macd_hist"] > 0 else 0.0)) / 1 if has_hist else None
+    rsi_part = _clamp01((ind["rsi"] - 40.0) / 20.0)
+    if not has_hist:
         return (0.0 + rsi_part) / 1
-    return ((0.0 + rsi_part) + (1.0 if hist > 0 else 0.0)) / 2  # what sum() of the parts over their count gives
+    return ((0.0 + rsi_part) + (1.0 if ind["macd_hist"] > 0 else 0.0)) / 2  # sum() of the parts over their count
 
 
 def trend_strength(ind: Mapping[str, float]) -> float:

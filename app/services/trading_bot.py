@@ -75,9 +75,14 @@ def _head_key(head: str) -> str:
     return _NUMBER.sub("N", head).strip()
 
 
-@functools.lru_cache(maxsize=16384)
 def _score(confluence: float) -> Decimal:
-    """The confluence as the decision log keeps it (two decimals); scores repeat, the Decimal is made once."""
+    """The confluence as the decision log keeps it (two decimals); scores repeat, the Decimal is made once (zeros
+    apart: 0.0 and -0.0 would share a cache entry)."""
+    return _decimal_score(confluence) if confluence else Decimal(str(round(confluence, 2)))
+
+
+@functools.lru_cache(maxsize=16384)
+def _decimal_score(confluence: float) -> Decimal:
     return Decimal(str(round(confluence, 2)))
 
 

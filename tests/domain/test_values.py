@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
+from app.domain import values
 from app.domain.values import (
     AnalystReport,
     MarketFeatures,
@@ -45,13 +47,24 @@ CASES = [
 
 @pytest.mark.parametrize(("cls", "args", "kwargs"), CASES)
 def test_slot_init_builds_what_the_dataclass_init_builds(cls: type, args: tuple, kwargs: dict) -> None:
-    value = cls(*args, **kwargs)
-    assert dataclasses.astuple(value) == _dataclass_built(cls, *args, **kwargs)
-    assert value == cls(*args, **kwargs)
-    if cls is not MarketFeatures:  # its dicts make it unhashable, as before
-        assert hash(value) == hash(cls(*args, **kwargs))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        value.__setattr__(dataclasses.fields(cls)[0].name, None)
+    assert dataclasses.astuple(cls(*args, **kwargs)) == _dataclass_built(cls, *args, **kwargs)
+
+
+DECORATED = [cls for cls in vars(values).values()
+             if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == values.__name__]
+
+
+@pytest.mark.parametrize("cls", DECORATED, ids=lambda cls: cls.__name__)
+def test_every_value_class_keeps_the_generated_parameters(cls: type) -> None:
+    """Names, order, kinds and defaults (a factory's field defaults to a marker, as the generated one does)."""
+    plain = dataclasses.make_dataclass(
+        cls.__name__, [(f.name, f.type, f) for f in dataclasses.fields(cls)], frozen=True, slots=True)
+    ours, theirs = inspect.signature(cls).parameters.values(), inspect.signature(plain).parameters.values()
+    assert [(p.name, p.kind) for p in ours] == [(p.name, p.kind) for p in theirs]
+    for mine, generated, field in zip(ours, theirs, dataclasses.fields(cls), strict=True):
+        if field.default_factory is dataclasses.MISSING:
+            assert mine.default is generated.default
+    assert any(name.startswith("_set_") for name in cls.__init__.__code__.co_names)  # slot_init's, not generated
 
 
 def test_a_default_factory_gives_each_value_its_own_and_bad_calls_fail_as_before() -> None:
@@ -79,6 +92,19 @@ def test_slot_init_refuses_what_it_does_not_build() -> None:
         def __post_init__(self) -> None:
             pass
 
-    for cls in (Derived, Checked):
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class KeywordOnly:
+        a: int
+
+    @dataclasses.dataclass(frozen=True)
+    class WithoutSlots:
+        a: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        a: int
+        scale: dataclasses.InitVar[int] = 1
+
+    for cls in (Derived, Checked, KeywordOnly, WithoutSlots, WithInitVar):
         with pytest.raises(TypeError, match="does not support"):
             slot_init(cls)

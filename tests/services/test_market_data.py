@@ -95,7 +95,7 @@ def test_malformed_file_names_file_line_and_problem(
 
 
 def test_fields_in_exponent_form_are_read_exactly(tmp_path: Path) -> None:
-    """The C parser's result is kept only for plain short fields; 1.5E-7 goes through Decimal, as klines do."""
+    """Fields in exponent form go through Decimal (the C parser's result is kept only for plain short fields)."""
     for name, volume in (("BTCUSDT", "1.5E-7"), ("ETHUSDT", "2.5e-3")):
         write(tmp_path, f"binance_{name}_5m.csv", [row(0, v=volume), row(1, c="100.1")])
         store = CandleStore.load(tmp_path, symbols=[name])

@@ -101,23 +101,28 @@ def plain_factors(ind: dict[str, float]) -> tuple[float | None, float | None, fl
     if "macd_hist" in ind:
         parts.append(1.0 if ind["macd_hist"] > 0 else 0.0)
     momentum = sum(parts) / len(parts) if parts else None
-    strength = 0.0
-    if all(k in ind for k in ("adx", "plus_di", "minus_di")) and ind["plus_di"] > ind["minus_di"]:
-        strength = min(max((ind["adx"] - 15.0) / 20.0, 0.0), 1.0)
-    return trend, momentum, strength
+    if not all(k in ind for k in ("adx", "plus_di", "minus_di")) or ind["plus_di"] <= ind["minus_di"]:
+        return trend, momentum, 0.0
+    return trend, momentum, min(max((ind["adx"] - 15.0) / 20.0, 0.0), 1.0)
 
 
-# small whole numbers make equal EMAs, RSI at the clamp edges and +DI = -DI common
+# small whole numbers make equal EMAs, RSI at the clamp edges and +DI = -DI common; numpy floats, NaN and -0.0 too
 some_indicators = st.dictionaries(
     st.sampled_from(["close", "ema_9", "ema_21", "ema_50", "rsi", "macd_hist", "adx", "plus_di", "minus_di"]),
-    st.one_of(st.integers(-2, 80).map(float), st.floats(-1e3, 1e3)),
+    st.one_of(st.integers(-2, 80).map(float), st.floats(-1e3, 1e3), st.sampled_from([-0.0, float("nan")]),
+              st.integers(-2, 80).map(np.float64)),
 )
+
+
+def exactly(values: tuple) -> list[str]:
+    """Each value's float repr: tells -0.0 from 0.0 and None from 0.0, and NaN equals NaN."""
+    return [repr(v if v is None else float(v)) for v in values]
 
 
 @settings(max_examples=500, deadline=None)
 @given(some_indicators)
 def test_confluence_factors_are_those_of_the_plain_formulation(ind: dict[str, float]) -> None:
-    assert (trend_alignment(ind), momentum_agreement(ind), trend_strength(ind)) == plain_factors(ind)
+    assert exactly((trend_alignment(ind), momentum_agreement(ind), trend_strength(ind))) == exactly(plain_factors(ind))
 
 
 @settings(max_examples=200, deadline=None)
@@ -125,7 +130,7 @@ def test_confluence_factors_are_those_of_the_plain_formulation(ind: dict[str, fl
 def test_the_builders_confluence_is_calculate_mtf_confluence(indicators: dict[str, dict[str, float]]) -> None:
     analysed = {tf: _Analysed((0, 0, 0), ind, ZoneLevels(()), trend_alignment(ind), momentum_agreement(ind),
                               trend_strength(ind), ()) for tf, ind in indicators.items()}
-    assert _confluence_of(analysed) == calculate_mtf_confluence(indicators)
+    assert exactly((_confluence_of(analysed),)) == exactly((calculate_mtf_confluence(indicators),))
 
 
 def series(n: int, step_ms: int, drift: float, seed: int) -> list:
