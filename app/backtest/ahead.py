@@ -78,9 +78,7 @@ def pack(analysis: SymbolAnalysis | None) -> Packed:
         # a Decimal's text gives it back exactly (digits and exponent), and pickles at a fraction of its cost
         return (str(analysis.last_price), analysis.regime, analysis.confluence, report.signal.reasoning,
                 report.analyzer)
-    apart = SymbolAnalysis(analysis.symbol, analysis.time, analysis.last_price, analysis.regime, analysis.confluence,
-                           report, None, analysis.analysis_id)
-    return apart, pickle.dumps(analysis.features, pickle.HIGHEST_PROTOCOL)
+    return dataclasses.replace(analysis, features=None), pickle.dumps(analysis.features, pickle.HIGHEST_PROTOCOL)
 
 
 def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:

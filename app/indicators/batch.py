@@ -468,8 +468,10 @@ def batch_latest_indicators(
     return out
 
 
+@functools.cache
 def warm_up() -> None:
-    """Load (or compile) the compiled loops now: a process about to fork workers does it once for all of them.
+    """Load (or compile) the compiled loops now, once per process (a backtest before its first cycle, and a process
+    about to fork workers: once for all of them; later calls return at once).
     The garbage collector waits meanwhile: loading builds numba's typing tables (tens of thousands of objects, no
     garbage), and a full collection would walk every object the process holds (a backtest's candles: two took
     0.25 s of a one-symbol-year run)."""

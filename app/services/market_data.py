@@ -309,9 +309,8 @@ class CandleStore:
         """
         files = _discover(Path(directory), symbols)
         series: dict[tuple[str, Timeframe], _Series] = {}
-        parsed = _read_files(files)
         for symbol in sorted({symbol for symbol, _ in files}):
-            series.update(_load_symbol(symbol, parsed))
+            series.update(_load_symbol(symbol, files))
         if start is None and end is None:
             return cls(series)
         return cls({key: _cut(s, start, end).compact() for key, s in series.items()})
@@ -433,17 +432,12 @@ def _discover(directory: Path, symbols: Sequence[str] | None) -> dict[tuple[str,
     return files
 
 
-def _read_files(files: dict[tuple[str, Timeframe], Path]) -> dict[tuple[str, Timeframe], _TextSeries]:
-    """Every file parsed, by symbol, then 5m, 15m, 1h: a bad file raises as that reading meets it. (One at a time:
-    threads would overlap the decompression and the C parser, but each thread's allocations stay in its own malloc
-    arena; a four-symbol backtest's workers then shared 50-100 MB less.)"""
-    keys = [(symbol, tf) for symbol in sorted({symbol for symbol, _ in files}) for tf in Timeframe if (symbol, tf) in files]
-    return {key: read_candle_file(files[key], key[1]) for key in keys}
-
-
-def _load_symbol(symbol: str, parsed: dict[tuple[str, Timeframe], _TextSeries]) -> dict[tuple[str, Timeframe], _Series]:
-    loaded: dict[tuple[str, Timeframe], _Series] = {(symbol, tf): parsed[(symbol, tf)] for tf in Timeframe
-                                                     if (symbol, tf) in parsed}
+def _load_symbol(symbol: str, files: dict[tuple[str, Timeframe], Path]) -> dict[tuple[str, Timeframe], _Series]:
+    loaded: dict[tuple[str, Timeframe], _Series] = {}
+    for timeframe in Timeframe:
+        path = files.get((symbol, timeframe))
+        if path is not None:
+            loaded[(symbol, timeframe)] = read_candle_file(path, timeframe)
     five = loaded.get((symbol, Timeframe.M5))
     if five is not None:
         for timeframe in (Timeframe.M15, Timeframe.H1):

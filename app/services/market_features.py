@@ -364,13 +364,12 @@ def trend_alignment(ind: Mapping[str, float]) -> float | None:
 
 def momentum_agreement(ind: Mapping[str, float]) -> float | None:
     """Bullish momentum on one timeframe: RSI scaled from 40 (0) to 60 (1), and MACD histogram above zero."""
-    has_rsi, has_hist = "rsi" in ind, "macd_hist" in ind
-    if not has_rsi:
-        return (0.0 + (1.0 if ind["macd_hist"] > 0 else 0.0)) / 1 if has_hist else None
-    rsi_part = _clamp01((ind["rsi"] - 40.0) / 20.0)
-    if not has_hist:
-        return (0.0 + rsi_part) / 1
-    return ((0.0 + rsi_part) + (1.0 if ind["macd_hist"] > 0 else 0.0)) / 2  # sum() of the parts over their count
+    total, parts = 0.0, 0  # added from 0.0 left to right, as sum() adds the parts' floats
+    if "rsi" in ind:
+        total, parts = total + _clamp01((ind["rsi"] - 40.0) / 20.0), parts + 1
+    if "macd_hist" in ind:
+        total, parts = total + (1.0 if ind["macd_hist"] > 0 else 0.0), parts + 1
+    return total / parts if parts else None
 
 
 def trend_strength(ind: Mapping[str, float]) -> float:
@@ -380,11 +379,11 @@ def trend_strength(ind: Mapping[str, float]) -> float:
     return _clamp01((ind["adx"] - 15.0) / 20.0)
 
 
-def _across_timeframes(factor_by_tf: Mapping[str, float | None]) -> float:
+def _across_timeframes(factor_of: Callable[[str], float | None]) -> float:
     """Weighted mean over 1h/15m/5m; a timeframe without data counts as no support (0)."""
     total = 0.0
     for tf, weight in TIMEFRAME_WEIGHTS.items():
-        total += weight * (factor_by_tf.get(tf) or 0.0)
+        total += weight * (factor_of(tf) or 0.0)
     return total
 
 
@@ -392,18 +391,13 @@ def confluence_from_factors(
     trend_by_tf: Mapping[str, float | None], momentum_by_tf: Mapping[str, float | None], strength: float
 ) -> float:
     """The confluence score from each timeframe's trend alignment and momentum agreement and the 1h strength."""
-    return _score(_across_timeframes(trend_by_tf), _across_timeframes(momentum_by_tf), strength)
+    return _score(_across_timeframes(trend_by_tf.get), _across_timeframes(momentum_by_tf.get), strength)
 
 
 def _confluence_of(analysed: Mapping[str, _Analysed]) -> float:
-    """confluence_from_factors of the analysed timeframes' factors, without building their mappings."""
-    trend = momentum = 0.0
-    for tf, weight in TIMEFRAME_WEIGHTS.items():
-        factors = analysed.get(tf)
-        trend += weight * ((factors.trend if factors else None) or 0.0)
-        momentum += weight * ((factors.momentum if factors else None) or 0.0)
-    hourly = analysed.get("1h")
-    return _score(trend, momentum, hourly.strength if hourly else 0.0)
+    """confluence_from_factors of the analysed timeframes (all three), without building their factors' mappings."""
+    return _score(_across_timeframes(lambda tf: analysed[tf].trend),
+                  _across_timeframes(lambda tf: analysed[tf].momentum), analysed["1h"].strength)
 
 
 def _score(trend: float, momentum: float, strength: float) -> float:

@@ -75,7 +75,7 @@ def _head_key(head: str) -> str:
     return _NUMBER.sub("N", head).strip()
 
 
-def _score(confluence: float) -> Decimal:
+def _confluence_score(confluence: float) -> Decimal:
     """The confluence as the decision log keeps it (two decimals); scores repeat, the Decimal is made once (zeros
     apart: 0.0 and -0.0 would share a cache entry)."""
     return _decimal_score(confluence) if confluence else Decimal(str(round(confluence, 2)))
@@ -283,7 +283,7 @@ class TradingBot:
         record = AnalysisRecord(
             symbol=analysis.symbol, created_at=analysis.time, analyzer=report.analyzer, signal=signal.signal.value,
             confidence=signal.confidence, reasoning=signal.reasoning, regime=analysis.regime,
-            confluence_score=_score(analysis.confluence), last_price=analysis.last_price,
+            confluence_score=_confluence_score(analysis.confluence), last_price=analysis.last_price,
             entry_price=signal.entry_price, stop_loss=signal.stop_loss, take_profit=signal.take_profit,
             model=report.model, prompt=report.prompt, prompt_version=report.prompt_version,
             prompt_hash=report.prompt_hash, raw_response=report.raw_response, latency_ms=report.latency_ms,

@@ -23,11 +23,14 @@ from app.domain.values import (
 NOW = datetime(2025, 10, 1, tzinfo=UTC)
 
 
-def _dataclass_built(cls: type, *args: object, **kwargs: object) -> object:
-    """The same arguments through a fresh, undecorated dataclass of the same fields (the generated __init__)."""
-    plain = dataclasses.make_dataclass(
+def _plain(cls: type) -> type:
+    """A fresh, undecorated dataclass of the same fields: the generated __init__."""
+    return dataclasses.make_dataclass(
         cls.__name__, [(f.name, f.type, f) for f in dataclasses.fields(cls)], frozen=True, slots=True)
-    return dataclasses.astuple(plain(*args, **kwargs))
+
+
+def _dataclass_built(cls: type, *args: object, **kwargs: object) -> object:
+    return dataclasses.astuple(_plain(cls)(*args, **kwargs))
 
 
 CASES = [
@@ -57,9 +60,7 @@ DECORATED = [cls for cls in vars(values).values()
 @pytest.mark.parametrize("cls", DECORATED, ids=lambda cls: cls.__name__)
 def test_every_value_class_keeps_the_generated_parameters(cls: type) -> None:
     """Names, order, kinds and defaults (a factory's field defaults to a marker, as the generated one does)."""
-    plain = dataclasses.make_dataclass(
-        cls.__name__, [(f.name, f.type, f) for f in dataclasses.fields(cls)], frozen=True, slots=True)
-    ours, theirs = inspect.signature(cls).parameters.values(), inspect.signature(plain).parameters.values()
+    ours, theirs = inspect.signature(cls).parameters.values(), inspect.signature(_plain(cls)).parameters.values()
     assert [(p.name, p.kind) for p in ours] == [(p.name, p.kind) for p in theirs]
     for mine, generated, field in zip(ours, theirs, dataclasses.fields(cls), strict=True):
         if field.default_factory is dataclasses.MISSING:

@@ -128,8 +128,11 @@ def test_confluence_factors_are_those_of_the_plain_formulation(ind: dict[str, fl
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.sampled_from(TIMEFRAMES), some_indicators))
 def test_the_builders_confluence_is_calculate_mtf_confluence(indicators: dict[str, dict[str, float]]) -> None:
+    """The builder always has all three timeframes; one without data has empty indicators (what the function reads
+    for a missing one)."""
     analysed = {tf: _Analysed((0, 0, 0), ind, ZoneLevels(()), trend_alignment(ind), momentum_agreement(ind),
-                              trend_strength(ind), ()) for tf, ind in indicators.items()}
+                              trend_strength(ind), ())
+                for tf in TIMEFRAMES for ind in [indicators.get(tf, {})]}
     assert exactly((_confluence_of(analysed),)) == exactly((calculate_mtf_confluence(indicators),))
 
 

@@ -16,7 +16,7 @@ from app.domain.clock import SimulatedClock
 from app.domain.errors import ConfigurationError, RuleViolation
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, ExitReason, TradeStatus, TradingState
-from app.services.trading_bot import _score
+from app.services.trading_bot import _confluence_score
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
@@ -370,4 +370,4 @@ async def test_a_manual_close_during_a_cycle_is_booked_once(settings: Settings) 
 def test_the_decision_logs_confluence_is_the_rounded_text_whatever_came_before() -> None:
     """Scores are memoised; a zero keeps its own sign (0.0 and -0.0 would share a cache entry)."""
     for confluence in (0.0, -0.0, 0.0, 54.449999, 54.45, -0.0):
-        assert str(_score(confluence)) == str(Decimal(str(round(confluence, 2))))
+        assert str(_confluence_score(confluence)) == str(Decimal(str(round(confluence, 2))))
