@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 import re
 import zlib
@@ -66,6 +67,24 @@ class _Series:
     def __init__(self, arrays: CandleArrays) -> None:
         self.arrays = arrays
         self._cache: dict[int, Candle] = {}
+        # the last rows_through answer and the open times around it: [low, high) gives the same answer again
+        self._through: tuple[int, float, float] = (0, -math.inf, -math.inf)
+
+    def rows_through(self, open_ms: int) -> int:
+        """How many candles open at or before `open_ms` (searchsorted right). Cycles ask in time order, so the
+        answer is mostly the last one or the next row: checked first, with plain ints."""
+        stop, low, high = self._through
+        if low <= open_ms < high:
+            return stop
+        times = self.arrays.open_time_ms
+        count = len(times)
+        stop += 1
+        if not (0 < stop <= count and times.item(stop - 1) <= open_ms
+                and (stop == count or open_ms < times.item(stop))):
+            stop = int(times.searchsorted(open_ms, "right"))
+        self._through = (stop, times.item(stop - 1) if stop else -math.inf,
+                         times.item(stop) if stop < count else math.inf)
+        return stop
 
     def candle(self, index: int) -> Candle:
         found = self._cache.get(index)
@@ -403,7 +422,7 @@ class CandleStore:
         three times: one dict read finds the series and its candle duration)."""
         found = self._steps.get((symbol, timeframe))
         series, step_ms = found if found is not None else (self._get(symbol, timeframe), as_timeframe(timeframe).ms)
-        stop = int(series.arrays.open_time_ms.searchsorted(ms_from_utc(until) - step_ms, "right"))
+        stop = series.rows_through(ms_from_utc(until) - step_ms)
         start = stop - limit if limit > 0 else stop
         return series, start if start > 0 else 0, stop
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.domain.clock import ms_from_utc, utc_from_ms
 from app.domain.errors import DataError
@@ -45,6 +47,25 @@ def test_closed_candles_never_include_a_candle_still_open(tmp_path: Path) -> Non
 
 def row_ms(i: int) -> int:
     return T0_MS + i * M5
+
+
+@given(present=st.sets(st.integers(0, 40), max_size=30),
+       first=st.integers(-3, 45), moves=st.lists(st.sampled_from([1, 1, 1, 0, 2, 5, -1, -7]), max_size=60))
+def test_window_lookups_in_any_order_find_what_a_search_finds(tmp_path_factory: pytest.TempPathFactory,
+                                                              present: set[int], first: int, moves: list[int]) -> None:
+    """Windows are found from the previous answer first (cycles ask in time order); any order of asking, across
+    gaps, before the first and after the last candle, gives what a search of the open times gives."""
+    directory = tmp_path_factory.mktemp("series")
+    write(directory, "binance_BTCUSDT_5m.csv", [row(i, c=f"{100 + i}") for i in sorted(present)])
+    store = CandleStore.load(directory)
+    opens = np.array([row_ms(i) for i in sorted(present)], dtype=np.int64)
+    step = first
+    for move in [0, *moves]:  # mostly forward by one candle, as cycles go, with pauses, jumps and returns
+        step += move
+        until = T0 + timedelta(minutes=5 * step, seconds=step % 2)
+        closed = opens[opens + M5 <= ms_from_utc(until)]
+        window = store.closed_window("BTCUSDT", Timeframe.M5, until, 3)
+        assert [c.open_time_ms for c in window] == closed[-3:].tolist()
 
 
 def test_decimals_are_exact_text_and_arrays_match(tmp_path: Path) -> None:
