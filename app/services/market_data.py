@@ -27,6 +27,7 @@ HEADER = "open_time_ms,open,high,low,close,volume"
 COLUMNS = tuple(HEADER.split(","))
 FILE_PATTERN = re.compile(r"^binance_(?P<symbol>[A-Z0-9]+)_(?P<tf>5m|15m|1h)\.csv(?P<gz>\.gz)?$")
 _CANDLE_CACHE_SIZE = 1024  # per series: a few windows of recent candles (each one ~350 bytes as Decimals)
+_STEPS_BACK = 4  # CandleStore._between_range: rows stepped back from a range's end before searching
 # Series that processes forked from this one hold too (CandleStore.share_with_forks), by id: identical in a fork
 _SHARED: dict[int, _Series] = {}
 
@@ -126,7 +127,7 @@ class _TextSeries(_Series):
 
     def _fields(self, index: int) -> list[str]:
         """The row's six fields as written: open time, open, high, low, close, volume."""
-        return self._text[self._starts[index] : self._ends[index]].decode("ascii").strip().split(",")
+        return self._text[self._starts.item(index):self._ends.item(index)].decode("ascii").strip().split(",")
 
     def _build_candle(self, index: int) -> Candle:
         time_text, *values = self._fields(index)
@@ -134,7 +135,10 @@ class _TextSeries(_Series):
 
     def close(self, index: int) -> Decimal:
         found = self._cache.get(index)
-        return found.close if found is not None else Decimal(self._fields(index)[4])
+        if found is not None:
+            return found.close
+        # the close is the fifth field: only it is decoded (a line's end may carry spaces or a CR, never before it)
+        return Decimal(self._text[self._starts.item(index):self._ends.item(index)].split(b",", 5)[4].decode("ascii"))
 
     def sliced(self, start: int, stop: int) -> _TextSeries:
         return _TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop])
@@ -375,10 +379,10 @@ class CandleStore:
 
     def price_at(self, symbol: str, when: datetime) -> Decimal:
         """Close of the last 5m candle closed at `when`: the simulated last traded price."""
-        candles = self.closed_candles(symbol, Timeframe.M5, when, 1)
-        if not candles:
+        series, start, stop = self._closed(symbol, Timeframe.M5, when, 1)
+        if stop <= start:
             raise DataError(f"no closed 5m candle for {symbol} at {when.isoformat()}")
-        return candles[0].close
+        return series.close(start)  # without building the candle
 
     def candles_between(self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int) -> list[Candle]:
         """Candles whose open time is in [start_ms, end_ms), oldest first."""
@@ -429,6 +433,14 @@ class CandleStore:
     @staticmethod
     def _between_range(series: _Series, start_ms: int, end_ms: int) -> tuple[int, int]:
         times = series.arrays.open_time_ms
+        if start_ms < end_ms:
+            # the simulated exchange asks each cycle for the candles since its last look: mostly one, just before
+            # the rows of the last lookup; a few steps back from the end, else a search
+            stop = first = series.rows_through(end_ms - 1)
+            for _ in range(_STEPS_BACK):
+                if first == 0 or times.item(first - 1) < start_ms:
+                    return first, stop
+                first -= 1
         start = int(times.searchsorted(start_ms, side="left"))
         return start, max(start, int(times.searchsorted(end_ms, side="left")))
 

@@ -53,8 +53,8 @@ def row_ms(i: int) -> int:
        first=st.integers(-3, 45), moves=st.lists(st.sampled_from([1, 1, 1, 0, 2, 5, -1, -7]), max_size=60))
 def test_window_lookups_in_any_order_find_what_a_search_finds(tmp_path_factory: pytest.TempPathFactory,
                                                               present: set[int], first: int, moves: list[int]) -> None:
-    """Windows are found from the previous answer first (cycles ask in time order); any order of asking, across
-    gaps, before the first and after the last candle, gives what a search of the open times gives."""
+    """Windows and ranges are found from the previous answer first (cycles ask in time order); any order of asking,
+    across gaps, before the first and after the last candle, gives what a search of the open times gives."""
     directory = tmp_path_factory.mktemp("series")
     write(directory, "binance_BTCUSDT_5m.csv", [row(i, c=f"{100 + i}") for i in sorted(present)])
     store = CandleStore.load(directory)
@@ -66,6 +66,11 @@ def test_window_lookups_in_any_order_find_what_a_search_finds(tmp_path_factory: 
         closed = opens[opens + M5 <= ms_from_utc(until)]
         window = store.closed_window("BTCUSDT", Timeframe.M5, until, 3)
         assert [c.open_time_ms for c in window] == closed[-3:].tolist()
+        end_ms = ms_from_utc(until)
+        for back in (1, 2, 7, 0, -1):  # ranges of one candle (the exchange's catch-up), several, none, inverted
+            start_ms = end_ms - back * M5
+            between = store.candles_between("BTCUSDT", Timeframe.M5, start_ms, end_ms)
+            assert [c.open_time_ms for c in between] == opens[(opens >= start_ms) & (opens < end_ms)].tolist()
 
 
 def test_decimals_are_exact_text_and_arrays_match(tmp_path: Path) -> None:
@@ -216,3 +221,18 @@ def test_a_windows_last_close_is_its_last_candles_close() -> None:
             assert close == expected and str(close) == str(expected)
     with pytest.raises(IndexError):
         store.closed_window("BTCUSDT", Timeframe.M5, datetime(2020, 1, 1, tzinfo=UTC), 10).last_close()
+
+
+def test_the_price_at_a_time_is_the_last_closed_candles_close_as_written(tmp_path: Path) -> None:
+    """price_at reads the close from the line's text: digits and exponent as written, whatever ends the line."""
+    closes = ["100.50", "1.2E+2", "0.00012300", "7"]
+    lines = [row(i, h="200", lo="0.0001", c=c) for i, c in enumerate(closes)]
+    path = tmp_path / "binance_BTCUSDT_5m.csv"
+    path.write_bytes(("\r\n".join([HEADER, *lines]) + " \r\n").encode())
+    store = CandleStore.load(tmp_path)
+    for i, close in enumerate(closes):
+        price = store.price_at("BTCUSDT", utc_from_ms(row_ms(i + 1)))
+        assert str(price) == str(Decimal(close)) == str(store.closed_candles("BTCUSDT", Timeframe.M5,
+                                                                            utc_from_ms(row_ms(i + 1)), 1)[0].close)
+    with pytest.raises(DataError, match="no closed 5m candle for BTCUSDT"):
+        store.price_at("BTCUSDT", utc_from_ms(row_ms(0)))
