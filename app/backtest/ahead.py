@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.risk import TradingConfig
-from app.domain.values import AnalystReport, Signal, SignalType
+from app.domain.values import AnalystReport, MarketFeatures, Signal, SignalType
 from app.indicators.batch import warm_up as warm_up_indicators
 from app.services.market_features import MarketFeatureBuilder
 from app.services.trading_bot import SymbolAnalysis, TradingBot
@@ -50,8 +50,11 @@ AHEAD_ANALYZERS = frozenset({"rules"})
 
 # a hold as plain values: (last price as text, regime, confluence, reasoning, analyzer)
 PackedHold = tuple[str, str, float, str, str]
-# any other answer: the analysis without its features, and the features pickled (unpickled only if an entry needs them)
-PackedAnswer = tuple[SymbolAnalysis, bytes]
+# any other answer: a hold's values, then the signal's other fields (prices as text), the report when it holds more
+# than its signal and analyzer (else None), and the features but for symbol, time and price, pickled (unpickled only
+# if an entry needs them)
+PackedSignal = tuple[str, int, str | None, str | None, str | None]
+PackedAnswer = tuple[str, str, float, str, str, PackedSignal, AnalystReport | None, bytes | None]
 Packed = PackedHold | PackedAnswer | None
 
 
@@ -64,33 +67,58 @@ _SIGNAL_REST = operator.attrgetter(*(f.name for f in dataclasses.fields(Signal) 
 _REPORT_REST = operator.attrgetter(*(f.name for f in dataclasses.fields(AnalystReport)
                                      if f.name not in ("signal", "analyzer")))
 _PLAIN = AnalystReport(Signal.hold(""), "")
+# the features' fields after the three an analysis repeats (SymbolAnalysis.of): symbol, time and last price
+_FEATURE_NAMES = [f.name for f in dataclasses.fields(MarketFeatures)]
+assert _FEATURE_NAMES[:3] == ["symbol", "time", "last_price"], _FEATURE_NAMES
+_FEATURES_REST = operator.attrgetter(*_FEATURE_NAMES[3:])
 _PLAIN_SIGNAL_REST, _PLAIN_REPORT_REST = _SIGNAL_REST(_PLAIN.signal), _REPORT_REST(_PLAIN)
 
 
 def pack(analysis: SymbolAnalysis | None) -> Packed:
-    """What a worker sends: a plain hold as its values (the engine reads nothing else of a hold), else everything,
-    the features apart."""
+    """What a worker sends: a plain hold as its values (the engine reads nothing else of a hold), any other answer
+    as values too, with its features pickled apart. Symbol and time are the engine's (it asks for them).
+    A Decimal's text gives it back exactly (digits and exponent), and pickles at a fraction of its cost; so do
+    plain values against the dataclasses, their datetime and enum."""
     if analysis is None:
         return None
     report = analysis.report
-    # report == AnalystReport(Signal.hold(reasoning), analyzer), without building one
-    if _SIGNAL_REST(report.signal) == _PLAIN_SIGNAL_REST and _REPORT_REST(report) == _PLAIN_REPORT_REST:
-        # a Decimal's text gives it back exactly (digits and exponent), and pickles at a fraction of its cost
-        return (str(analysis.last_price), analysis.regime, analysis.confluence, report.signal.reasoning,
-                report.analyzer)
-    return dataclasses.replace(analysis, features=None), pickle.dumps(analysis.features, pickle.HIGHEST_PROTOCOL)
+    signal = report.signal
+    hold = (str(analysis.last_price), analysis.regime, analysis.confluence, signal.reasoning, report.analyzer)
+    signal_rest, report_rest = _SIGNAL_REST(signal), _REPORT_REST(report)
+    if signal_rest == _PLAIN_SIGNAL_REST and report_rest == _PLAIN_REPORT_REST:
+        return hold  # report == AnalystReport(Signal.hold(reasoning), analyzer), without building one
+    return (*hold, (signal.signal.value, signal.confidence, _text(signal.entry_price), _text(signal.stop_loss),
+                    _text(signal.take_profit)),
+            None if report_rest == _PLAIN_REPORT_REST else report,
+            None if analysis.features is None else pickle.dumps(_FEATURES_REST(analysis.features), pickle.HIGHEST_PROTOCOL))
 
 
 def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:
     if packed is None:
         return None
-    if len(packed) == 2:
-        analysis, features = packed
-        analysis.load_features = functools.partial(pickle.loads, features)
-        return analysis
-    price, regime, confluence, reasoning, analyzer = packed
-    report = AnalystReport(Signal(SignalType.HOLD, 0, None, None, None, reasoning), analyzer)  # Signal.hold, inlined
-    return SymbolAnalysis(symbol, now, Decimal(price), regime, confluence, report, None)
+    if len(packed) == 5:
+        price, regime, confluence, reasoning, analyzer = packed
+        report = AnalystReport(Signal(SignalType.HOLD, 0, None, None, None, reasoning), analyzer)  # Signal.hold
+        return SymbolAnalysis(symbol, now, Decimal(price), regime, confluence, report, None)
+    price, regime, confluence, reasoning, analyzer, (kind, confidence, entry, stop, target), whole, features = packed
+    if whole is None:
+        whole = AnalystReport(Signal(SignalType(kind), confidence, _decimal(entry), _decimal(stop), _decimal(target),
+                                     reasoning), analyzer)
+    last_price = Decimal(price)
+    return SymbolAnalysis(symbol, now, last_price, regime, confluence, whole, None, load_features=None if features is None
+                          else functools.partial(_load_features, symbol, now, last_price, features))
+
+
+def _load_features(symbol: str, now: datetime, last_price: Decimal, rest: bytes) -> MarketFeatures:
+    return MarketFeatures(symbol, now, last_price, *pickle.loads(rest))
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
 
 
 class PackedColumn:
@@ -108,7 +136,7 @@ class PackedColumn:
         others: dict[int, PackedAnswer | None] = {}
         plain = [_NO_HOLD] * len(answers)
         for i, packed in enumerate(answers):
-            if packed is None or len(packed) == 2:
+            if packed is None or len(packed) != 5:  # not a PackedHold
                 others[i] = packed  # None or a PackedAnswer
             else:
                 plain[i] = packed

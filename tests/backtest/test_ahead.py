@@ -68,7 +68,7 @@ def test_a_plain_hold_travels_as_values_and_comes_back_without_features() -> Non
 
 
 def test_any_other_answer_travels_whole_its_features_unpickled_when_first_needed() -> None:
-    buy = Signal(SignalType.BUY, 80, Decimal("60123.45"), Decimal("59000"), Decimal("62000"), "trend long")
+    buy = Signal(SignalType.BUY, 80, Decimal("60123.450"), Decimal("5.9E+4"), Decimal("62000"), "trend long")
     errored = AnalystReport(Signal.hold("analyst error: boom"), "rules", error="boom")
     for report in (AnalystReport(buy, "rules"), errored):
         analysis = _analysis(report)
@@ -76,6 +76,8 @@ def test_any_other_answer_travels_whole_its_features_unpickled_when_first_needed
         assert back is not None and back.features is None  # not unpickled yet
         assert back.entry_features() == analysis.features and back.features == analysis.features
         assert back == analysis
+        for name in ("entry_price", "stop_loss", "take_profit"):  # digits and exponent as they were
+            assert str(getattr(back.report.signal, name)) == str(getattr(report.signal, name))
     assert pack(None) is None and unpack(None, "BTCUSDT", START) is None
 
 
@@ -96,7 +98,7 @@ def test_a_column_of_answers_crosses_whole_holds_by_column_the_rest_by_offset() 
     assert len(PackedColumn.of([None, None])) == 2 and PackedColumn.of([None, None])[1] is None
 
 
-def test_a_hold_with_any_field_besides_its_reasoning_set_travels_whole() -> None:
+def test_a_hold_with_any_field_besides_its_reasoning_set_travels_with_everything() -> None:
     report_changes = {"model": "m", "prompt": "p", "prompt_version": "v", "prompt_hash": "h", "raw_response": "r",
                       "latency_ms": 1, "input_tokens": 1, "output_tokens": 1, "cost_usd": Decimal("0.01"),
                       "fallback_used": True, "error": "e"}
@@ -105,13 +107,17 @@ def test_a_hold_with_any_field_besides_its_reasoning_set_travels_whole() -> None
     assert set(report_changes) == {f.name for f in dataclasses.fields(AnalystReport)} - {"signal", "analyzer"}
     assert set(signal_changes) == {f.name for f in dataclasses.fields(Signal)} - {"reasoning"}
     hold = AnalystReport(Signal.hold("no setup"), "rules")
-    assert isinstance(pack(_analysis(hold)), tuple)
-    for name, value in report_changes.items():
-        analysis = _analysis(dataclasses.replace(hold, **{name: value}))
-        assert len(pack(analysis) or ()) == 2, name  # the analysis and its features
-    for name, value in signal_changes.items():
-        analysis = _analysis(dataclasses.replace(hold, signal=dataclasses.replace(hold.signal, **{name: value})))
-        assert len(pack(analysis) or ()) == 2, name
+    assert len(pack(_analysis(hold)) or ()) == 5  # a plain hold: its values only
+    changed = [dataclasses.replace(hold, **{name: value}) for name, value in report_changes.items()]
+    changed += [dataclasses.replace(hold, signal=dataclasses.replace(hold.signal, **{name: value}))
+                for name, value in signal_changes.items()]
+    for report in changed:
+        analysis = _analysis(report)
+        packed = pack(analysis)
+        assert len(packed or ()) == 8, report  # with its signal, report and features
+        back = unpack(pickle.loads(pickle.dumps(packed)), "BTCUSDT", START)
+        assert back is not None and back.report == report and back.entry_features() == analysis.features
+        assert back == analysis
 
 
 def test_workers_start_only_for_a_long_enough_span_with_the_local_analyst() -> None:
