@@ -139,8 +139,11 @@ class RiskManager:
         tops[w:n - w], bottoms[w:n - w] = self._pivot_masks(high, low)
         counts, levels, touches, strengths = kernels.sr_zone_windows(
             high, low, tops, bottoms, np.asarray(starts, dtype=np.int64), length, w, self._touch_threshold)
-        return [tuple(zip(levels[k, :c].tolist(), touches[k, :c].tolist(), strengths[k, :c].tolist(), strict=True))
-                for k, c in enumerate(counts.tolist())]
+        # every window's zones in one pass (row by row, the first `count` of each), then cut per window
+        kept = np.arange(levels.shape[1]) < counts[:, None]
+        zones = list(zip(levels[kept].tolist(), touches[kept].tolist(), strengths[kept].tolist(), strict=True))
+        ends = np.cumsum(counts).tolist()
+        return [tuple(zones[end - count:end]) for end, count in zip(ends, counts.tolist(), strict=True)]
 
     @staticmethod
     def levels_around(zones: Sequence[Zone], current_price: float) -> tuple[SupportResistance, ...]:
