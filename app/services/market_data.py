@@ -240,7 +240,7 @@ class CandleWindow(Sequence[Candle]):
         if self._stop <= self._start:
             return (0, 0, 0)
         times = self._series.arrays.open_time_ms
-        return (self._stop - self._start, int(times[self._start]), int(times[self._stop - 1]))
+        return (self._stop - self._start, times.item(self._start), times.item(self._stop - 1))
 
     @overload
     def __getitem__(self, index: int) -> Candle: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -49,10 +49,10 @@ class RuleBasedAnalyzer:
         m15 = f.indicators.get("15m", {})
         if f.regime.regime == TRENDING_UP:
             problems = self._trend_problems(f) + self._momentum_problems(m15, float(f.last_price))
-            return self._verdict(f, "trend", problems, self._trend_confidence(f))
+            return self._verdict(f, "trend", problems, self._trend_confidence)
         if f.regime.regime == RANGING and f.regime.trading_allowed:
             problems = self._range_problems(f) + self._momentum_problems(m15, float(f.last_price))
-            return self._verdict(f, "range", problems, self._range_confidence(f))
+            return self._verdict(f, "range", problems, self._range_confidence)
         return Signal.hold(f"no long entry in a {f.regime.regime} market: {f.regime.reason}")
 
     def _trend_problems(self, f: MarketFeatures) -> list[str]:
@@ -94,9 +94,11 @@ class RuleBasedAnalyzer:
         strength = support.strength if support else 0.0
         return _bounded(45.0 + 0.3 * f.confluence + 10.0 * strength)
 
-    def _verdict(self, f: MarketFeatures, setup: str, problems: list[str], confidence: int) -> Signal:
+    def _verdict(self, f: MarketFeatures, setup: str, problems: list[str],
+                 confidence_of: Callable[[MarketFeatures], int]) -> Signal:
         if problems:
             return Signal.hold(f"{setup} setup not confirmed: " + "; ".join(problems))
+        confidence = confidence_of(f)  # only an entry has one
         entry = f.last_price
         support, resistance = _nearest(f.levels, "support"), _nearest(f.levels, "resistance")
         stop = Decimal(repr(support.price)) if support else entry * (1 - self._s.default_stop_pct / 100)
