@@ -3,7 +3,11 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The venv's interpreter: the system's /usr/bin/python3.11 where it has venv (Debian links it statically and builds it
+# with profile-guided and link-time optimisation: the backtest runs ~20-25 % faster than on a shared-library build such
+# as pyenv's default), else python3.11 or python3 from PATH. `make PYTHON=...` chooses another.
+PYTHON ?= $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/null && echo /usr/bin/python3.11 \
+                  || command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
