@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # a repeat's figures, for its parent
     args = parser.parse_args()
     data = args.data if args.data.is_dir() else Path("/work/shared/data")
+    if not args.json:  # the interpreter's build matters (README: the venv's interpreter)
+        print(f"Python {sys.version.split()[0]} ({os.path.realpath(sys.executable)})")
     for name, (symbols, start, end) in CASES.items():
         if args.only not in (None, name):
             continue
