@@ -89,8 +89,7 @@ def pack(analysis: SymbolAnalysis | None) -> Packed:
         return hold  # report == AnalystReport(Signal.hold(reasoning), analyzer), without building one
     return (*hold, (signal.signal.value, signal.confidence, _text(signal.entry_price), _text(signal.stop_loss),
                     _text(signal.take_profit)),
-            None if report_rest == _PLAIN_REPORT_REST else report,
-            None if analysis.features is None else pickle.dumps(_FEATURES_REST(analysis.features), pickle.HIGHEST_PROTOCOL))
+            None if report_rest == _PLAIN_REPORT_REST else report, _packed_features(analysis))
 
 
 def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:
@@ -109,8 +108,21 @@ def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:
                           else functools.partial(_load_features, symbol, now, last_price, features))
 
 
-def _load_features(symbol: str, now: datetime, last_price: Decimal, rest: bytes) -> MarketFeatures:
-    return MarketFeatures(symbol, now, last_price, *pickle.loads(rest))
+def _packed_features(analysis: SymbolAnalysis) -> bytes | None:
+    """The features but for what the analysis repeats (SymbolAnalysis.of: the same symbol, time and price object);
+    features of an analysis built otherwise travel whole."""
+    features = analysis.features
+    if features is None:
+        return None
+    if (features.symbol == analysis.symbol and features.time == analysis.time
+            and features.last_price is analysis.last_price):
+        return pickle.dumps(_FEATURES_REST(features), pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(features, pickle.HIGHEST_PROTOCOL)
+
+
+def _load_features(symbol: str, now: datetime, last_price: Decimal, packed: bytes) -> MarketFeatures:
+    loaded = pickle.loads(packed)
+    return loaded if isinstance(loaded, MarketFeatures) else MarketFeatures(symbol, now, last_price, *loaded)
 
 
 def _text(value: Decimal | None) -> str | None:

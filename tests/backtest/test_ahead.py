@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 import os
 import pickle
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -78,6 +78,18 @@ def test_any_other_answer_travels_whole_its_features_unpickled_when_first_needed
         assert back == analysis
         for name in ("entry_price", "stop_loss", "take_profit"):  # digits and exponent as they were
             assert str(getattr(back.report.signal, name)) == str(getattr(report.signal, name))
+    # the price's text, on the analysis and on the features rebuilt around it; an analysis whose features are not its
+    # own (built otherwise than SymbolAnalysis.of) brings them whole
+    priced = _analysis(AnalystReport(buy, "rules"))
+    features = dataclasses.replace(priced.features, last_price=Decimal("6.01E+4"))
+    own = SymbolAnalysis.of(features, priced.report)
+    other_price = dataclasses.replace(own, last_price=Decimal("60100"))
+    other_time = dataclasses.replace(own, time=START + timedelta(minutes=5))
+    for analysis in (own, other_price, other_time):
+        back = unpack(pickle.loads(pickle.dumps(pack(analysis))), "BTCUSDT", analysis.time)
+        assert back is not None and str(back.last_price) == str(analysis.last_price)
+        loaded = back.entry_features()
+        assert loaded == analysis.features and str(loaded.last_price) == "6.01E+4"
     assert pack(None) is None and unpack(None, "BTCUSDT", START) is None
 
 
