@@ -27,7 +27,6 @@ HEADER = "open_time_ms,open,high,low,close,volume"
 COLUMNS = tuple(HEADER.split(","))
 FILE_PATTERN = re.compile(r"^binance_(?P<symbol>[A-Z0-9]+)_(?P<tf>5m|15m|1h)\.csv(?P<gz>\.gz)?$")
 _CANDLE_CACHE_SIZE = 1024  # per series: a few windows of recent candles (each one ~350 bytes as Decimals)
-_STEPS_BACK = 4  # CandleStore._between_range: rows stepped back from a range's end before searching
 # Series that processes forked from this one hold too (CandleStore.share_with_forks), by id: identical in a fork
 _SHARED: dict[int, _Series] = {}
 
@@ -125,9 +124,12 @@ class _TextSeries(_Series):
         self._starts = line_starts
         self._ends = line_ends
 
+    def _line(self, index: int) -> bytes:
+        return self._text[self._starts.item(index):self._ends.item(index)]
+
     def _fields(self, index: int) -> list[str]:
         """The row's six fields as written: open time, open, high, low, close, volume."""
-        return self._text[self._starts.item(index):self._ends.item(index)].decode("ascii").strip().split(",")
+        return self._line(index).decode("ascii").strip().split(",")
 
     def _build_candle(self, index: int) -> Candle:
         time_text, *values = self._fields(index)
@@ -138,7 +140,7 @@ class _TextSeries(_Series):
         if found is not None:
             return found.close
         # the close is the fifth field: only it is decoded (a line's end may carry spaces or a CR, never before it)
-        return Decimal(self._text[self._starts.item(index):self._ends.item(index)].split(b",", 5)[4].decode("ascii"))
+        return Decimal(self._line(index).split(b",", 5)[4].decode("ascii"))
 
     def sliced(self, start: int, stop: int) -> _TextSeries:
         return _TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop])
@@ -433,14 +435,6 @@ class CandleStore:
     @staticmethod
     def _between_range(series: _Series, start_ms: int, end_ms: int) -> tuple[int, int]:
         times = series.arrays.open_time_ms
-        if start_ms < end_ms:
-            # the simulated exchange asks each cycle for the candles since its last look: mostly one, just before
-            # the rows of the last lookup; a few steps back from the end, else a search
-            stop = first = series.rows_through(end_ms - 1)
-            for _ in range(_STEPS_BACK):
-                if first == 0 or times.item(first - 1) < start_ms:
-                    return first, stop
-                first -= 1
         start = int(times.searchsorted(start_ms, side="left"))
         return start, max(start, int(times.searchsorted(end_ms, side="left")))
 

@@ -53,8 +53,9 @@ def row_ms(i: int) -> int:
        first=st.integers(-3, 45), moves=st.lists(st.sampled_from([1, 1, 1, 0, 2, 5, -1, -7]), max_size=60))
 def test_window_lookups_in_any_order_find_what_a_search_finds(tmp_path_factory: pytest.TempPathFactory,
                                                               present: set[int], first: int, moves: list[int]) -> None:
-    """Windows and ranges are found from the previous answer first (cycles ask in time order); any order of asking,
-    across gaps, before the first and after the last candle, gives what a search of the open times gives."""
+    """Windows are found from the previous answer first (cycles ask in time order); any order of asking, across
+    gaps, before the first and after the last candle, gives what a search of the open times gives, for windows and
+    for ranges of candles alike."""
     directory = tmp_path_factory.mktemp("series")
     write(directory, "binance_BTCUSDT_5m.csv", [row(i, c=f"{100 + i}") for i in sorted(present)])
     store = CandleStore.load(directory)
