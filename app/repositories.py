@@ -18,6 +18,7 @@ from app.domain.records import (
     OrderRecord,
     PortfolioStats,
     PositionRecord,
+    Purpose,
     TradeRecord,
     UserAccount,
 )
@@ -96,7 +97,7 @@ def _trade(row: Trade) -> TradeRecord:
 def _position(row: OpenPosition) -> PositionRecord:
     return PositionRecord(
         row.trade_id, row.user_id, row.symbol, row.amount, row.entry_price, row.stop_loss, row.take_profit,
-        row.oco_order_id, row.opened_at,
+        row.oco_order_id, row.opened_at, ExitReason(row.closing_reason) if row.closing_reason else None,
     )
 
 
@@ -107,7 +108,8 @@ def _order(row: OrderRow) -> OrderRecord:
         price=row.price, stop_price=row.stop_price, take_profit=row.take_profit, confidence=row.confidence,
         analysis_id=row.analysis_id, exchange_order_id=row.exchange_order_id,
         executed_qty=row.executed_qty, cumulative_quote_qty=row.cumulative_quote_qty, commission=row.commission,
-        commission_asset=row.commission_asset, error=row.error,
+        commission_asset=row.commission_asset, error=row.error, created_at=row.created_at,
+        transact_time=row.transact_time,
     )
 
 
@@ -297,7 +299,7 @@ class OrderRepository:
         self.session = session
 
     async def add(self, order: OrderRecord, now: datetime) -> None:
-        values = {k: getattr(order, k) for k in OrderRecord.__dataclass_fields__}
+        values = {k: getattr(order, k) for k in OrderRecord.__dataclass_fields__ if k != "created_at"}
         self.session.add(OrderRow(**values, created_at=now, updated_at=now))
         await self.session.flush()
 
@@ -319,6 +321,7 @@ class OrderRepository:
         fills = order.fills
         row.commission = sum((f.commission for f in fills), ZERO)
         row.commission_asset = fills[0].commission_asset if fills else None
+        row.transact_time = order.transact_time
         row.updated_at = now
 
     async def mark(self, client_order_id: str, status: str, now: datetime, error: str | None = None,
@@ -339,14 +342,19 @@ class OrderRepository:
             query = query.where(OrderRow.purpose == purpose)
         return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
 
-    async def unresolved(self, statuses: Sequence[str], purpose: str) -> list[OrderRecord]:
-        """Orders of every user still in one of `statuses` (what a restart must look up)."""
-        query = select(OrderRow).where(OrderRow.status.in_(statuses), OrderRow.purpose == purpose)
-        return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
-
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
         query = select(OrderRow).where(OrderRow.trade_id == trade_id, OrderRow.purpose == purpose)
         return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
+
+    async def unbooked_entries(self) -> list[OrderRecord]:
+        """Entries of every user without their trade that may have bought something: sent (or maybe sent) and not
+        final without a fill. Reconciliation books or drops each."""
+        # money is text on SQLite, so "nothing executed" is decided here, not in SQL; REJECTED rows (the common
+        # never-filled entry) are left out in SQL, so the rows read stay few
+        query = select(OrderRow).where(OrderRow.purpose == Purpose.ENTRY, OrderRow.trade_id.is_(None),
+                                       OrderRow.status != "REJECTED")
+        rows = [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
+        return [row for row in rows if row.unbooked_entry]
 
 
 class PositionRepository:
@@ -378,6 +386,11 @@ class PositionRepository:
             row.oco_order_id = oco_order_id
             row.stop_loss = stop
             row.take_profit = target
+
+    async def mark_closing(self, trade_id: int, reason: ExitReason) -> None:
+        row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
+        if row is not None and row.closing_reason is None:
+            row.closing_reason = reason.value
 
     async def remove(self, trade_id: int) -> bool:
         result = await self.session.execute(delete(OpenPosition).where(OpenPosition.trade_id == trade_id))

@@ -151,6 +151,7 @@ class PositionPublic(BaseModel):
     opened_at: UTC
     current_price: Money | None
     unrealized_pnl: Money | None
+    closing_reason: str | None = Field(None, description="set while its exit is under way (the next cycle finishes it)")
 
 
 class AnalysisPublic(BaseModel):

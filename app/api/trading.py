@@ -157,6 +157,7 @@ async def positions(user: CurrentUser, container: ContainerDep, uow: Uow) -> lis
             trade_id=p.trade_id, symbol=p.symbol, amount=p.amount, entry_price=p.entry_price,
             stop_loss=p.stop_loss, take_profit=p.take_profit, oco_order_id=p.oco_order_id, opened_at=p.opened_at,
             current_price=price, unrealized_pnl=(price - p.entry_price) * p.amount if price is not None else None,
+            closing_reason=p.closing_reason.value if p.closing_reason else None,
         ))
     return answer
 

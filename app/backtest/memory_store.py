@@ -31,7 +31,6 @@ _TRADE_MONEY = ("amount", "price", "stop_loss", "take_profit", "entry_fee", "fee
                 "profit_loss", "profit_loss_percentage")
 _POSITION_MONEY = ("amount", "entry_price", "stop_loss", "take_profit")
 _ORDER_MONEY = ("quantity", "price", "stop_price", "take_profit", "executed_qty", "cumulative_quote_qty", "commission")
-_UNRESOLVED = ("PENDING_SEND", "UNKNOWN")
 
 
 @dataclasses.dataclass(slots=True)
@@ -54,7 +53,8 @@ class MemoryTables:
         self.entry_times: dict[int, list[datetime]] = {}  # per user, ascending (entries happen in time order)
         self.closed: dict[int, list[TradeRecord]] = {}  # per user, in closing order
         self.orders: dict[str, OrderRecord] = {}
-        self.unresolved_orders: dict[str, OrderRecord] = {}  # still PENDING_SEND / UNKNOWN: what reconciliation reads
+        self.unbooked_entries: dict[str, OrderRecord] = {}  # what reconciliation reads (OrderRecord.unbooked_entry)
+        self.orders_by_trade: dict[int, list[str]] = {}  # trade id -> client ids, in writing order
         self.trade_by_entry: dict[str, int] = {}
         self.positions: dict[int, PositionRecord] = {}  # trade id -> position, insertion order = row id order
         self.portfolios: dict[int, PortfolioStats] = {}
@@ -168,14 +168,18 @@ class MemoryOrders:
     async def add(self, order: OrderRecord, now: datetime) -> None:
         if order.client_order_id in self.t.orders:
             raise ValueError(f"duplicate client order id {order.client_order_id}")
-        self._store(_canonical_fields(order, _ORDER_MONEY))
+        self._store(_canonical_fields(dataclasses.replace(order, created_at=now), _ORDER_MONEY))
 
     def _store(self, row: OrderRecord) -> None:
-        self.t.orders[row.client_order_id] = row
-        if row.status in _UNRESOLVED:
-            self.t.unresolved_orders[row.client_order_id] = row
+        client_id = row.client_order_id
+        earlier = self.t.orders.get(client_id)
+        self.t.orders[client_id] = row
+        if row.trade_id is not None and (earlier is None or earlier.trade_id != row.trade_id):
+            self.t.orders_by_trade.setdefault(row.trade_id, []).append(client_id)
+        if row.unbooked_entry:
+            self.t.unbooked_entries[client_id] = row
         else:
-            self.t.unresolved_orders.pop(row.client_order_id, None)
+            self.t.unbooked_entries.pop(client_id, None)
 
     async def get(self, client_order_id: str) -> OrderRecord | None:
         return self.t.orders.get(client_order_id)
@@ -192,7 +196,7 @@ class MemoryOrders:
             self._row(client_order_id), status=order.status.value, exchange_order_id=str(order.order_id),
             executed_qty=order.executed_qty, cumulative_quote_qty=order.cumulative_quote_qty,
             commission=sum((f.commission for f in fills), ZERO),
-            commission_asset=fills[0].commission_asset if fills else None,
+            commission_asset=fills[0].commission_asset if fills else None, transact_time=order.transact_time,
         ), _ORDER_MONEY))
 
     async def mark(self, client_order_id: str, status: str, now: datetime, error: str | None = None,
@@ -208,11 +212,12 @@ class MemoryOrders:
         return [o for o in self.t.orders.values()
                 if o.user_id == user_id and o.status in statuses and (not purpose or o.purpose == purpose)]
 
-    async def unresolved(self, statuses: Sequence[str], purpose: str) -> list[OrderRecord]:
-        return [o for o in self.t.unresolved_orders.values() if o.status in statuses and o.purpose == purpose]
+    async def unbooked_entries(self) -> list[OrderRecord]:
+        return list(self.t.unbooked_entries.values())
 
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
-        return [o for o in self.t.orders.values() if o.trade_id == trade_id and o.purpose == purpose]
+        rows = (self.t.orders[i] for i in self.t.orders_by_trade.get(trade_id, ()))
+        return [o for o in rows if o.trade_id == trade_id and o.purpose == purpose]
 
 
 class MemoryPositions:
@@ -244,6 +249,11 @@ class MemoryPositions:
                 dataclasses.replace(row, oco_order_id=oco_order_id, stop_loss=stop, take_profit=target),
                 _POSITION_MONEY,
             )
+
+    async def mark_closing(self, trade_id: int, reason: ExitReason) -> None:
+        row = self.t.positions.get(trade_id)
+        if row is not None and row.closing_reason is None:
+            self.t.positions[trade_id] = dataclasses.replace(row, closing_reason=reason)
 
     async def remove(self, trade_id: int) -> bool:
         return self.t.positions.pop(trade_id, None) is not None

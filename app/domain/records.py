@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from app.domain.values import ZERO, Decision, ExitReason, TradeStatus, TradingMode
@@ -57,6 +58,20 @@ class PositionRecord:
     take_profit: Decimal
     oco_order_id: str | None
     opened_at: datetime
+    closing_reason: ExitReason | None = None  # set when its exit starts: reconciliation finishes it, never re-protects
+
+
+class Purpose(StrEnum):
+    """Why the bot sent an order (or, for ADOPTED, recorded one it found)."""
+
+    ENTRY = "entry"
+    PROTECT = "protect"
+    EXIT = "exit"
+    ADOPTED = "adopted"
+
+
+# order row statuses that end an order: with nothing executed, such an entry bought nothing
+NO_FILL_FINAL = ("REJECTED", "CANCELED", "EXPIRED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +96,14 @@ class OrderRecord:
     commission: Decimal = ZERO
     commission_asset: str | None = None
     error: str | None = None
+    created_at: datetime | None = None  # set by the books when the row is written (the bot's clock)
+    transact_time: datetime | None = None  # the exchange's time of its last execution (the exchange's clock)
+
+    @property
+    def unbooked_entry(self) -> bool:
+        """An entry without its trade that may have bought something (not final without a fill)."""
+        never_filled = self.status in NO_FILL_FINAL and self.executed_qty == 0
+        return self.purpose == Purpose.ENTRY and self.trade_id is None and not never_filled
 
 
 @dataclass(slots=True)

@@ -65,7 +65,8 @@ class OrderRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    trade_id: Mapped[int | None] = mapped_column(ForeignKey("trades.id", ondelete="SET NULL"), nullable=True)
+    trade_id: Mapped[int | None] = mapped_column(ForeignKey("trades.id", ondelete="SET NULL"), nullable=True,
+                                                 index=True)
     client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
     purpose: Mapped[str] = mapped_column(String(16))  # entry, protect, exit
     symbol: Mapped[str] = mapped_column(String(20))
@@ -84,6 +85,7 @@ class OrderRow(Base):
     commission: Mapped[Decimal] = mapped_column(Money())
     commission_asset: Mapped[str | None] = mapped_column(String(10), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    transact_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # the exchange's clock
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -102,3 +104,4 @@ class OpenPosition(Base):
     take_profit: Mapped[Decimal] = mapped_column(Money())
     oco_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closing_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)

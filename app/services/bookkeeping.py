@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from app.domain.records import OrderRecord
 from app.domain.values import ZERO, Order, SymbolRules
 
 PCT_QUANTUM = Decimal("0.0001")
@@ -34,14 +36,27 @@ def entry_fill(order: Order, rules: SymbolRules) -> EntryFill:
 
 @dataclass(frozen=True, slots=True)
 class ExitFill:
-    price: Decimal
+    price: Decimal  # average over every exit order
     quote_received: Decimal  # gross, before the commission
     fee_usdt: Decimal
+    quantity: Decimal  # base sold
 
 
-def exit_fill(order: Order, rules: SymbolRules) -> ExitFill:
-    fee = order.commission_in(rules.quote_asset) + order.commission_in(rules.base_asset) * order.avg_price
-    return ExitFill(order.avg_price, order.cumulative_quote_qty, fee)
+def recorded_exit_fill(rows: Sequence[OrderRecord], rules: SymbolRules) -> ExitFill:
+    """An exit made of one or more sells (a partly filled order and the one that sold the rest), from the
+    exchange's state recorded on their rows. Each row's commission is in one asset (its first fill's)."""
+    quantity = sum((row.executed_qty for row in rows), ZERO)
+    quote = sum((row.cumulative_quote_qty for row in rows), ZERO)
+    if quantity == 0:
+        raise ValueError("an exit fill needs at least one executed sell")
+    fee = sum((_fee_usdt(row, rules) for row in rows), ZERO)
+    return ExitFill(quote / quantity, quote, fee, quantity)
+
+
+def _fee_usdt(row: OrderRecord, rules: SymbolRules) -> Decimal:
+    if row.commission_asset == rules.base_asset:
+        return row.commission * row.cumulative_quote_qty / row.executed_qty
+    return row.commission if row.commission_asset == rules.quote_asset else ZERO
 
 
 def net_profit(entry_quote_spent: Decimal, exit_: ExitFill) -> Decimal:

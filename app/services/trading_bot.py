@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import re
@@ -21,13 +22,15 @@ from app.domain.errors import (
     OrderNotFound,
     OrderRejected,
     OrderStatusUnknown,
+    RateLimited,
     RuleViolation,
     TemporaryExchangeError,
 )
 from app.domain.ports import ExchangeAdapter, SignalProvider
-from app.domain.records import AnalysisRecord, OrderRecord, PositionRecord, TradeRecord
+from app.domain.records import AnalysisRecord, OrderRecord, PositionRecord, Purpose, TradeRecord
 from app.domain.risk import RiskLimits, TradingConfig, UserRiskContext
 from app.domain.values import (
+    ZERO,
     AnalystReport,
     Candle,
     Decision,
@@ -37,6 +40,7 @@ from app.domain.values import (
     OcoOrder,
     Order,
     OrderStatus,
+    OrderType,
     RiskDecision,
     Side,
     Signal,
@@ -48,7 +52,15 @@ from app.domain.values import (
     hold_reason,
     pickled_as_call,
 )
-from app.services.bookkeeping import entry_fill, exit_fill, net_profit, profit_pct, reanchor, stop_limit_price
+from app.services.binance_protocol import oco_leg_client_ids
+from app.services.bookkeeping import (
+    entry_fill,
+    net_profit,
+    profit_pct,
+    reanchor,
+    recorded_exit_fill,
+    stop_limit_price,
+)
 from app.services.metrics import Metrics
 
 log = logging.getLogger("trdbot.bot")
@@ -103,6 +115,8 @@ class RiskChecker(Protocol):
 class BotSettings:
     user_rate_limit_s: int = 300
     oco_place_retries: int = 3
+    exit_attempts: int = 3  # market sells per exit and cycle (a partly filled sell is followed by one for the rest)
+    max_order_wait_s: float = 120.0  # how long protection and exits wait out rate limits within one cycle
     quote_asset: str = "USDT"
 
 
@@ -401,22 +415,35 @@ class TradingBot:
     # ----- entries ---------------------------------------------------------------------------------------------
     async def _execute_trade(self, config: TradingConfig, symbol: str, decision: RiskDecision,
                              analysis: SymbolAnalysis, now: datetime) -> TradeRecord | None:
-        """Market entry, then the protective OCO sized to what was received; no unprotected position survives."""
+        """Market entry, then the protective OCO sized to what was received; no unprotected position survives.
+
+        The order row is written before the order goes out, and booking and protection are the same steps that
+        reconciliation runs: whatever this cycle could not finish (a lost answer, a failed read, a crash) the next
+        cycle finishes from what the exchange says.
+        """
         user_id = config.user_id
         exchange = await self.exchanges.for_user(user_id)
-        client_id = f"trd{user_id}-{symbol}-{ms_from_utc(now)}"
-        await self._write_order(OrderRecord(
-            client_order_id=client_id, user_id=user_id, purpose="entry", symbol=symbol, side=Side.BUY.value,
-            type="MARKET", quantity=decision.quantity, status=PENDING_SEND, price=decision.entry_price,
-            stop_price=decision.stop_loss, take_profit=decision.take_profit,
-            confidence=analysis.report.signal.confidence, analysis_id=analysis.analysis_id,
-        ), now)
-        order = await self._send_entry(exchange, symbol, decision.quantity, client_id, user_id, now)
+        row = OrderRecord(
+            client_order_id=f"trd{user_id}-{symbol}-{ms_from_utc(now)}", user_id=user_id, purpose=Purpose.ENTRY,
+            symbol=symbol, side=Side.BUY.value, type="MARKET", quantity=decision.quantity, status=PENDING_SEND,
+            price=decision.entry_price, stop_price=decision.stop_loss, take_profit=decision.take_profit,
+            confidence=analysis.report.signal.confidence, analysis_id=analysis.analysis_id, created_at=now,
+        )
+        await self._write_order(row, now)
+        order = await self._send_entry(exchange, symbol, decision.quantity, row.client_order_id, user_id, now)
         if order is None or order.executed_qty == 0:
             return None
-        plan = EntryPlan(decision.entry_price, decision.stop_loss, decision.take_profit,
-                         analysis.report.signal.confidence, analysis.analysis_id)
-        trade = await self._book_entry(user_id, order, plan, now)
+        return await self._finish_entry(exchange, row, order, now)
+
+    async def _finish_entry(self, exchange: ExchangeAdapter, row: OrderRecord, order: Order,
+                            now: datetime) -> TradeRecord:
+        """Book a filled entry as its trade and position, then protect it. The trade's time is the bot's own: when
+        the order row was written."""
+        if row.stop_price is None or row.take_profit is None:
+            raise ConfigurationError(f"entry {row.client_order_id} has no stop or target on its row")
+        plan = EntryPlan(row.price or order.avg_price, row.stop_price, row.take_profit, row.confidence or 0,
+                         row.analysis_id)
+        trade = await self._book_entry(row.user_id, order, plan, row.created_at or now, now)
         await self._protect(exchange, trade, now)
         return trade
 
@@ -458,7 +485,8 @@ class TradingBot:
         except (OrderNotFound, TemporaryExchangeError, OrderStatusUnknown):
             return None
 
-    async def _book_entry(self, user_id: int, order: Order, plan: EntryPlan, now: datetime) -> TradeRecord:
+    async def _book_entry(self, user_id: int, order: Order, plan: EntryPlan, executed_at: datetime,
+                          now: datetime) -> TradeRecord:
         exchange = await self.exchanges.for_user(user_id)
         rules = await exchange.get_symbol_rules(order.symbol)
         fill = entry_fill(order, rules)
@@ -473,10 +501,10 @@ class TradingBot:
                 id=0, user_id=user_id, symbol=order.symbol, side=Side.BUY.value, status=TradeStatus.FILLED,
                 amount=fill.amount, price=fill.price, stop_loss=stop, take_profit=target,
                 ai_signal_confidence=plan.confidence, entry_client_order_id=order.client_order_id,
-                entry_fee=fill.fee_usdt, fees=fill.fee_usdt, executed_at=now, analysis_id=plan.analysis_id,
+                entry_fee=fill.fee_usdt, fees=fill.fee_usdt, executed_at=executed_at, analysis_id=plan.analysis_id,
             ))
             await uow.positions.add(PositionRecord(
-                trade.id, user_id, order.symbol, quantity, fill.price, stop, target, None, now,
+                trade.id, user_id, order.symbol, quantity, fill.price, stop, target, None, executed_at,
             ))
             await uow.orders.mark(order.client_order_id, order.status.value, now, trade_id=trade.id)
             await uow.commit()
@@ -484,31 +512,47 @@ class TradingBot:
                         fill.amount, fill.price, stop, target)
         return trade
 
+    # ----- protection ------------------------------------------------------------------------------------------
     async def _protect(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime) -> bool:
-        """Place the OCO (with retries); if it cannot be placed, sell at once: EMERGENCY."""
-        async with self.uow() as uow:
-            position: PositionRecord | None = await uow.positions.get(trade.id)
-        if position is None:
+        """Place the OCO (with retries, waiting out a rate limit); if it cannot be placed, sell at once: EMERGENCY."""
+        position = await self._open_position(trade.id)
+        if position is None or position.closing_reason is not None:
             return False
         rules = await exchange.get_symbol_rules(trade.symbol)
         async with self.uow() as uow:
-            earlier = len(await uow.orders.for_trade(trade.id, "protect"))
-        last_error = ""
-        for attempt in range(earlier + 1, earlier + self.settings.oco_place_retries + 1):
-            list_id = f"{trade.entry_client_order_id}-p{attempt}"
-            oco = await self._send_oco(exchange, position, list_id, rules, now)
+            attempt = len(await uow.orders.for_trade(trade.id, Purpose.PROTECT))
+        failures, waited_s, last_error = 0, 0.0, ""
+        while failures < self.settings.oco_place_retries:
+            attempt += 1
+            try:
+                oco = await self._send_oco(exchange, position, f"{trade.entry_client_order_id}-p{attempt}", rules, now)
+            except RateLimited as e:  # nothing was sent: wait it out when the budget allows, then try again
+                last_error = str(e)
+                if not await self._wait_out(e, waited_s):
+                    break
+                waited_s += e.retry_after_s
+                continue
             if isinstance(oco, OcoOrder):
                 await self._protected(trade, position, oco, now)
                 return True
-            last_error = oco
+            failures, last_error = failures + 1, oco
         await self._emergency_exit(exchange, trade, position, last_error, now)
         return False
 
+    async def _wait_out(self, limit: RateLimited, waited_s: float) -> bool:
+        """Sleep through a rate limit if the order's waiting budget allows; False when it does not."""
+        if waited_s + limit.retry_after_s > self.settings.max_order_wait_s:
+            return False
+        log.warning("rate limited: waiting %.0f s before the next order", limit.retry_after_s)
+        await self.clock.sleep(limit.retry_after_s)
+        return True
+
     async def _send_oco(self, exchange: ExchangeAdapter, position: PositionRecord, list_id: str, rules: SymbolRules,
                         now: datetime) -> OcoOrder | str:
+        """The OCO, or why it failed. A rate limit (nothing sent) is raised for the caller to wait out."""
         limit = stop_limit_price(position.stop_loss, self.limits.stop_limit_gap_pct, rules)
         await self._write_order(OrderRecord(
-            client_order_id=list_id, user_id=position.user_id, purpose="protect", symbol=position.symbol,
+            client_order_id=list_id, user_id=position.user_id, purpose=Purpose.PROTECT, symbol=position.symbol,
             side=Side.SELL.value, type="OCO", quantity=position.amount, status=PENDING_SEND,
             price=position.take_profit, stop_price=position.stop_loss, trade_id=position.trade_id,
         ), now)
@@ -522,6 +566,9 @@ class TradingBot:
             except ExchangeError as e:
                 await self._mark_order(list_id, UNKNOWN, now, str(e))
                 return str(e)
+        except RateLimited as e:
+            await self._mark_order(list_id, OrderStatus.REJECTED.value, now, str(e))
+            raise
         except ExchangeError as e:
             await self._mark_order(list_id, OrderStatus.REJECTED.value, now, str(e))
             return str(e)
@@ -543,7 +590,7 @@ class TradingBot:
     async def _emergency_exit(self, exchange: ExchangeAdapter, trade: TradeRecord, position: PositionRecord,
                               error: str, now: datetime) -> None:
         log.error("no protection for trade %s (%s): selling at market", trade.id, error)
-        closed = await self._sell_and_book(exchange, trade, position, ExitReason.EMERGENCY, now)
+        closed = await self._close_position(exchange, position, ExitReason.EMERGENCY, now)
         await self.publish(trade.user_id, "emergency_exit", now, {
             "trade_id": trade.id, "symbol": trade.symbol, "reason": f"protection could not be placed: {error}",
             "exit_price": str(closed.exit_price) if closed else None,
@@ -551,7 +598,7 @@ class TradingBot:
 
     # ----- exits -----------------------------------------------------------------------------------------------
     async def _check_oco_orders(self, now: datetime) -> int:
-        """Book TP/SL exits, finish stops the market gapped through, and force-close stale positions."""
+        """Book TP/SL exits, finish exits under way, re-protect lost lists and force-close stale positions."""
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.all()
             timeouts = {user_id: (await uow.configs.get(user_id)).position_timeout_minutes
@@ -585,37 +632,49 @@ class TradingBot:
         return 0
 
     async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> bool:
+        exchange = await self.exchanges.for_user(position.user_id)
+        if position.closing_reason is not None:  # an exit under way: finish it
+            return await self._finish_exit(exchange, position, now) is not None
         if position.oco_order_id is None:
             return False  # reconciliation protects it
-        exchange = await self.exchanges.for_user(position.user_id)
-        oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
-        filled = oco.filled_leg
-        if filled is not None:
-            reason = ExitReason.TAKE_PROFIT if filled is oco.take_profit_leg else ExitReason.STOP_LOSS
-            await self._book_exit(position, filled, reason, now)
-            return True
-        if not oco.is_open:
-            await self._finish_dead_protection(exchange, position, oco, now)
-            return True
-        if now - position.opened_at >= timedelta(minutes=timeout_minutes):
-            await self._force_close_stale_position(exchange, position, now)
-            return True
+        try:
+            oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
+        except OrderNotFound:
+            return await self._protection_gone(exchange, position, timeout_minutes, now)
+        reason = _exit_reason(oco)
+        if reason is None and now - position.opened_at >= timedelta(minutes=timeout_minutes):
+            reason = ExitReason.TIMEOUT
+        if reason is None:
+            return False
+        return await self._close_position(exchange, position, reason, now) is not None
+
+    async def _protection_gone(self, exchange: ExchangeAdapter, position: PositionRecord, timeout_minutes: int,
+                               now: datetime) -> bool:
+        """The exchange knows no list by the position's id (-2013). Its legs tell what happened: a filled leg is
+        the exit; a live leg means the answer was wrong (nothing to do); otherwise the list is gone: protect again,
+        or close a position that is due."""
+        assert position.oco_order_id is not None
+        legs = await self._legs_of(exchange, position.symbol, position.oco_order_id)
+        if any(not leg.status.is_final for leg in legs):
+            log.warning("order list %s not found, but its legs are live", position.oco_order_id)
+            return False
+        filled = next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
+        if filled is not None or now - position.opened_at >= timedelta(minutes=timeout_minutes):
+            reason = ExitReason.TIMEOUT if filled is None else _leg_reason(filled)
+            return await self._close_position(exchange, position, reason, now) is not None
+        await self._unlink(position, now, "gone from the exchange")
+        trade = await self._trade_of(position)
+        if trade is not None and await self._protect(exchange, trade, now):
+            await self._report_repair(position, "re-protected", now, f"order list {position.oco_order_id} was gone")
         return False
 
-    async def _finish_dead_protection(self, exchange: ExchangeAdapter, position: PositionRecord, oco: OcoOrder,
-                                      now: datetime) -> None:
-        """The list ended without a filled leg: a stop gapped through (leg still resting) or it was cancelled."""
-        stop_leg = oco.stop_loss_leg
-        if stop_leg.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+    async def _legs_of(self, exchange: ExchangeAdapter, symbol: str, list_id: str) -> list[Order]:
+        """The legs of an order list looked up one by one (those the exchange still knows)."""
+        legs = []
+        for leg_id in oco_leg_client_ids(list_id):
             with contextlib.suppress(OrderNotFound):
-                await exchange.cancel_order(position.symbol, stop_leg.client_order_id)
-            await self._close_position(exchange, position, ExitReason.STOP_LOSS, now)
-            return
-        await self._close_position(exchange, position, ExitReason.EMERGENCY, now)
-
-    async def _force_close_stale_position(self, exchange: ExchangeAdapter, position: PositionRecord,
-                                          now: datetime) -> None:
-        await self._close_position(exchange, position, ExitReason.TIMEOUT, now)
+                legs.append(await exchange.get_order(symbol, leg_id))
+        return legs
 
     async def close_trade(self, user_id: int, trade_id: int, reason: ExitReason) -> TradeRecord:
         """The manual close (and any other close path): cancel the OCO, sell at market, book it."""
@@ -631,84 +690,179 @@ class TradingBot:
         exchange = await self.exchanges.for_user(user_id)
         closed = await self._close_position(exchange, position, reason, self.clock.now())
         if closed is None:
-            raise RuleViolation(f"trade {trade_id} could not be closed; see the event log")
+            raise RuleViolation(f"trade {trade_id} is being closed but not yet done (the next cycle finishes it); "
+                                "see the event log")
         return closed
 
     async def _close_position(self, exchange: ExchangeAdapter, position: PositionRecord, reason: ExitReason,
                               now: datetime) -> TradeRecord | None:
+        """Start the exit (stored first, so that any interruption is finished by the next cycle), then finish it."""
+        if position.closing_reason is None:
+            async with self.uow() as uow:
+                await uow.positions.mark_closing(position.trade_id, reason)
+                await uow.commit()
+            position = dataclasses.replace(position, closing_reason=reason)
+        return await self._finish_exit(exchange, position, now)
+
+    async def _finish_exit(self, exchange: ExchangeAdapter, position: PositionRecord,
+                           now: datetime) -> TradeRecord | None:
+        """Take the protection down, sell what the position still holds, and book the close from every exit fill
+        the exchange confirmed; None while coins remain to be sold (the next cycle goes on)."""
+        reason = position.closing_reason or ExitReason.MANUAL
         if position.oco_order_id is not None:
-            oco = await self._cancel_protection(exchange, position)
-            if oco is not None and oco.filled_leg is not None:
-                leg = oco.filled_leg
-                exit_reason = ExitReason.TAKE_PROFIT if leg is oco.take_profit_leg else ExitReason.STOP_LOSS
-                return await self._book_exit(position, leg, exit_reason, now)
-        async with self.uow() as uow:
-            trade: TradeRecord | None = await uow.trades.get(position.user_id, position.trade_id)
-        if trade is None:
-            return None
-        return await self._sell_and_book(exchange, trade, position, reason, now)
+            reason = await self._take_down_protection(exchange, position, now) or reason
+            position = dataclasses.replace(position, oco_order_id=None)
+        rules = await exchange.get_symbol_rules(position.symbol)
+        waited_s = 0.0
+        for _ in range(self.settings.exit_attempts):
+            fills = await self._settled_exits(exchange, position, now)
+            if fills is None:
+                return None
+            quantity = _left_to_sell(position, fills, rules)
+            if quantity == 0:
+                return await self._book_close(position, fills, reason, rules, now)
+            try:
+                if not await self._send_exit(exchange, position, quantity, len(fills) + 1, now):
+                    return None
+            except RateLimited as e:
+                if not await self._wait_out(e, waited_s):
+                    return None
+                waited_s += e.retry_after_s
+        return None
 
-    async def _cancel_protection(self, exchange: ExchangeAdapter, position: PositionRecord) -> OcoOrder | None:
+    async def _take_down_protection(self, exchange: ExchangeAdapter, position: PositionRecord,
+                                    now: datetime) -> ExitReason | None:
+        """Cancel the position's list (or its resting legs), record what its legs sold, unlink it. The exit
+        reason when a leg filled completely."""
         assert position.oco_order_id is not None
-        oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
-        if oco.is_open:
-            try:
-                oco = await exchange.cancel_oco_order(position.symbol, position.oco_order_id)
-            except OrderNotFound:
-                oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
-        return oco
+        list_id = position.oco_order_id
+        try:
+            oco = await exchange.get_oco_order_status(position.symbol, list_id)
+            if oco.is_open:
+                with contextlib.suppress(OrderNotFound):
+                    oco = await exchange.cancel_oco_order(position.symbol, list_id)
+            legs = list(oco.legs)
+        except OrderNotFound:
+            legs = await self._legs_of(exchange, position.symbol, list_id)
+        for i, leg in enumerate(legs):
+            if not leg.status.is_final:  # a stop-limit the market gapped through, or a list that did not cancel
+                with contextlib.suppress(OrderNotFound):
+                    legs[i] = await exchange.cancel_order(position.symbol, leg.client_order_id)
+        if any(not leg.status.is_final for leg in legs):
+            raise TemporaryExchangeError(f"order list {list_id} could not be cancelled yet")
+        await self._record_leg_fills(position, legs, now)
+        await self._unlink(position, now)
+        filled = next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
+        return _leg_reason(filled) if filled is not None else None
 
-    async def _sell_and_book(self, exchange: ExchangeAdapter, trade: TradeRecord, position: PositionRecord,
-                             reason: ExitReason, now: datetime) -> TradeRecord | None:
-        client_id = f"{trade.entry_client_order_id}-x"
+    async def _record_leg_fills(self, position: PositionRecord, legs: Sequence[Order], now: datetime) -> None:
+        """Legs that sold something become exit rows of the trade: the close is booked from its exit rows."""
         async with self.uow() as uow:
-            existing = await uow.orders.get(client_id)
-        if existing is not None:
-            # an earlier exit may have executed with its answer lost: look before sending again, since Binance
-            # accepts a reused client id once the first order is final, and that would sell twice
+            for leg in (leg for leg in legs if leg.executed_qty > 0):
+                if await uow.orders.get(leg.client_order_id) is None:
+                    await uow.orders.add(OrderRecord(
+                        client_order_id=leg.client_order_id, user_id=position.user_id, purpose=Purpose.EXIT,
+                        symbol=position.symbol, side=leg.side.value, type=leg.type.value, quantity=leg.orig_qty,
+                        status=leg.status.value, trade_id=position.trade_id, price=leg.price,
+                        stop_price=leg.stop_price,
+                    ), now)
+                await uow.orders.record_exchange_state(leg.client_order_id, leg, now)
+            await uow.commit()
+
+    async def _unlink(self, position: PositionRecord, now: datetime, why: str | None = None) -> None:
+        """The position's list is done with: its row takes the final state, the position no longer points at it."""
+        assert position.oco_order_id is not None
+        async with self.uow() as uow:
+            if await uow.orders.get(position.oco_order_id) is not None:
+                await uow.orders.mark(position.oco_order_id, ListStatus.ALL_DONE.value, now, why)
+            await uow.positions.set_protection(position.trade_id, None, position.stop_loss, position.take_profit)
+            await uow.commit()
+
+    async def _settled_exits(self, exchange: ExchangeAdapter, position: PositionRecord,
+                             now: datetime) -> list[OrderRecord] | None:
+        """The trade's exit rows, each in its final state on the exchange; None while one is still unknown."""
+        async with self.uow() as uow:
+            rows: list[OrderRecord] = await uow.orders.for_trade(position.trade_id, Purpose.EXIT)
+        settled = []
+        for row in rows:
+            if row.status not in (PENDING_SEND, UNKNOWN) and OrderStatus(row.status).is_final:
+                settled.append(row)
+                continue
             try:
-                earlier = await exchange.get_order(trade.symbol, client_id)
+                order = await exchange.get_order(row.symbol, row.client_order_id)
             except OrderNotFound:
-                earlier = None
+                if row.status not in (PENDING_SEND, UNKNOWN):
+                    return None  # it was on the exchange: an answer that forgets it is not to be trusted
+                await self._mark_order(row.client_order_id, OrderStatus.REJECTED.value, now, "never reached the exchange")
+                continue
             except (TemporaryExchangeError, OrderStatusUnknown):
                 return None
-            if earlier is not None and earlier.executed_qty > 0:
-                await self._mark_order(client_id, earlier.status.value, now, order=earlier)
-                return await self._book_exit(position, earlier, reason, now)
-        else:
-            await self._write_order(OrderRecord(
-                client_order_id=client_id, user_id=trade.user_id, purpose="exit", symbol=trade.symbol,
-                side=Side.SELL.value, type="MARKET", quantity=position.amount, status=PENDING_SEND, trade_id=trade.id,
-            ), now)
-        try:
-            order = await exchange.place_market_order(trade.symbol, Side.SELL, position.amount, client_id)
-        except OrderStatusUnknown:
-            found = await self._find_order(exchange, trade.symbol, client_id)
-            if found is None:
+            await self._mark_order(row.client_order_id, order.status.value, now, order=order)
+            if not order.status.is_final:
                 return None
-            order = found
+            settled.append(dataclasses.replace(row, status=order.status.value, executed_qty=order.executed_qty,
+                                               cumulative_quote_qty=order.cumulative_quote_qty,
+                                               commission=sum((f.commission for f in order.fills), ZERO),
+                                               commission_asset=order.fills[0].commission_asset if order.fills else None))
+        return settled
+
+    async def _send_exit(self, exchange: ExchangeAdapter, position: PositionRecord, quantity: Decimal, number: int,
+                         now: datetime) -> bool:
+        """One market SELL of the position's coins; False when it failed (the next cycle tries again). A rate limit
+        (nothing sent) is raised for the caller to wait out."""
+        trade = await self._trade_of(position)
+        assert trade is not None
+        client_id = f"{trade.entry_client_order_id}-x{number}"
+        await self._write_order(OrderRecord(
+            client_order_id=client_id, user_id=trade.user_id, purpose=Purpose.EXIT, symbol=trade.symbol,
+            side=Side.SELL.value, type="MARKET", quantity=quantity, status=PENDING_SEND, trade_id=trade.id,
+        ), now)
+        try:
+            order = await exchange.place_market_order(trade.symbol, Side.SELL, quantity, client_id)
+        except OrderStatusUnknown as e:
+            await self._mark_order(client_id, UNKNOWN, now, str(e))
+            return True  # settled by the next look at the exit rows
+        except RateLimited as e:
+            await self._mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
+            raise
         except ExchangeError as e:
             await self._mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
             await self.publish(trade.user_id, "error", now, {"trade_id": trade.id, "message": f"exit failed: {e}"})
-            return None
+            return False
         await self._mark_order(client_id, order.status.value, now, order=order)
         self.metrics.orders_placed.labels(type="exit", outcome=order.status.value).inc()
-        return await self._book_exit(position, order, reason, now)
+        if number > 1 or order.executed_qty < quantity:
+            await self._report_repair(position, "sold remainder of partial exit" if number > 1 else "partial exit",
+                                      now, f"{order.executed_qty} of {quantity} sold by {client_id}")
+        return True
 
-    async def _book_exit(self, position: PositionRecord, order: Order, reason: ExitReason,
-                         now: datetime) -> TradeRecord:
-        exchange = await self.exchanges.for_user(position.user_id)
-        rules = await exchange.get_symbol_rules(position.symbol)
-        fill = exit_fill(order, rules)
+    async def _trade_of(self, position: PositionRecord) -> TradeRecord | None:
+        async with self.uow() as uow:
+            trade: TradeRecord | None = await uow.trades.get(position.user_id, position.trade_id)
+        return trade
+
+    async def _book_close(self, position: PositionRecord, fills: Sequence[OrderRecord], reason: ExitReason,
+                          rules: SymbolRules, now: datetime) -> TradeRecord | None:
+        """The close as the exchange confirmed it: every exit fill of the trade together. What rounding leaves
+        unsold rides along with the next entry of the symbol (dust)."""
+        sold = [row for row in fills if row.executed_qty > 0]
+        if not sold:
+            log.error("trade %s: nothing sold and %s %s below what the exchange accepts", position.trade_id,
+                      position.amount, position.symbol)
+            return None
+        fill = recorded_exit_fill(sold, rules)
         async with self.uow() as uow:
             trade: TradeRecord = await uow.trades.get(position.user_id, position.trade_id)
             entry_quote = trade.amount * trade.price
             profit = net_profit(entry_quote, fill)
-            closed_at = order.transact_time or now
             closed: TradeRecord = await uow.trades.close(
-                trade.id, fill.price, reason, fill.fee_usdt, profit, profit_pct(profit, entry_quote), closed_at,
+                trade.id, fill.price, reason, fill.fee_usdt, profit, profit_pct(profit, entry_quote),
+                _closing_time(sold, trade.executed_at, now),
             )
             await uow.positions.remove(trade.id)
+            unsold = position.amount - fill.quantity
+            if unsold:
+                await uow.dust.set(trade.user_id, trade.symbol, await uow.dust.get(trade.user_id, trade.symbol) + unsold)
             await uow.portfolios.record_close(trade.user_id, profit, closed.fees, now)
             await uow.commit()
         trades_log.info("EXIT user=%s %s %s @ %s pnl=%s", trade.user_id, trade.symbol, reason.value, fill.price, profit)
@@ -718,24 +872,32 @@ class TradingBot:
         })
         return closed
 
+    async def _report_repair(self, position: PositionRecord, action: str, now: datetime, detail: str) -> None:
+        """What reconciliation repaired, in the log and on the user's event stream."""
+        log.warning("user %s trade %s %s: %s (%s)", position.user_id, position.trade_id, position.symbol, action,
+                    detail)
+        await self.publish(position.user_id, "reconciled", now, {
+            "trade_id": position.trade_id, "symbol": position.symbol, "action": action, "detail": detail,
+        })
+
     # ----- reconciliation --------------------------------------------------------------------------------------
     async def _reconcile(self, now: datetime) -> set[int]:
-        """Finish what a crash interrupted; returns the users whose state is still unknown (they do not trade)."""
+        """Finish what did not finish; returns the users whose state is still unknown (they do not trade)."""
         async with self.uow() as uow:
-            pending: list[OrderRecord] = await uow.orders.unresolved([PENDING_SEND, UNKNOWN], "entry")
+            entries: list[OrderRecord] = await uow.orders.unbooked_entries()
         unresolved = set()
-        for order in pending:
+        for row in entries:
             try:
-                resolved = await self._resolve_entry(order, now)
+                resolved = await self._resolve_entry(row, now)
             except (ExchangeError, ConfigurationError) as e:
-                log.error("entry %s of user %s not reconciled: %s", order.client_order_id, order.user_id, e)
+                log.error("entry %s of user %s not reconciled: %s", row.client_order_id, row.user_id, e)
                 resolved = False
             if not resolved:
-                unresolved.add(order.user_id)
+                unresolved.add(row.user_id)
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.all()
         for position in positions:
-            if position.oco_order_id is None and position.user_id not in unresolved:
+            if position.oco_order_id is None and position.closing_reason is None and position.user_id not in unresolved:
                 try:
                     await self._reprotect(position, now)
                 except (ExchangeError, ConfigurationError) as e:
@@ -764,7 +926,7 @@ class TradingBot:
                 continue
             leg = oco.stop_loss_leg
             await self._write_order(OrderRecord(
-                client_order_id=oco.list_client_order_id, user_id=user_id, purpose="adopted", symbol=oco.symbol,
+                client_order_id=oco.list_client_order_id, user_id=user_id, purpose=Purpose.ADOPTED, symbol=oco.symbol,
                 side=leg.side.value, type="OCO", quantity=leg.orig_qty, status=oco.list_status.value,
                 price=oco.take_profit_leg.price, stop_price=leg.stop_price,
             ), now)
@@ -775,46 +937,104 @@ class TradingBot:
             })
 
     async def _resolve_entry(self, row: OrderRecord, now: datetime) -> bool:
-        """An entry sent (or maybe sent) before a crash: book and protect it if it filled, drop it if it never arrived."""
+        """An entry without its trade: book and protect it if it filled, drop it if it never arrived. False while
+        its outcome is unknown."""
         exchange = await self.exchanges.for_user(row.user_id)
         try:
             order = await exchange.get_order(row.symbol, row.client_order_id)
         except OrderNotFound:
+            if row.status not in (PENDING_SEND, UNKNOWN):
+                log.error("entry %s was %s on the exchange, which no longer knows it", row.client_order_id, row.status)
+                return False
             await self._mark_order(row.client_order_id, OrderStatus.REJECTED.value, now, "never reached the exchange")
             return True
         except (TemporaryExchangeError, OrderStatusUnknown):
             return False
         await self._mark_order(row.client_order_id, order.status.value, now, order=order)
+        if not order.status.is_final:
+            return False  # a market order still working: ask again next cycle
+        if order.executed_qty == 0:
+            return True
         async with self.uow() as uow:
             booked = await uow.trades.by_entry(row.client_order_id)
-        if order.executed_qty == 0 or booked is not None or row.stop_price is None or row.take_profit is None:
+        if booked is not None:
+            await self._mark_order(row.client_order_id, order.status.value, now, trade_id=booked.id)
             return True
-        plan = EntryPlan(row.price or order.avg_price, row.stop_price, row.take_profit, row.confidence or 0,
-                         row.analysis_id)
-        trade = await self._book_entry(row.user_id, order, plan, order.transact_time or now)
-        log.warning("adopted entry %s found filled on the exchange after a restart", row.client_order_id)
-        await self._protect(exchange, trade, now)
+        trade = await self._finish_entry(exchange, row, order, now)
+        position = await self._open_position(trade.id)
+        await self._report_repair(position or _position_of(trade), "adopted entry found filled", now,
+                                  f"{order.executed_qty} {row.symbol} bought by {row.client_order_id}")
         return True
 
     async def _reprotect(self, position: PositionRecord, now: datetime) -> None:
+        """A position without its list: link a list an earlier attempt did place, else place one now. A temporary
+        error is raised (the user waits for the next cycle), never taken for "not on the exchange"."""
         exchange = await self.exchanges.for_user(position.user_id)
-        async with self.uow() as uow:
-            trade: TradeRecord | None = await uow.trades.get(position.user_id, position.trade_id)
-            attempts = await uow.orders.with_status(position.user_id, [PENDING_SEND, UNKNOWN, ListStatus.EXECUTING.value],
-                                                     "protect")
+        trade = await self._trade_of(position)
         if trade is None:
             return
-        for attempt in (a for a in attempts if a.trade_id == trade.id):
+        async with self.uow() as uow:
+            attempts = await uow.orders.for_trade(trade.id, Purpose.PROTECT)
+        for attempt in (a for a in attempts if a.status in (PENDING_SEND, UNKNOWN, ListStatus.EXECUTING.value)):
             try:
                 oco = await exchange.get_oco_order_status(position.symbol, attempt.client_order_id)
-            except (OrderNotFound, TemporaryExchangeError):
+            except OrderNotFound:
                 await self._mark_order(attempt.client_order_id, OrderStatus.REJECTED.value, now, "not on the exchange")
                 continue
-            if oco.is_open:
+            await self._mark_order(attempt.client_order_id, oco.list_status.value, now)
+            if oco.is_open or oco.filled_leg is not None:  # a filled one is booked by this cycle's exit check
                 await self._protected(trade, position, oco, now)
+                await self._report_repair(position, "re-protected", now, f"linked order list {oco.list_client_order_id}")
                 return
-        log.warning("trade %s had no protection after a restart: placing it now", trade.id)
-        await self._protect(exchange, trade, now)
+        log.warning("trade %s had no protection: placing it now", trade.id)
+        if await self._protect(exchange, trade, now):
+            await self._report_repair(position, "re-protected", now, "placed a new order list")
+
+
+def _exit_reason(oco: OcoOrder) -> ExitReason | None:
+    """Why a list calls for an exit: a filled leg (TP or SL), a stop the market gapped through (its leg still
+    rests after the list ended: SL), or a list that ended otherwise (cancelled on the exchange: EMERGENCY)."""
+    filled = oco.filled_leg
+    if filled is not None:
+        return _leg_reason(filled)
+    if oco.is_open:
+        return None
+    stop_leg = oco.stop_loss_leg
+    return ExitReason.STOP_LOSS if stop_leg.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) \
+        else ExitReason.EMERGENCY
+
+
+def _leg_reason(leg: Order) -> ExitReason:
+    return ExitReason.STOP_LOSS if leg.type in (OrderType.STOP_LOSS_LIMIT, OrderType.STOP_LOSS) \
+        else ExitReason.TAKE_PROFIT
+
+
+def _left_to_sell(position: PositionRecord, fills: Sequence[OrderRecord], rules: SymbolRules) -> Decimal:
+    """What the next exit order sells: the position less what its exits sold, on the step; 0 when nothing the
+    exchange would accept is left (below the minimum quantity, or the minimum notional at the last fill's price)."""
+    sold = sum((row.executed_qty for row in fills), ZERO)
+    quantity = rules.round_qty(position.amount - sold)
+    if quantity < rules.min_qty or quantity <= 0:
+        return ZERO
+    last = next((row for row in reversed(fills) if row.executed_qty > 0), None)
+    if last is not None and quantity * last.cumulative_quote_qty / last.executed_qty < rules.min_notional:
+        return ZERO
+    return quantity
+
+
+def _closing_time(sold: Sequence[OrderRecord], opened_at: datetime, now: datetime) -> datetime:
+    """When the exit filled, on the bot's clock: the exchange's execution time where it lies between the entry and
+    now by the bot's clock (the same clock, as in paper trading, backtests and a venue-following clock: a stop that
+    filled while the bot was down is booked at its fill), else now (a venue clock that runs apart from the bot's
+    is never mixed into a duration)."""
+    times = [row.transact_time for row in sold if row.transact_time is not None]
+    filled_at = max(times) if times else now
+    return filled_at if opened_at <= filled_at <= now else now
+
+
+def _position_of(trade: TradeRecord) -> PositionRecord:
+    return PositionRecord(trade.id, trade.user_id, trade.symbol, trade.amount, trade.price, trade.stop_loss,
+                          trade.take_profit, None, trade.executed_at)
 
 
 class TradingLoop:

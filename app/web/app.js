@@ -12,7 +12,7 @@ import { renderPositions } from "./js/positions.js";
 import { SettingsForm } from "./js/settings.js";
 
 const REFRESH_MS = 3000;
-const REFRESHING_EVENTS = new Set(["trade_executed", "position_closed", "emergency_exit"]);
+const REFRESHING_EVENTS = new Set(["trade_executed", "position_closed", "emergency_exit", "reconciled"]);
 
 const api = new Api(() => logout("Your session ended: log in again."));
 const views = {};

@@ -11,6 +11,7 @@ const DESCRIBE = {
   position_closed: (d) => `${d.symbol} #${d.trade_id} closed by ${d.exit_reason} @ ${d.exit_price} · P&L ${d.profit_loss}`,
   signal_rejected: (d) => `${d.symbol} ${d.signal} ${d.confidence} % rejected: ${(d.reasons || []).join("; ")}`,
   emergency_exit: (d) => `${d.symbol} #${d.trade_id} emergency exit: ${d.reason}`,
+  reconciled: (d) => `${d.symbol} #${d.trade_id} ${d.action}: ${d.detail}`,
   error: (d) => `${d.symbol ?? (d.trade_id != null ? `#${d.trade_id}` : "")} ${d.message}`.trim(),
   analysis: (d) => `${d.symbol} ${d.signal} ${d.confidence ?? ""} %`,
 };
