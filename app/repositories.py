@@ -336,12 +336,6 @@ class OrderRepository:
         if trade_id is not None:
             row.trade_id = trade_id
 
-    async def with_status(self, user_id: int, statuses: Sequence[str], purpose: str | None = None) -> list[OrderRecord]:
-        query = select(OrderRow).where(OrderRow.user_id == user_id, OrderRow.status.in_(statuses))
-        if purpose:
-            query = query.where(OrderRow.purpose == purpose)
-        return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
-
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
         query = select(OrderRow).where(OrderRow.trade_id == trade_id, OrderRow.purpose == purpose)
         return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]

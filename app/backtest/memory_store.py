@@ -208,10 +208,6 @@ class MemoryOrders:
             row = dataclasses.replace(row, trade_id=trade_id)
         self._store(row)
 
-    async def with_status(self, user_id: int, statuses: Sequence[str], purpose: str | None = None) -> list[OrderRecord]:
-        return [o for o in self.t.orders.values()
-                if o.user_id == user_id and o.status in statuses and (not purpose or o.purpose == purpose)]
-
     async def unbooked_entries(self) -> list[OrderRecord]:
         return list(self.t.unbooked_entries.values())
 

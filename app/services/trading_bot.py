@@ -9,12 +9,12 @@ import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from app.domain.books import Books, EngineBooks
 from app.domain.clock import Clock, ms_from_utc, utc_from_ms
 from app.domain.errors import (
     ConfigurationError,
@@ -98,7 +98,7 @@ def _decimal_score(confluence: float) -> Decimal:
     return Decimal(str(round(confluence, 2)))
 
 
-UowFactory = Callable[[], AbstractAsyncContextManager[Any]]
+UowFactory = Books  # the name the container and backtest import
 Publish = Callable[[int, str, datetime, dict[str, Any]], Awaitable[Any]]
 FeatureBuilder = Callable[[str, datetime, Sequence[Candle], Sequence[Candle], Sequence[Candle]], MarketFeatures]
 
@@ -329,7 +329,7 @@ class TradingBot:
                 log.error("user %s, %s: %s", config.user_id, symbol, e)
                 await self.publish(config.user_id, "error", now, {"symbol": symbol, "message": str(e)})
 
-    async def _remaining_rate_limit(self, uow: Any, user_id: int, now: datetime) -> float:
+    async def _remaining_rate_limit(self, uow: EngineBooks, user_id: int, now: datetime) -> float:
         """Seconds until the user may be analysed again (0 when due)."""
         last = await uow.configs.last_analyzed_at(user_id)
         if last is None:
@@ -852,7 +852,9 @@ class TradingBot:
             return None
         fill = recorded_exit_fill(sold, rules)
         async with self.uow() as uow:
-            trade: TradeRecord = await uow.trades.get(position.user_id, position.trade_id)
+            trade = await uow.trades.get(position.user_id, position.trade_id)
+            if trade is None:
+                raise LookupError(f"position {position.trade_id} has no trade")
             entry_quote = trade.amount * trade.price
             profit = net_profit(entry_quote, fill)
             closed: TradeRecord = await uow.trades.close(
