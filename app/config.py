@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     binance_testnet: bool = True
     binance_base_url: str | None = None
     binance_recv_window_ms: int = Field(5000, ge=1, le=60000)
+    time_sync_interval_seconds: float = Field(60.0, gt=0, le=3600)  # of the market clock
     market_data_dir: Path | None = None
     replay_speed: float = Field(1.0, gt=0, le=100000)
     sim_slippage_pct: Decimal = Field(Decimal("0.02"), ge=0, le=5)

@@ -40,6 +40,7 @@ from app.services.replay_analyzer import RecordedAnswer, ReplayAnalyzer, write_r
 from app.services.risk_manager import RiskManager
 from app.services.rule_based_analyzer import RuleBasedAnalyzer
 from app.services.security import CredentialCipher, PasswordHasher, TokenService
+from app.services.server_time import ServerTimeSyncs
 from app.services.trading_bot import (
     BotSettings,
     ExchangeProvider,
@@ -91,11 +92,14 @@ class Container:
             self.market_data = MockBinanceService("market-data", self.market, InMemorySimAccountStore(), clock)
             return
         s = self.settings
-        self.exchanges = LiveExchanges(self.uow, self.cipher, s.binance_base_url, clock, s.binance_recv_window_ms)
+        time_syncs = ServerTimeSyncs(clock, s.time_sync_interval_seconds)  # one offset per venue, for all its clients
+        self.exchanges = LiveExchanges(self.uow, self.cipher, s.binance_base_url, clock, s.binance_recv_window_ms,
+                                       time_syncs)
         public_key = s.binance_api_key.get_secret_value() if s.binance_api_key else ""
         public_secret = s.binance_secret_key.get_secret_value() if s.binance_secret_key else ""
         base_url = s.binance_base_url or default_base_url(s.binance_testnet)
-        self.market_data = BinanceService(public_key, public_secret, base_url, clock)
+        self.market_data = BinanceService(public_key, public_secret, base_url, clock,
+                                          time_sync=time_syncs.for_venue(base_url))
 
     def rebind_market_clock(self, clock: Clock) -> None:
         """Puts every market-time component on a new clock (a replay learns its start time only at start-up)."""
@@ -212,9 +216,10 @@ class LiveExchanges:
     """One BinanceService per user, built from the user's encrypted keys; testnet or production by the user's mode."""
 
     def __init__(self, uow: UnitOfWorkFactory, cipher: CredentialCipher, base_url: str | None, clock: Clock,
-                 recv_window_ms: int) -> None:
+                 recv_window_ms: int, time_syncs: ServerTimeSyncs | None = None) -> None:
         self.uow, self.cipher, self.base_url, self.clock = uow, cipher, base_url, clock
         self.recv_window_ms = recv_window_ms
+        self.time_syncs = time_syncs or ServerTimeSyncs(clock)
         self._services: dict[int, BinanceService] = {}
 
     async def for_user(self, user_id: int) -> BinanceService:
@@ -228,10 +233,9 @@ class LiveExchanges:
         base_url = self.base_url or default_base_url(credentials.mode != TradingMode.LIVE.value)
         service = BinanceService(
             self.cipher.decrypt(credentials.api_key_encrypted), self.cipher.decrypt(credentials.api_secret_encrypted),
-            base_url, self.clock, recv_window_ms=self.recv_window_ms,
+            base_url, self.clock, recv_window_ms=self.recv_window_ms, time_sync=self.time_syncs.for_venue(base_url),
         )
-        with contextlib.suppress(TemporaryExchangeError):
-            await service.sync_time()  # closed-candle and timestamp checks need the server's clock
+        # no sync here: the venue's shared offset is measured (or refreshed) before the first request that needs it
         self._services[user_id] = service
         return service
 
