@@ -52,6 +52,8 @@ from app.services.trading_bot import (
 )
 from app.services.websocket_manager import WebSocketManager
 
+log = logging.getLogger(__name__)
+
 
 class Container:
     def __init__(self, settings: Settings, clock: Clock | None = None, market_clock: Clock | None = None,
@@ -215,7 +217,6 @@ class Container:
 
 
 WEB_DIR = Path(__file__).parent / "web"
-log = logging.getLogger(__name__)
 
 
 def paper_account_id(user_id: int) -> str:
