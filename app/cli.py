@@ -37,6 +37,7 @@ def _demo_secrets(var_dir: Path) -> dict[str, str]:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from app.config import Settings
     from app.container import Container
@@ -44,7 +45,11 @@ def _serve(args: argparse.Namespace) -> int:
     from app.logging_setup import configure_logging
     from app.main import create_app
 
-    settings = Settings()
+    try:
+        settings = Settings(market_clock=args.market_clock) if args.market_clock else Settings()
+    except ValidationError as e:
+        print(f"trdbot serve: {e}", file=sys.stderr)
+        return 2
     if settings.is_live and (problems := settings.live_problems()):
         for problem in problems:
             print(f"refusing to start in live mode: {problem}", file=sys.stderr)
@@ -281,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="API, dashboard and engine as configured by the environment")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--market-clock", choices=("wall", "venue"),
+                       help="live mode: market time from the wall clock, or from the venue's server time (e.g. "
+                            "`trdbot exchange-sim --speed 60`); default MARKET_CLOCK, else wall")
     serve.set_defaults(run=_serve)
 
     _add_backtest(commands)

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     binance_testnet: bool = True
     binance_base_url: str | None = None
     binance_recv_window_ms: int = Field(5000, ge=1, le=60000)
+    time_sync_interval_seconds: float = Field(60.0, gt=0, le=3600)  # of the market clock
+    market_clock: Literal["wall", "venue"] = "wall"  # venue: market time follows the exchange's server time (live)
     market_data_dir: Path | None = None
     replay_speed: float = Field(1.0, gt=0, le=100000)
     sim_slippage_pct: Decimal = Field(Decimal("0.02"), ge=0, le=5)
@@ -120,9 +122,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"{low.upper()} must not exceed {high.upper()}")
         return self
 
+    @model_validator(mode="after")
+    def _venue_clock_needs_a_venue(self) -> Settings:
+        if self.market_clock == "venue" and self.use_mock_binance:
+            raise ValueError("MARKET_CLOCK=venue follows an exchange's server time: it needs USE_MOCK_BINANCE=false "
+                             "(the paper exchange runs on REPLAY_SPEED)")
+        return self
+
     @property
     def is_live(self) -> bool:
         return not self.use_mock_binance
+
+    @property
+    def follows_venue_clock(self) -> bool:
+        return self.is_live and self.market_clock == "venue"
 
     @property
     def data_dir(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +17,7 @@ from app.backtest.memory_store import MemoryStore
 from app.backtest.runner import BacktestEngine
 from app.config import Settings
 from app.db import Database
-from app.domain.clock import Clock, SimulatedClock, WallClock
+from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock
 from app.domain.errors import ConfigurationError, TemporaryExchangeError, TradingError
 from app.domain.ports import ExchangeAdapter, SignalProvider
 from app.domain.records import EventRecord, TradeRecord, UserAccount
@@ -40,6 +41,7 @@ from app.services.replay_analyzer import RecordedAnswer, ReplayAnalyzer, write_r
 from app.services.risk_manager import RiskManager
 from app.services.rule_based_analyzer import RuleBasedAnalyzer
 from app.services.security import CredentialCipher, PasswordHasher, TokenService
+from app.services.server_time import ServerTimeSyncs
 from app.services.trading_bot import (
     BotSettings,
     ExchangeProvider,
@@ -49,6 +51,8 @@ from app.services.trading_bot import (
     UowFactory,
 )
 from app.services.websocket_manager import WebSocketManager
+
+log = logging.getLogger(__name__)
 
 
 class Container:
@@ -69,6 +73,7 @@ class Container:
         self.market = SimulatedMarket(self.candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
         self.exchanges: ExchangeProvider
         self.market_data: ExchangeAdapter
+        self.venue: BinanceService | None = None  # the live market-data client, which also reads the venue's time
         self._bind_exchanges(self.market_clock)
         self.analysts = build_analysts(settings, self.clock)  # on the wall clock: a replay does not rebuild them
         self.bot = build_trading_bot(self)
@@ -91,11 +96,14 @@ class Container:
             self.market_data = MockBinanceService("market-data", self.market, InMemorySimAccountStore(), clock)
             return
         s = self.settings
-        self.exchanges = LiveExchanges(self.uow, self.cipher, s.binance_base_url, clock, s.binance_recv_window_ms)
+        time_syncs = ServerTimeSyncs(clock, s.time_sync_interval_seconds)  # one offset per venue, for all its clients
+        self.exchanges = LiveExchanges(self.uow, self.cipher, s.binance_base_url, clock, s.binance_recv_window_ms,
+                                       time_syncs)
         public_key = s.binance_api_key.get_secret_value() if s.binance_api_key else ""
         public_secret = s.binance_secret_key.get_secret_value() if s.binance_secret_key else ""
         base_url = s.binance_base_url or default_base_url(s.binance_testnet)
-        self.market_data = BinanceService(public_key, public_secret, base_url, clock)
+        self.market_data = self.venue = BinanceService(public_key, public_secret, base_url, clock,
+                                                       time_sync=time_syncs.for_venue(base_url))
 
     def rebind_market_clock(self, clock: Clock) -> None:
         """Puts every market-time component on a new clock (a replay learns its start time only at start-up)."""
@@ -168,9 +176,11 @@ class Container:
     async def start(self, migrate: bool = True) -> None:
         if migrate:
             await self.db.migrate()
-        if isinstance(self.market_data, BinanceService):
+        if self.settings.follows_venue_clock:
+            await self.follow_the_venue_clock()
+        if self.venue is not None:
             with contextlib.suppress(TemporaryExchangeError):
-                await self.market_data.sync_time()
+                await self.venue.sync_time()
         if self.run_engine:
             self.loop = TradingLoop(
                 self.bot, self.market_clock, self.settings.trading_interval_seconds,
@@ -178,9 +188,31 @@ class Container:
             )
             self.loop.start()
 
+    async def follow_the_venue_clock(self) -> None:
+        """MARKET_CLOCK=venue: cycles, timeouts, rate-limit waits and stamps run on the venue's server time, so the
+        live path runs consistently against `trdbot exchange-sim --speed N` (the analysts stay on the wall clock)."""
+        clock = VenueClock(self._venue_time_ms, wall=self.clock)
+        try:
+            await clock.start()
+        except TradingError as e:
+            raise ConfigurationError(f"MARKET_CLOCK=venue: the venue's server time cannot be read: {e}") from e
+        wall_client = self.venue
+        self.rebind_market_clock(clock)
+        if wall_client is not None:
+            await wall_client.aclose()
+        log.info("market clock follows the venue: %s at %.4gx the wall clock", clock.now().isoformat(), clock.rate)
+
+    async def _venue_time_ms(self) -> int:
+        # looked up on each call: after the rebind the market-data client runs on the very clock it samples for
+        if self.venue is None:
+            raise ConfigurationError("MARKET_CLOCK=venue needs the live Binance client (USE_MOCK_BINANCE=false)")
+        return await self.venue.server_time_ms()
+
     async def stop(self) -> None:
         if self.loop is not None:
             await self.loop.stop()
+        if self.venue is not None:
+            await self.venue.aclose()
         await self.db.dispose()
 
 
@@ -212,9 +244,10 @@ class LiveExchanges:
     """One BinanceService per user, built from the user's encrypted keys; testnet or production by the user's mode."""
 
     def __init__(self, uow: UnitOfWorkFactory, cipher: CredentialCipher, base_url: str | None, clock: Clock,
-                 recv_window_ms: int) -> None:
+                 recv_window_ms: int, time_syncs: ServerTimeSyncs | None = None) -> None:
         self.uow, self.cipher, self.base_url, self.clock = uow, cipher, base_url, clock
         self.recv_window_ms = recv_window_ms
+        self.time_syncs = time_syncs or ServerTimeSyncs(clock)
         self._services: dict[int, BinanceService] = {}
 
     async def for_user(self, user_id: int) -> BinanceService:
@@ -228,10 +261,9 @@ class LiveExchanges:
         base_url = self.base_url or default_base_url(credentials.mode != TradingMode.LIVE.value)
         service = BinanceService(
             self.cipher.decrypt(credentials.api_key_encrypted), self.cipher.decrypt(credentials.api_secret_encrypted),
-            base_url, self.clock, recv_window_ms=self.recv_window_ms,
+            base_url, self.clock, recv_window_ms=self.recv_window_ms, time_sync=self.time_syncs.for_venue(base_url),
         )
-        with contextlib.suppress(TemporaryExchangeError):
-            await service.sync_time()  # closed-candle and timestamp checks need the server's clock
+        # no sync here: the venue's shared offset is measured (or refreshed) before the first request that needs it
         self._services[user_id] = service
         return service
 

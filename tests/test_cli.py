@@ -22,6 +22,15 @@ def test_serve_refuses_live_mode_with_default_secrets(monkeypatch: pytest.Monkey
     assert "JWT_SECRET" in err and "CREDENTIALS_KEY" in err
 
 
+def test_serve_refuses_a_venue_clock_without_a_venue(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USE_MOCK_BINANCE", "true")
+    assert main(["serve", "--port", "1", "--market-clock", "venue"]) == 2
+    err = capsys.readouterr().err
+    assert "MARKET_CLOCK=venue" in err and "USE_MOCK_BINANCE=false" in err
+
+
 def test_demo_generates_secrets_once(tmp_path: Path) -> None:
     first = _demo_secrets(tmp_path)
     second = _demo_secrets(tmp_path)

@@ -54,3 +54,14 @@ def test_default_secrets_are_reported_as_unsafe_for_live() -> None:
 
     assert any("JWT_SECRET" in p for p in problems)
     assert any("CREDENTIALS_KEY" in p for p in problems)
+
+
+def test_the_venue_clock_is_for_live_mode_only() -> None:
+    assert make_settings().market_clock == "wall"
+    assert make_settings(use_mock_binance=False, market_clock="venue").follows_venue_clock
+    assert not make_settings(use_mock_binance=False).follows_venue_clock
+    with pytest.raises(ValidationError, match="MARKET_CLOCK=venue .* needs USE_MOCK_BINANCE=false"):
+        make_settings(market_clock="venue")
+    with pytest.raises(ValidationError) as caught:
+        make_settings(time_sync_interval_seconds=0)
+    assert caught.value.errors()[0]["loc"] == ("time_sync_interval_seconds",)

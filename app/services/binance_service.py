@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from app.domain.clock import Clock, ms_from_utc
+from app.domain.clock import Clock
 from app.domain.errors import (
     ConfigurationError,
     ExchangeError,
@@ -56,10 +56,12 @@ from app.services.binance_protocol import (
     oco_leg_client_ids,
     signed_query,
 )
+from app.services.server_time import ServerTimeSync
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NOTABLE_OFFSET_CHANGE_MS = 1000
 
 
 def default_base_url(testnet: bool) -> str:
@@ -122,6 +124,7 @@ class BinanceService:
         rules_ttl_s: float = 3600.0,
         timeout_s: float = 10.0,
         max_retry_wait_s: float = 120.0,
+        time_sync: ServerTimeSync | None = None,
     ) -> None:
         if not 0 < recv_window_ms <= MAX_RECV_WINDOW_MS:
             raise ValueError(f"recv_window_ms must be in 1..{MAX_RECV_WINDOW_MS}")
@@ -135,7 +138,7 @@ class BinanceService:
         self._weight_threshold = weight_limit * weight_headroom
         self._rules_ttl = timedelta(seconds=rules_ttl_s)
         self._max_retry_wait_s = max_retry_wait_s
-        self._offset_ms = 0
+        self._time = time_sync or ServerTimeSync(clock)
         self._used_weight = 0
         self._weight_minute = -1
         self._blocked_until: datetime | None = None
@@ -144,7 +147,7 @@ class BinanceService:
 
     @property
     def time_offset_ms(self) -> int:
-        return self._offset_ms
+        return self._time.offset_ms
 
     @property
     def used_weight(self) -> int:
@@ -157,15 +160,21 @@ class BinanceService:
     # ------------------------------------------------------------ market data
 
     async def sync_time(self) -> int:
-        """Measure the server clock offset (added to every `timestamp`); returns it in ms."""
-        before = ms_from_utc(self._clock.now())
+        """Measure the server clock offset (added to every `timestamp`, shared by the venue's clients); returns it."""
+        self._time.attempting()
+        sent_ms = self._time.local_ms()
+        server_ms = await self.server_time_ms()
+        change_ms = self._time.record(server_ms, sent_ms, self._time.local_ms())
+        # against a venue that runs at another rate every resync moves the offset; a steady one stays quiet
+        level = logging.INFO if abs(change_ms) >= _NOTABLE_OFFSET_CHANGE_MS else logging.DEBUG
+        logger.log(level, "Binance server time offset is now %d ms", self._time.offset_ms)
+        return self._time.offset_ms
+
+    async def server_time_ms(self) -> int:
+        """The venue's clock (GET /api/v3/time), e.g. for a market clock that follows the venue."""
         call = _Call("GET", Endpoint.TIME, (), False, RequestContext("read server time"))
         data = await self._call(call)
-        server_ms = self._parse(call, lambda: BinanceServerTime.model_validate(data).server_time)
-        local_ms = (before + ms_from_utc(self._clock.now())) // 2
-        self._offset_ms = server_ms - local_ms
-        logger.info("Binance server time offset is now %d ms", self._offset_ms)
-        return self._offset_ms
+        return self._parse(call, lambda: BinanceServerTime.model_validate(data).server_time)
 
     async def get_symbol_rules(self, symbol: str) -> SymbolRules:
         now = self._clock.now()
@@ -189,7 +198,7 @@ class BinanceService:
         call = _Call("GET", Endpoint.KLINES, params, False, RequestContext(f"read {timeframe.value} klines", symbol))
         data = await self._call(call)
         klines = self._parse(call, lambda: [BinanceKline.model_validate(k) for k in data])
-        now_ms = self._server_now_ms()
+        now_ms = self._time.server_now_ms()  # kept current by _call: a stale offset drops fresh candles
         closed = [candle_from_binance(k) for k in klines if k.close_time < now_ms]
         return closed[-limit:] if limit > 0 else []
 
@@ -337,9 +346,6 @@ class BinanceService:
 
     # ------------------------------------------------------------ transport
 
-    def _server_now_ms(self) -> int:
-        return ms_from_utc(self._clock.now()) + self._offset_ms
-
     def _parse(self, call: _Call, build: Callable[[], T]) -> T:
         """Run a parse/convert step; a malformed answer to a new order leaves its outcome unknown."""
         try:
@@ -350,7 +356,9 @@ class BinanceService:
             raise error(text) from e
 
     async def _call(self, call: _Call) -> Any:
-        """Send with the weight and Retry-After rules; resync time once on -1021; wait out one 429 on reads."""
+        """Send with the weight and Retry-After rules; resync time when due and once on -1021; wait out one 429 on
+        reads."""
+        await self._keep_time_synced(call)
         resynced = waited = False
         while True:
             await self._wait_out_ban(call)
@@ -368,6 +376,15 @@ class BinanceService:
                     waited = True
                     continue
             raise to_exchange_error(outcome, call.context)
+
+    async def _keep_time_synced(self, call: _Call) -> None:
+        if call.path == Endpoint.TIME or not self._time.is_due():
+            return
+        try:
+            await self.sync_time()
+        except ExchangeError as e:  # the request itself will tell its caller whether the venue answers
+            logger.warning("Binance: server time not resynced, keeping the offset of %d ms: %s",
+                           self._time.offset_ms, e)
 
     def _may_wait(self, call: _Call, failure: Failure) -> bool:
         # a rejected new order is not retried here: the caller decides whether the trade is still wanted
@@ -393,7 +410,7 @@ class BinanceService:
         self._blocked_until = None
 
     async def _wait_for_weight(self, call: _Call) -> None:
-        now_ms = self._server_now_ms()
+        now_ms = self._time.server_now_ms()
         minute = now_ms // MINUTE_MS
         if minute != self._weight_minute:
             return
@@ -407,7 +424,7 @@ class BinanceService:
     def _url(self, call: _Call) -> str:
         if call.signed:
             params = (*call.params, ("recvWindow", str(self._recv_window_ms)),
-                      ("timestamp", str(self._server_now_ms())))
+                      ("timestamp", str(self._time.server_now_ms())))
             return f"{self._base_url}{call.path}?{signed_query(params, self._secret)}"
         query = encode_params(call.params)
         return f"{self._base_url}{call.path}?{query}" if query else f"{self._base_url}{call.path}"
@@ -430,7 +447,7 @@ class BinanceService:
         used = response.headers.get(USED_WEIGHT_HEADER)
         if used is not None and used.isdigit():
             self._used_weight = int(used)
-            self._weight_minute = self._server_now_ms() // MINUTE_MS
+            self._weight_minute = self._time.server_now_ms() // MINUTE_MS
 
     def _failure(self, response: httpx.Response) -> Failure:
         code, msg = None, response.reason_phrase

@@ -59,6 +59,7 @@ from app.services.binance_protocol import (
     verify_signature,
 )
 from app.services.binance_service import BinanceService, default_base_url
+from app.services.server_time import ServerTimeSync
 
 KEY = "test-api-key-0123"
 SECRET = "s3cr3t-NOT-a-real-binance-secret-0123456789abcdef"
@@ -132,8 +133,18 @@ def fake(clock: SimulatedClock) -> FakeBinance:
     return FakeBinance(clock)
 
 
+def synced_now(clock: SimulatedClock, offset_ms: int = 0) -> ServerTimeSync:
+    """The start-up measurement, as the container makes it: most tests are about their own request, not a resync."""
+    sync = ServerTimeSync(clock)
+    sync.attempting()
+    now_ms = ms_from_utc(clock.now())
+    sync.record(now_ms + offset_ms, now_ms, now_ms)
+    return sync
+
+
 def make_service(fake: FakeBinance, clock: SimulatedClock, **kwargs: Any) -> BinanceService:
     http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
+    kwargs.setdefault("time_sync", synced_now(clock))
     return BinanceService(KEY, SECRET, default_base_url(testnet=True), clock, http=http, **kwargs)
 
 
@@ -413,6 +424,88 @@ async def test_invalid_timestamp_after_the_resync_is_not_retried_again(fake: Fak
     with pytest.raises(TemporaryExchangeError, match="-1021"):
         await service.get_balances()
     assert len(fake.sent("GET", Endpoint.ACCOUNT)) == 2
+
+
+def klines_to(server_ms: int) -> list[list[Any]]:
+    """Binance's answer at `server_ms`: four closed 5m candles and the one still open."""
+    open_ms = server_ms // 300_000 * 300_000
+    return [kline_json(Candle(open_ms - i * 300_000, Decimal("1"), Decimal("2"), Decimal("0.5"), Decimal(i + 1),
+                              Decimal("3")), 300_000) for i in reversed(range(5))]
+
+
+def newest_open_ms(candles: list[Candle]) -> int:
+    return candles[-1].open_time_ms
+
+
+@pytest.mark.asyncio
+async def test_market_data_resyncs_the_offset_each_interval_of_its_clock(fake: FakeBinance,
+                                                                         clock: SimulatedClock) -> None:
+    """The venue's clock ran 10 minutes ahead since start-up (a venue at another speed): within the interval the
+    offset is kept; once it is due the klines request measures it first and keeps the candles closed since."""
+    service = make_service(fake, clock)  # measured at T0: offset 0
+    fake.server_ahead_ms = 600_000
+    fake.on("GET", Endpoint.KLINES, lambda _: klines_to(fake.server_ms()))
+    clock.advance(timedelta(seconds=59))
+    await service.get_klines("BTCUSDT", Timeframe.M5, 4)
+    assert fake.sent("GET", Endpoint.TIME) == []
+    clock.advance(timedelta(seconds=1))
+    candles = await service.get_klines("BTCUSDT", Timeframe.M5, 4)
+    assert [r.url.path for _, r in fake.requests][-2:] == [Endpoint.TIME, Endpoint.KLINES]
+    assert service.time_offset_ms == 600_000
+    assert newest_open_ms(candles) == fake.server_ms() // 300_000 * 300_000 - 300_000
+    assert len(candles) == 4
+
+
+@pytest.mark.asyncio
+async def test_the_resync_interval_is_a_setting_of_the_sync(fake: FakeBinance, clock: SimulatedClock) -> None:
+    service = make_service(fake, clock, time_sync=ServerTimeSync(clock, interval_s=300))
+    fake.on("GET", Endpoint.TICKER_PRICE, ticker_price_json("BTCUSDT", Decimal("1")))
+    for _ in range(6):
+        await service.get_symbol_price("BTCUSDT")
+        clock.advance(timedelta(seconds=60))
+    assert [t for t, r in fake.requests if r.url.path == Endpoint.TIME] == [T0, T0 + timedelta(minutes=5)]
+
+
+@pytest.mark.asyncio
+async def test_invalid_timestamp_on_a_users_request_corrects_market_data_too(fake: FakeBinance,
+                                                                             clock: SimulatedClock) -> None:
+    """Market data and the users' clients share the venue's sync: a -1021 resync is everyone's."""
+    shared = synced_now(clock)
+    market, user = make_service(fake, clock, time_sync=shared), make_service(fake, clock, time_sync=shared)
+    fake.server_ahead_ms = 20_000
+    fake.on("GET", Endpoint.ACCOUNT, {"balances": []})
+    fake.on("GET", Endpoint.KLINES, lambda _: klines_to(fake.server_ms()))
+    clock.advance(timedelta(seconds=1))
+    await user.get_balances()
+    candles = await market.get_klines("BTCUSDT", Timeframe.M5, 4)
+    assert market.time_offset_ms == 20_000
+    assert [r.url.path for _, r in fake.requests] == [Endpoint.ACCOUNT, Endpoint.TIME, Endpoint.ACCOUNT,
+                                                      Endpoint.KLINES]
+    assert newest_open_ms(candles) == fake.server_ms() // 300_000 * 300_000 - 300_000
+
+
+@pytest.mark.asyncio
+async def test_a_failed_resync_keeps_the_offset_and_the_request_goes_on(fake: FakeBinance,
+                                                                        clock: SimulatedClock) -> None:
+    service = make_service(fake, clock, time_sync=synced_now(clock, offset_ms=1500))
+    fake.on("GET", Endpoint.TIME, error_json(-1007) + ({},))
+    fake.on("GET", Endpoint.TICKER_PRICE, ticker_price_json("BTCUSDT", Decimal("1")))
+    clock.advance(timedelta(seconds=60))
+    assert await service.get_symbol_price("BTCUSDT") == Decimal("1")
+    assert await service.get_symbol_price("BTCUSDT") == Decimal("1")  # asked again an interval later, not now
+    assert service.time_offset_ms == 1500
+    assert len(fake.sent("GET", Endpoint.TIME)) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_new_client_measures_the_offset_before_its_first_request(fake: FakeBinance,
+                                                                         clock: SimulatedClock) -> None:
+    fake.server_ahead_ms = -4000
+    service = make_service(fake, clock, time_sync=ServerTimeSync(clock))
+    fake.on("GET", Endpoint.ACCOUNT, {"balances": []})
+    await service.get_balances()
+    assert [r.url.path for _, r in fake.requests] == [Endpoint.TIME, Endpoint.ACCOUNT]
+    assert fake.sent("GET", Endpoint.ACCOUNT)[0]["timestamp"] == str(ms_from_utc(T0) - 4000)
 
 
 @pytest.mark.asyncio
