@@ -16,8 +16,8 @@ from app.domain.errors import TradingError
 from app.services.security import CredentialCipher
 
 if TYPE_CHECKING:
-    from app.services.exchange_simulator import ExchangeSimulator
-    from app.services.market_data import CandleStore
+    from app.devtools.simulator import ExchangeSimulator
+    from app.marketdata.candles import CandleStore
 
 VAR_DIR = Path("./var")
 
@@ -108,8 +108,8 @@ def _decisions_export(args: argparse.Namespace) -> int:
 
 
 def _decisions_import(args: argparse.Namespace) -> int:
+    from app.analysts.replay import merge_recorded_answers
     from app.domain.errors import DataError
-    from app.services.replay_analyzer import merge_recorded_answers
 
     try:
         added, total = merge_recorded_answers(Path(args.store), Path(args.file))
@@ -177,7 +177,7 @@ def _keygen(_: argparse.Namespace) -> int:
 def _exchange_sim(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.services.exchange_simulator import create_simulator_app
+    from app.devtools.simulator import create_simulator_app
 
     try:
         simulator, start = build_exchange_simulator(args)
@@ -199,11 +199,11 @@ SIM_API_SECRET = "sim-api-secret"
 def build_exchange_simulator(args: argparse.Namespace) -> tuple[ExchangeSimulator, datetime]:
     """The simulator the `exchange-sim` options describe: candles, replay clock, funded accounts, faults."""
     from app.config import BUNDLED_DATA_DIR
+    from app.devtools.faults import FaultPlan, FaultRule
+    from app.devtools.simulator import ApiAccount, ExchangeSimulator
     from app.domain.clock import ReplayClock
-    from app.services.exchange_faults import FaultPlan, FaultRule
-    from app.services.exchange_simulator import ApiAccount, ExchangeSimulator
-    from app.services.market_data import CandleStore
-    from app.services.mock_binance_service import SimulatedMarket
+    from app.marketdata.candles import CandleStore
+    from app.venues.paper.exchange import SimulatedMarket
 
     candles = CandleStore.load(args.data or BUNDLED_DATA_DIR)
     if not candles.symbols():
@@ -226,7 +226,7 @@ def build_exchange_simulator(args: argparse.Namespace) -> tuple[ExchangeSimulato
 def _sim_start(candles: CandleStore, requested: str | None) -> datetime:
     """The requested start, or a day past the warm-up after the data begins (the 168 hourly candles exist)."""
     from app.backtest.command import default_span
-    from app.services.trading_bot import WARM_UP
+    from app.engine.bot import WARM_UP
 
     first, last = default_span(candles, tuple(candles.symbols()))
     if requested is None:

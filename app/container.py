@@ -13,6 +13,10 @@ import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.analysts.gemini import GeminiAnalyzer, make_gemini_client
+from app.analysts.openai_compatible import OpenAICompatibleAnalyzer
+from app.analysts.replay import RecordedAnswer, ReplayAnalyzer, write_recorded_answers
+from app.analysts.rules import RuleBasedAnalyzer
 from app.backtest.memory_store import MemoryStore
 from app.backtest.runner import BacktestEngine
 from app.config import Settings
@@ -23,34 +27,31 @@ from app.domain.ports import ExchangeAdapter, SignalProvider
 from app.domain.records import EventRecord, TradeRecord, UserAccount
 from app.domain.risk import TradingConfig
 from app.domain.values import Balance, ExitReason, TradingMode, TradingState
+from app.engine.bot import (
+    BotSettings,
+    ExchangeProvider,
+    Publish,
+    TradingBot,
+    UowFactory,
+)
+from app.engine.loop import TradingLoop
+from app.engine.metrics import Metrics
+from app.features.builder import MarketFeatureBuilder
+from app.features.levels import SupportResistanceDetector
+from app.features.regime import MarketRegimeAnalyzer
+from app.marketdata.candles import CandleStore
+from app.notify.websocket import WebSocketManager
 from app.repositories import UnitOfWork, UnitOfWorkFactory
-from app.services.ai_analyzer import GeminiAnalyzer, make_gemini_client
-from app.services.binance_service import BinanceService, default_base_url
-from app.services.market_data import CandleStore
-from app.services.market_features import MarketFeatureBuilder
-from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.metrics import Metrics
-from app.services.mock_binance_service import (
+from app.risk.manager import RiskManager
+from app.services.security import CredentialCipher, PasswordHasher, TokenService
+from app.venues.binance.client import BinanceService, default_base_url
+from app.venues.binance.server_time import ServerTimeSyncs
+from app.venues.paper.exchange import (
     InMemorySimAccountStore,
     MockBinanceService,
     SimAccountState,
     SimulatedMarket,
 )
-from app.services.openai_compatible_analyzer import OpenAICompatibleAnalyzer
-from app.services.replay_analyzer import RecordedAnswer, ReplayAnalyzer, write_recorded_answers
-from app.services.risk_manager import RiskManager
-from app.services.rule_based_analyzer import RuleBasedAnalyzer
-from app.services.security import CredentialCipher, PasswordHasher, TokenService
-from app.services.server_time import ServerTimeSyncs
-from app.services.trading_bot import (
-    BotSettings,
-    ExchangeProvider,
-    Publish,
-    TradingBot,
-    TradingLoop,
-    UowFactory,
-)
-from app.services.websocket_manager import WebSocketManager
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +329,8 @@ def build_trading_bot(container: Container) -> TradingBot:
 def feature_builder(settings: Settings, batch_indicators: bool = False) -> MarketFeatureBuilder:
     """`batch_indicators` (the backtester) computes the indicators of thousands of upcoming store windows in one go:
     the same numbers, but a refill holds the event loop for up to a second, which a serving process must not do."""
-    return MarketFeatureBuilder(MarketRegimeAnalyzer(), RiskManager(settings.risk_limits()), batch_indicators)
+    levels = SupportResistanceDetector(settings.risk_limits().sr_touch_threshold_pct)
+    return MarketFeatureBuilder(MarketRegimeAnalyzer(), levels, batch_indicators)
 
 
 def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: ExchangeProvider, market: ExchangeAdapter,
@@ -336,7 +338,7 @@ def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: Exchang
                          metrics: Metrics | None = None, features: MarketFeatureBuilder | None = None) -> TradingBot:
     """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
     features = features or feature_builder(settings)
-    risk_manager = features.risk_manager  # one set of risk rules for the features' S/R and the bot's decisions
+    risk_manager = RiskManager(settings.risk_limits())
     return TradingBot(
         uow=uow, exchanges=exchanges, market=market, analysts=analysts,
         build_features=features.build, risk_manager=risk_manager, publish=publish,

@@ -11,7 +11,7 @@ from app.config import Settings
 from app.container import Container
 from app.domain.clock import ReplayClock, WallClock
 from app.domain.values import Timeframe
-from app.services.trading_bot import WARM_UP
+from app.engine.bot import WARM_UP
 
 DEMO_USER = "demo"
 

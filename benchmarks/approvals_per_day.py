@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from app.analysts.rules import RuleBasedAnalyzer
 from app.domain.clock import ms_from_utc, utc_from_ms
 from app.domain.risk import RiskLimits, TradingConfig, UserRiskContext
 from app.domain.values import Candle, SymbolRules
-from app.services.market_features import MarketFeatureBuilder
-from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.risk_manager import RiskManager
-from app.services.rule_based_analyzer import RuleBasedAnalyzer
+from app.features.builder import MarketFeatureBuilder
+from app.features.levels import SupportResistanceDetector
+from app.features.regime import MarketRegimeAnalyzer
+from app.risk.manager import RiskManager
 
 DATA = Path("/work/shared/data")
 WINDOWS = {"5m": 288, "15m": 100, "1h": 168}
@@ -69,7 +70,7 @@ def run_symbol(symbol: str, start: datetime, days: int) -> dict:
     data = {tf: load(symbol, tf, lo, hi) for tf in WINDOWS}
     times = {tf: np.array([c.open_time_ms for c in cs]) for tf, cs in data.items()}
     limits = RiskLimits()
-    risk, builder = RiskManager(limits), MarketFeatureBuilder(MarketRegimeAnalyzer(), RiskManager(limits))
+    risk, builder = RiskManager(limits), MarketFeatureBuilder(MarketRegimeAnalyzer(), SupportResistanceDetector(limits.sr_touch_threshold_pct))
     analyzer, config, rules = RuleBasedAnalyzer(), TradingConfig(user_id=1), symbol_rules(symbol)
     first = int(np.searchsorted(times["5m"], ms_from_utc(start)))
     busy_until, results, per_day, reasons, signals = -1, [], Counter(), Counter(), 0

@@ -12,12 +12,13 @@ from decimal import Decimal
 
 import numpy as np
 
+from app.analysts.rules import RuleBasedAnalyzer
 from app.domain.clock import ms_from_utc, utc_from_ms
 from app.domain.risk import RiskLimits, TradingConfig, UserRiskContext
-from app.services.market_features import MarketFeatureBuilder, build_market_features
-from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.risk_manager import RiskManager
-from app.services.rule_based_analyzer import RuleBasedAnalyzer
+from app.features.builder import MarketFeatureBuilder, build_market_features
+from app.features.levels import SupportResistanceDetector
+from app.features.regime import MarketRegimeAnalyzer
+from app.risk.manager import RiskManager
 from benchmarks.approvals_per_day import TF_MS, WINDOWS, load, symbol_rules
 
 
@@ -38,15 +39,15 @@ def main() -> None:
             win[tf] = data[tf][k - n : k]
         steps.append((utc_from_ms(now_ms), win))
     limits = RiskLimits()
-    regime, risk = MarketRegimeAnalyzer(), RiskManager(limits)
-    builder, analyzer = MarketFeatureBuilder(regime, risk), RuleBasedAnalyzer()
+    regime, risk, levels = MarketRegimeAnalyzer(), RiskManager(limits), SupportResistanceDetector(limits.sr_touch_threshold_pct)
+    builder, analyzer = MarketFeatureBuilder(regime, levels), RuleBasedAnalyzer()
     ctx = UserRiskContext(1, TradingConfig(1), Decimal("10000"), (), 0, (), symbol_rules(symbol), start)
 
     t0 = time.perf_counter()
     feats = [builder.build(symbol, now, w["5m"], w["15m"], w["1h"]) for now, w in steps]
     t1 = time.perf_counter()
     for now, w in steps[:200]:
-        build_market_features(symbol, now, w["5m"], w["15m"], w["1h"], regime, risk)
+        build_market_features(symbol, now, w["5m"], w["15m"], w["1h"], regime, levels)
     t2 = time.perf_counter()
     signals = [analyzer.decide(f) for f in feats]
     t3 = time.perf_counter()

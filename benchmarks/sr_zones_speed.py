@@ -1,4 +1,4 @@
-"""Microseconds per RiskManager.support_resistance_zones call on real 100-candle windows (5m and resampled 15m).
+"""Microseconds per SupportResistanceDetector.support_resistance_zones call on real 100-candle windows (5m and resampled 15m).
 
     PYTHONPATH=. python benchmarks/sr_zones_speed.py [WINDOWS]
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from app.domain.risk import RiskLimits
-from app.services.risk_manager import RiskManager
+from app.features.levels import SupportResistanceDetector
 
 SAMPLE = Path(__file__).resolve().parents[1] / "app" / "data" / "sample" / "binance_BTCUSDT_5m.csv.gz"
 LENGTH = 100
@@ -28,7 +28,7 @@ def load() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def main() -> None:
     windows = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    risk = RiskManager(RiskLimits())
+    risk = SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct)
     for timeframe, (high, low) in load().items():
         count = min(windows, len(high) - LENGTH)
         pairs = [(high[i:i + LENGTH], low[i:i + LENGTH]) for i in range(count)]

@@ -81,7 +81,7 @@ async def test_decisions_export_then_import_into_the_replay_store(
 ) -> None:
     import asyncio
 
-    from app.services.replay_analyzer import read_recorded_answers
+    from app.analysts.replay import read_recorded_answers
 
     await _record_one_call(container)
     monkeypatch.setenv("DATABASE_URL", container.settings.database_url)

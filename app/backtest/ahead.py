@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.risk import TradingConfig
 from app.domain.values import AnalystReport, MarketFeatures, Signal, SignalType
+from app.engine.bot import SymbolAnalysis, TradingBot
+from app.features.builder import MarketFeatureBuilder
 from app.indicators.batch import warm_up as warm_up_indicators
-from app.services.market_features import MarketFeatureBuilder
-from app.services.trading_bot import SymbolAnalysis, TradingBot
 
 if TYPE_CHECKING:
     from app.backtest.runner import BacktestEngine

@@ -19,7 +19,7 @@ from app.backtest.report import drawdown_series, exit_label, summary_text
 from app.backtest.runner import BacktestResult
 from app.domain.clock import ms_from_utc
 from app.domain.values import Timeframe
-from app.services.market_data import CandleStore
+from app.marketdata.candles import CandleStore
 
 EXIT_COLOURS = {"TAKE_PROFIT": "tab:green", "STOP_LOSS": "tab:red", "TIMEOUT": "tab:orange"}
 

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from app.analysts.replay import RecordedAnswer, read_recorded_answers
 from app.backtest.ahead import WorkerFailed
 from app.backtest.data import cut_candles, load_candles, plan_span
 from app.backtest.report import build_report, summary_text, write_files
@@ -22,8 +23,7 @@ from app.domain.clock import SimulatedClock
 from app.domain.errors import ConfigurationError, DataError
 from app.domain.risk import TradingConfig
 from app.domain.values import Timeframe
-from app.services.market_data import CandleStore
-from app.services.replay_analyzer import RecordedAnswer, read_recorded_answers
+from app.marketdata.candles import CandleStore
 
 EngineBuilder = Callable[[Settings, CandleStore, SimulatedClock, Mapping[str, RecordedAnswer]], BacktestEngine]
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TradingConfig)} - {"user_id", "is_active", "mode", "extra"}

@@ -10,8 +10,8 @@ from pathlib import Path
 from app.domain.clock import ms_from_utc
 from app.domain.errors import DataError
 from app.domain.values import Timeframe
-from app.services.market_data import CandleStore
-from app.services.trading_bot import WARM_UP
+from app.engine.bot import WARM_UP
+from app.marketdata.candles import CandleStore
 
 LOAD_MARGIN = timedelta(days=1)  # load a little more, cut on a day boundary so resampled buckets are whole
 

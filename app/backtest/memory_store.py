@@ -19,7 +19,7 @@ from app.domain.records import (
 )
 from app.domain.risk import TradingConfig
 from app.domain.values import ZERO, Decision, ExitReason, Order, TradeStatus, canonical
-from app.services.trading_bot import reason_key
+from app.engine.bot import reason_key
 
 
 def _canonical_fields(record: Any, names: Sequence[str]) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 from app.backtest.runner import BacktestResult
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, TradeStatus
-from app.services.market_data import CandleStore
+from app.marketdata.candles import CandleStore
 
 END_OF_BACKTEST = "END_OF_BACKTEST"
 DAYS_PER_YEAR = 365  # crypto trades every day

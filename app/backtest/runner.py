@@ -15,11 +15,11 @@ from app.domain.clock import SimulatedClock, ms_from_utc, utc_from_ms
 from app.domain.records import TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.values import ZERO, ExitReason
+from app.engine.bot import CycleSummary, TradingBot
+from app.features.builder import MarketFeatureBuilder
 from app.indicators.batch import warm_up as warm_up_indicators
-from app.services.market_data import CandleStore
-from app.services.market_features import MarketFeatureBuilder
-from app.services.mock_binance_service import MockBinanceService
-from app.services.trading_bot import CycleSummary, TradingBot
+from app.marketdata.candles import CandleStore
+from app.venues.paper.exchange import MockBinanceService
 
 USER_ID = 1
 EQUITY_EVERY_CYCLES = 12  # mark the account to market once an hour (and at the start and the end)

@@ -259,6 +259,12 @@ class OcoOrder:
         return self.list_status == ListStatus.EXECUTING
 
 
+def oco_leg_client_ids(list_client_order_id: str) -> tuple[str, str]:
+    """(take-profit leg id, stop-loss leg id) of a protective OCO: `<list>-tp`, `<list>-sl`. Part of the exchange
+    port: every venue names the legs this way, so a list the venue forgot can still be judged by its legs."""
+    return f"{list_client_order_id}-tp", f"{list_client_order_id}-sl"
+
+
 @slot_init
 @dataclass(frozen=True, slots=True)
 class SymbolRules:

@@ -1,5 +1,5 @@
 """Compiled (numba) loops for `batch_latest_indicators` (one window at a time, TA-Lib's C steps in TA-Lib's order)
-and for the support/resistance zones (`sr_zones`, the same arithmetic as RiskManager's numpy code).
+and for the support/resistance zones (`sr_zones`, the same arithmetic as SupportResistanceDetector's numpy code).
 
 The same replay as the vectorised numpy code in app.indicators.batch (whose docstrings say where each formula
 comes from), without one temporary array per step: about six times faster per window. `fused` selects TA-Lib's
@@ -246,7 +246,7 @@ def _mean(x: np.ndarray, begin: int, end: int) -> float:
 @njit(**_JIT)
 def sr_zones(ordered: np.ndarray, high: np.ndarray, low: np.ndarray, threshold: float) -> tuple[
         np.ndarray, np.ndarray, np.ndarray]:
-    """RiskManager.support_resistance_zones after the pivots, for pivot prices already sorted (stable, no NaN):
+    """SupportResistanceDetector.support_resistance_zones after the pivots, for pivot prices already sorted (stable, no NaN):
     levels (clusters within the threshold of their first price, averaged), touches per level and strength.
     A bar touches a level when the nearer of its high and low (fmin: a NaN side never hides the other) lies
     within level * threshold; strength weighs the touches (up to 6) and the last touch's bar (the last bar when

@@ -23,8 +23,8 @@ from app.backtest.ahead import (
 )
 from app.backtest.runner import BacktestEngine, BacktestResult, cycle_times, run_backtest
 from app.domain.values import AnalystReport, MarketFeatures, RegimeAnalysis, Signal, SignalType, SupportResistance
-from app.services.market_data import CandleWindow
-from app.services.trading_bot import SymbolAnalysis
+from app.engine.bot import SymbolAnalysis
+from app.marketdata.candles import CandleWindow
 from tests.backtest.backtest_helpers import backtest_engine, fast_settings, trade_facts
 
 SYMBOLS = ("BTCUSDT", "SOLUSDT")

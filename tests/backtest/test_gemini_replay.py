@@ -6,11 +6,11 @@ import dataclasses
 import json
 from datetime import UTC, datetime
 
+from app.analysts.prompt import build_mtf_prompt, prompt_hash
+from app.analysts.replay import RecordedAnswer, ReplayAnalyzer
+from app.analysts.rules import RuleBasedAnalyzer
 from app.backtest.runner import run_backtest
 from app.domain.values import MarketFeatures, Signal
-from app.services.analyst_prompt import build_mtf_prompt, prompt_hash
-from app.services.replay_analyzer import RecordedAnswer, ReplayAnalyzer
-from app.services.rule_based_analyzer import RuleBasedAnalyzer
 from tests.backtest.backtest_helpers import backtest_engine, fast_settings, trade_facts
 
 SYMBOLS = ("BTCUSDT", "SOLUSDT")

@@ -11,8 +11,8 @@ from app.config import Settings
 from app.container import Container
 from app.domain.clock import SimulatedClock
 from app.domain.values import Decision, ExitReason
+from app.engine.loop import TradingLoop
 from app.main import create_app
-from app.services.trading_bot import TradingLoop
 from tests.backtest.backtest_helpers import run_span, trade_facts
 from tests.conftest import register
 

@@ -27,7 +27,7 @@ from app.domain.values import (
     SymbolRules,
     Timeframe,
 )
-from app.services.mock_binance_service import (
+from app.venues.paper.exchange import (
     InMemorySimAccountStore,
     MockBinanceService,
     SimulatedMarket,

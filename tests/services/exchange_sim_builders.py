@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from app.devtools.faults import FaultPlan
+from app.devtools.simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.values import OcoOrder, Order
-from app.services.binance_service import BinanceService
-from app.services.exchange_faults import FaultPlan
-from app.services.exchange_simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
-from app.services.market_data import HEADER, CandleStore
-from app.services.mock_binance_service import SimulatedMarket
+from app.marketdata.candles import HEADER, CandleStore
+from app.venues.binance.client import BinanceService
+from app.venues.paper.exchange import SimulatedMarket
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 KEY = "sim-test-key-0123456789"

@@ -16,14 +16,14 @@ from pydantic import SecretStr
 from app.config import BUNDLED_DATA_DIR, Settings
 from app.container import Container
 from app.db import upgrade
+from app.devtools.faults import FaultPlan
+from app.devtools.simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
 from app.domain.clock import SimulatedClock
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, TradeStatus
-from app.services.exchange_faults import FaultPlan
-from app.services.exchange_simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
-from app.services.market_data import CandleStore
-from app.services.mock_binance_service import SimulatedMarket
+from app.marketdata.candles import CandleStore
 from app.services.security import mask_key
+from app.venues.paper.exchange import SimulatedMarket
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "SOLUSDT")

@@ -18,10 +18,10 @@ from llm_fake_server import (
     make_features,
 )
 
+from app.analysts.gemini import GeminiAnalyzer, make_gemini_client
+from app.analysts.llm_base import BreakerState, CircuitBreaker
+from app.analysts.prompt import PROMPT_VERSION
 from app.domain.values import SignalType
-from app.services.ai_analyzer import GeminiAnalyzer, make_gemini_client
-from app.services.analyst_prompt import PROMPT_VERSION
-from app.services.llm_analyzer_base import BreakerState, CircuitBreaker
 
 MODEL = "gemini-2.5-flash"
 

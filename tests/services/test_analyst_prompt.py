@@ -6,7 +6,7 @@ import dataclasses
 
 from llm_fake_server import make_features
 
-from app.services.analyst_prompt import build_mtf_prompt, format_number, prompt_hash
+from app.analysts.prompt import build_mtf_prompt, format_number, prompt_hash
 
 
 def test_prompt_holds_every_section_the_seed_lists() -> None:

@@ -20,8 +20,9 @@ from app.domain.values import (
     OrderType,
     Side,
     SymbolRules,
+    oco_leg_client_ids,
 )
-from app.services.binance_models import (
+from app.venues.binance.models import (
     BinanceAccount,
     BinanceKline,
     BinanceOrder,
@@ -34,7 +35,7 @@ from app.services.binance_models import (
     order_from_binance,
     symbol_rules_from_binance,
 )
-from app.services.binance_protocol import (
+from app.venues.binance.protocol import (
     ERROR_CODES,
     account_json,
     canceled_order_json,
@@ -43,7 +44,6 @@ from app.services.binance_protocol import (
     exchange_info_json,
     kline_json,
     my_trades_json,
-    oco_leg_client_ids,
     order_json,
     order_list_json,
     parse_params,

@@ -37,8 +37,9 @@ from app.domain.values import (
     Timeframe,
     format_decimal,
 )
-from app.services.binance_errors import Failure, RequestContext, to_exchange_error
-from app.services.binance_protocol import (
+from app.venues.binance.client import BinanceService, default_base_url
+from app.venues.binance.errors import Failure, RequestContext, to_exchange_error
+from app.venues.binance.protocol import (
     API_KEY_HEADER,
     ERROR_CODES,
     SIGNED_ENDPOINTS,
@@ -58,8 +59,7 @@ from app.services.binance_protocol import (
     timestamp_error,
     verify_signature,
 )
-from app.services.binance_service import BinanceService, default_base_url
-from app.services.server_time import ServerTimeSync
+from app.venues.binance.server_time import ServerTimeSync
 
 KEY = "test-api-key-0123"
 SECRET = "s3cr3t-NOT-a-real-binance-secret-0123456789abcdef"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from app.devtools.faults import FaultPlan, FaultRule
 from app.domain.values import ExitReason
-from app.services.exchange_faults import FaultPlan, FaultRule
 from tests.services.live_harness import live_engine, run_hours
 
 HOURS = 12

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from exchange_sim_builders import KEY, SECRET, HttpExchange, at, http_exchange, make_market
 
+from app.devtools.faults import FaultKind, FaultPlan, FaultRule
 from app.domain.clock import SimulatedClock
 from app.domain.errors import (
     ConfigurationError,
@@ -17,8 +18,7 @@ from app.domain.errors import (
     RateLimited,
 )
 from app.domain.values import Balance, ListStatus, OrderStatus, Side
-from app.services.binance_protocol import Endpoint
-from app.services.exchange_faults import FaultKind, FaultPlan, FaultRule
+from app.venues.binance.protocol import Endpoint
 
 BTC = "BTCUSDT"
 ENTRY = "POST /api/v3/order"

@@ -14,20 +14,20 @@ from exchange_sim_builders import KEY, SECRET, START_BALANCES, at, make_market
 
 from app.cli import build_exchange_simulator, build_parser, main, parse_balance
 from app.config import BUNDLED_DATA_DIR
+from app.devtools.faults import FaultKind, FaultPlan, FaultRule, FaultStage, normalize_endpoint
+from app.devtools.simulator import ApiAccount, ExchangeSimulator, create_simulator_app
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.values import Timeframe
-from app.services.binance_protocol import (
+from app.marketdata.candles import CandleStore
+from app.venues.binance.client import BinanceService
+from app.venues.binance.protocol import (
     API_KEY_HEADER,
     RETRY_AFTER_HEADER,
     USED_WEIGHT_HEADER,
     Endpoint,
     signed_query,
 )
-from app.services.binance_service import BinanceService
-from app.services.exchange_faults import FaultKind, FaultPlan, FaultRule, FaultStage, normalize_endpoint
-from app.services.exchange_simulator import ApiAccount, ExchangeSimulator, create_simulator_app
-from app.services.market_data import CandleStore
-from app.services.mock_binance_service import InMemorySimAccountStore, MockBinanceService, SimulatedMarket
+from app.venues.paper.exchange import InMemorySimAccountStore, MockBinanceService, SimulatedMarket
 
 
 @dataclass

@@ -24,7 +24,7 @@ from app.domain.values import (
     Side,
     TradeStatus,
 )
-from app.services.mock_binance_service import default_symbol_rules
+from app.venues.paper.exchange import default_symbol_rules
 
 NOW = datetime(2025, 9, 10, 12, tzinfo=UTC)
 D = Decimal
@@ -108,7 +108,7 @@ async def test_a_stop_gapped_through_is_noticed_and_sold(settings: Settings) -> 
     exchange = ScriptedExchange(gapped, sell_price="63000")
     _bot_on(container, exchange)
     user_id, trade_id = await _open_position(container, "e1-p1")
-    assert await container.bot._check_oco_orders(NOW) == 1
+    assert await container.bot.exits.check_open_positions(NOW) == 1
     assert "cancel e1-p1-sl" in exchange.calls and "market SELL 0.001" in exchange.calls
     async with container.uow() as uow:
         trade = await uow.trades.get(user_id, trade_id)
@@ -129,7 +129,7 @@ async def test_a_filled_take_profit_is_booked_without_selling(settings: Settings
     exchange = ScriptedExchange(done)
     _bot_on(container, exchange)
     user_id, trade_id = await _open_position(container, "e1-p1")
-    await container.bot._check_oco_orders(NOW)
+    await container.bot.exits.check_open_positions(NOW)
     assert not any(call.startswith("market") for call in exchange.calls)
     async with container.uow() as uow:
         trade = await uow.trades.get(user_id, trade_id)
@@ -147,7 +147,7 @@ async def test_protection_that_cannot_be_placed_ends_in_an_emergency_exit(settin
     async with container.uow() as uow:
         trade = await uow.trades.get(user_id, trade_id)
     assert trade is not None
-    assert await container.bot._protect(exchange, trade, NOW) is False  # type: ignore[arg-type]
+    assert await container.bot.exits.secure(exchange, trade, NOW) is False  # type: ignore[arg-type]
     assert exchange.calls.count("place-oco") == settings.oco_place_retries
     async with container.uow() as uow:
         closed = await uow.trades.get(user_id, trade_id)

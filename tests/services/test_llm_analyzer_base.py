@@ -7,9 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from llm_fake_server import FastClock, make_features
 
-from app.domain.clock import SimulatedClock
-from app.domain.values import MarketFeatures, Signal, SignalType
-from app.services.llm_analyzer_base import (
+from app.analysts.llm_base import (
     AnalystCallFailed,
     BreakerState,
     CircuitBreaker,
@@ -17,6 +15,8 @@ from app.services.llm_analyzer_base import (
     LLMAnswer,
     translate_transport_error,
 )
+from app.domain.clock import SimulatedClock
+from app.domain.values import MarketFeatures, Signal, SignalType
 
 
 class ScriptedAnalyzer(LLMAnalyzerBase):

@@ -12,15 +12,16 @@ import pytest
 
 from app.config import BUNDLED_DATA_DIR, Settings
 from app.container import Container, LiveExchanges
+from app.devtools.simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
 from app.domain.clock import ReplayClock, SimulatedClock, VenueClock, ms_from_utc
 from app.domain.errors import ConfigurationError
 from app.domain.ports import ExchangeAdapter
 from app.domain.values import Candle, Timeframe
-from app.services.binance_service import BinanceService
-from app.services.exchange_simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
-from app.services.market_data import CandleStore
-from app.services.mock_binance_service import SimulatedMarket
-from app.services.trading_bot import CycleSummary, TradingLoop
+from app.engine.bot import CycleSummary
+from app.engine.loop import TradingLoop
+from app.marketdata.candles import CandleStore
+from app.venues.binance.client import BinanceService
+from app.venues.paper.exchange import SimulatedMarket
 
 VENUE_START = datetime(2025, 9, 8, tzinfo=UTC)
 WALL_START = datetime(2026, 1, 5, 9, 0, 7, tzinfo=UTC)  # our wall clock: nowhere near the venue's

@@ -17,10 +17,8 @@ from hypothesis import strategies as st
 
 from app.domain.risk import RiskLimits
 from app.domain.values import Timeframe
-from app.indicators.batch import batch_latest_indicators
-from app.indicators.technical import latest_indicators
-from app.services.market_data import CandleStore
-from app.services.market_features import (
+from app.engine.bot import CANDLES
+from app.features.builder import (
     MarketFeatureBuilder,
     RefillRanges,
     SeriesIndicatorRows,
@@ -33,9 +31,11 @@ from app.services.market_features import (
     trend_alignment,
     trend_strength,
 )
-from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.risk_manager import RiskManager, Zone, ZoneLevels
-from app.services.trading_bot import CANDLES
+from app.features.levels import SupportResistanceDetector, Zone, ZoneLevels
+from app.features.regime import MarketRegimeAnalyzer
+from app.indicators.batch import batch_latest_indicators
+from app.indicators.technical import latest_indicators
+from app.marketdata.candles import CandleStore
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "app" / "data" / "sample"
 
@@ -142,8 +142,8 @@ def series(n: int, step_ms: int, drift: float, seed: int) -> list:
     return candles_from_close(close, start_ms=1_700_000_000_000 - n * step_ms, step_ms=step_ms)
 
 
-def components() -> tuple[MarketRegimeAnalyzer, RiskManager]:
-    return MarketRegimeAnalyzer(), RiskManager(RiskLimits())
+def components() -> tuple[MarketRegimeAnalyzer, SupportResistanceDetector]:
+    return MarketRegimeAnalyzer(), SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct)
 
 
 def test_build_market_features_fills_every_part() -> None:
@@ -218,7 +218,7 @@ def test_batched_indicators_that_differ_from_talib_are_switched_off() -> None:
 
 def test_batched_zones_that_differ_from_the_window_path_are_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
     store = CandleStore.load(SAMPLE_DIR, ["BTCUSDT"], datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 10, 5, tzinfo=UTC))
-    risk = RiskManager(RiskLimits())
+    risk = SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct)
     honest = risk.support_resistance_zone_windows
 
     def one_touch_more(*args: object) -> list[tuple[Zone, ...]] | None:
@@ -252,7 +252,7 @@ def test_a_planned_horizon_bounds_every_refill_to_its_windows_and_a_small_floor(
     rows, zones = builder._rows, builder._zones
     assert rows is not None and zones is not None
     monkeypatch.setattr(rows, "_batch", counted("rows", rows._batch))
-    risk = builder.risk_manager
+    risk = builder.levels
     monkeypatch.setattr(risk, "support_resistance_zone_windows", counted("zones", risk.support_resistance_zone_windows))
     start = datetime(2025, 10, 10, tzinfo=UTC)
     horizon = start + timedelta(hours=10)  # 120 cycles: 120 5m windows, 40 of 15m, 10 of 1h

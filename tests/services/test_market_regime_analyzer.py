@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.services.market_regime_analyzer import MarketRegimeAnalyzer
+from app.features.regime import MarketRegimeAnalyzer
 
 N = 150
 BARS = np.arange(N)

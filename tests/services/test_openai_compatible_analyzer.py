@@ -19,10 +19,10 @@ from llm_fake_server import (
     make_features,
 )
 
+from app.analysts.llm_base import CircuitBreaker
+from app.analysts.openai_compatible import OpenAICompatibleAnalyzer
+from app.analysts.prompt import PROMPT_VERSION
 from app.domain.values import SignalType
-from app.services.analyst_prompt import PROMPT_VERSION
-from app.services.llm_analyzer_base import CircuitBreaker
-from app.services.openai_compatible_analyzer import OpenAICompatibleAnalyzer
 
 MODEL = "qwen2.5:7b"
 
@@ -62,7 +62,7 @@ async def test_good_answer_with_schema_on_the_wire(http: httpx.AsyncClient) -> N
 
 @pytest.mark.asyncio
 async def test_same_prompt_as_gemini_for_the_same_features(http: httpx.AsyncClient) -> None:
-    from app.services.ai_analyzer import GeminiAnalyzer
+    from app.analysts.gemini import GeminiAnalyzer
 
     gemini = GeminiAnalyzer(None, "gemini-2.5-flash", FastClock())
     with ScriptedServer() as server:

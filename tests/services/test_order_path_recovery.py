@@ -20,7 +20,7 @@ from app.domain.clock import SimulatedClock
 from app.domain.errors import OrderNotFound, RateLimited, RuleViolation, TemporaryExchangeError
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, ExitReason, OrderStatus, Side, TradeStatus
-from app.services.mock_binance_service import MockBinanceService
+from app.venues.paper.exchange import MockBinanceService
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "SOLUSDT")

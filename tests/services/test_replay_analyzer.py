@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.errors import DataError
-from app.domain.values import AnalystReport, MarketFeatures, Signal, SignalType
-from app.services.analyst_prompt import build_mtf_prompt, prompt_hash
-from app.services.replay_analyzer import (
+from app.analysts.prompt import build_mtf_prompt, prompt_hash
+from app.analysts.replay import (
     RecordedAnswer,
     ReplayAnalyzer,
     merge_recorded_answers,
     read_recorded_answers,
     write_recorded_answers,
 )
+from app.domain.errors import DataError
+from app.domain.values import AnalystReport, MarketFeatures, Signal, SignalType
 from tests.services.llm_fake_server import answer, make_features
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from analysis_builders import CYCLE
 
 from app.domain.risk import RiskLimits
-from app.services.risk_manager import RiskManager
+from app.risk.manager import RiskManager
 
 FIXED = RiskManager(RiskLimits(randomize_thresholds=False))
 JITTERED = RiskManager(RiskLimits())

@@ -8,7 +8,7 @@ from analysis_builders import buy, make_context, make_features
 
 from app.domain.risk import RiskLimits
 from app.domain.values import Side, SupportResistance
-from app.services.risk_manager import RiskManager
+from app.risk.manager import RiskManager
 
 ENTRY = Decimal("100")
 

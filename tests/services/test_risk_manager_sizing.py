@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from analysis_builders import make_rules
 
-from app.services.risk_manager import RiskManager
+from app.risk.manager import RiskManager
 
 size = RiskManager.calculate_position_size
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from app.domain.risk import RiskLimits, TradingConfig
 from app.domain.values import Signal, SignalType, SupportResistance
-from app.services.risk_manager import RiskManager
+from app.risk.manager import RiskManager
 
 RISK = RiskManager(RiskLimits())
 

@@ -9,12 +9,12 @@ from decimal import Decimal
 import numpy as np
 from analysis_builders import CYCLE, candles_from_close, make_features
 
+from app.analysts.rules import RuleBasedAnalyzer
 from app.domain.risk import RiskLimits
 from app.domain.values import MarketFeatures, RegimeAnalysis, SignalType
-from app.services.market_features import build_market_features
-from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.risk_manager import RiskManager
-from app.services.rule_based_analyzer import RuleBasedAnalyzer
+from app.features.builder import build_market_features
+from app.features.levels import SupportResistanceDetector
+from app.features.regime import MarketRegimeAnalyzer
 
 ANALYZER = RuleBasedAnalyzer()
 
@@ -96,5 +96,6 @@ def test_same_features_same_signal() -> None:
     make = lambda n, step: candles_from_close(100 * np.exp(np.cumsum(rng.normal(0.0005, 0.004, n))),  # noqa: E731
                                               step_ms=step)
     parts = make(288, 300_000), make(100, 900_000), make(168, 3_600_000)
-    features = build_market_features("SOLUSDT", CYCLE, *parts, MarketRegimeAnalyzer(), RiskManager(RiskLimits()))
+    features = build_market_features("SOLUSDT", CYCLE, *parts, MarketRegimeAnalyzer(),
+                                     SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct))
     assert analyze(features) == analyze(features)

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from app.analysts.validation import MAX_REASONING_CHARS, GeminiSignal, parse_answer, validate_signal
 from app.domain.values import SignalType
-from app.services.signal_validation import MAX_REASONING_CHARS, GeminiSignal, parse_answer, validate_signal
 
 LAST = Decimal("65000")
 MAX_DEV = Decimal("1")

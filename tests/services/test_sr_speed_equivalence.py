@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from app.domain.risk import RiskLimits
 from app.domain.values import SupportResistance
+from app.features.levels import SupportResistanceDetector, ZoneLevels
 from app.indicators.batch import compiled_kernels
 from app.indicators.technical import rolling_max, rolling_min
-from app.services.risk_manager import RiskManager, ZoneLevels
 
 SAMPLE = Path(__file__).resolve().parents[2] / "app" / "data" / "sample" / "binance_BTCUSDT_5m.csv.gz"
 
@@ -74,7 +74,7 @@ def bits(zones: tuple) -> list[tuple[bytes, int, bytes, type, type, type]]:
     return [(struct.pack("<d", p), t, struct.pack("<d", s), type(p), type(t), type(s)) for p, t, s in zones]
 
 
-def assert_same(risk: RiskManager, high: np.ndarray, low: np.ndarray, threshold_pct: Decimal, w: int) -> None:
+def assert_same(risk: SupportResistanceDetector, high: np.ndarray, low: np.ndarray, threshold_pct: Decimal, w: int) -> None:
     expected = bits(reference_zones(high, low, threshold_pct, w))
     assert bits(risk.support_resistance_zones(high, low)) == expected
     assert bits(risk.support_resistance_zones(high, low, compiled=True)) == expected
@@ -95,7 +95,7 @@ def resampled(values: np.ndarray, bars: int, how: str) -> np.ndarray:
 @pytest.mark.parametrize("bars", [1, 3, 12])  # 5m, 15m and 1h candles
 def test_real_windows_of_100_candles(btc: tuple[np.ndarray, np.ndarray], bars: int) -> None:
     high, low = resampled(btc[0], bars, "max"), resampled(btc[1], bars, "min")
-    risk = RiskManager(RiskLimits())
+    risk = SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct)
     windows = range(0, len(high) - 100, 1 if bars > 1 else 3)
     for start in windows:
         assert_same(risk, high[start:start + 100], low[start:start + 100], Decimal("0.5"), 5)
@@ -107,19 +107,19 @@ def test_real_windows_of_100_candles(btc: tuple[np.ndarray, np.ndarray], bars: i
 def test_real_windows_with_other_settings(btc: tuple[np.ndarray, np.ndarray], threshold: str, w: int,
                                           length: int) -> None:
     high, low = btc
-    risk = RiskManager(RiskLimits(sr_touch_threshold_pct=Decimal(threshold)), pivot_window=w)
+    risk = SupportResistanceDetector(Decimal(threshold), pivot_window=w)
     for start in range(0, 30_000, 29):
         assert_same(risk, high[start:start + length], low[start:start + length], Decimal(threshold), w)
 
 
 def test_real_windows_return_levels_with_touches(btc: tuple[np.ndarray, np.ndarray]) -> None:
-    zones = RiskManager(RiskLimits()).support_resistance_zones(btc[0][:100], btc[1][:100])
+    zones = SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct).support_resistance_zones(btc[0][:100], btc[1][:100])
     assert zones and all(touches >= 1 and 0.0 < strength <= 1.0 for _, touches, strength in zones)
     assert [price for price, _, _ in zones] == sorted(price for price, _, _ in zones)
 
 
 def test_short_or_mismatched_windows_have_no_zones() -> None:
-    risk = RiskManager(RiskLimits())
+    risk = SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct)
     ramp = np.arange(1.0, 11.0)
     assert risk.support_resistance_zones(ramp, ramp) == () == reference_zones(ramp, ramp)
     assert risk.support_resistance_zones(np.ones(20), np.ones(19)) == ()
@@ -147,7 +147,7 @@ def windows(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, Decimal, int]:
 @given(windows())
 def test_random_windows_match_bit_for_bit(case: tuple[np.ndarray, np.ndarray, Decimal, int]) -> None:
     high, low, threshold, w = case
-    assert_same(RiskManager(RiskLimits(sr_touch_threshold_pct=threshold), pivot_window=w), high, low, threshold, w)
+    assert_same(SupportResistanceDetector(threshold, pivot_window=w), high, low, threshold, w)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
@@ -160,7 +160,7 @@ def test_odd_floats_match_bit_for_bit(pairs: list[tuple[float, float]], w: int) 
     """Zeros of both signs, negatives, subnormals, infinities and NaN: still the same output (or the same error)."""
     high = np.array([h for h, _ in pairs], dtype=np.float64)
     low = np.array([lo for _, lo in pairs], dtype=np.float64)
-    risk = RiskManager(RiskLimits(), pivot_window=w)
+    risk = SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct, pivot_window=w)
     try:
         expected = bits(reference_zones(high, low, Decimal("0.5"), w))
     except (ValueError, OverflowError) as error:
@@ -188,7 +188,7 @@ def test_python_rounding_to_four_places_matches_numpy() -> None:
 
 # ---- many windows of one series at once (backtests) -------------------------------------------------------------
 
-def assert_windows_same(risk: RiskManager, high: np.ndarray, low: np.ndarray, length: int, threshold_pct: Decimal,
+def assert_windows_same(risk: SupportResistanceDetector, high: np.ndarray, low: np.ndarray, length: int, threshold_pct: Decimal,
                         w: int) -> None:
     starts = np.arange(0, len(high) - length + 1)
     batch = risk.support_resistance_zone_windows(high, low, starts, length)
@@ -201,7 +201,7 @@ def assert_windows_same(risk: RiskManager, high: np.ndarray, low: np.ndarray, le
 @pytest.mark.parametrize(("bars", "length"), [(3, 100), (1, 288), (12, 168)])  # the backtest's windows
 def test_windows_of_a_real_series_at_once(btc: tuple[np.ndarray, np.ndarray], bars: int, length: int) -> None:
     high, low = resampled(btc[0], bars, "max")[:length + 700], resampled(btc[1], bars, "min")[:length + 700]
-    assert_windows_same(RiskManager(RiskLimits()), high, low, length, Decimal("0.5"), 5)
+    assert_windows_same(SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct), high, low, length, Decimal("0.5"), 5)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -212,18 +212,18 @@ def test_windows_of_random_series_at_once(case: tuple[np.ndarray, np.ndarray, De
     high, low, threshold, w = case
     if len(high) < length:
         return
-    risk = RiskManager(RiskLimits(sr_touch_threshold_pct=threshold), pivot_window=w)
+    risk = SupportResistanceDetector(threshold, pivot_window=w)
     assert_windows_same(risk, high, low, length, threshold, w)
 
 
 def test_a_series_with_a_non_finite_value_is_left_to_the_window_by_window_path() -> None:
     high = np.linspace(100.0, 120.0, 50)
     high[20] = np.nan
-    assert RiskManager(RiskLimits()).support_resistance_zone_windows(high, high - 1.0, np.arange(10), 30) is None
+    assert SupportResistanceDetector(RiskLimits().sr_touch_threshold_pct).support_resistance_zone_windows(high, high - 1.0, np.arange(10), 30) is None
 
 
 def reference_levels(zones: tuple, price: float) -> tuple[SupportResistance, ...]:
-    """The plain formulation of RiskManager.levels_around: a stable sort of the zones by distance from the price."""
+    """The plain formulation of SupportResistanceDetector.levels_around: a stable sort of the zones by distance from the price."""
     if price <= 0:
         return ()
     ordered = sorted((z for z in zones if z[0] != price), key=lambda z: abs(z[0] - price))
@@ -239,4 +239,4 @@ def test_levels_around_any_price_are_the_plain_sort_ties_and_a_zone_at_the_price
     levels = ZoneLevels(tuple(zones))
     assert levels.around(price) == reference_levels(tuple(zones), price)
     assert levels.around(price + 0.25) == reference_levels(tuple(zones), price + 0.25)  # one window, another cycle
-    assert RiskManager.levels_around(tuple(zones), price) == reference_levels(tuple(zones), price)
+    assert SupportResistanceDetector.levels_around(tuple(zones), price) == reference_levels(tuple(zones), price)

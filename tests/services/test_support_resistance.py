@@ -6,8 +6,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from app.domain.risk import RiskLimits
-from app.services.risk_manager import RiskManager
+from app.features.levels import SupportResistanceDetector
 
 
 def path(points: list[tuple[int, float]], n: int, spread: float = 0.001) -> tuple[np.ndarray, ...]:
@@ -16,7 +15,7 @@ def path(points: list[tuple[int, float]], n: int, spread: float = 0.001) -> tupl
 
 
 def detect(high, low, close, price: float, threshold: str = "0.5"):
-    manager = RiskManager(RiskLimits(sr_touch_threshold_pct=Decimal(threshold)))
+    manager = SupportResistanceDetector(Decimal(threshold))
     return manager.detect_support_resistance_levels(high, low, close, price)
 
 

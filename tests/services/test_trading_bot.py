@@ -16,7 +16,7 @@ from app.domain.clock import SimulatedClock
 from app.domain.errors import ConfigurationError, RuleViolation
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, ExitReason, TradeStatus, TradingState
-from app.services.trading_bot import _confluence_score
+from app.engine.analysis import _confluence_score
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")

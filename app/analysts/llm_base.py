@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from app.analysts.prompt import PROMPT_VERSION, build_mtf_prompt, prompt_hash
+from app.analysts.validation import parse_answer, validate_signal
 from app.domain.clock import Clock
 from app.domain.errors import SignalError
 from app.domain.ports import SignalProvider
 from app.domain.values import ZERO, AnalystReport, MarketFeatures, Signal
-from app.services.analyst_prompt import PROMPT_VERSION, build_mtf_prompt, prompt_hash
-from app.services.signal_validation import parse_answer, validate_signal
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from app.domain.profiles import TREND_ADX
 from app.domain.values import MarketFeatures, Signal, SignalType, SupportResistance
-from app.services.market_regime_analyzer import RANGING, TRENDING_UP
-from app.services.service_constants import TREND_ADX
+from app.features.regime import RANGING, TRENDING_UP
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,18 +11,18 @@ from decimal import Decimal
 import numpy as np
 
 from app.domain.clock import ms_from_utc
-from app.domain.values import ZERO, Candle, MarketFeatures, RegimeAnalysis
-from app.indicators.batch import INDICATOR_NAMES, batch_latest_indicators, row_to_dict
-from app.indicators.technical import latest_indicators
-from app.services.market_data import CandleArrays, CandleWindow
-from app.services.market_regime_analyzer import MarketRegimeAnalyzer
-from app.services.risk_manager import RiskManager, Zone, ZoneLevels
-from app.services.service_constants import (
+from app.domain.profiles import (
     CONFLUENCE_MOMENTUM_WEIGHT,
     CONFLUENCE_STRENGTH_WEIGHT,
     CONFLUENCE_TREND_WEIGHT,
     TIMEFRAME_WEIGHTS,
 )
+from app.domain.values import ZERO, Candle, MarketFeatures, RegimeAnalysis
+from app.features.levels import SupportResistanceDetector, Zone, ZoneLevels
+from app.features.regime import MarketRegimeAnalyzer
+from app.indicators.batch import INDICATOR_NAMES, batch_latest_indicators, row_to_dict
+from app.indicators.technical import latest_indicators
+from app.marketdata.candles import CandleArrays, CandleWindow
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +190,14 @@ class SeriesIndicatorRows:
 
 class SeriesZones:
     """`support_resistance_zones` of store-backed windows, many consecutive windows of a series at once (compiled:
-    RiskManager.support_resistance_zone_windows), at most WINDOWS at a time (a window's zones, as Python tuples,
+    SupportResistanceDetector.support_resistance_zone_windows), at most WINDOWS at a time (a window's zones, as Python tuples,
     take ~1 KB) and, like the indicator rows, none past a planned horizon but for the floor. Each refill checks its
     first and last window against the per-window path and switches batching off for good on any difference."""
 
     WINDOWS = 2048
 
-    def __init__(self, risk: RiskManager) -> None:
-        self._risk = risk
+    def __init__(self, risk: SupportResistanceDetector) -> None:
+        self._levels = risk
         self._blocks: dict[tuple[str, str], _ZoneBlock] = {}
         self.ranges = RefillRanges(self.WINDOWS, self.WINDOWS)
         self.batched = True
@@ -209,18 +209,18 @@ class SeriesZones:
         if self.batched and (block is None or not _covers(block, arrays, length, end)):
             block = self._refill(symbol, tf, arrays, length, end)
         if not self.batched or block is None:
-            return self._risk.support_resistance_zones(arrays.high[start:stop], arrays.low[start:stop], compiled=True)
+            return self._levels.support_resistance_zones(arrays.high[start:stop], arrays.low[start:stop], compiled=True)
         return block[3][end - block[2]]
 
     def _refill(self, symbol: str, tf: str, arrays: CandleArrays, length: int, end: int) -> _ZoneBlock | None:
         ends = self.ranges.next_ends(symbol, tf, arrays, end)
-        zones = self._risk.support_resistance_zone_windows(arrays.high, arrays.low, ends - length + 1, length)
+        zones = self._levels.support_resistance_zone_windows(arrays.high, arrays.low, ends - length + 1, length)
         if zones is None:
             self.batched = False
             return None
         for i in (0, len(ends) - 1):
             first = int(ends[i]) + 1 - length
-            if zones[i] != self._risk.support_resistance_zones(
+            if zones[i] != self._levels.support_resistance_zones(
                     arrays.high[first:first + length], arrays.low[first:first + length]):
                 log.warning("batched S/R zones differ on %s %s; computing each window alone", symbol, tf)
                 self.batched = False
@@ -249,19 +249,19 @@ class MarketFeatureBuilder:
     goes through TA-Lib and numpy, as live.
     """
 
-    def __init__(self, regime_analyzer: MarketRegimeAnalyzer, risk_manager: RiskManager,
+    def __init__(self, regime_analyzer: MarketRegimeAnalyzer, levels: SupportResistanceDetector,
                  batch_indicators: bool = False) -> None:
         self._regime = regime_analyzer
-        self._risk = risk_manager
+        self._levels = levels
         self._cache = CandleArrayCache()
         self._rows = SeriesIndicatorRows() if batch_indicators else None
-        self._zones = SeriesZones(risk_manager) if batch_indicators else None
+        self._zones = SeriesZones(levels) if batch_indicators else None
         self._memo: dict[tuple[str, str], _Analysed] = {}
         self._regimes: dict[str, tuple[_Analysed, _Analysed, RegimeAnalysis]] = {}
 
     @property
-    def risk_manager(self) -> RiskManager:
-        return self._risk
+    def levels(self) -> SupportResistanceDetector:
+        return self._levels
 
     def plan_until(self, horizon: datetime | None) -> None:
         """Batched indicators and S/R zones stop near windows closing by `horizon` (a worker computing one block of
@@ -315,7 +315,7 @@ class MarketFeatureBuilder:
             zones = self._zones.zones(symbol, tf, window)
         elif tf == SR_TIMEFRAME:
             arrays = arrays if arrays is not None else self._arrays(symbol, tf, candles, window)
-            zones = self._risk.support_resistance_zones(arrays[1], arrays[2], compiled=self._rows is not None)
+            zones = self._levels.support_resistance_zones(arrays[1], arrays[2], compiled=self._rows is not None)
         # the last candles only an LLM prompt reads: a store window's stay unbuilt until then
         recent = window.tail(RECENT_CANDLES) if window is not None else tuple(candles[-RECENT_CANDLES:])
         analysed = _Analysed(key, values, ZoneLevels(zones) if zones else _NO_LEVELS, trend_alignment(values),
@@ -334,10 +334,10 @@ class MarketFeatureBuilder:
 
 def build_market_features(
     symbol: str, now: datetime, candles_5m: Sequence[Candle], candles_15m: Sequence[Candle],
-    candles_1h: Sequence[Candle], regime_analyzer: MarketRegimeAnalyzer, risk_manager: RiskManager,
+    candles_1h: Sequence[Candle], regime_analyzer: MarketRegimeAnalyzer, levels: SupportResistanceDetector,
 ) -> MarketFeatures:
     """One-off features (no cache between calls); a loop should keep a MarketFeatureBuilder instead."""
-    return MarketFeatureBuilder(regime_analyzer, risk_manager).build(symbol, now, candles_5m, candles_15m, candles_1h)
+    return MarketFeatureBuilder(regime_analyzer, levels).build(symbol, now, candles_5m, candles_15m, candles_1h)
 
 
 # ---- confluence -----------------------------------------------------------------------------------------------

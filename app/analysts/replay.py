@@ -9,11 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from app.analysts.prompt import PROMPT_VERSION, build_mtf_prompt, prompt_hash
+from app.analysts.validation import parse_answer, validate_signal
 from app.domain.errors import DataError
 from app.domain.ports import DetailedSignalProvider
 from app.domain.values import AnalystReport, MarketFeatures, Signal
-from app.services.analyst_prompt import PROMPT_VERSION, build_mtf_prompt, prompt_hash
-from app.services.signal_validation import parse_answer, validate_signal
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from app.devtools.faults import FaultKind, FaultPlan, FaultRule, FaultStage
 from app.domain.clock import Clock, ms_from_utc, utc_from_ms
 from app.domain.errors import ConfigurationError, DataError, OrderNotFound, OrderRejected, TradingError
-from app.domain.values import Candle, OcoOrder, Order, OrderType, Side, SymbolRules, Timeframe
-from app.services.binance_protocol import (
+from app.domain.values import Candle, OcoOrder, Order, OrderType, Side, SymbolRules, Timeframe, oco_leg_client_ids
+from app.venues.binance.protocol import (
     API_KEY_HEADER,
     DEFAULT_RECV_WINDOW_MS,
     ERROR_CODES,
@@ -44,7 +45,6 @@ from app.services.binance_protocol import (
     exchange_info_json,
     kline_json,
     my_trades_json,
-    oco_leg_client_ids,
     order_json,
     order_list_json,
     parse_params,
@@ -54,8 +54,7 @@ from app.services.binance_protocol import (
     timestamp_error,
     verify_signature,
 )
-from app.services.exchange_faults import FaultKind, FaultPlan, FaultRule, FaultStage
-from app.services.mock_binance_service import (
+from app.venues.paper.exchange import (
     InMemorySimAccountStore,
     MockBinanceService,
     SimAccountStore,

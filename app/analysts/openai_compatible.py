@@ -7,10 +7,7 @@ from decimal import Decimal
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from app.domain.clock import Clock
-from app.domain.ports import SignalProvider
-from app.domain.values import ZERO
-from app.services.llm_analyzer_base import (
+from app.analysts.llm_base import (
     AnalystCallFailed,
     CircuitBreaker,
     LLMAnalyzerBase,
@@ -18,7 +15,10 @@ from app.services.llm_analyzer_base import (
     is_retryable_status,
     translate_transport_error,
 )
-from app.services.signal_validation import strict_json_schema
+from app.analysts.validation import strict_json_schema
+from app.domain.clock import Clock
+from app.domain.ports import SignalProvider
+from app.domain.values import ZERO
 
 SCHEMA_NAME = "trade_signal"
 

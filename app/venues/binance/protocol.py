@@ -332,8 +332,3 @@ def ticker_price_json(symbol: str, price: Decimal) -> dict[str, Any]:
 
 def server_time_json(server_time_ms: int) -> dict[str, Any]:
     return {"serverTime": server_time_ms}
-
-
-def oco_leg_client_ids(list_client_order_id: str) -> tuple[str, str]:
-    """(take-profit leg id, stop-loss leg id) for a protective OCO: `<list>-tp`, `<list>-sl`."""
-    return f"{list_client_order_id}-tp", f"{list_client_order_id}-sl"

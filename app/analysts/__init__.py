@@ -1,0 +1,1 @@
+"""Analysts: rule-based, LLM (Gemini, OpenAI-compatible), replay, their prompt and validation."""

@@ -1,0 +1,1 @@
+"""The trading engine: the cycle, entries, protection, exits and reconciliation."""

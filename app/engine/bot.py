@@ -1,0 +1,136 @@
+"""The trading engine: one decision cycle for every active user, the same on the wall and the simulated clock.
+
+A cycle is a list of named steps, each owned by one part: reconciliation (app/engine/reconciliation.py) finishes what
+an earlier step left unfinished, exits (exits.py) watch and close positions, market analysis (analysis.py) reads each
+symbol once, decisions (decisions.py) judge each user's signals and entries (entries.py) carry out the approved ones,
+protected by protection.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from app.domain.books import Books
+from app.domain.clock import Clock
+from app.domain.ports import ExchangeAdapter, SignalProvider
+from app.domain.records import TradeRecord
+from app.domain.risk import RiskLimits, TradingConfig
+from app.domain.values import ExitReason, MarketFeatures, TradingState
+from app.engine.analysis import (
+    AnalysesAhead,
+    CycleSummary,
+    FeatureBuilder,
+    MarketAnalysis,
+    SymbolAnalysis,
+    analyze_with,
+    reason_key,
+)
+from app.engine.decisions import Decisions
+from app.engine.desk import EngineParts, ExchangeProvider, Publish
+from app.engine.entries import Entries
+from app.engine.exits import Exits
+from app.engine.metrics import Metrics
+from app.engine.protection import Protection
+from app.engine.reconciliation import Reconciler
+from app.engine.settings import CANDLES, WARM_UP, BotSettings, EntryPlan, RiskChecker
+
+UowFactory = Books  # the name the container and backtest import
+
+__all__ = [
+    "CANDLES", "WARM_UP", "AnalysesAhead", "BotSettings", "CycleSummary", "EntryPlan", "ExchangeProvider",
+    "FeatureBuilder", "Publish", "RiskChecker", "SymbolAnalysis", "TradingBot", "UowFactory", "analyze_with",
+    "reason_key",
+]
+
+
+class TradingBot:
+    """The engine's parts, wired once; `run_cycle` is the cycle, the rest is its public face."""
+
+    def __init__(
+        self,
+        uow: Books,
+        exchanges: ExchangeProvider,
+        market: ExchangeAdapter,
+        analysts: Mapping[str, SignalProvider],
+        build_features: FeatureBuilder,
+        risk_manager: RiskChecker,
+        publish: Publish,
+        clock: Clock,
+        limits: RiskLimits,
+        settings: BotSettings | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.parts = EngineParts(uow, exchanges, publish, clock, limits, settings or BotSettings(), metrics or Metrics())
+        self.analysis = MarketAnalysis(uow, market, analysts, build_features)
+        self.protection = Protection(self.parts)
+        self.exits = Exits(self.parts, self.protection)
+        self.entries = Entries(self.parts, self.exits)
+        self.decisions = Decisions(self.parts, risk_manager, self.entries)
+        self.reconciler = Reconciler(self.parts, self.entries)
+        self.state = TradingState.ACTIVE
+
+    async def run_cycle(self, now: datetime) -> CycleSummary:
+        """One cycle: finish what is unfinished and monitor exits first, then analyse each symbol once, then decide
+        per user."""
+        summary = CycleSummary(now)
+        unreconciled = await self.reconciler.reconcile(now)
+        summary.exits += await self.exits.check_open_positions(now)
+        if self.state != TradingState.ACTIVE:
+            return summary  # REDUCING and HALTED open nothing; exits and protection above still run
+        configs = [c for c in await self._active_configs() if c.user_id not in unreconciled]
+        analyses = await self.analysis.analyze_symbols(configs, now)
+        summary.analyses = len(analyses)
+        for config in configs:
+            await self.decisions.process_user(config, analyses, now, summary)
+        return summary
+
+    async def _active_configs(self) -> list[TradingConfig]:
+        async with self.parts.books() as uow:
+            return await uow.configs.active()
+
+    async def close_trade(self, user_id: int, trade_id: int, reason: ExitReason) -> TradeRecord:
+        """The manual close: cancel the OCO, sell at market, book it (RuleViolation when it is not open)."""
+        return await self.exits.close_trade(user_id, trade_id, reason)
+
+    async def analyse_symbol(self, symbol: str, analyzer: str, now: datetime) -> SymbolAnalysis | None:
+        """Features and the analyst's answer for one symbol (None without market data); nothing is stored."""
+        return await self.analysis.analyse_symbol(symbol, analyzer, now)
+
+    async def market_features(self, symbol: str, now: datetime) -> MarketFeatures:
+        """The cycle's features of one symbol (market data errors propagate)."""
+        return await self.analysis.market_features(symbol, now)
+
+    # the collaborators a deployment (or a test) may swap after assembly: every part sees the change
+    @property
+    def exchanges(self) -> ExchangeProvider:
+        return self.parts.exchanges
+
+    @exchanges.setter
+    def exchanges(self, exchanges: ExchangeProvider) -> None:
+        self.parts.exchanges = exchanges
+
+    @property
+    def clock(self) -> Clock:
+        return self.parts.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.parts.clock = clock
+
+    @property
+    def analysts(self) -> Mapping[str, SignalProvider]:
+        return self.analysis.analysts
+
+    @analysts.setter
+    def analysts(self, analysts: Mapping[str, SignalProvider]) -> None:
+        self.analysis.analysts = analysts
+
+    @property
+    def ahead(self) -> AnalysesAhead | None:
+        """A backtest's precomputed analyses (None: every analysis is computed in the cycle)."""
+        return self.analysis.ahead
+
+    @ahead.setter
+    def ahead(self, ahead: AnalysesAhead | None) -> None:
+        self.analysis.ahead = ahead

@@ -1,0 +1,115 @@
+"""What every part of the engine shares: its collaborators (one mutable set, so that a test or a rebinding
+reaches every part) and the order journal's small steps."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from app.domain.books import Books
+from app.domain.clock import Clock
+from app.domain.errors import OrderNotFound, OrderStatusUnknown, RateLimited, TemporaryExchangeError
+from app.domain.ports import ExchangeAdapter
+from app.domain.records import OrderRecord, PositionRecord, TradeRecord
+from app.domain.risk import RiskLimits
+from app.domain.values import Order
+from app.engine.metrics import Metrics
+from app.engine.settings import BotSettings, log
+
+Publish = Callable[[int, str, datetime, dict[str, Any]], Awaitable[Any]]
+
+
+class ExchangeProvider(Protocol):
+    async def for_user(self, user_id: int) -> ExchangeAdapter: ...
+
+
+@dataclass(slots=True)
+class EngineParts:
+    """The engine's collaborators, shared by its parts."""
+
+    books: Books
+    exchanges: ExchangeProvider
+    publish: Publish
+    clock: Clock
+    limits: RiskLimits
+    settings: BotSettings
+    metrics: Metrics
+
+
+class Desk:
+    """One part of the engine: its collaborators and the order journal's steps (rows are written before an order
+    goes out, and take the exchange's state after)."""
+
+    def __init__(self, parts: EngineParts) -> None:
+        self.parts = parts
+
+    @property
+    def uow(self) -> Books:
+        return self.parts.books
+
+    @property
+    def exchanges(self) -> ExchangeProvider:
+        return self.parts.exchanges
+
+    @property
+    def clock(self) -> Clock:
+        return self.parts.clock
+
+    @property
+    def publish(self) -> Publish:
+        return self.parts.publish
+
+    @property
+    def settings(self) -> BotSettings:
+        return self.parts.settings
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.parts.metrics
+
+    async def write_order(self, record: OrderRecord, now: datetime) -> None:
+        async with self.uow() as uow:
+            await uow.orders.add(record, now)
+            await uow.commit()
+
+    async def mark_order(self, client_id: str, status: str, now: datetime, error: str | None = None,
+                          trade_id: int | None = None, order: Order | None = None) -> None:
+        async with self.uow() as uow:
+            if order is not None:
+                await uow.orders.record_exchange_state(client_id, order, now)
+            await uow.orders.mark(client_id, order.status.value if order else status, now, error, trade_id)
+            await uow.commit()
+
+    async def find_order(self, exchange: ExchangeAdapter, symbol: str, client_id: str) -> Order | None:
+        try:
+            return await exchange.get_order(symbol, client_id)
+        except (OrderNotFound, TemporaryExchangeError, OrderStatusUnknown):
+            return None
+
+    async def open_position(self, trade_id: int) -> PositionRecord | None:
+        async with self.uow() as uow:
+            position: PositionRecord | None = await uow.positions.get(trade_id)
+        return position
+
+    async def trade_of(self, position: PositionRecord) -> TradeRecord | None:
+        async with self.uow() as uow:
+            trade: TradeRecord | None = await uow.trades.get(position.user_id, position.trade_id)
+        return trade
+
+    async def report_repair(self, position: PositionRecord, action: str, now: datetime, detail: str) -> None:
+        """What reconciliation repaired, in the log and on the user's event stream."""
+        log.warning("user %s trade %s %s: %s (%s)", position.user_id, position.trade_id, position.symbol, action,
+                    detail)
+        await self.publish(position.user_id, "reconciled", now, {
+            "trade_id": position.trade_id, "symbol": position.symbol, "action": action, "detail": detail,
+        })
+
+    async def wait_out(self, limit: RateLimited, waited_s: float) -> bool:
+        """Sleep through a rate limit if the order's waiting budget allows; False when it does not."""
+        if waited_s + limit.retry_after_s > self.settings.max_order_wait_s:
+            return False
+        log.warning("rate limited: waiting %.0f s before the next order", limit.retry_after_s)
+        await self.clock.sleep(limit.retry_after_s)
+        return True

@@ -1,0 +1,374 @@
+"""Exits: TP/SL fills, timeouts, lost lists and manual closes, each finished from what the exchange confirms."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from app.domain.errors import (
+    ConfigurationError,
+    ExchangeError,
+    OrderNotFound,
+    OrderStatusUnknown,
+    RateLimited,
+    RuleViolation,
+    TemporaryExchangeError,
+)
+from app.domain.ports import ExchangeAdapter
+from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
+from app.domain.values import (
+    ZERO,
+    ExitReason,
+    ListStatus,
+    OcoOrder,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    SymbolRules,
+    TradeStatus,
+    oco_leg_client_ids,
+)
+from app.engine.bookkeeping import net_profit, profit_pct, recorded_exit_fill
+from app.engine.desk import Desk, EngineParts
+from app.engine.protection import Protection
+from app.engine.settings import PENDING_SEND, UNKNOWN, log, trades_log
+
+
+class Exits(Desk):
+    """Watches every open position and closes it: the list's filled leg, a stop the market gapped through, a
+    list the venue lost, the timeout, or a manual close. Exits of one user run one at a time."""
+
+    def __init__(self, parts: EngineParts, protection: Protection) -> None:
+        super().__init__(parts)
+        self.protection = protection
+        # the engine's exit check and a manual close from the API share the event loop: the second must find the
+        # position already gone rather than close it again
+        self._exit_locks: dict[int, asyncio.Lock] = {}
+
+    async def check_open_positions(self, now: datetime) -> int:
+        """Book TP/SL exits, finish exits under way, re-protect lost lists and force-close stale positions."""
+        async with self.uow() as uow:
+            positions: list[PositionRecord] = await uow.positions.all()
+            timeouts = {user_id: (await uow.configs.get(user_id)).position_timeout_minutes
+                        for user_id in {p.user_id for p in positions}}
+        closed = 0
+        for listed in positions:
+            async with self._exit_lock(listed.user_id):
+                position = await self.open_position(listed.trade_id)
+                if position is None:
+                    continue  # closed meanwhile (a manual close)
+                closed += await self._checked(position, timeouts[position.user_id], now)
+        return closed
+
+    def _exit_lock(self, user_id: int) -> asyncio.Lock:
+        return self._exit_locks.setdefault(user_id, asyncio.Lock())
+
+    async def _checked(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> int:
+        """_check_position with its errors logged and reported; 1 when the position was closed."""
+        try:
+            return int(await self._check_position(position, timeout_minutes, now))
+        except TemporaryExchangeError as e:
+            log.info("position %s not checked this cycle: %s", position.trade_id, e)
+        except (ExchangeError, ConfigurationError) as e:
+            log.error("position %s of user %s: %s", position.trade_id, position.user_id, e)
+            await self.publish(position.user_id, "error", now, {"trade_id": position.trade_id, "message": str(e)})
+        return 0
+
+    async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> bool:
+        exchange = await self.exchanges.for_user(position.user_id)
+        if position.closing_reason is not None:  # an exit under way: finish it
+            return await self._finish_exit(exchange, position, now) is not None
+        if position.oco_order_id is None:
+            return False  # reconciliation protects it
+        try:
+            oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
+        except OrderNotFound:
+            return await self._protection_gone(exchange, position, timeout_minutes, now)
+        reason = _exit_reason(oco)
+        if reason is None and now - position.opened_at >= timedelta(minutes=timeout_minutes):
+            reason = ExitReason.TIMEOUT
+        if reason is None:
+            return False
+        return await self.close_position(exchange, position, reason, now) is not None
+
+    async def _protection_gone(self, exchange: ExchangeAdapter, position: PositionRecord, timeout_minutes: int,
+                               now: datetime) -> bool:
+        """The exchange knows no list by the position's id (-2013). Its legs tell what happened: a filled leg is
+        the exit; a live leg means the answer was wrong (nothing to do); otherwise the list is gone: protect again,
+        or close a position that is due."""
+        assert position.oco_order_id is not None
+        legs = await self._legs_of(exchange, position.symbol, position.oco_order_id)
+        if any(not leg.status.is_final for leg in legs):
+            log.warning("order list %s not found, but its legs are live", position.oco_order_id)
+            return False
+        filled = next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
+        if filled is not None or now - position.opened_at >= timedelta(minutes=timeout_minutes):
+            reason = ExitReason.TIMEOUT if filled is None else _leg_reason(filled)
+            return await self.close_position(exchange, position, reason, now) is not None
+        await self._unlink(position, now, "gone from the exchange")
+        trade = await self.trade_of(position)
+        if trade is not None and await self.secure(exchange, trade, now):
+            await self.report_repair(position, "re-protected", now, f"order list {position.oco_order_id} was gone")
+        return False
+
+    async def _legs_of(self, exchange: ExchangeAdapter, symbol: str, list_id: str) -> list[Order]:
+        """The legs of an order list looked up one by one (those the exchange still knows)."""
+        legs = []
+        for leg_id in oco_leg_client_ids(list_id):
+            with contextlib.suppress(OrderNotFound):
+                legs.append(await exchange.get_order(symbol, leg_id))
+        return legs
+
+    async def close_trade(self, user_id: int, trade_id: int, reason: ExitReason) -> TradeRecord:
+        """The manual close (and any other close path): cancel the OCO, sell at market, book it."""
+        async with self._exit_lock(user_id):
+            return await self._close_trade(user_id, trade_id, reason)
+
+    async def _close_trade(self, user_id: int, trade_id: int, reason: ExitReason) -> TradeRecord:
+        async with self.uow() as uow:
+            trade: TradeRecord | None = await uow.trades.get(user_id, trade_id)
+            position: PositionRecord | None = await uow.positions.get(trade_id)
+        if trade is None or trade.status != TradeStatus.FILLED or position is None:
+            raise RuleViolation(f"trade {trade_id} is not open")
+        exchange = await self.exchanges.for_user(user_id)
+        closed = await self.close_position(exchange, position, reason, self.clock.now())
+        if closed is None:
+            raise RuleViolation(f"trade {trade_id} is being closed but not yet done (the next cycle finishes it); "
+                                "see the event log")
+        return closed
+
+    async def close_position(self, exchange: ExchangeAdapter, position: PositionRecord, reason: ExitReason,
+                              now: datetime) -> TradeRecord | None:
+        """Start the exit (stored first, so that any interruption is finished by the next cycle), then finish it."""
+        if position.closing_reason is None:
+            async with self.uow() as uow:
+                await uow.positions.mark_closing(position.trade_id, reason)
+                await uow.commit()
+            position = dataclasses.replace(position, closing_reason=reason)
+        return await self._finish_exit(exchange, position, now)
+
+    async def _finish_exit(self, exchange: ExchangeAdapter, position: PositionRecord,
+                           now: datetime) -> TradeRecord | None:
+        """Take the protection down, sell what the position still holds, and book the close from every exit fill
+        the exchange confirmed; None while coins remain to be sold (the next cycle goes on)."""
+        reason = position.closing_reason or ExitReason.MANUAL
+        if position.oco_order_id is not None:
+            reason = await self._take_down_protection(exchange, position, now) or reason
+            position = dataclasses.replace(position, oco_order_id=None)
+        rules = await exchange.get_symbol_rules(position.symbol)
+        waited_s = 0.0
+        for _ in range(self.settings.exit_attempts):
+            fills = await self._settled_exits(exchange, position, now)
+            if fills is None:
+                return None
+            quantity = _left_to_sell(position, fills, rules)
+            if quantity == 0:
+                return await self._book_close(position, fills, reason, rules, now)
+            try:
+                if not await self._send_exit(exchange, position, quantity, len(fills) + 1, now):
+                    return None
+            except RateLimited as e:
+                if not await self.wait_out(e, waited_s):
+                    return None
+                waited_s += e.retry_after_s
+        return None
+
+    async def _take_down_protection(self, exchange: ExchangeAdapter, position: PositionRecord,
+                                    now: datetime) -> ExitReason | None:
+        """Cancel the position's list (or its resting legs), record what its legs sold, unlink it. The exit
+        reason when a leg filled completely."""
+        assert position.oco_order_id is not None
+        list_id = position.oco_order_id
+        try:
+            oco = await exchange.get_oco_order_status(position.symbol, list_id)
+            if oco.is_open:
+                with contextlib.suppress(OrderNotFound):
+                    oco = await exchange.cancel_oco_order(position.symbol, list_id)
+            legs = list(oco.legs)
+        except OrderNotFound:
+            legs = await self._legs_of(exchange, position.symbol, list_id)
+        for i, leg in enumerate(legs):
+            if not leg.status.is_final:  # a stop-limit the market gapped through, or a list that did not cancel
+                with contextlib.suppress(OrderNotFound):
+                    legs[i] = await exchange.cancel_order(position.symbol, leg.client_order_id)
+        if any(not leg.status.is_final for leg in legs):
+            raise TemporaryExchangeError(f"order list {list_id} could not be cancelled yet")
+        await self._record_leg_fills(position, legs, now)
+        await self._unlink(position, now)
+        filled = next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
+        return _leg_reason(filled) if filled is not None else None
+
+    async def _record_leg_fills(self, position: PositionRecord, legs: Sequence[Order], now: datetime) -> None:
+        """Legs that sold something become exit rows of the trade: the close is booked from its exit rows."""
+        async with self.uow() as uow:
+            for leg in (leg for leg in legs if leg.executed_qty > 0):
+                if await uow.orders.get(leg.client_order_id) is None:
+                    await uow.orders.add(OrderRecord(
+                        client_order_id=leg.client_order_id, user_id=position.user_id, purpose=Purpose.EXIT,
+                        symbol=position.symbol, side=leg.side.value, type=leg.type.value, quantity=leg.orig_qty,
+                        status=leg.status.value, trade_id=position.trade_id, price=leg.price,
+                        stop_price=leg.stop_price,
+                    ), now)
+                await uow.orders.record_exchange_state(leg.client_order_id, leg, now)
+            await uow.commit()
+
+    async def _unlink(self, position: PositionRecord, now: datetime, why: str | None = None) -> None:
+        """The position's list is done with: its row takes the final state, the position no longer points at it."""
+        assert position.oco_order_id is not None
+        async with self.uow() as uow:
+            if await uow.orders.get(position.oco_order_id) is not None:
+                await uow.orders.mark(position.oco_order_id, ListStatus.ALL_DONE.value, now, why)
+            await uow.positions.set_protection(position.trade_id, None, position.stop_loss, position.take_profit)
+            await uow.commit()
+
+    async def _settled_exits(self, exchange: ExchangeAdapter, position: PositionRecord,
+                             now: datetime) -> list[OrderRecord] | None:
+        """The trade's exit rows, each in its final state on the exchange; None while one is still unknown."""
+        async with self.uow() as uow:
+            rows: list[OrderRecord] = await uow.orders.for_trade(position.trade_id, Purpose.EXIT)
+        settled = []
+        for row in rows:
+            if row.status not in (PENDING_SEND, UNKNOWN) and OrderStatus(row.status).is_final:
+                settled.append(row)
+                continue
+            try:
+                order = await exchange.get_order(row.symbol, row.client_order_id)
+            except OrderNotFound:
+                if row.status not in (PENDING_SEND, UNKNOWN):
+                    return None  # it was on the exchange: an answer that forgets it is not to be trusted
+                await self.mark_order(row.client_order_id, OrderStatus.REJECTED.value, now, "never reached the exchange")
+                continue
+            except (TemporaryExchangeError, OrderStatusUnknown):
+                return None
+            await self.mark_order(row.client_order_id, order.status.value, now, order=order)
+            if not order.status.is_final:
+                return None
+            settled.append(dataclasses.replace(row, status=order.status.value, executed_qty=order.executed_qty,
+                                               cumulative_quote_qty=order.cumulative_quote_qty,
+                                               commission=sum((f.commission for f in order.fills), ZERO),
+                                               commission_asset=order.fills[0].commission_asset if order.fills else None))
+        return settled
+
+    async def _send_exit(self, exchange: ExchangeAdapter, position: PositionRecord, quantity: Decimal, number: int,
+                         now: datetime) -> bool:
+        """One market SELL of the position's coins; False when it failed (the next cycle tries again). A rate limit
+        (nothing sent) is raised for the caller to wait out."""
+        trade = await self.trade_of(position)
+        assert trade is not None
+        client_id = f"{trade.entry_client_order_id}-x{number}"
+        await self.write_order(OrderRecord(
+            client_order_id=client_id, user_id=trade.user_id, purpose=Purpose.EXIT, symbol=trade.symbol,
+            side=Side.SELL.value, type="MARKET", quantity=quantity, status=PENDING_SEND, trade_id=trade.id,
+        ), now)
+        try:
+            order = await exchange.place_market_order(trade.symbol, Side.SELL, quantity, client_id)
+        except OrderStatusUnknown as e:
+            await self.mark_order(client_id, UNKNOWN, now, str(e))
+            return True  # settled by the next look at the exit rows
+        except RateLimited as e:
+            await self.mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
+            raise
+        except ExchangeError as e:
+            await self.mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
+            await self.publish(trade.user_id, "error", now, {"trade_id": trade.id, "message": f"exit failed: {e}"})
+            return False
+        await self.mark_order(client_id, order.status.value, now, order=order)
+        self.metrics.orders_placed.labels(type="exit", outcome=order.status.value).inc()
+        if number > 1 or order.executed_qty < quantity:
+            await self.report_repair(position, "sold remainder of partial exit" if number > 1 else "partial exit",
+                                      now, f"{order.executed_qty} of {quantity} sold by {client_id}")
+        return True
+
+    async def _book_close(self, position: PositionRecord, fills: Sequence[OrderRecord], reason: ExitReason,
+                          rules: SymbolRules, now: datetime) -> TradeRecord | None:
+        """The close as the exchange confirmed it: every exit fill of the trade together. What rounding leaves
+        unsold rides along with the next entry of the symbol (dust)."""
+        sold = [row for row in fills if row.executed_qty > 0]
+        if not sold:
+            log.error("trade %s: nothing sold and %s %s below what the exchange accepts", position.trade_id,
+                      position.amount, position.symbol)
+            return None
+        fill = recorded_exit_fill(sold, rules)
+        async with self.uow() as uow:
+            trade = await uow.trades.get(position.user_id, position.trade_id)
+            if trade is None:
+                raise LookupError(f"position {position.trade_id} has no trade")
+            entry_quote = trade.amount * trade.price
+            profit = net_profit(entry_quote, fill)
+            closed: TradeRecord = await uow.trades.close(
+                trade.id, fill.price, reason, fill.fee_usdt, profit, profit_pct(profit, entry_quote),
+                _closing_time(sold, trade.executed_at, now),
+            )
+            await uow.positions.remove(trade.id)
+            unsold = position.amount - fill.quantity
+            if unsold:
+                await uow.dust.set(trade.user_id, trade.symbol, await uow.dust.get(trade.user_id, trade.symbol) + unsold)
+            await uow.portfolios.record_close(trade.user_id, profit, closed.fees, now)
+            await uow.commit()
+        trades_log.info("EXIT user=%s %s %s @ %s pnl=%s", trade.user_id, trade.symbol, reason.value, fill.price, profit)
+        await self.publish(trade.user_id, "position_closed", now, {
+            "trade_id": trade.id, "symbol": trade.symbol, "exit_reason": reason.value, "exit_price": str(fill.price),
+            "profit_loss": str(profit),
+        })
+        return closed
+
+    async def secure(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime) -> bool:
+        """Protect the trade's position; if protection cannot be placed, sell at once (EMERGENCY): a position
+        without protection is never left open. True when it is protected."""
+        error = await self.protection.protect(exchange, trade, now)
+        position = await self.open_position(trade.id)
+        if error is None or position is None:
+            return error is None
+        log.error("no protection for trade %s (%s): selling at market", trade.id, error)
+        closed = await self.close_position(exchange, position, ExitReason.EMERGENCY, now)
+        await self.publish(trade.user_id, "emergency_exit", now, {
+            "trade_id": trade.id, "symbol": trade.symbol, "reason": f"protection could not be placed: {error}",
+            "exit_price": str(closed.exit_price) if closed else None,
+        })
+        return False
+
+
+def _exit_reason(oco: OcoOrder) -> ExitReason | None:
+    """Why a list calls for an exit: a filled leg (TP or SL), a stop the market gapped through (its leg still
+    rests after the list ended: SL), or a list that ended otherwise (cancelled on the exchange: EMERGENCY)."""
+    filled = oco.filled_leg
+    if filled is not None:
+        return _leg_reason(filled)
+    if oco.is_open:
+        return None
+    stop_leg = oco.stop_loss_leg
+    return ExitReason.STOP_LOSS if stop_leg.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) \
+        else ExitReason.EMERGENCY
+
+
+def _leg_reason(leg: Order) -> ExitReason:
+    return ExitReason.STOP_LOSS if leg.type in (OrderType.STOP_LOSS_LIMIT, OrderType.STOP_LOSS) \
+        else ExitReason.TAKE_PROFIT
+
+
+def _left_to_sell(position: PositionRecord, fills: Sequence[OrderRecord], rules: SymbolRules) -> Decimal:
+    """What the next exit order sells: the position less what its exits sold, on the step; 0 when nothing the
+    exchange would accept is left (below the minimum quantity, or the minimum notional at the last fill's price)."""
+    sold = sum((row.executed_qty for row in fills), ZERO)
+    quantity = rules.round_qty(position.amount - sold)
+    if quantity < rules.min_qty or quantity <= 0:
+        return ZERO
+    last = next((row for row in reversed(fills) if row.executed_qty > 0), None)
+    if last is not None and quantity * last.cumulative_quote_qty / last.executed_qty < rules.min_notional:
+        return ZERO
+    return quantity
+
+
+def _closing_time(sold: Sequence[OrderRecord], opened_at: datetime, now: datetime) -> datetime:
+    """When the exit filled, on the bot's clock: the exchange's execution time where it lies between the entry and
+    now by the bot's clock (the same clock, as in paper trading, backtests and a venue-following clock: a stop that
+    filled while the bot was down is booked at its fill), else now (a venue clock that runs apart from the bot's
+    is never mixed into a duration)."""
+    times = [row.transact_time for row in sold if row.transact_time is not None]
+    filled_at = max(times) if times else now
+    return filled_at if opened_at <= filled_at <= now else now

@@ -1,0 +1,142 @@
+"""Reconciliation: every cycle finishes what an earlier step left unfinished, from the exchange's state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.domain.errors import (
+    ConfigurationError,
+    ExchangeError,
+    OrderNotFound,
+    OrderStatusUnknown,
+    TemporaryExchangeError,
+)
+from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
+from app.domain.values import ListStatus, OrderStatus
+from app.engine.desk import Desk, EngineParts
+from app.engine.entries import Entries
+from app.engine.settings import PENDING_SEND, UNKNOWN, log
+
+
+class Reconciler(Desk):
+    """Entries without their trade, positions without their list, and lists the bot did not place."""
+
+    def __init__(self, parts: EngineParts, entries: Entries) -> None:
+        super().__init__(parts)
+        self.entries = entries
+        self.exits = entries.exits
+        self.protection = entries.exits.protection
+
+    async def reconcile(self, now: datetime) -> set[int]:
+        """Finish what did not finish; returns the users whose state is still unknown (they do not trade)."""
+        async with self.uow() as uow:
+            entries: list[OrderRecord] = await uow.orders.unbooked_entries()
+        unresolved = set()
+        for row in entries:
+            try:
+                resolved = await self._resolve_entry(row, now)
+            except (ExchangeError, ConfigurationError) as e:
+                log.error("entry %s of user %s not reconciled: %s", row.client_order_id, row.user_id, e)
+                resolved = False
+            if not resolved:
+                unresolved.add(row.user_id)
+        async with self.uow() as uow:
+            positions: list[PositionRecord] = await uow.positions.all()
+        for position in positions:
+            if position.oco_order_id is None and position.closing_reason is None and position.user_id not in unresolved:
+                try:
+                    await self._reprotect(position, now)
+                except (ExchangeError, ConfigurationError) as e:
+                    log.error("position %s not protected yet: %s", position.trade_id, e)
+                    unresolved.add(position.user_id)
+        for user_id in sorted({p.user_id for p in positions} - unresolved):
+            own = {p.oco_order_id for p in positions if p.user_id == user_id}
+            try:
+                await self._adopt_strangers(user_id, own, now)
+            except (ExchangeError, ConfigurationError) as e:
+                log.error("user %s: open order lists not checked: %s", user_id, e)
+        return unresolved
+
+    async def _adopt_strangers(self, user_id: int, own: set[str | None], now: datetime) -> None:
+        """Order lists on the exchange that the bot has no row for: recorded (adopted) and reported, never touched.
+        `own` are the lists protecting the user's positions (their rows are written before they are placed)."""
+        exchange = await self.exchanges.for_user(user_id)
+        try:
+            open_lists = await exchange.get_open_oco_orders()
+        except TemporaryExchangeError:
+            return
+        for oco in (o for o in open_lists if o.list_client_order_id not in own):
+            async with self.uow() as uow:
+                known = await uow.orders.get(oco.list_client_order_id)
+            if known is not None:
+                continue
+            leg = oco.stop_loss_leg
+            await self.write_order(OrderRecord(
+                client_order_id=oco.list_client_order_id, user_id=user_id, purpose=Purpose.ADOPTED, symbol=oco.symbol,
+                side=leg.side.value, type="OCO", quantity=leg.orig_qty, status=oco.list_status.value,
+                price=oco.take_profit_leg.price, stop_price=leg.stop_price,
+            ), now)
+            log.warning("user %s: adopted order list %s that the bot did not place", user_id, oco.list_client_order_id)
+            await self.publish(user_id, "error", now, {
+                "symbol": oco.symbol, "message": f"found order list {oco.list_client_order_id} on the exchange that "
+                "TRD Bot did not place; it is recorded and left alone",
+            })
+
+    async def _resolve_entry(self, row: OrderRecord, now: datetime) -> bool:
+        """An entry without its trade: book and protect it if it filled, drop it if it never arrived. False while
+        its outcome is unknown."""
+        exchange = await self.exchanges.for_user(row.user_id)
+        try:
+            order = await exchange.get_order(row.symbol, row.client_order_id)
+        except OrderNotFound:
+            if row.status not in (PENDING_SEND, UNKNOWN):
+                log.error("entry %s was %s on the exchange, which no longer knows it", row.client_order_id, row.status)
+                return False
+            await self.mark_order(row.client_order_id, OrderStatus.REJECTED.value, now, "never reached the exchange")
+            return True
+        except (TemporaryExchangeError, OrderStatusUnknown):
+            return False
+        await self.mark_order(row.client_order_id, order.status.value, now, order=order)
+        if not order.status.is_final:
+            return False  # a market order still working: ask again next cycle
+        if order.executed_qty == 0:
+            return True
+        async with self.uow() as uow:
+            booked = await uow.trades.by_entry(row.client_order_id)
+        if booked is not None:
+            await self.mark_order(row.client_order_id, order.status.value, now, trade_id=booked.id)
+            return True
+        trade = await self.entries.finish_entry(exchange, row, order, now)
+        position = await self.open_position(trade.id)
+        await self.report_repair(position or _position_of(trade), "adopted entry found filled", now,
+                                  f"{order.executed_qty} {row.symbol} bought by {row.client_order_id}")
+        return True
+
+    async def _reprotect(self, position: PositionRecord, now: datetime) -> None:
+        """A position without its list: link a list an earlier attempt did place, else place one now. A temporary
+        error is raised (the user waits for the next cycle), never taken for "not on the exchange"."""
+        exchange = await self.exchanges.for_user(position.user_id)
+        trade = await self.trade_of(position)
+        if trade is None:
+            return
+        async with self.uow() as uow:
+            attempts = await uow.orders.for_trade(trade.id, Purpose.PROTECT)
+        for attempt in (a for a in attempts if a.status in (PENDING_SEND, UNKNOWN, ListStatus.EXECUTING.value)):
+            try:
+                oco = await exchange.get_oco_order_status(position.symbol, attempt.client_order_id)
+            except OrderNotFound:
+                await self.mark_order(attempt.client_order_id, OrderStatus.REJECTED.value, now, "not on the exchange")
+                continue
+            await self.mark_order(attempt.client_order_id, oco.list_status.value, now)
+            if oco.is_open or oco.filled_leg is not None:  # a filled one is booked by this cycle's exit check
+                await self.protection.link(trade, position, oco, now)
+                await self.report_repair(position, "re-protected", now, f"linked order list {oco.list_client_order_id}")
+                return
+        log.warning("trade %s had no protection: placing it now", trade.id)
+        if await self.exits.secure(exchange, trade, now):
+            await self.report_repair(position, "re-protected", now, "placed a new order list")
+
+
+def _position_of(trade: TradeRecord) -> PositionRecord:
+    return PositionRecord(trade.id, trade.user_id, trade.symbol, trade.amount, trade.price, trade.stop_loss,
+                          trade.take_profit, None, trade.executed_at)

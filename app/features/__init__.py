@@ -1,0 +1,1 @@
+"""What the analysts read: indicators' use, regime, support/resistance and confluence per symbol."""

@@ -1,0 +1,1 @@
+"""Candles: the store of closed candles, their files and resampling."""

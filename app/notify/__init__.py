@@ -1,0 +1,1 @@
+"""Notifications to users: the WebSocket manager and the channels to come."""

@@ -1,0 +1,54 @@
+"""Fans events out to every open WebSocket of a user and stores each one in the events table."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from app.domain.records import EventRecord
+
+log = logging.getLogger("trdbot.websocket")
+
+
+class Socket(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+
+EventStore = Callable[[EventRecord], Awaitable[EventRecord]]
+
+
+def event_message(event: EventRecord) -> str:
+    time = event.time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps({"type": event.type, "time": time, "data": event.data}, default=str)
+
+
+class WebSocketManager:
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self.active_connections: dict[int, set[Socket]] = defaultdict(set)
+
+    def connect(self, user_id: int, socket: Socket) -> None:
+        self.active_connections[user_id].add(socket)
+
+    def disconnect(self, user_id: int, socket: Socket) -> None:
+        sockets = self.active_connections.get(user_id)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del self.active_connections[user_id]
+
+    async def publish(self, user_id: int, type_: str, time: datetime, data: dict[str, Any]) -> EventRecord:
+        """Store the event, then send it to every socket the user has open; a dead socket is dropped."""
+        stored = await self._store(EventRecord(user_id, type_, time, data))
+        message = event_message(stored)
+        for socket in list(self.active_connections.get(user_id, ())):
+            try:
+                await socket.send_text(message)
+            except Exception:
+                log.info("dropping a closed socket of user %s", user_id)
+                self.disconnect(user_id, socket)
+        return stored

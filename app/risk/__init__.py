@@ -1,0 +1,1 @@
+"""The risk rules: validation, sizing, adaptive exits and the per-asset profiles."""

@@ -1,0 +1,1 @@
+"""Exchange adapters: Binance's REST API (binance/) and the simulated paper venue (paper/)."""
