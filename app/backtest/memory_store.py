@@ -18,8 +18,7 @@ from app.domain.records import (
     TradeRecord,
 )
 from app.domain.risk import TradingConfig
-from app.domain.values import ZERO, Decision, ExitReason, Order, TradeStatus, canonical
-from app.engine.bot import reason_key
+from app.domain.values import ZERO, Decision, ExitReason, Order, Reason, TradeStatus, canonical
 
 
 def _canonical_fields(record: Any, names: Sequence[str]) -> Any:
@@ -300,10 +299,10 @@ class MemoryAnalyses:
             self.t.analyses.append(dataclasses.replace(record, id=self.t.analysis_count))
         return self.t.analysis_count
 
-    async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[str],
+    async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[Reason],
                            now: datetime, trade_id: int | None = None) -> None:
         for reason in reasons:
-            key = (str(decision), reason_key(reason))  # str() of a StrEnum is its value, without .value's cost
+            key = (str(decision), reason.code)  # str() of a StrEnum is its value, without .value's cost
             self.t.decision_counts[key] = self.t.decision_counts.get(key, 0) + 1
         if self.t.keep_analyses:
             self.t.decisions.append(AnalysisDecisionRow(analysis_id, user_id, decision, tuple(reasons), now, trade_id))

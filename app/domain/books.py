@@ -14,7 +14,7 @@ from typing import Protocol
 
 from app.domain.records import AnalysisRecord, EventRecord, OrderRecord, PositionRecord, TradeRecord
 from app.domain.risk import TradingConfig
-from app.domain.values import Decision, ExitReason, Order
+from app.domain.values import Decision, ExitReason, Order, Reason
 
 
 class ConfigBook(Protocol):
@@ -94,7 +94,7 @@ class DustBook(Protocol):
 class AnalysisBook(Protocol):
     async def add(self, record: AnalysisRecord) -> int: ...
 
-    async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[str],
+    async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[Reason],
                            now: datetime, trade_id: int | None = None) -> None: ...
 
     async def latest_time(self) -> datetime | None: ...

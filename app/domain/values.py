@@ -335,9 +335,24 @@ class Signal:
         return cls(SignalType.HOLD, 0, reasoning=reasoning)
 
 
-def hold_reason(signal: Signal) -> str:
+class Reason(str):
+    """Why a rule said no: the text people read (it is the string), and the rule's `code`, which counts it (the
+    backtest's rejection table, the decision log's tallies) without parsing the text."""
+
+    code: str
+
+    def __new__(cls, code: str, detail: str) -> Reason:
+        reason = super().__new__(cls, detail)
+        reason.code = code
+        return reason
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # pickled as (code, text)
+        return self.code, str.__str__(self)
+
+
+def hold_reason(signal: Signal) -> Reason:
     """How a hold is recorded (decision log, rejections): `hold`, with the analyst's reasoning when it gave one."""
-    return f"hold: {signal.reasoning}" if signal.reasoning else "hold"
+    return Reason("hold", f"hold: {signal.reasoning}" if signal.reasoning else "hold")
 
 
 @slot_init
@@ -392,7 +407,7 @@ class ExitPlan:
 @dataclass(frozen=True, slots=True)
 class RiskDecision:
     approved: bool
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()
     quantity: Decimal = ZERO
     entry_price: Decimal = ZERO
     stop_loss: Decimal = ZERO
@@ -405,7 +420,7 @@ class RiskDecision:
         return self.quantity * self.entry_price
 
     @classmethod
-    def reject(cls, *reasons: str, threshold: float = 0.0) -> RiskDecision:
+    def reject(cls, *reasons: Reason, threshold: float = 0.0) -> RiskDecision:
         return cls(False, tuple(reasons), confidence_threshold=threshold)
 
 

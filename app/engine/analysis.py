@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,20 +18,6 @@ from app.domain.values import AnalystReport, Candle, MarketFeatures, Signal, Tim
 from app.engine.settings import CANDLES, log
 
 FeatureBuilder = Callable[[str, datetime, Sequence[Candle], Sequence[Candle], Sequence[Candle]], MarketFeatures]
-
-_NUMBER = re.compile(r"-?\d[\d.,]*%?(-\d[\d.,]*%?)?")
-
-
-def reason_key(reason: str) -> str:
-    """A reason without its numbers and detail, so that reasons can be counted: 'confidence N below threshold N'."""
-    return _head_key(reason.split(": ", 1)[0].split(" (", 1)[0])
-
-
-@functools.lru_cache(maxsize=4096)
-def _head_key(head: str) -> str:
-    """The numbers of a reason's head replaced (every symbol and cycle counts one reason: heads repeat)."""
-    return _NUMBER.sub("N", head).strip()
-
 
 def _confluence_score(confluence: float) -> Decimal:
     """The confluence as the decision log keeps it (two decimals); scores repeat, the Decimal is made once (zeros

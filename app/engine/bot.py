@@ -24,7 +24,6 @@ from app.engine.analysis import (
     MarketAnalysis,
     SymbolAnalysis,
     analyze_with,
-    reason_key,
 )
 from app.engine.decisions import Decisions
 from app.engine.desk import EngineParts, ExchangeProvider, Publish
@@ -40,7 +39,7 @@ UowFactory = Books  # the name the container and backtest import
 __all__ = [
     "CANDLES", "WARM_UP", "AnalysesAhead", "BotSettings", "CycleSummary", "EntryPlan", "ExchangeProvider",
     "FeatureBuilder", "Publish", "RiskChecker", "SymbolAnalysis", "TradingBot", "UowFactory", "analyze_with",
-    "reason_key",
+
 ]
 
 

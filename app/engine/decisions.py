@@ -10,8 +10,8 @@ from app.domain.books import EngineBooks
 from app.domain.errors import ConfigurationError, ExchangeError
 from app.domain.records import PositionRecord
 from app.domain.risk import TradingConfig, UserRiskContext
-from app.domain.values import Decision, RiskDecision, Signal, SignalType, hold_reason
-from app.engine.analysis import CycleSummary, SymbolAnalysis, reason_key
+from app.domain.values import Decision, Reason, RiskDecision
+from app.engine.analysis import CycleSummary, SymbolAnalysis
 from app.engine.desk import Desk, EngineParts
 from app.engine.entries import Entries
 from app.engine.settings import RiskChecker, log
@@ -57,7 +57,8 @@ class Decisions(Desk):
         symbol, signal = analysis.symbol, analysis.report.signal
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.for_user(config.user_id)
-        skip = self._skip_reason(config, symbol, signal, positions, now)
+        open_symbols = tuple(p.symbol for p in positions)
+        skip = self.risk_manager.skip_reason(config, symbol, signal, open_symbols, now)
         if skip is not None:
             self.metrics.count_signal(signal.signal, Decision.SKIPPED)
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.SKIPPED, [skip], now)
@@ -81,19 +82,6 @@ class Decisions(Desk):
             summary.entries += 1
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.EXECUTED, [], now, trade.id)
 
-    @staticmethod
-    def _skip_reason(config: TradingConfig, symbol: str, signal: Signal, positions: Sequence[PositionRecord],
-                     now: datetime) -> str | None:
-        if not config.in_trading_hours(now.time()):
-            return "outside trading hours"
-        if signal.signal == SignalType.HOLD:
-            return hold_reason(signal)
-        if any(p.symbol == symbol for p in positions):
-            return f"already holding {symbol}"
-        if len(positions) >= config.max_open_positions:
-            return f"at the open-position cap ({len(positions)}/{config.max_open_positions})"
-        return None
-
     async def _risk_context(self, config: TradingConfig, symbol: str, positions: Sequence[PositionRecord],
                             now: datetime) -> UserRiskContext:
         exchange = await self.exchanges.for_user(config.user_id)
@@ -111,15 +99,14 @@ class Decisions(Desk):
     async def _reject(self, user_id: int, analysis: SymbolAnalysis, decision: RiskDecision, now: datetime,
                       summary: CycleSummary) -> None:
         for reason in decision.reasons:
-            key = reason_key(reason)
-            summary.rejections[key] = summary.rejections.get(key, 0) + 1
+            summary.rejections[reason.code] = summary.rejections.get(reason.code, 0) + 1
         await self._record_decision(analysis.analysis_id, user_id, Decision.REJECTED, list(decision.reasons), now)
         await self.publish(user_id, "signal_rejected", now, {
             "symbol": analysis.symbol, "signal": analysis.report.signal.signal.value,
             "confidence": analysis.report.signal.confidence, "reasons": list(decision.reasons),
         })
 
-    async def _record_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: list[str],
+    async def _record_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: list[Reason],
                                now: datetime, trade_id: int | None = None) -> None:
         if log.isEnabledFor(logging.INFO):  # every symbol, every cycle: no joining for a level that is off
             log.info("user %s analysis %s: %s %s", user_id, analysis_id, decision, "; ".join(reasons))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-from app.domain.risk import UserRiskContext
-from app.domain.values import MarketFeatures, RiskDecision, Signal, Timeframe
+from app.domain.risk import TradingConfig, UserRiskContext
+from app.domain.values import MarketFeatures, Reason, RiskDecision, Signal, Timeframe
 
 log = logging.getLogger("trdbot.bot")
 trades_log = logging.getLogger("trdbot.trades")
@@ -23,6 +23,11 @@ UNKNOWN = "UNKNOWN"
 
 
 class RiskChecker(Protocol):
+    """The risk rules as the engine asks them: the cheap checks first, the full validation for the rest."""
+
+    def skip_reason(self, config: TradingConfig, symbol: str, signal: Signal, open_symbols: tuple[str, ...],
+                    now: datetime) -> Reason | None: ...
+
     def validate_trade_signal(self, signal: Signal, features: MarketFeatures, context: UserRiskContext) -> RiskDecision: ...
 
 

@@ -10,20 +10,20 @@ from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
 
 from app.domain.profiles import AssetProfile, asset_profile
-from app.domain.risk import RiskLimits, UserRiskContext
+from app.domain.risk import RiskLimits, TradingConfig, UserRiskContext
 from app.domain.values import (
     ZERO,
     ExitPlan,
     MarketFeatures,
-    RegimeAnalysis,
+    Reason,
     RiskDecision,
     Side,
     Signal,
     SignalType,
     SupportResistance,
     SymbolRules,
-    hold_reason,
 )
+from app.risk.rules import RiskRules
 
 HUNDRED = Decimal("100")
 PREFERRED_RISK_REWARD = Decimal("2")  # target when no resistance is in sight
@@ -47,6 +47,7 @@ class RiskManager:
 
     def __init__(self, limits: RiskLimits) -> None:
         self._limits = limits
+        self.rules = RiskRules(limits)
 
     @property
     def limits(self) -> RiskLimits:
@@ -182,7 +183,7 @@ class RiskManager:
             cfg.min_signal_confidence, context.recent_results, context.user_id, features.symbol, context.cycle_time
         )
         if entry <= 0:
-            return RiskDecision.reject(f"price: no usable last price ({entry})", threshold=threshold)
+            return RiskDecision.reject(Reason("price", f"price: no usable last price ({entry})"), threshold=threshold)
         atr = features.indicators.get(EXIT_ATR_TIMEFRAME, {}).get("atr", 0.0)
         plan = self.calculate_adaptive_risk_reward(Side.BUY, entry, features.levels, atr, features.symbol)
         stop, target = self._round_exits(plan, entry, context.rules)
@@ -200,20 +201,30 @@ class RiskManager:
     def _failed_rules(
         self, signal: Signal, features: MarketFeatures, context: UserRiskContext, threshold: float,
         entry: Decimal, stop: Decimal, target: Decimal, qty: Decimal,
-    ) -> tuple[str, ...]:
+    ) -> tuple[Reason, ...]:
+        rules = self.rules
         checks = (
-            self.check_signal_type(signal),
-            self.check_confidence(signal, threshold),
-            self.check_open_positions(context),
-            self.check_symbol_not_held(features.symbol, context),
-            self.check_daily_limit(context),
-            self.check_balance(context),
-            self.check_regime(features.regime),
-            *self.check_exit_plan(entry, stop, target),
-            *self.check_position_value(qty, entry, context),
-            self.check_quantity(qty, context.rules),
+            rules.check_signal_type(signal),
+            rules.check_confidence(signal, threshold),
+            rules.check_open_positions(context.open_symbols, context.config),
+            rules.check_symbol_not_held(features.symbol, context.open_symbols),
+            rules.check_daily_limit(context),
+            rules.check_balance(context),
+            rules.check_regime(features.regime),
+            *rules.check_exit_plan(entry, stop, target),
+            *rules.check_position_value(qty, entry, context),
+            rules.check_quantity(qty, context.rules),
         )
         return tuple(reason for reason in checks if reason)
+
+    def skip_reason(self, config: TradingConfig, symbol: str, signal: Signal, open_symbols: tuple[str, ...],
+                    now: datetime) -> Reason | None:
+        """The checks that need nothing from the exchange, asked before the engine reads the balance: trading hours,
+        a hold, the symbol already held, the position cap (the same rules `validate_trade_signal` applies)."""
+        rules = self.rules
+        held = rules.check_signal_type(signal) if signal.signal == SignalType.HOLD else None  # a sell is judged in full
+        return (rules.check_trading_hours(config, now) or held
+                or rules.check_symbol_not_held(symbol, open_symbols) or rules.check_open_positions(open_symbols, config))
 
     def _round_exits(self, plan: ExitPlan, entry: Decimal, rules: SymbolRules) -> tuple[Decimal, Decimal]:
         """Stop down and target up to the tick (the safer side) unless that leaves the allowed distance;
@@ -228,68 +239,3 @@ class RiskManager:
         if _pct(target - entry, entry) > lim.max_target_distance_pct:
             target = rules.round_price_down(plan.take_profit)
         return stop, target
-
-    def check_signal_type(self, signal: Signal) -> str:
-        if signal.signal == SignalType.SELL:
-            return "spot cannot short: sell means no long entry"
-        if signal.signal == SignalType.HOLD:
-            return hold_reason(signal)
-        return ""
-
-    def check_confidence(self, signal: Signal, threshold: float) -> str:
-        if signal.confidence < threshold:
-            return f"confidence {signal.confidence} below threshold {threshold:g}"
-        return ""
-
-    def check_open_positions(self, context: UserRiskContext) -> str:
-        held, cap = len(context.open_symbols), context.config.max_open_positions
-        return f"open positions {held} at the limit of {cap}" if held >= cap else ""
-
-    def check_symbol_not_held(self, symbol: str, context: UserRiskContext) -> str:
-        return f"already holding {symbol}" if symbol in context.open_symbols else ""
-
-    def check_daily_limit(self, context: UserRiskContext) -> str:
-        done, cap = context.entries_today, context.config.daily_trade_limit
-        return f"daily trade limit reached: {done} of {cap} entries today" if done >= cap else ""
-
-    def check_balance(self, context: UserRiskContext) -> str:
-        minimum = self._limits.min_account_balance
-        if context.usdt_balance < minimum:
-            return f"balance {context.usdt_balance} USDT below minimum account balance {minimum}"
-        return ""
-
-    def check_regime(self, regime: RegimeAnalysis) -> str:
-        return "" if regime.trading_allowed else f"regime {regime.regime} does not allow entries: {regime.reason}"
-
-    def check_exit_plan(self, entry: Decimal, stop: Decimal, target: Decimal) -> tuple[str, ...]:
-        lim = self._limits
-        risk, reward = entry - stop, target - entry
-        if risk <= 0 or reward <= 0:
-            return (f"exit plan: need stop {stop} < entry {entry} < target {target}",)
-        rr, stop_pct, target_pct = reward / risk, _pct(risk, entry), _pct(reward, entry)
-        problems = []
-        if rr < lim.min_risk_reward:
-            problems.append(f"risk:reward {rr:.2f} below minimum {lim.min_risk_reward}")
-        if not lim.min_stop_distance_pct <= stop_pct <= lim.max_stop_distance_pct:
-            problems.append(f"stop distance {stop_pct:.2f}% outside "
-                            f"{lim.min_stop_distance_pct}-{lim.max_stop_distance_pct}%")
-        if not lim.min_target_distance_pct <= target_pct <= lim.max_target_distance_pct:
-            problems.append(f"target distance {target_pct:.2f}% outside "
-                            f"{lim.min_target_distance_pct}-{lim.max_target_distance_pct}%")
-        return tuple(problems)
-
-    def check_position_value(self, qty: Decimal, entry: Decimal, context: UserRiskContext) -> tuple[str, ...]:
-        value = qty * entry
-        floor = max(self._limits.min_trade_value, context.rules.min_notional)
-        cap = context.usdt_balance * context.config.max_balance_trade_ratio
-        problems = []
-        if value < floor:
-            problems.append(f"position value {value:.2f} below minimum {floor} (min trade value "
-                            f"{self._limits.min_trade_value}, min notional {context.rules.min_notional})")
-        if value > cap:
-            problems.append(f"position value {value:.2f} above cap {cap:.2f} "
-                            f"({context.config.max_balance_trade_ratio} x balance)")
-        return tuple(problems)
-
-    def check_quantity(self, qty: Decimal, rules: SymbolRules) -> str:
-        return f"quantity {qty} below minimum quantity {rules.min_qty}" if qty < rules.min_qty else ""

@@ -16,7 +16,6 @@ from app.engine.bot import (
     TradingBot,
     UowFactory,
     analyze_with,
-    reason_key,
 )
 from app.engine.loop import TradingLoop
 
@@ -36,5 +35,5 @@ __all__ = [
     "TradingLoop",
     "UowFactory",
     "analyze_with",
-    "reason_key",
+
 ]

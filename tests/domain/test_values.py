@@ -109,3 +109,14 @@ def test_slot_init_refuses_what_it_does_not_build() -> None:
     for cls in (Derived, Checked, KeywordOnly, WithoutSlots, WithInitVar):
         with pytest.raises(TypeError, match="does not support"):
             slot_init(cls)
+
+
+def test_a_reason_is_its_text_with_a_code_and_survives_pickling() -> None:
+    import pickle
+
+    from app.domain.values import Reason
+
+    reason = Reason("daily trade limit reached", "daily trade limit reached: 5 of 5 entries today")
+    assert reason == "daily trade limit reached: 5 of 5 entries today" and reason.code == "daily trade limit reached"
+    copy = pickle.loads(pickle.dumps(reason))
+    assert copy == reason and copy.code == reason.code and isinstance(copy, Reason)

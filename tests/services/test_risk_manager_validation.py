@@ -75,11 +75,11 @@ def test_regime_that_forbids_trading() -> None:
 
 def test_exit_plan_rule_names_each_broken_range() -> None:
     # the adaptive plan always lands inside the ranges; the rule still guards against anything else
-    problems = RISK.check_exit_plan(Decimal("100"), Decimal("97"), Decimal("106"))
+    problems = RISK.rules.check_exit_plan(Decimal("100"), Decimal("97"), Decimal("106"))
     assert problems == ("stop distance 3.00% outside 0.8-2.5%", "target distance 6.00% outside 1.5-5%")
-    assert RISK.check_exit_plan(Decimal("100"), Decimal("99"), Decimal("101.2")) == (
+    assert RISK.rules.check_exit_plan(Decimal("100"), Decimal("99"), Decimal("101.2")) == (
         "risk:reward 1.20 below minimum 1.5", "target distance 1.20% outside 1.5-5%")
-    assert RISK.check_exit_plan(Decimal("100"), Decimal("101"), Decimal("103"))[0].startswith("exit plan: need stop")
+    assert RISK.rules.check_exit_plan(Decimal("100"), Decimal("101"), Decimal("103"))[0].startswith("exit plan: need stop")
 
 
 def test_position_value_below_min_notional() -> None:
@@ -94,7 +94,7 @@ def test_position_value_below_min_trade_value() -> None:
 
 
 def test_position_value_above_cap_rule() -> None:
-    problems = RISK.check_position_value(Decimal("2"), Decimal("100"), make_context())
+    problems = RISK.rules.check_position_value(Decimal("2"), Decimal("100"), make_context())
     assert problems == ("position value 200.00 above cap 100.00 (0.01 x balance)",)
 
 
@@ -160,3 +160,28 @@ def test_approved_decisions_always_respect_the_limits(price, below, above, atr_f
     assert Decimal("1.5") <= (target - entry) / entry * 100 <= Decimal("5")
     assert decision.position_value <= balance * ratio
     assert decision.risk_amount <= balance / 100
+
+
+def test_every_rejection_carries_its_rules_code_so_counting_needs_no_parsing() -> None:
+    cases = {
+        "open positions at the limit": make_context(open_symbols=("AUSDT", "BUSDT", "CUSDT")),
+        "already holding": make_context(open_symbols=("XYZUSDT",)),
+    }
+    for code, context in cases.items():
+        (reason,) = reasons_for(context=context)
+        assert reason.code == code  # type: ignore[attr-defined]
+    (low,) = reasons_for(signal=buy(confidence=59), limits=RiskLimits(randomize_thresholds=False))
+    assert low.code == "confidence below threshold"  # type: ignore[attr-defined]
+
+
+def test_the_engines_pre_checks_are_the_validations_own_rules() -> None:
+    """The cheap checks the engine asks before reading the balance say what validation would say, word for word."""
+    config = make_context().config
+    for open_symbols in (("XYZUSDT",), ("AUSDT", "BUSDT", "CUSDT")):
+        skipped = RISK.skip_reason(config, "XYZUSDT", buy(), open_symbols, make_context().cycle_time)
+        assert skipped is not None
+        assert (skipped, skipped.code) in {(r, r.code) for r in reasons_for(context=make_context(open_symbols=open_symbols))}
+    hold = Signal(SignalType.HOLD, 90, reasoning="nothing to do")
+    assert RISK.skip_reason(config, "XYZUSDT", hold, (), make_context().cycle_time) == reasons_for(signal=hold)[0]
+    sell = Signal(SignalType.SELL, 90, reasoning="bearish")
+    assert RISK.skip_reason(config, "XYZUSDT", sell, (), make_context().cycle_time) is None  # judged in full
