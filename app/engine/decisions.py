@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from app.domain.books import EngineBooks
 from app.domain.errors import ConfigurationError, ExchangeError
+from app.domain.events import EngineError, SignalAnalysed, SignalRejected
 from app.domain.records import PositionRecord
 from app.domain.risk import TradingConfig, UserRiskContext
 from app.domain.values import Decision, Reason, RiskDecision
@@ -42,7 +43,7 @@ class Decisions(Desk):
                 await self._decide(config, analysis, now, summary)
             except (ExchangeError, ConfigurationError) as e:
                 log.error("user %s, %s: %s", config.user_id, symbol, e)
-                await self.publish(config.user_id, "error", now, {"symbol": symbol, "message": str(e)})
+                await self.emit(config.user_id, EngineError(str(e), symbol=symbol), now)
 
     async def _remaining_rate_limit(self, uow: EngineBooks, user_id: int, now: datetime) -> float:
         """Seconds until the user may be analysed again (0 when due)."""
@@ -63,10 +64,8 @@ class Decisions(Desk):
             self.metrics.count_signal(signal.signal, Decision.SKIPPED)
             await self._record_decision(analysis.analysis_id, config.user_id, Decision.SKIPPED, [skip], now)
             return
-        await self.publish(config.user_id, "analysis", now, {
-            "symbol": symbol, "signal": signal.signal.value, "confidence": signal.confidence,
-            "regime": analysis.regime, "confluence": round(analysis.confluence, 2),
-        })
+        await self.emit(config.user_id, SignalAnalysed(symbol, signal.signal.value, signal.confidence, analysis.regime,
+                                                       round(analysis.confluence, 2)), now)
         features = analysis.entry_features()
         if features is None:
             raise RuntimeError(f"{symbol} at {now.isoformat()}: a {signal.signal.value} signal came without its features")
@@ -101,10 +100,9 @@ class Decisions(Desk):
         for reason in decision.reasons:
             summary.rejections[reason.code] = summary.rejections.get(reason.code, 0) + 1
         await self._record_decision(analysis.analysis_id, user_id, Decision.REJECTED, list(decision.reasons), now)
-        await self.publish(user_id, "signal_rejected", now, {
-            "symbol": analysis.symbol, "signal": analysis.report.signal.signal.value,
-            "confidence": analysis.report.signal.confidence, "reasons": list(decision.reasons),
-        })
+        signal = analysis.report.signal
+        await self.emit(user_id, SignalRejected(analysis.symbol, signal.signal.value, signal.confidence,
+                                                list(decision.reasons)), now)
 
     async def _record_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: list[Reason],
                                now: datetime, trade_id: int | None = None) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from app.domain.books import Books
 from app.domain.clock import Clock
 from app.domain.errors import OrderNotFound, OrderStatusUnknown, RateLimited, TemporaryExchangeError
+from app.domain.events import Event, OrderPathRepaired
 from app.domain.ports import ExchangeAdapter
 from app.domain.records import OrderRecord, PositionRecord, TradeRecord
 from app.domain.risk import RiskLimits
@@ -102,9 +103,11 @@ class Desk:
         """What reconciliation repaired, in the log and on the user's event stream."""
         log.warning("user %s trade %s %s: %s (%s)", position.user_id, position.trade_id, position.symbol, action,
                     detail)
-        await self.publish(position.user_id, "reconciled", now, {
-            "trade_id": position.trade_id, "symbol": position.symbol, "action": action, "detail": detail,
-        })
+        await self.emit(position.user_id, OrderPathRepaired(position.trade_id, position.symbol, action, detail), now)
+
+    async def emit(self, user_id: int, event: Event, now: datetime) -> None:
+        """Tell the user (WebSocket and events table), serialised once."""
+        await self.publish(user_id, event.type, now, event.data())
 
     async def wait_out(self, limit: RateLimited, waited_s: float) -> bool:
         """Sleep through a rate limit if the order's waiting budget allows; False when it does not."""

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from app.domain.clock import ms_from_utc
 from app.domain.errors import ConfigurationError, OrderRejected, OrderStatusUnknown, TemporaryExchangeError
+from app.domain.events import EngineError
 from app.domain.ports import ExchangeAdapter
 from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
 from app.domain.risk import TradingConfig
@@ -68,11 +69,11 @@ class Entries(Desk):
             order = await self.find_order(exchange, symbol, client_id)
             if order is None:
                 await self.mark_order(client_id, UNKNOWN, now, str(e))
-                await self.publish(user_id, "error", now, {"symbol": symbol, "message": f"entry status unknown: {e}"})
+                await self.emit(user_id, EngineError(f"entry status unknown: {e}", symbol=symbol), now)
                 return None
         except (OrderRejected, TemporaryExchangeError) as e:
             await self.mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
-            await self.publish(user_id, "error", now, {"symbol": symbol, "message": f"entry not placed: {e}"})
+            await self.emit(user_id, EngineError(f"entry not placed: {e}", symbol=symbol), now)
             return None
         await self.mark_order(client_id, order.status.value, now, order=order)
         self.metrics.orders_placed.labels(type="entry", outcome=order.status.value).inc()

@@ -18,6 +18,7 @@ from app.domain.errors import (
     RuleViolation,
     TemporaryExchangeError,
 )
+from app.domain.events import EmergencyExit, EngineError, PositionClosed
 from app.domain.ports import ExchangeAdapter
 from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
 from app.domain.values import (
@@ -76,7 +77,7 @@ class Exits(Desk):
             log.info("position %s not checked this cycle: %s", position.trade_id, e)
         except (ExchangeError, ConfigurationError) as e:
             log.error("position %s of user %s: %s", position.trade_id, position.user_id, e)
-            await self.publish(position.user_id, "error", now, {"trade_id": position.trade_id, "message": str(e)})
+            await self.emit(position.user_id, EngineError(str(e), trade_id=position.trade_id), now)
         return 0
 
     async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> bool:
@@ -275,7 +276,7 @@ class Exits(Desk):
             raise
         except ExchangeError as e:
             await self.mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
-            await self.publish(trade.user_id, "error", now, {"trade_id": trade.id, "message": f"exit failed: {e}"})
+            await self.emit(trade.user_id, EngineError(f"exit failed: {e}", trade_id=trade.id), now)
             return False
         await self.mark_order(client_id, order.status.value, now, order=order)
         self.metrics.orders_placed.labels(type="exit", outcome=order.status.value).inc()
@@ -311,10 +312,7 @@ class Exits(Desk):
             await uow.portfolios.record_close(trade.user_id, profit, closed.fees, now)
             await uow.commit()
         trades_log.info("EXIT user=%s %s %s @ %s pnl=%s", trade.user_id, trade.symbol, reason.value, fill.price, profit)
-        await self.publish(trade.user_id, "position_closed", now, {
-            "trade_id": trade.id, "symbol": trade.symbol, "exit_reason": reason.value, "exit_price": str(fill.price),
-            "profit_loss": str(profit),
-        })
+        await self.emit(trade.user_id, PositionClosed(trade.id, trade.symbol, reason.value, fill.price, profit), now)
         return closed
 
     async def secure(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime) -> bool:
@@ -326,10 +324,8 @@ class Exits(Desk):
             return error is None
         log.error("no protection for trade %s (%s): selling at market", trade.id, error)
         closed = await self.close_position(exchange, position, ExitReason.EMERGENCY, now)
-        await self.publish(trade.user_id, "emergency_exit", now, {
-            "trade_id": trade.id, "symbol": trade.symbol, "reason": f"protection could not be placed: {error}",
-            "exit_price": str(closed.exit_price) if closed else None,
-        })
+        await self.emit(trade.user_id, EmergencyExit(trade.id, trade.symbol, f"protection could not be placed: {error}",
+                                                     closed.exit_price if closed else None), now)
         return False
 
 

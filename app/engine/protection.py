@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.domain.errors import ExchangeError, OrderStatusUnknown, RateLimited
+from app.domain.events import TradeExecuted
 from app.domain.ports import ExchangeAdapter
 from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
 from app.domain.values import OcoOrder, OrderStatus, Side, SymbolRules
@@ -76,8 +77,5 @@ class Protection(Desk):
             await uow.positions.set_protection(trade.id, oco.list_client_order_id, position.stop_loss,
                                                position.take_profit)
             await uow.commit()
-        await self.publish(trade.user_id, "trade_executed", now, {
-            "trade_id": trade.id, "symbol": trade.symbol, "amount": str(trade.amount), "price": str(trade.price),
-            "stop_loss": str(position.stop_loss), "take_profit": str(position.take_profit),
-            "oco_order_id": oco.list_client_order_id,
-        })
+        await self.emit(trade.user_id, TradeExecuted(trade.id, trade.symbol, trade.amount, trade.price, position.stop_loss,
+                                                     position.take_profit, oco.list_client_order_id), now)

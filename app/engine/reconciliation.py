@@ -11,6 +11,7 @@ from app.domain.errors import (
     OrderStatusUnknown,
     TemporaryExchangeError,
 )
+from app.domain.events import EngineError
 from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
 from app.domain.values import ListStatus, OrderStatus
 from app.engine.desk import Desk, EngineParts
@@ -77,10 +78,8 @@ class Reconciler(Desk):
                 price=oco.take_profit_leg.price, stop_price=leg.stop_price,
             ), now)
             log.warning("user %s: adopted order list %s that the bot did not place", user_id, oco.list_client_order_id)
-            await self.publish(user_id, "error", now, {
-                "symbol": oco.symbol, "message": f"found order list {oco.list_client_order_id} on the exchange that "
-                "TRD Bot did not place; it is recorded and left alone",
-            })
+            await self.emit(user_id, EngineError(f"found order list {oco.list_client_order_id} on the exchange that TRD Bot "
+                                                 "did not place; it is recorded and left alone", symbol=oco.symbol), now)
 
     async def _resolve_entry(self, row: OrderRecord, now: datetime) -> bool:
         """An entry without its trade: book and protect it if it filled, drop it if it never arrived. False while

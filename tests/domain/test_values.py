@@ -120,3 +120,17 @@ def test_a_reason_is_its_text_with_a_code_and_survives_pickling() -> None:
     assert reason == "daily trade limit reached: 5 of 5 entries today" and reason.code == "daily trade limit reached"
     copy = pickle.loads(pickle.dumps(reason))
     assert copy == reason and copy.code == reason.code and isinstance(copy, Reason)
+
+
+def test_events_serialise_money_as_text_and_leave_unset_optionals_out() -> None:
+    from decimal import Decimal
+
+    from app.domain.events import EmergencyExit, EngineError, TradeExecuted
+
+    executed = TradeExecuted(7, "BTCUSDT", Decimal("0.00105"), Decimal("94805.19"), Decimal("93000"), Decimal("97000"),
+                             "trd1-BTCUSDT-1-p1")
+    assert executed.type == "trade_executed"
+    assert executed.data() == {"trade_id": 7, "symbol": "BTCUSDT", "amount": "0.00105", "price": "94805.19",
+                               "stop_loss": "93000", "take_profit": "97000", "oco_order_id": "trd1-BTCUSDT-1-p1"}
+    assert EngineError("exit failed", trade_id=7).data() == {"message": "exit failed", "trade_id": 7}
+    assert EmergencyExit(7, "BTCUSDT", "no OCO", None).data()["exit_price"] is None  # says the sale is not done
