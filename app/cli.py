@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.domain.analysts import BACKTEST_ANALYSTS, AnalystKind
 from app.domain.errors import TradingError
 from app.services.security import CredentialCipher
 
@@ -148,7 +149,7 @@ def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     bt.add_argument("--end", help="last decision, UTC (default: the end of the data)")
     bt.add_argument("--data", type=Path, help="candle directory (default: MARKET_DATA_DIR or the bundled sample)")
     bt.add_argument("--balance", default="10000", help="starting USDT (default 10000)")
-    bt.add_argument("--analyzer", default="rules", choices=("rules", "gemini"))
+    bt.add_argument("--analyzer", default=AnalystKind.RULES.value, choices=BACKTEST_ANALYSTS)
     bt.add_argument("--seed", type=int, default=42, help="seed of the risk manager's jitter (default 42)")
     bt.add_argument("--config", type=Path, help="JSON object: trading-config fields and/or settings to override")
     bt.add_argument("--out", type=Path, help="directory for report.json, trades.csv, PNG charts and report.html")

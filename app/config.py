@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain.analysts import AnalystKind
 from app.domain.risk import RiskLimits, TradingConfig
 from app.domain.values import TradingState
 
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None
-    default_analyzer: Literal["rules", "gemini", "openai"] = "rules"
+    default_analyzer: AnalystKind = AnalystKind.RULES
     gemini_fallback: Literal["hold", "rules"] = "hold"
     replay_live_misses: bool = False
     backtest_workers: int | None = Field(None, ge=0)  # processes computing analyses ahead; None: one per core (0 on one)

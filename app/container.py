@@ -21,6 +21,7 @@ from app.backtest.memory_store import MemoryStore
 from app.backtest.runner import BacktestEngine
 from app.config import Settings
 from app.db import Database
+from app.domain.analysts import AnalystKind
 from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock
 from app.domain.errors import ConfigurationError, TemporaryExchangeError, TradingError
 from app.domain.ports import ExchangeAdapter, SignalProvider
@@ -310,9 +311,9 @@ def build_openai_analyzer(s: Settings, wall_clock: Clock, rules: RuleBasedAnalyz
 def build_analysts(settings: Settings, wall_clock: Clock) -> dict[str, SignalProvider]:
     rules = RuleBasedAnalyzer()
     return {
-        "rules": rules,
-        "gemini": build_gemini_analyzer(settings, wall_clock, rules),
-        "openai": build_openai_analyzer(settings, wall_clock, rules),
+        AnalystKind.RULES: rules,
+        AnalystKind.GEMINI: build_gemini_analyzer(settings, wall_clock, rules),
+        AnalystKind.OPENAI: build_openai_analyzer(settings, wall_clock, rules),
     }
 
 
@@ -377,8 +378,9 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
     rules = RuleBasedAnalyzer()
     live = build_gemini_analyzer(settings, WallClock(), rules) if settings.replay_live_misses else None
     analysts: dict[str, SignalProvider] = {
-        "rules": rules,
-        "gemini": ReplayAnalyzer(recorded or {}, live=live, max_entry_deviation_pct=settings.max_entry_deviation_pct),
+        AnalystKind.RULES: rules,
+        AnalystKind.GEMINI: ReplayAnalyzer(recorded or {}, live=live,
+                                           max_entry_deviation_pct=settings.max_entry_deviation_pct),
     }
     features = feature_builder(settings, batch_indicators=True)
     bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts,

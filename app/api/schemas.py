@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, PlainSerializer, ValidationInfo, field_validator
 
+from app.domain.analysts import AnalystKind
 from app.domain.values import format_decimal
 
 
@@ -86,7 +87,7 @@ class TradingStatus(BaseModel):
     analyst: dict[str, object]
 
 
-Analyzer = Literal["rules", "gemini", "openai"]
+Analyzer = AnalystKind  # the registry in app/domain/analysts.py
 
 
 class ConfigPublic(BaseModel):

@@ -32,6 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from app.domain.analysts import AnalystKind
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.risk import TradingConfig
 from app.domain.values import AnalystReport, MarketFeatures, Signal, SignalType
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 # near the end so the engine is not left alone with a large last block. Larger blocks only cost memory: each one
 # in flight holds its answers (and a worker batches indicators per block).
 BLOCKS = (1024, 2048)
-AHEAD_ANALYZERS = frozenset({"rules"})
+AHEAD_ANALYZERS = frozenset({AnalystKind.RULES.value})
 
 # a hold as plain values: (last price as text, regime, confluence, reasoning, analyzer)
 PackedHold = tuple[str, str, float, str, str]

@@ -19,6 +19,7 @@ from app.backtest.data import cut_candles, load_candles, plan_span
 from app.backtest.report import build_report, summary_text, write_files
 from app.backtest.runner import BacktestEngine, BacktestResult, BacktestSpec, run_backtest
 from app.config import Settings
+from app.domain.analysts import BACKTEST_ANALYSTS, AnalystKind
 from app.domain.clock import SimulatedClock
 from app.domain.errors import ConfigurationError, DataError
 from app.domain.risk import TradingConfig
@@ -139,10 +140,10 @@ def load(options: BacktestOptions, settings: Settings, symbols: tuple[str, ...])
 
 def load_recorded(options: BacktestOptions) -> dict[str, RecordedAnswer]:
     """`--analyzer gemini` replays recorded answers; it never asks a model about the past."""
-    if options.analyzer == "rules":
+    if options.analyzer == AnalystKind.RULES:
         return {}
-    if options.analyzer != "gemini":
-        raise BacktestUsageError(f"--analyzer {options.analyzer}: choose rules or gemini")
+    if options.analyzer not in BACKTEST_ANALYSTS:
+        raise BacktestUsageError(f"--analyzer {options.analyzer}: choose one of {', '.join(BACKTEST_ANALYSTS)}")
     path = options.decisions
     if path is None or not path.exists():
         raise BacktestUsageError(

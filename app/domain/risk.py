@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from decimal import Decimal
 
+from app.domain.analysts import AnalystKind
 from app.domain.values import SymbolRules, TradingMode
 
 
@@ -58,7 +59,7 @@ class TradingConfig:
     trading_hours_start: time | None = None
     trading_hours_end: time | None = None
     position_timeout_minutes: int = 480
-    analyzer: str = "rules"
+    analyzer: str = AnalystKind.RULES.value
     mode: TradingMode = TradingMode.PAPER
     extra: dict[str, str] = field(default_factory=dict)
 

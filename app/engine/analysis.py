@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from app.domain.analysts import AnalystKind
 from app.domain.books import Books
 from app.domain.errors import ExchangeError
 from app.domain.ports import ExchangeAdapter, SignalProvider
@@ -131,7 +132,7 @@ class MarketAnalysis:
         features = shared[symbol]
         if features is None:
             return None
-        provider = self.analysts.get(analyzer) or self.analysts["rules"]
+        provider = self.analysts.get(analyzer) or self.analysts[AnalystKind.RULES]
         return SymbolAnalysis.of(features, await analyze_with(provider, features))
 
     async def market_features(self, symbol: str, now: datetime) -> MarketFeatures:
