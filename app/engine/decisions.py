@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.domain.books import EngineBooks
@@ -18,6 +19,15 @@ from app.engine.entries import Entries
 from app.engine.settings import RiskChecker, log
 
 
+@dataclass(slots=True)
+class _UserCycle:
+    """One user's cycle: the positions the decisions see, and the decisions to write when the user is done."""
+
+    config: TradingConfig
+    positions: list[PositionRecord]
+    decided: list[tuple[int, Decision, list[Reason], int | None]] = field(default_factory=list)
+
+
 class Decisions(Desk):
     """One user's cycle: rate limit, each symbol's skip reason or risk decision, and the approved entries."""
 
@@ -30,20 +40,29 @@ class Decisions(Desk):
         self, config: TradingConfig, analyses: Mapping[tuple[str, str], SymbolAnalysis], now: datetime,
         summary: CycleSummary,
     ) -> None:
+        """Each of the user's symbols decided in turn; the books are read once at the start and the decisions
+        written once at the end (an entry writes its own rows as it goes: they must exist before the order)."""
         async with self.uow() as uow:
             if await self._remaining_rate_limit(uow, config.user_id, now) > 0:
                 return
-            await uow.configs.mark_analyzed(config.user_id, now)
-            await uow.commit()
+            user = _UserCycle(config, await uow.positions.for_user(config.user_id))
         for symbol in config.symbols:
             analysis = analyses.get((symbol, config.analyzer))
             if analysis is None:
                 continue
             try:
-                await self._decide(config, analysis, now, summary)
+                await self._decide(user, analysis, now, summary)
             except (ExchangeError, ConfigurationError) as e:
                 log.error("user %s, %s: %s", config.user_id, symbol, e)
                 await self.emit(config.user_id, EngineError(str(e), symbol=symbol), now)
+        await self._write_decisions(user, now)
+
+    async def _write_decisions(self, user: _UserCycle, now: datetime) -> None:
+        async with self.uow() as uow:
+            await uow.configs.mark_analyzed(user.config.user_id, now)
+            for analysis_id, decision, reasons, trade_id in user.decided:
+                await uow.analyses.add_decision(analysis_id, user.config.user_id, decision, reasons, now, trade_id)
+            await uow.commit()
 
     async def _remaining_rate_limit(self, uow: EngineBooks, user_id: int, now: datetime) -> float:
         """Seconds until the user may be analysed again (0 when due)."""
@@ -54,15 +73,14 @@ class Decisions(Desk):
         # a cycle that runs a little early must not skip a whole interval
         return max(0.0, (due - now).total_seconds() - 1.0)
 
-    async def _decide(self, config: TradingConfig, analysis: SymbolAnalysis, now: datetime, summary: CycleSummary) -> None:
+    async def _decide(self, user: _UserCycle, analysis: SymbolAnalysis, now: datetime, summary: CycleSummary) -> None:
+        config, positions = user.config, user.positions
         symbol, signal = analysis.symbol, analysis.report.signal
-        async with self.uow() as uow:
-            positions: list[PositionRecord] = await uow.positions.for_user(config.user_id)
         open_symbols = tuple(p.symbol for p in positions)
         skip = self.risk_manager.skip_reason(config, symbol, signal, open_symbols, now)
         if skip is not None:
             self.metrics.count_signal(signal.signal, Decision.SKIPPED)
-            await self._record_decision(analysis.analysis_id, config.user_id, Decision.SKIPPED, [skip], now)
+            self._record(user, analysis.analysis_id, Decision.SKIPPED, [skip])
             return
         await self.emit(config.user_id, SignalAnalysed(symbol, signal.signal.value, signal.confidence, analysis.regime,
                                                        round(analysis.confluence, 2)), now)
@@ -73,13 +91,15 @@ class Decisions(Desk):
         decision = self.risk_manager.validate_trade_signal(signal, features, context)
         if not decision.approved:
             self.metrics.count_signal(signal.signal, Decision.REJECTED)
-            await self._reject(config.user_id, analysis, decision, now, summary)
+            await self._reject(user, analysis, decision, now, summary)
             return
         trade = await self.entries.execute(config, symbol, decision, analysis, now)
         self.metrics.count_signal(signal.signal, "executed" if trade else "failed")
         if trade is not None:
             summary.entries += 1
-            await self._record_decision(analysis.analysis_id, config.user_id, Decision.EXECUTED, [], now, trade.id)
+            self._record(user, analysis.analysis_id, Decision.EXECUTED, [], trade.id)
+            async with self.uow() as uow:  # the next symbol's checks see the new position
+                user.positions = await uow.positions.for_user(config.user_id)
 
     async def _risk_context(self, config: TradingConfig, symbol: str, positions: Sequence[PositionRecord],
                             now: datetime) -> UserRiskContext:
@@ -95,19 +115,19 @@ class Decisions(Desk):
             rules=await exchange.get_symbol_rules(symbol), cycle_time=now,
         )
 
-    async def _reject(self, user_id: int, analysis: SymbolAnalysis, decision: RiskDecision, now: datetime,
+    async def _reject(self, user: _UserCycle, analysis: SymbolAnalysis, decision: RiskDecision, now: datetime,
                       summary: CycleSummary) -> None:
         for reason in decision.reasons:
             summary.rejections[reason.code] = summary.rejections.get(reason.code, 0) + 1
-        await self._record_decision(analysis.analysis_id, user_id, Decision.REJECTED, list(decision.reasons), now)
+        self._record(user, analysis.analysis_id, Decision.REJECTED, list(decision.reasons))
         signal = analysis.report.signal
-        await self.emit(user_id, SignalRejected(analysis.symbol, signal.signal.value, signal.confidence,
+        await self.emit(user.config.user_id, SignalRejected(analysis.symbol, signal.signal.value, signal.confidence,
                                                 list(decision.reasons)), now)
 
-    async def _record_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: list[Reason],
-                               now: datetime, trade_id: int | None = None) -> None:
+    @staticmethod
+    def _record(user: _UserCycle, analysis_id: int, decision: Decision, reasons: list[Reason],
+                trade_id: int | None = None) -> None:
+        """A decision for the log, written with the user's others when the user is done."""
         if log.isEnabledFor(logging.INFO):  # every symbol, every cycle: no joining for a level that is off
-            log.info("user %s analysis %s: %s %s", user_id, analysis_id, decision, "; ".join(reasons))
-        async with self.uow() as uow:
-            await uow.analyses.add_decision(analysis_id, user_id, decision, reasons, now, trade_id)
-            await uow.commit()
+            log.info("user %s analysis %s: %s %s", user.config.user_id, analysis_id, decision, "; ".join(reasons))
+        user.decided.append((analysis_id, decision, reasons, trade_id))

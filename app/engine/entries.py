@@ -75,7 +75,8 @@ class Entries(Desk):
             await self.mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
             await self.emit(user_id, EngineError(f"entry not placed: {e}", symbol=symbol), now)
             return None
-        await self.mark_order(client_id, order.status.value, now, order=order)
+        if order.executed_qty == 0:  # else booking records the exchange's state with the trade
+            await self.mark_order(client_id, order.status.value, now, order=order)
         self.metrics.orders_placed.labels(type="entry", outcome=order.status.value).inc()
         return order
 
@@ -100,6 +101,7 @@ class Entries(Desk):
             await uow.positions.add(PositionRecord(
                 trade.id, user_id, order.symbol, quantity, fill.price, stop, target, None, executed_at,
             ))
+            await uow.orders.record_exchange_state(order.client_order_id, order, now)
             await uow.orders.mark(order.client_order_id, order.status.value, now, trade_id=trade.id)
             await uow.commit()
         trades_log.info("ENTRY user=%s %s qty=%s @ %s stop=%s target=%s", user_id, order.symbol,

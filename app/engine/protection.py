@@ -20,12 +20,12 @@ class Protection(Desk):
     async def protect(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime) -> str | None:
         """Place the OCO (with retries, waiting out a rate limit). None once the position is protected (or no longer
         needs it: gone, or being closed); else why it could not be placed."""
-        position = await self.open_position(trade.id)
+        async with self.uow() as uow:
+            position = await uow.positions.get(trade.id)
+            attempt = len(await uow.orders.for_trade(trade.id, Purpose.PROTECT))
         if position is None or position.closing_reason is not None:
             return None
         rules = await exchange.get_symbol_rules(trade.symbol)
-        async with self.uow() as uow:
-            attempt = len(await uow.orders.for_trade(trade.id, Purpose.PROTECT))
         failures, waited_s, last_error = 0, 0.0, ""
         while failures < self.settings.oco_place_retries:
             attempt += 1
@@ -68,12 +68,13 @@ class Protection(Desk):
         except ExchangeError as e:
             await self.mark_order(list_id, OrderStatus.REJECTED.value, now, str(e))
             return str(e)
-        await self.mark_order(list_id, oco.list_status.value, now)
         self.metrics.orders_placed.labels(type="oco", outcome=oco.list_status.value).inc()
-        return oco
+        return oco  # its row takes the list's status when it is linked
 
     async def link(self, trade: TradeRecord, position: PositionRecord, oco: OcoOrder, now: datetime) -> None:
+        """The list protects the position: its row takes the exchange's status and the position points at it."""
         async with self.uow() as uow:
+            await uow.orders.mark(oco.list_client_order_id, oco.list_status.value, now)
             await uow.positions.set_protection(trade.id, oco.list_client_order_id, position.stop_loss,
                                                position.take_profit)
             await uow.commit()

@@ -126,11 +126,11 @@ class Reconciler(Desk):
             except OrderNotFound:
                 await self.mark_order(attempt.client_order_id, OrderStatus.REJECTED.value, now, "not on the exchange")
                 continue
-            await self.mark_order(attempt.client_order_id, oco.list_status.value, now)
             if oco.is_open or oco.filled_leg is not None:  # a filled one is booked by this cycle's exit check
                 await self.protection.link(trade, position, oco, now)
                 await self.report_repair(position, "re-protected", now, f"linked order list {oco.list_client_order_id}")
                 return
+            await self.mark_order(attempt.client_order_id, oco.list_status.value, now)
         log.warning("trade %s had no protection: placing it now", trade.id)
         if await self.exits.secure(exchange, trade, now):
             await self.report_repair(position, "re-protected", now, "placed a new order list")
