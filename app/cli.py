@@ -204,7 +204,7 @@ def build_exchange_simulator(args: argparse.Namespace) -> tuple[ExchangeSimulato
     from app.devtools.simulator import ApiAccount, ExchangeSimulator
     from app.domain.clock import ReplayClock
     from app.marketdata.candles import CandleStore
-    from app.venues.paper.exchange import SimulatedMarket
+    from app.venues.paper.market import SimulatedMarket
 
     candles = CandleStore.load(args.data or BUNDLED_DATA_DIR)
     if not candles.symbols():

@@ -47,12 +47,9 @@ from app.risk.manager import RiskManager
 from app.services.security import CredentialCipher, PasswordHasher, TokenService
 from app.venues.binance.client import BinanceService, default_base_url
 from app.venues.binance.server_time import ServerTimeSyncs
-from app.venues.paper.exchange import (
-    InMemorySimAccountStore,
-    MockBinanceService,
-    SimAccountState,
-    SimulatedMarket,
-)
+from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState
+from app.venues.paper.exchange import MockBinanceService
+from app.venues.paper.market import SimulatedMarket
 
 log = logging.getLogger(__name__)
 

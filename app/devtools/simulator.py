@@ -54,12 +54,9 @@ from app.venues.binance.protocol import (
     timestamp_error,
     verify_signature,
 )
-from app.venues.paper.exchange import (
-    InMemorySimAccountStore,
-    MockBinanceService,
-    SimAccountStore,
-    SimulatedMarket,
-)
+from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountStore
+from app.venues.paper.exchange import MockBinanceService
+from app.venues.paper.market import SimulatedMarket
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -27,11 +27,9 @@ from app.domain.values import (
     SymbolRules,
     Timeframe,
 )
-from app.venues.paper.exchange import (
-    InMemorySimAccountStore,
-    MockBinanceService,
-    SimulatedMarket,
-)
+from app.venues.paper.accounts import InMemorySimAccountStore
+from app.venues.paper.exchange import MockBinanceService
+from app.venues.paper.market import SimulatedMarket
 
 BTC = "BTCUSDT"
 

@@ -15,7 +15,7 @@ from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.values import OcoOrder, Order
 from app.marketdata.candles import HEADER, CandleStore
 from app.venues.binance.client import BinanceService
-from app.venues.paper.exchange import SimulatedMarket
+from app.venues.paper.market import SimulatedMarket
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 KEY = "sim-test-key-0123456789"

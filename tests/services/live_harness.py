@@ -23,7 +23,7 @@ from app.domain.records import TradeRecord
 from app.domain.values import ZERO, TradeStatus
 from app.marketdata.candles import CandleStore
 from app.services.security import mask_key
-from app.venues.paper.exchange import SimulatedMarket
+from app.venues.paper.market import SimulatedMarket
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "SOLUSDT")

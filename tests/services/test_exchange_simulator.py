@@ -27,7 +27,9 @@ from app.venues.binance.protocol import (
     Endpoint,
     signed_query,
 )
-from app.venues.paper.exchange import InMemorySimAccountStore, MockBinanceService, SimulatedMarket
+from app.venues.paper.accounts import InMemorySimAccountStore
+from app.venues.paper.exchange import MockBinanceService
+from app.venues.paper.market import SimulatedMarket
 
 
 @dataclass

@@ -24,7 +24,7 @@ from app.domain.values import (
     Side,
     TradeStatus,
 )
-from app.venues.paper.exchange import default_symbol_rules
+from app.venues.paper.market import default_symbol_rules
 
 NOW = datetime(2025, 9, 10, 12, tzinfo=UTC)
 D = Decimal

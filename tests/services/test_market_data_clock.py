@@ -21,7 +21,7 @@ from app.engine.bot import CycleSummary
 from app.engine.loop import TradingLoop
 from app.marketdata.candles import CandleStore
 from app.venues.binance.client import BinanceService
-from app.venues.paper.exchange import SimulatedMarket
+from app.venues.paper.market import SimulatedMarket
 
 VENUE_START = datetime(2025, 9, 8, tzinfo=UTC)
 WALL_START = datetime(2026, 1, 5, 9, 0, 7, tzinfo=UTC)  # our wall clock: nowhere near the venue's

@@ -13,13 +13,9 @@ from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.errors import InsufficientFunds, OrderNotFound, OrderRejected
 from app.domain.values import Balance, ListStatus, OrderStatus, Side, Timeframe
 from app.marketdata.candles import HEADER, CandleStore
-from app.venues.paper.exchange import (
-    InMemorySimAccountStore,
-    MockBinanceService,
-    SimAccountState,
-    SimAccountStore,
-    SimulatedMarket,
-)
+from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState, SimAccountStore
+from app.venues.paper.exchange import MockBinanceService
+from app.venues.paper.market import SimulatedMarket
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 FLAT = ("100", "100.5", "99.5", "100")  # open, high, low, close of a quiet candle

@@ -1,0 +1,135 @@
+"""Catch-up of a paper account: resting OCO legs and triggered stops evaluated against each 5m candle closed since."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from app.domain.values import ZERO, Candle, Fill, ListStatus, OrderStatus, OrderType, Timeframe
+from app.venues.paper.accounts import SimAccountState, SimOrder, open_orders
+from app.venues.paper.market import FIVE_MIN_MS, SimulatedMarket
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    candle_open_ms: int
+    order_id: int  # the stop leg's id: it identifies both an executing list and a triggered stop
+    candle: Candle
+
+
+_SCALAR_ROWS = 16
+
+
+class Matcher:
+    """Evaluates resting OCO legs candle by candle, in time order, up to the last 5m candle closed at `now`."""
+
+    def __init__(self, market: SimulatedMarket) -> None:
+        self._market = market
+
+    def catch_up(self, state: SimAccountState, now_ms: int) -> None:
+        if now_ms <= state.last_evaluated_ms:
+            # evaluated up to now already (the engine asks twice a cycle); an order placed since rests from the
+            # first candle opening at or after its placement, which has not closed by now
+            return
+        horizon_ms = now_ms // FIVE_MIN_MS * FIVE_MIN_MS  # candles opening before this have closed at now
+        while (event := self._next_event(state, horizon_ms)) is not None:
+            self._apply(state, event)
+        for order in _watched_stops(state):
+            order.next_candle_ms = max(order.next_candle_ms, horizon_ms)
+        state.last_evaluated_ms = now_ms  # later than before: the early return above
+
+    def _next_event(self, state: SimAccountState, horizon_ms: int) -> _Event | None:
+        events = (self._first_event(state, stop, horizon_ms) for stop in _watched_stops(state))
+        found = [e for e in events if e is not None]
+        return min(found, key=lambda e: (e.candle_open_ms, e.order_id)) if found else None
+
+    def _first_event(self, state: SimAccountState, stop: SimOrder, horizon_ms: int) -> _Event | None:
+        if stop.next_candle_ms >= horizon_ms:
+            return None
+        arrays, first, end = self._market.candles.rows_between(stop.symbol, Timeframe.M5, stop.next_candle_ms, horizon_ms)
+        take_profit = None if stop.triggered else _take_profit_leg(state, stop)
+        # float comparisons only pre-select candles; the exact Decimal test below decides
+        # a resting sell is reached from above (high >= its price); an executing list also from below (low <= stop)
+        if take_profit is None:
+            ceiling, floor = float(stop.price), -math.inf
+        else:
+            ceiling, floor = float(take_profit.price), float(stop.stop_price or ZERO)
+        high, low = arrays.high[first:end], arrays.low[first:end]
+        if end - first <= _SCALAR_ROWS:  # a cycle's one new candle: plain floats cost less than numpy calls
+            pairs = enumerate(zip(high.tolist(), low.tolist(), strict=True))
+            hits = [i for i, (h, lo) in pairs if lo <= floor or h >= ceiling]
+        else:
+            hits = np.flatnonzero((low <= floor) | (high >= ceiling)).tolist()
+        for index in hits:
+            open_ms = int(arrays.open_time_ms[first + index])
+            candle = self._market.candles.candles_between(stop.symbol, Timeframe.M5, open_ms, open_ms + 1)[0]
+            if _touches(candle, stop, take_profit):
+                return _Event(open_ms, stop.order_id, candle)
+        return None
+
+    def _apply(self, state: SimAccountState, event: _Event) -> None:
+        stop = state.orders[event.order_id]
+        close_ms = event.candle_open_ms + FIVE_MIN_MS
+        stop.next_candle_ms = close_ms
+        if not stop.triggered:
+            take_profit = _take_profit_leg(state, stop)
+            if take_profit is not None and event.candle.low > (stop.stop_price or ZERO):
+                self._finish_list(state, stop, take_profit, filled=take_profit, at_ms=close_ms)
+                return
+            self._trigger_stop(state, stop, take_profit, close_ms)
+        if event.candle.high >= stop.price:
+            self.fill_sell(state, stop, stop.price, close_ms)
+
+    def _trigger_stop(self, state: SimAccountState, stop: SimOrder, take_profit: SimOrder | None, at_ms: int) -> None:
+        stop.triggered = True
+        stop.transact_ms = at_ms
+        if take_profit is not None:
+            self._finish_list(state, stop, take_profit, filled=None, at_ms=at_ms)
+        state.revision += 1
+
+    def _finish_list(
+        self, state: SimAccountState, stop: SimOrder, take_profit: SimOrder, filled: SimOrder | None, at_ms: int
+    ) -> None:
+        """The OCO rule: the other leg expires; the list is done even while a triggered stop still rests."""
+        expired = stop if filled is take_profit else take_profit
+        expired.status = OrderStatus.EXPIRED
+        expired.transact_ms = at_ms
+        state.order_lists[stop.order_list_id].status = ListStatus.ALL_DONE
+        if filled is not None:
+            self.fill_sell(state, filled, filled.price, at_ms)
+        state.revision += 1
+
+    def fill_sell(self, state: SimAccountState, order: SimOrder, price: Decimal, at_ms: int) -> None:
+        """A resting sell executes in full: locked base leaves, quote minus the fee arrives."""
+        rules = self._market.rules(order.symbol)
+        quote = order.orig_qty * price
+        fee = self._market.fee(quote)
+        order.fills.append(Fill(price, order.orig_qty, fee, rules.quote_asset, state.next_trade_id))
+        state.next_trade_id += 1
+        order.status = OrderStatus.FILLED
+        order.executed_qty = order.orig_qty
+        order.cumulative_quote_qty = quote
+        order.transact_ms = at_ms
+        state.move(rules.base_asset, locked_delta=-order.orig_qty)
+        state.move(rules.quote_asset, free_delta=quote - fee)
+
+
+def _watched_stops(state: SimAccountState) -> list[SimOrder]:
+    """Stop legs still resting: in an executing list, or triggered and waiting for their limit price."""
+    return [o for o in open_orders(state) if o.type == OrderType.STOP_LOSS_LIMIT]
+
+
+def _take_profit_leg(state: SimAccountState, stop: SimOrder) -> SimOrder | None:
+    order_list = state.order_lists.get(stop.order_list_id)
+    if order_list is None or order_list.status != ListStatus.EXECUTING:
+        return None
+    return state.orders[order_list.take_profit_leg_id]
+
+
+def _touches(candle: Candle, stop: SimOrder, take_profit: SimOrder | None) -> bool:
+    if take_profit is None:
+        return candle.high >= stop.price
+    return candle.low <= (stop.stop_price or ZERO) or candle.high >= take_profit.price
