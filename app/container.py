@@ -66,7 +66,7 @@ class Container:
         key = settings.credentials_key.get_secret_value() if settings.credentials_key else None
         self.cipher = CredentialCipher(key)
         self.metrics = Metrics()
-        self.websockets = WebSocketManager(self._store_event)
+        self.websockets = WebSocketManager(EventTable(self.uow))
         self.candles = CandleStore.load(settings.data_dir, symbols=settings.default_symbols)
         self.market_clock: Clock = market_clock or self.clock
         self.market = SimulatedMarket(self.candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
@@ -78,12 +78,6 @@ class Container:
         self.bot = build_trading_bot(self)
         self.loop: TradingLoop | None = None
         self.run_engine = run_engine
-
-    async def _store_event(self, event: EventRecord) -> EventRecord:
-        async with self.uow() as uow:
-            stored = await uow.events.add(event)
-            await uow.commit()
-            return stored
 
     def default_config(self, user_id: int) -> TradingConfig:
         return self.settings.trading_config(user_id)
@@ -216,6 +210,19 @@ class Container:
 
 
 WEB_DIR = Path(__file__).parent / "web"
+
+
+class EventTable:
+    """Where the WebSocket manager keeps every event it pushes: the events table, one commit each."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self.uow = uow
+
+    async def __call__(self, event: EventRecord) -> EventRecord:
+        async with self.uow() as uow:
+            stored = await uow.events.add(event)
+            await uow.commit()
+            return stored
 
 
 def paper_account_id(user_id: int) -> str:
