@@ -172,13 +172,4 @@ def utc_from_ms(ms: int) -> datetime:
 
 
 def ms_from_utc(when: datetime) -> int:
-    global _last
-    last = _last  # a cycle converts its own time many times (klines, orders, lookups): the last answer is kept
-    if last[0] is when:  # datetimes are immutable: the same object, the same instant
-        return last[1]
-    ms = (when - EPOCH) // _ONE_MS
-    _last = (when, ms)
-    return ms
-
-
-_last: tuple[datetime | None, int] = (None, 0)
+    return (when - EPOCH) // _ONE_MS

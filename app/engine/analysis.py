@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,13 +20,7 @@ from app.engine.settings import CANDLES, log
 FeatureBuilder = Callable[[str, datetime, Sequence[Candle], Sequence[Candle], Sequence[Candle]], MarketFeatures]
 
 def _confluence_score(confluence: float) -> Decimal:
-    """The confluence as the decision log keeps it (two decimals); scores repeat, the Decimal is made once (zeros
-    apart: 0.0 and -0.0 would share a cache entry)."""
-    return _decimal_score(confluence) if confluence else Decimal(str(round(confluence, 2)))
-
-
-@functools.lru_cache(maxsize=16384)
-def _decimal_score(confluence: float) -> Decimal:
+    """The confluence as the decision log keeps it: two decimals."""
     return Decimal(str(round(confluence, 2)))
 
 

@@ -368,6 +368,6 @@ async def test_a_manual_close_during_a_cycle_is_booked_once(settings: Settings) 
 
 
 def test_the_decision_logs_confluence_is_the_rounded_text_whatever_came_before() -> None:
-    """Scores are memoised; a zero keeps its own sign (0.0 and -0.0 would share a cache entry)."""
+    """Two decimals of the score as text; a zero keeps its own sign."""
     for confluence in (0.0, -0.0, 0.0, 54.449999, 54.45, -0.0):
         assert str(_confluence_score(confluence)) == str(Decimal(str(round(confluence, 2))))
