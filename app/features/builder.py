@@ -22,7 +22,8 @@ from app.features.levels import SupportResistanceDetector, Zone, ZoneLevels
 from app.features.regime import MarketRegimeAnalyzer
 from app.indicators.batch import INDICATOR_NAMES, batch_latest_indicators, row_to_dict
 from app.indicators.technical import latest_indicators
-from app.marketdata.candles import CandleArrays, CandleWindow
+from app.marketdata.candles import CandleWindow
+from app.marketdata.series import CandleArrays
 
 log = logging.getLogger(__name__)
 

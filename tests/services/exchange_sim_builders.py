@@ -13,7 +13,8 @@ from app.devtools.faults import FaultPlan
 from app.devtools.simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.values import OcoOrder, Order
-from app.marketdata.candles import HEADER, CandleStore
+from app.marketdata.candle_files import HEADER
+from app.marketdata.candles import CandleStore
 from app.venues.binance.client import BinanceService
 from app.venues.paper.exchange import SimulatedMarket
 
