@@ -10,7 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from app.devtools.faults import FaultPlan
-from app.devtools.simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
+from app.devtools.simulator import ApiAccount, ExchangeSimulator, create_simulator_app
+from app.devtools.simulator_thread import SimulatorThread
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.values import OcoOrder, Order
 from app.marketdata.candle_files import HEADER
