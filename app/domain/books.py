@@ -1,6 +1,6 @@
 """The engine's books as a port: the repositories a trading cycle reads and writes, and its unit of work.
 
-The SQL books (app/repositories.py) and the backtest's in-memory books (app/backtest/memory_store.py) both implement
+The SQL books (app/repositories/) and the backtest's in-memory books (app/backtest/memory_store.py) both implement
 it; mypy checks every call the engine makes against these signatures and both implementations against them.
 """
 

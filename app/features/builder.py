@@ -20,9 +20,11 @@ from app.domain.profiles import (
 from app.domain.values import ZERO, Candle, MarketFeatures, RegimeAnalysis
 from app.features.levels import SupportResistanceDetector, Zone, ZoneLevels
 from app.features.regime import MarketRegimeAnalyzer
-from app.indicators.batch import INDICATOR_NAMES, batch_latest_indicators, row_to_dict
+from app.indicators.batch import batch_latest_indicators
+from app.indicators.indicator_row import INDICATOR_NAMES, row_to_dict
 from app.indicators.technical import latest_indicators
-from app.marketdata.candles import CandleArrays, CandleWindow
+from app.marketdata.candles import CandleWindow
+from app.marketdata.series import CandleArrays
 
 log = logging.getLogger(__name__)
 

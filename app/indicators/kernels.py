@@ -1,7 +1,7 @@
 """Compiled (numba) loops for `batch_latest_indicators` (one window at a time, TA-Lib's C steps in TA-Lib's order)
 and for the support/resistance zones (`sr_zones`, the same arithmetic as SupportResistanceDetector's numpy code).
 
-The same replay as the vectorised numpy code in app.indicators.batch (whose docstrings say where each formula
+The same replay as the vectorised numpy code in app.indicators.batch_replay (whose docstrings say where each formula
 comes from), without one temporary array per step: about six times faster per window. `fused` selects TA-Lib's
 FMA build, where `(x - prev) * k + prev` and ATR's `prev * c1 + x * c2` are rounded once (the hardware fused
 multiply-add, through LLVM's fma intrinsic); every other operation is a plain IEEE double operation, as in C,
@@ -19,7 +19,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from app.indicators import technical as ta  # its periods, read as constants when a loop compiles
-from app.indicators.batch import COLUMN
+from app.indicators.indicator_row import COLUMN
 
 # Where each value goes in a result row (INDICATOR_NAMES order; batch imports this module only when called)
 CLOSE, OPEN, VOLUME, ADX, PLUS_DI, MINUS_DI = (COLUMN[n] for n in ("close", "open", "volume", "adx", "plus_di", "minus_di"))

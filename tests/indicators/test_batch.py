@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.indicators import batch
-from app.indicators.batch import INDICATOR_NAMES, _fused_mul_add, batch_latest_indicators, row_to_dict
+from app.indicators import batch, talib_rounding
+from app.indicators.batch import batch_latest_indicators
+from app.indicators.indicator_row import INDICATOR_NAMES, row_to_dict
+from app.indicators.talib_rounding import _fused_mul_add
 from app.indicators.technical import _BBANDS, latest_indicators
 
 SAMPLE = Path(__file__).resolve().parents[2] / "app" / "data" / "sample" / "binance_BTCUSDT_5m.csv.gz"
@@ -49,7 +51,7 @@ def test_compiled_and_numpy_agree_for_a_talib_built_without_fma(
     btc: tuple[np.ndarray, ...], length: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The other TA-Lib build cannot be checked here against TA-Lib itself; the two replays must still agree."""
-    monkeypatch.setattr(batch, "_fused", lambda: False)
+    monkeypatch.setattr(talib_rounding, "talib_fuses", lambda: False)
     ends = np.arange(length - 1 + 3000, length - 1 + 3600)
     unfused = batch_latest_indicators(*btc, ends, length)
     assert np.array_equal(unfused, batch_latest_indicators(*btc, ends, length, compiled=False), equal_nan=True)

@@ -10,10 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from app.devtools.faults import FaultPlan
-from app.devtools.simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
+from app.devtools.simulator import ApiAccount, ExchangeSimulator, create_simulator_app
+from app.devtools.simulator_thread import SimulatorThread
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.values import OcoOrder, Order
-from app.marketdata.candles import HEADER, CandleStore
+from app.marketdata.candle_files import HEADER
+from app.marketdata.candles import CandleStore
 from app.venues.binance.client import BinanceService
 from app.venues.paper.market import SimulatedMarket
 

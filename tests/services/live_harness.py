@@ -17,7 +17,8 @@ from app.config import BUNDLED_DATA_DIR, Settings
 from app.container import Container
 from app.db import upgrade
 from app.devtools.faults import FaultPlan
-from app.devtools.simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
+from app.devtools.simulator import ApiAccount, ExchangeSimulator, create_simulator_app
+from app.devtools.simulator_thread import SimulatorThread
 from app.domain.clock import SimulatedClock
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, TradeStatus

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from app.domain.clock import ms_from_utc, utc_from_ms
 from app.domain.errors import DataError
 from app.domain.values import Candle, Timeframe
-from app.marketdata.candles import HEADER, CandleStore, Gap
+from app.marketdata.candle_files import HEADER
+from app.marketdata.candles import CandleStore, Gap
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "app" / "data" / "sample"
 REAL_COARSE_DIR = Path(__file__).resolve().parent / "data"

@@ -12,7 +12,8 @@ import pytest
 
 from app.config import BUNDLED_DATA_DIR, Settings
 from app.container import Container, LiveExchanges
-from app.devtools.simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
+from app.devtools.simulator import ApiAccount, ExchangeSimulator, create_simulator_app
+from app.devtools.simulator_thread import SimulatorThread
 from app.domain.clock import ReplayClock, SimulatedClock, VenueClock, ms_from_utc
 from app.domain.errors import ConfigurationError
 from app.domain.ports import ExchangeAdapter

@@ -12,7 +12,8 @@ import pytest
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.errors import InsufficientFunds, OrderNotFound, OrderRejected
 from app.domain.values import Balance, ListStatus, OrderStatus, Side, Timeframe
-from app.marketdata.candles import HEADER, CandleStore
+from app.marketdata.candle_files import HEADER
+from app.marketdata.candles import CandleStore
 from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState, SimAccountStore
 from app.venues.paper.exchange import MockBinanceService
 from app.venues.paper.market import SimulatedMarket

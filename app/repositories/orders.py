@@ -1,0 +1,81 @@
+"""The order journal: every order the bot sends, recorded before it goes out and updated from the exchange."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.records import OrderRecord, Purpose
+from app.domain.values import ZERO, Order
+from app.models import OrderRow
+
+
+def _order(row: OrderRow) -> OrderRecord:
+    return OrderRecord(
+        client_order_id=row.client_order_id, user_id=row.user_id, purpose=row.purpose, symbol=row.symbol,
+        side=row.side, type=row.type, quantity=row.quantity, status=row.status, trade_id=row.trade_id,
+        price=row.price, stop_price=row.stop_price, take_profit=row.take_profit, confidence=row.confidence,
+        analysis_id=row.analysis_id, exchange_order_id=row.exchange_order_id,
+        executed_qty=row.executed_qty, cumulative_quote_qty=row.cumulative_quote_qty, commission=row.commission,
+        commission_asset=row.commission_asset, error=row.error, created_at=row.created_at,
+        transact_time=row.transact_time,
+    )
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, order: OrderRecord, now: datetime) -> None:
+        values = {k: getattr(order, k) for k in OrderRecord.__dataclass_fields__ if k != "created_at"}
+        self.session.add(OrderRow(**values, created_at=now, updated_at=now))
+        await self.session.flush()
+
+    async def get(self, client_order_id: str) -> OrderRecord | None:
+        row = await self._row(client_order_id)
+        return _order(row) if row else None
+
+    async def _row(self, client_order_id: str) -> OrderRow | None:
+        return await self.session.scalar(select(OrderRow).where(OrderRow.client_order_id == client_order_id))
+
+    async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime) -> None:
+        row = await self._row(client_order_id)
+        if row is None:
+            raise LookupError(f"no order row for client id {client_order_id}")
+        row.status = order.status.value
+        row.exchange_order_id = str(order.order_id)
+        row.executed_qty = order.executed_qty
+        row.cumulative_quote_qty = order.cumulative_quote_qty
+        fills = order.fills
+        row.commission = sum((f.commission for f in fills), ZERO)
+        row.commission_asset = fills[0].commission_asset if fills else None
+        row.transact_time = order.transact_time
+        row.updated_at = now
+
+    async def mark(self, client_order_id: str, status: str, now: datetime, error: str | None = None,
+                   trade_id: int | None = None) -> None:
+        row = await self._row(client_order_id)
+        if row is None:
+            raise LookupError(f"no order row for client id {client_order_id}")
+        row.status = status
+        row.updated_at = now
+        if error is not None:
+            row.error = error
+        if trade_id is not None:
+            row.trade_id = trade_id
+
+    async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
+        query = select(OrderRow).where(OrderRow.trade_id == trade_id, OrderRow.purpose == purpose)
+        return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
+
+    async def unbooked_entries(self) -> list[OrderRecord]:
+        """Entries of every user without their trade that may have bought something: sent (or maybe sent) and not
+        final without a fill. Reconciliation books or drops each."""
+        # money is text on SQLite, so "nothing executed" is decided here, not in SQL; REJECTED rows (the common
+        # never-filled entry) are left out in SQL, so the rows read stay few
+        query = select(OrderRow).where(OrderRow.purpose == Purpose.ENTRY, OrderRow.trade_id.is_(None),
+                                       OrderRow.status != "REJECTED")
+        rows = [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
+        return [row for row in rows if row.unbooked_entry]
