@@ -2,71 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import operator
-import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from enum import StrEnum
-from inspect import Parameter
-from typing import Any, TypeVar
 
 ZERO = Decimal("0")
-_Class = TypeVar("_Class", bound=type)
-
-
-def pickled_as_call(cls: _Class) -> _Class:
-    """A dataclass pickled as its constructor call with every field: the default for slots classes
-    calls dataclasses.fields() for every object dumped and loaded, which made a backtest's analyses (crossing
-    between processes) a third slower to send."""
-    values = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
-
-    def __reduce__(self: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        return cls, values(self)
-
-    setattr(cls, "__reduce__", __reduce__)  # noqa: B010 (a method set on the class dataclass built)
-    return cls
-
-
-_NO_VALUE = object()  # an argument left out, for fields with a default factory
-
-
-def slot_init(cls: _Class) -> _Class:
-    """A frozen slots dataclass whose __init__ sets each slot through its own descriptor. The generated one calls
-    object.__setattr__ per field, which looks the name up each time: twice as slow, and a backtest builds several
-    of these values per symbol and cycle (a signal, its report, the features). Same parameters, defaults and default
-    factories; the instance stays frozen (assignment still raises). Refused (TypeError) where the result could differ:
-    __post_init__, fields without a slot of their own, or parameters other than the fields (InitVar, init=False,
-    keyword-only)."""
-    fields = dataclasses.fields(cls)
-    generated = list(inspect.signature(cls).parameters.values())
-    slots = [inspect.getattr_static(cls, f.name, None) for f in fields]
-    if (hasattr(cls, "__post_init__") or any(not isinstance(slot, types.MemberDescriptorType) for slot in slots)
-            or [(p.name, p.kind) for p in generated] != [(f.name, Parameter.POSITIONAL_OR_KEYWORD) for f in fields]):
-        raise TypeError(f"slot_init does not support {cls.__name__}'s fields")
-    namespace: dict[str, Any] = {"_NO_VALUE": _NO_VALUE}
-    params, body = [], []
-    for f, slot in zip(fields, slots, strict=True):
-        namespace[f"_set_{f.name}"] = slot.__set__
-        value = f.name
-        if f.default is not dataclasses.MISSING:
-            namespace[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-        elif f.default_factory is not dataclasses.MISSING:
-            namespace[f"_factory_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=_NO_VALUE")
-            value = f"_factory_{f.name}() if {f.name} is _NO_VALUE else {f.name}"
-        else:
-            params.append(f.name)
-        body.append(f"    _set_{f.name}(self, {value})")
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), namespace)
-    init = namespace["__init__"]
-    init.__qualname__, init.__module__ = f"{cls.__qualname__}.__init__", cls.__module__
-    setattr(cls, "__init__", init)  # noqa: B010 (a method set on the class dataclass built)
-    return cls
 
 
 class Timeframe(StrEnum):
@@ -165,7 +107,6 @@ class Decision(StrEnum):
     SKIPPED = "skipped"
 
 
-@slot_init
 @dataclass(frozen=True, slots=True)
 class Candle:
     open_time_ms: int
@@ -176,7 +117,6 @@ class Candle:
     volume: Decimal
 
 
-@slot_init
 @dataclass(frozen=True, slots=True)
 class Balance:
     asset: str
@@ -188,7 +128,6 @@ class Balance:
         return self.free + self.locked
 
 
-@slot_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     price: Decimal
@@ -198,7 +137,6 @@ class Fill:
     trade_id: int = 0
 
 
-@slot_init
 @dataclass(frozen=True, slots=True)
 class Order:
     """One exchange order as the exchange reports it."""
@@ -228,7 +166,6 @@ class Order:
         return sum((f.commission for f in self.fills if f.commission_asset == asset), ZERO)
 
 
-@slot_init
 @dataclass(frozen=True, slots=True)
 class OcoOrder:
     """An OCO order list: a take-profit leg and a stop-loss leg on one quantity."""
@@ -265,7 +202,6 @@ def oco_leg_client_ids(list_client_order_id: str) -> tuple[str, str]:
     return f"{list_client_order_id}-tp", f"{list_client_order_id}-sl"
 
 
-@slot_init
 @dataclass(frozen=True, slots=True)
 class SymbolRules:
     """The exchange's filters for one symbol, applied with Decimal arithmetic."""
@@ -317,8 +253,6 @@ def canonical(value: Decimal) -> Decimal:
     return Decimal(format_decimal(value))
 
 
-@slot_init
-@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class Signal:
     """The analyst's proposal, in the seed's schema. Levels are proposals; the risk manager decides."""
@@ -355,8 +289,6 @@ def hold_reason(signal: Signal) -> Reason:
     return Reason("hold", f"hold: {signal.reasoning}" if signal.reasoning else "hold")
 
 
-@slot_init
-@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class SupportResistance:
     price: float
@@ -365,8 +297,6 @@ class SupportResistance:
     strength: float
 
 
-@slot_init
-@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class RegimeAnalysis:
     regime: str  # "trending_up", "trending_down", "ranging", "volatile"
@@ -376,8 +306,6 @@ class RegimeAnalysis:
     atr_pct: float
 
 
-@slot_init
-@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class MarketFeatures:
     """Everything the analyst may see for one symbol at one cycle: no user data."""
@@ -392,7 +320,6 @@ class MarketFeatures:
     recent: dict[str, Sequence[Candle]] = field(default_factory=dict)  # timeframe -> last few candles
 
 
-@slot_init
 @dataclass(frozen=True, slots=True)
 class ExitPlan:
     """Adaptive stop and target, from S/R levels and ATR."""
@@ -403,7 +330,6 @@ class ExitPlan:
     reason: str
 
 
-@slot_init
 @dataclass(frozen=True, slots=True)
 class RiskDecision:
     approved: bool
@@ -424,8 +350,6 @@ class RiskDecision:
         return cls(False, tuple(reasons), confidence_threshold=threshold)
 
 
-@slot_init
-@pickled_as_call
 @dataclass(frozen=True, slots=True)
 class AnalystReport:
     """One analyst call for the decision log: the signal plus what it cost to get it."""

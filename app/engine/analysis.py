@@ -14,7 +14,7 @@ from app.domain.errors import ExchangeError
 from app.domain.ports import ExchangeAdapter, SignalProvider
 from app.domain.records import AnalysisRecord
 from app.domain.risk import TradingConfig
-from app.domain.values import AnalystReport, Candle, MarketFeatures, Signal, Timeframe, pickled_as_call
+from app.domain.values import AnalystReport, Candle, MarketFeatures, Signal, Timeframe
 from app.engine.settings import CANDLES, log
 
 FeatureBuilder = Callable[[str, datetime, Sequence[Candle], Sequence[Candle], Sequence[Candle]], MarketFeatures]
@@ -24,7 +24,6 @@ def _confluence_score(confluence: float) -> Decimal:
     return Decimal(str(round(confluence, 2)))
 
 
-@pickled_as_call
 @dataclass(slots=True)
 class SymbolAnalysis:
     """One symbol's shared work in a cycle: the analyst's answer, what the decision log keeps of the features,
