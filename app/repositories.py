@@ -5,22 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.records import (
+    AddressAttempt,
     AnalysisRecord,
     EventRecord,
+    LoginLimits,
     OrderRecord,
     PortfolioStats,
     PositionRecord,
     Purpose,
     TradeRecord,
     UserAccount,
+    UsernameAttempt,
 )
 from app.domain.risk import TradingConfig
 from app.domain.values import ZERO, Decision, ExitReason, Order, TradeStatus, TradingMode
@@ -39,6 +45,14 @@ from app.models import (
     TradingConfigRow,
     User,
 )
+
+
+class AlreadyTaken(Exception):
+    """The username or email belongs to another account (HTTP 409)."""
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__(f"{' and '.join(fields)} already taken")
+        self.fields = fields
 
 
 def _user(row: User) -> UserAccount:
@@ -133,9 +147,14 @@ class UserRepository:
         self.session = session
 
     async def add(self, username: str, email: str, password_hash: str, now: datetime) -> UserAccount:
+        """Raises `AlreadyTaken` when a concurrent registration won the name or address (the unique indexes)."""
         row = User(username=username, email=email, password_hash=password_hash, mode="paper", created_at=now)
         self.session.add(row)
-        await self.session.flush()
+        try:
+            await self.session.flush()
+        except IntegrityError as e:
+            await self.session.rollback()
+            raise AlreadyTaken(await self.taken(username, email) or ["username or email"]) from e
         return _user(row)
 
     async def get(self, user_id: int) -> UserAccount | None:
@@ -143,17 +162,21 @@ class UserRepository:
         return _user(row) if row else None
 
     async def by_username(self, username: str) -> UserAccount | None:
-        row = await self.session.scalar(select(User).where(User.username == username))
+        """Whatever the capitalisation: `Alice` finds `alice`."""
+        row = await self.session.scalar(select(User).where(func.lower(User.username) == func.lower(username)))
         return _user(row) if row else None
 
     async def taken(self, username: str, email: str) -> list[str]:
+        """Which of the two another account already has, compared case-insensitively (as the unique indexes do)."""
+        same_name = func.lower(User.username) == func.lower(username)
+        same_email = func.lower(User.email) == func.lower(email)
         rows = (await self.session.execute(
-            select(User.username, User.email).where((User.username == username) | (User.email == email))
+            select(same_name.label("name"), same_email.label("email")).where(same_name | same_email)
         )).all()
         fields = []
-        if any(r.username == username for r in rows):
+        if any(r.name for r in rows):
             fields.append("username")
-        if any(r.email == email for r in rows):
+        if any(r.email for r in rows):
             fields.append("email")
         return fields
 
@@ -527,25 +550,78 @@ class CredentialRepository:
 
 
 class ThrottleRepository:
+    """Login throttle counters, each changed by one INSERT ... ON CONFLICT DO UPDATE ... RETURNING statement: the
+    database serialises concurrent attempts on a key, on SQLite and PostgreSQL alike."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, key: str) -> LoginThrottle | None:
-        return await self.session.get(LoginThrottle, key)
+    def _insert(self) -> Any:
+        dialect = self.session.get_bind().dialect.name
+        return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(LoginThrottle)
 
-    async def record_failure(self, key: str, now: datetime, window_s: int, max_failures: int) -> None:
-        row = await self.get(key)
-        if row is None or (now - row.window_start).total_seconds() > window_s:
-            if row is None:
-                row = LoginThrottle(username=key)
-                self.session.add(row)
-            row.failures, row.window_start, row.locked_until = 0, now, None
-        row.failures += 1
-        if row.failures >= max_failures:
-            row.locked_until = now + timedelta(seconds=window_s)
+    async def reserve_address(self, key: str, now_ms: int, limits: LoginLimits) -> AddressAttempt:
+        """Counts an attempt unless the address must still wait; an attempt past the free ones sets the next wait
+        (the previous one doubled, up to the cap)."""
+        t = LoginThrottle
+        blocked = t.blocked_until_ms > now_ms
+        forgotten = t.last_attempt_ms <= now_ms - limits.address_window_s * 1000
+        attempts = case((forgotten, 1), else_=t.attempts + 1)
+        backoff = case(
+            (attempts <= limits.address_free_attempts, 0),
+            ((t.backoff_ms == 0) | forgotten, limits.address_backoff_s * 1000),
+            (t.backoff_ms * 2 > limits.address_max_backoff_s * 1000, limits.address_max_backoff_s * 1000),
+            else_=t.backoff_ms * 2,
+        )
+        statement = self._insert().values(  # a first attempt is free (LOGIN_ADDRESS_FREE_ATTEMPTS >= 1)
+            key=key, attempts=1, window_start_ms=now_ms, last_attempt_ms=now_ms, blocked_until_ms=0, backoff_ms=0,
+            allowed=True,
+        )
+        statement = statement.on_conflict_do_update(index_elements=[t.key], set_={
+            "attempts": case((blocked, t.attempts), else_=attempts),
+            "window_start_ms": case((blocked, t.window_start_ms), (forgotten, now_ms), else_=t.window_start_ms),
+            "last_attempt_ms": case((blocked, t.last_attempt_ms), else_=now_ms),
+            "backoff_ms": case((blocked, t.backoff_ms), else_=backoff),
+            "blocked_until_ms": case((blocked, t.blocked_until_ms), (attempts <= limits.address_free_attempts, 0),
+                                     else_=now_ms + backoff),
+            "allowed": case((blocked, False), else_=True),
+        }).returning(t.allowed, t.attempts, t.blocked_until_ms)
+        row = (await self.session.execute(statement)).one()
+        return AddressAttempt(bool(row.allowed), row.attempts, row.blocked_until_ms)
 
-    async def reset(self, key: str) -> None:
-        await self.session.execute(delete(LoginThrottle).where(LoginThrottle.username == key))
+    async def reserve_username(self, key: str, now_ms: int, window_ms: int) -> UsernameAttempt:
+        """Counts an attempt on a username in its window (a new window starts once the last one has passed)."""
+        t = LoginThrottle
+        expired = t.window_start_ms <= now_ms - window_ms
+        statement = self._insert().values(
+            key=key, attempts=1, window_start_ms=now_ms, last_attempt_ms=now_ms, blocked_until_ms=0, backoff_ms=0,
+            allowed=True,
+        )
+        statement = statement.on_conflict_do_update(index_elements=[t.key], set_={
+            "attempts": case((expired, 1), else_=t.attempts + 1),
+            "window_start_ms": case((expired, now_ms), else_=t.window_start_ms),
+            "last_attempt_ms": now_ms,
+        }).returning(t.attempts, t.window_start_ms)
+        row = (await self.session.execute(statement)).one()
+        return UsernameAttempt(row.attempts, row.window_start_ms)
+
+    async def refund(self, key: str) -> None:
+        """A correct password: its attempt is not held against the address."""
+        await self.session.execute(
+            update(LoginThrottle).where(LoginThrottle.key == key, LoginThrottle.attempts > 0)
+            .values(attempts=LoginThrottle.attempts - 1)
+        )
+
+    async def forget(self, key: str) -> None:
+        await self.session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+
+    async def prune(self, older_than_ms: int, now_ms: int) -> int:
+        """Deletes rows without an attempt since `older_than_ms` that block nothing any more."""
+        result = await self.session.execute(
+            delete(LoginThrottle).where(LoginThrottle.last_attempt_ms < older_than_ms,
+                                        LoginThrottle.blocked_until_ms <= now_ms)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 class SimAccountRepository:
