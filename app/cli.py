@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import secrets
 import sys
@@ -83,6 +84,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     with private_files(settings.database_url):
         configure_logging(settings.log_dir, settings.log_level)
+        logging.getLogger("trdbot").info("serve: %s mode on %s:%s", "live" if settings.is_live else "paper",
+                                         args.host, args.port)
         if settings.use_mock_binance:
             url = f"http://{args.host}:{args.port}/"
             container: Container = ReplayContainer(settings, settings.replay_speed, url)
