@@ -117,8 +117,12 @@ def _number(text: str, convert: Callable[[str], Any]) -> Any:
 def load_json(body: bytes) -> Any:
     """json.loads without NaN, Infinity, numbers that overflow a float or exceed the integer digit limit: each is
     left as a marker that fails validation on its field."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:  # a 422 like any other malformed JSON, not FastAPI's 400
+        raise json.JSONDecodeError("the body is not UTF-8", "", e.start) from e
     return json.loads(
-        body, parse_constant=UnrepresentableNumber, parse_float=lambda s: _number(s, float),
+        text, parse_constant=UnrepresentableNumber, parse_float=lambda s: _number(s, float),
         parse_int=lambda s: _number(s, int),
     )
 

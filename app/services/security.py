@@ -4,7 +4,10 @@ exchange keys at rest (Fernet)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ class PasswordHasher:
     def __init__(self, time_cost: int = 3, memory_cost: int = 65536, workers: int = 1, max_pending: int = 32) -> None:
         self._hash = PasswordHash((Argon2Hasher(time_cost=time_cost, memory_cost=memory_cost),))
         self._dummy = self._hash.hash("timing-equaliser")
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2", initializer=_yield_cpu)
         self._max_pending = max_pending
         self._pending = 0
 
@@ -157,6 +160,12 @@ def throttle_key(kind: str, value: str) -> str:
 
 def _seconds_until(until_ms: int, now_ms: int) -> int:
     return -(-(until_ms - now_ms) // 1000)  # rounded up
+
+
+def _yield_cpu() -> None:
+    """A hashing thread runs at a lower priority (Linux: per thread), so the event loop gets a core first."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 @dataclass(frozen=True, slots=True)
