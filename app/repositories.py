@@ -9,7 +9,7 @@ from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, select, update
+from sqlalchemy import BigInteger, Select, case, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -549,6 +549,11 @@ class CredentialRepository:
         return bool(getattr(result, "rowcount", 0))
 
 
+def _ms(value: int) -> Any:
+    """A millisecond value bound as BIGINT (PostgreSQL would take a bare literal next to an INTEGER as int4)."""
+    return literal(value, BigInteger())
+
+
 class ThrottleRepository:
     """Login throttle counters, each changed by one INSERT ... ON CONFLICT DO UPDATE ... RETURNING statement: the
     database serialises concurrent attempts on a key, on SQLite and PostgreSQL alike."""
@@ -564,13 +569,14 @@ class ThrottleRepository:
         """Counts an attempt unless the address must still wait; an attempt past the free ones sets the next wait
         (the previous one doubled, up to the cap)."""
         t = LoginThrottle
-        blocked = t.blocked_until_ms > now_ms
-        forgotten = t.last_attempt_ms <= now_ms - limits.address_window_s * 1000
+        now, zero = _ms(now_ms), _ms(0)
+        first, cap = _ms(limits.address_backoff_s * 1000), _ms(limits.address_max_backoff_s * 1000)
+        blocked = t.blocked_until_ms > now
+        forgotten = t.last_attempt_ms <= _ms(now_ms - limits.address_window_s * 1000)
         attempts = case((forgotten, 1), else_=t.attempts + 1)
+        free = attempts <= limits.address_free_attempts
         backoff = case(
-            (attempts <= limits.address_free_attempts, 0),
-            ((t.backoff_ms == 0) | forgotten, limits.address_backoff_s * 1000),
-            (t.backoff_ms * 2 > limits.address_max_backoff_s * 1000, limits.address_max_backoff_s * 1000),
+            (free, zero), ((t.backoff_ms == 0) | forgotten, first), (t.backoff_ms * 2 > cap, cap),
             else_=t.backoff_ms * 2,
         )
         statement = self._insert().values(  # a first attempt is free (LOGIN_ADDRESS_FREE_ATTEMPTS >= 1)
@@ -579,11 +585,10 @@ class ThrottleRepository:
         )
         statement = statement.on_conflict_do_update(index_elements=[t.key], set_={
             "attempts": case((blocked, t.attempts), else_=attempts),
-            "window_start_ms": case((blocked, t.window_start_ms), (forgotten, now_ms), else_=t.window_start_ms),
-            "last_attempt_ms": case((blocked, t.last_attempt_ms), else_=now_ms),
+            "window_start_ms": case((blocked, t.window_start_ms), (forgotten, now), else_=t.window_start_ms),
+            "last_attempt_ms": case((blocked, t.last_attempt_ms), else_=now),
             "backoff_ms": case((blocked, t.backoff_ms), else_=backoff),
-            "blocked_until_ms": case((blocked, t.blocked_until_ms), (attempts <= limits.address_free_attempts, 0),
-                                     else_=now_ms + backoff),
+            "blocked_until_ms": case((blocked, t.blocked_until_ms), (free, zero), else_=now + backoff),
             "allowed": case((blocked, False), else_=True),
         }).returning(t.allowed, t.attempts, t.blocked_until_ms)
         row = (await self.session.execute(statement)).one()
@@ -592,15 +597,15 @@ class ThrottleRepository:
     async def reserve_username(self, key: str, now_ms: int, window_ms: int) -> UsernameAttempt:
         """Counts an attempt on a username in its window (a new window starts once the last one has passed)."""
         t = LoginThrottle
-        expired = t.window_start_ms <= now_ms - window_ms
+        expired = t.window_start_ms <= _ms(now_ms - window_ms)
         statement = self._insert().values(
             key=key, attempts=1, window_start_ms=now_ms, last_attempt_ms=now_ms, blocked_until_ms=0, backoff_ms=0,
             allowed=True,
         )
         statement = statement.on_conflict_do_update(index_elements=[t.key], set_={
             "attempts": case((expired, 1), else_=t.attempts + 1),
-            "window_start_ms": case((expired, now_ms), else_=t.window_start_ms),
-            "last_attempt_ms": now_ms,
+            "window_start_ms": case((expired, _ms(now_ms)), else_=t.window_start_ms),
+            "last_attempt_ms": _ms(now_ms),
         }).returning(t.attempts, t.window_start_ms)
         row = (await self.session.execute(statement)).one()
         return UsernameAttempt(row.attempts, row.window_start_ms)
