@@ -91,11 +91,15 @@ def public_error(error: dict[str, Any]) -> dict[str, Any]:
         answer["type"], answer["msg"] = "finite_number", f"must be a finite number that fits its field, got {value!r}"
     elif _field(loc) not in SENSITIVE_FIELDS and (echo := _echo(value)) is not None:
         answer["input"] = echo
-    ctx = {key: _echo(v) if not isinstance(v, str) else v[:MAX_ECHO_CHARS]
-           for key, v in (error.get("ctx") or {}).items()}
-    if ctx:
+    if ctx := {key: _context_value(v) for key, v in (error.get("ctx") or {}).items()}:
         answer["ctx"] = ctx
     return answer
+
+
+def _context_value(value: Any) -> Any:
+    """A limit or pattern the error names (`le`: 2, `pattern`: ...): JSON-safe and short."""
+    echoed = _echo(value)
+    return echoed if echoed is not None else str(value)[:MAX_ECHO_CHARS]
 
 
 async def validation_failed(_: Request, exc: Exception) -> JSONResponse:

@@ -63,9 +63,6 @@ class PasswordHasher:
         finally:
             self._pending -= 1
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
 
 class ThrottleStore(Protocol):
     """Atomic throttle counters (one statement each, so concurrent attempts are counted one by one)."""
@@ -116,19 +113,22 @@ class LoginGuard:
         await self._reserve(store, address_key, username_key, now_ms)
         user = await store.users.by_username(username)
         await store.commit()  # no connection is held while the hash is checked
-        try:
-            verified = await self.hasher.verify_async(password, user.password_hash if user else None)
-        except HasherBusy:
-            for key in (address_key, username_key):  # not checked: not held against anyone
-                await store.throttle.refund(key)
-            await store.commit()
-            raise
-        if not verified or user is None:
+        if not await self._password_matches(store, (address_key, username_key), password, user) or user is None:
             raise WrongCredentials()
         await store.throttle.refund(address_key)
         await store.throttle.forget(username_key)
         await store.commit()
         return user
+
+    async def _password_matches(self, store: LoginStore, keys: tuple[str, str], password: str,
+                                user: UserAccount | None) -> bool:
+        try:
+            return await self.hasher.verify_async(password, user.password_hash if user else None)
+        except HasherBusy:
+            for key in keys:  # never checked: not held against the address or the name
+                await store.throttle.refund(key)
+            await store.commit()
+            raise
 
     async def _reserve(self, store: LoginStore, address_key: str, username_key: str, now_ms: int) -> None:
         address = await store.throttle.reserve_address(address_key, now_ms, self.limits)
