@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -23,6 +25,31 @@ if TYPE_CHECKING:
 VAR_DIR = Path("./var")
 
 
+@contextlib.contextmanager
+def private_files(database_url: str | None = None) -> Iterator[None]:
+    """Files created meanwhile (database, logs, var/) are readable by their owner only; an existing SQLite
+    database file is tightened too."""
+    previous = os.umask(0o077)
+    try:
+        if database_url and database_url.startswith("sqlite") and "///" in database_url:
+            for suffix in ("", "-wal", "-shm"):
+                path = Path(database_url.split("///", 1)[1] + suffix)
+                if path.exists():
+                    path.chmod(0o600)
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _uvicorn(app: Any, args: argparse.Namespace, log_level: str, forwarded_allow_ips: str | None) -> None:
+    import uvicorn
+
+    from app.logging_setup import uvicorn_log_config
+
+    uvicorn.run(app, host=args.host, port=args.port, log_level=log_level, log_config=uvicorn_log_config(),
+                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
+
+
 def _demo_secrets(var_dir: Path) -> dict[str, str]:
     """The demo's own JWT secret and credentials key, generated once and kept under ./var/."""
     path = var_dir / "demo-secrets.env"
@@ -37,7 +64,6 @@ def _demo_secrets(var_dir: Path) -> dict[str, str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
     from pydantic import ValidationError
 
     from app.config import Settings
@@ -49,38 +75,42 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings(market_clock=args.market_clock) if args.market_clock else Settings()
     except ValidationError as e:
-        print(f"trdbot serve: {e}", file=sys.stderr)
+        print(f"trdbot serve: bad settings:\n{e}", file=sys.stderr)
         return 2
-    if settings.is_live and (problems := settings.live_problems()):
+    problems = settings.live_problems() if settings.is_live else settings.serve_problems()
+    if problems:
+        mode = "live" if settings.is_live else "paper"
         for problem in problems:
-            print(f"refusing to start in live mode: {problem}", file=sys.stderr)
+            print(f"refusing to start ({mode} mode): {problem}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_dir, settings.log_level)
-    if settings.use_mock_binance:
-        url = f"http://{args.host}:{args.port}/"
-        container: Container = ReplayContainer(settings, settings.replay_speed, url)
-    else:
-        container = Container(settings, run_engine=True)
-    uvicorn.run(create_app(container), host=args.host, port=args.port, log_level="info")
+    with private_files(settings.database_url):
+        configure_logging(settings.log_dir, settings.log_level)
+        logging.getLogger("trdbot").info("serve: %s mode on %s:%s", "live" if settings.is_live else "paper",
+                                         args.host, args.port)
+        if settings.use_mock_binance:
+            url = f"http://{args.host}:{args.port}/"
+            container: Container = ReplayContainer(settings, settings.replay_speed, url)
+        else:
+            container = Container(settings, run_engine=True)
+        _uvicorn(create_app(container), args, "info", settings.forwarded_allow_ips)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from app.config import Settings
     from app.demo import build_demo_container
     from app.logging_setup import configure_logging
     from app.main import create_app
 
-    for key, value in _demo_secrets(VAR_DIR).items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{VAR_DIR}/demo.db")
-    os.environ["USE_MOCK_BINANCE"] = "true"
-    settings = Settings()
-    configure_logging(settings.log_dir, settings.log_level)
-    container = build_demo_container(settings, speed=args.speed, port=args.port)
-    uvicorn.run(create_app(container), host=args.host, port=args.port, log_level="warning")
+    with private_files(os.environ.get("DATABASE_URL", f"sqlite+aiosqlite:///{VAR_DIR}/demo.db")):
+        for key, value in _demo_secrets(VAR_DIR).items():
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{VAR_DIR}/demo.db")
+        os.environ["USE_MOCK_BINANCE"] = "true"
+        settings = Settings()
+        configure_logging(settings.log_dir, settings.log_level)
+        container = build_demo_container(settings, speed=args.speed, port=args.port)
+        _uvicorn(create_app(container), args, "warning", settings.forwarded_allow_ips)
     return 0
 
 
@@ -89,7 +119,8 @@ def _db_upgrade(_: argparse.Namespace) -> int:
     from app.db import upgrade
 
     settings = Settings()
-    upgrade(settings.database_url)
+    with private_files(settings.database_url):
+        upgrade(settings.database_url)
     print("database is at the latest migration")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ from app.domain.risk import RiskLimits, TradingConfig
 from app.domain.values import TradingState
 
 DEFAULT_JWT_SECRET = "change-me-in-production"
+MIN_JWT_SECRET_LENGTH = 32  # characters; `trdbot keygen` prints 64
 KNOWN_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
 BUNDLED_DATA_DIR = Path(__file__).parent / "data" / "sample"
 
@@ -27,14 +29,26 @@ class Settings(BaseSettings):
     # Service
     database_url: str = "sqlite+aiosqlite:///./var/trdbot.db"
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_secret_file: Path | None = None  # read into jwt_secret (a mounted secret, not an environment variable)
     jwt_expire_minutes: int = Field(1440, ge=1, le=60 * 24 * 30)
     credentials_key: SecretStr | None = None
+    credentials_key_file: Path | None = None
     log_dir: Path = Path("./logs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    login_max_failures: int = Field(5, ge=1)
+    login_max_failures: int = Field(5, ge=1)  # per username (case-folded), within LOGIN_LOCKOUT_SECONDS
     login_lockout_seconds: int = Field(300, ge=1)
+    login_address_free_attempts: int = Field(10, ge=1)  # per client address before the backoff starts
+    login_address_backoff_seconds: int = Field(1, ge=1)  # the first wait; it doubles with each further attempt
+    login_address_max_backoff_seconds: int = Field(900, ge=1)
+    login_address_window_seconds: int = Field(3600, ge=1)  # an address is forgotten after this long without tries
+    login_throttle_prune_seconds: int = Field(600, ge=1)  # how often old throttle rows are deleted
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_cost: int = Field(65536, ge=8)
+    password_hash_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1, le=64)
+    password_hash_queue: int = Field(32, ge=1)  # hashes waiting beyond this answer 503 at once
+    max_body_bytes: int = Field(65536, ge=1024)  # larger request bodies answer 413
+    api_docs: bool = True  # /docs, /redoc (served from the installed package, no CDN) and /openapi.json
+    forwarded_allow_ips: str | None = None  # proxies trusted for X-Forwarded-For (uvicorn's forwarded_allow_ips)
     paper_start_balance: Decimal = Field(Decimal("10000"), gt=0)
     trading_state: TradingState = TradingState.ACTIVE
 
@@ -110,6 +124,14 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        if self.jwt_secret_file is not None:
+            self.jwt_secret = SecretStr(_read_secret(self.jwt_secret_file, "JWT_SECRET_FILE"))
+        if self.credentials_key_file is not None:
+            self.credentials_key = SecretStr(_read_secret(self.credentials_key_file, "CREDENTIALS_KEY_FILE"))
+        return self
+
+    @model_validator(mode="after")
     def _ordered_ranges(self) -> Settings:
         pairs = [
             ("min_stop_distance_pct", "max_stop_distance_pct"),
@@ -157,11 +179,30 @@ class Settings(BaseSettings):
         names = RiskLimits.__dataclass_fields__.keys()
         return RiskLimits(**{name: getattr(self, name) for name in names})
 
+    def serve_problems(self) -> list[str]:
+        """What makes this configuration unsafe to serve at all: a token signing key anyone could know or guess."""
+        secret = self.jwt_secret.get_secret_value()
+        if secret == DEFAULT_JWT_SECRET:
+            return ["JWT_SECRET is not set (the built-in placeholder is public: anyone could sign tokens); set "
+                    "JWT_SECRET or JWT_SECRET_FILE to a long random value, e.g. from `trdbot keygen`"]
+        if len(secret) < MIN_JWT_SECRET_LENGTH:
+            return [f"JWT_SECRET has {len(secret)} characters; at least {MIN_JWT_SECRET_LENGTH} are needed "
+                    "(`trdbot keygen` prints one)"]
+        return []
+
     def live_problems(self) -> list[str]:
         """What makes this configuration unsafe for real money."""
-        problems = []
-        if self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
-            problems.append("JWT_SECRET is the default; set a long random value")
+        problems = self.serve_problems()
         if self.credentials_key is None:
-            problems.append("CREDENTIALS_KEY is not set; generate one with `trdbot keygen`")
+            problems.append("CREDENTIALS_KEY is not set (nor CREDENTIALS_KEY_FILE); generate one with `trdbot keygen`")
         return problems
+
+
+def _read_secret(path: Path, setting: str) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ValueError(f"{setting}: cannot read {path}: {e.strerror}") from e
+    if not value:
+        raise ValueError(f"{setting}: {path} is empty")
+    return value

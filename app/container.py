@@ -25,7 +25,7 @@ from app.domain.analysts import AnalystKind
 from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock
 from app.domain.errors import ConfigurationError, TemporaryExchangeError, TradingError
 from app.domain.ports import ExchangeAdapter, SignalProvider
-from app.domain.records import EventRecord, TradeRecord, UserAccount
+from app.domain.records import EventRecord, LoginLimits, TradeRecord, UserAccount
 from app.domain.risk import TradingConfig
 from app.domain.values import Balance, ExitReason, TradingMode, TradingState
 from app.engine.bot import (
@@ -44,7 +44,7 @@ from app.marketdata.candles import CandleStore
 from app.notify.websocket import WebSocketManager
 from app.repositories import UnitOfWork, UnitOfWorkFactory
 from app.risk.manager import RiskManager
-from app.services.security import CredentialCipher, PasswordHasher, TokenService
+from app.services.security import CredentialCipher, LoginGuard, PasswordHasher, TokenService
 from app.venues.binance.client import BinanceService, default_base_url
 from app.venues.binance.server_time import ServerTimeSyncs
 from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState
@@ -61,7 +61,9 @@ class Container:
         self.clock: Clock = clock or WallClock()
         self.db = Database(settings.database_url)
         self.uow = UnitOfWorkFactory(self.db.sessions)
-        self.hasher = PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_cost)
+        self.hasher = PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_cost,
+                                     settings.password_hash_workers, settings.password_hash_queue)
+        self.logins = LoginGuard(self.hasher, self.clock, login_limits(settings))
         self.tokens = TokenService(settings.jwt_secret.get_secret_value(), settings.jwt_expire_minutes)
         key = settings.credentials_key.get_secret_value() if settings.credentials_key else None
         self.cipher = CredentialCipher(key)
@@ -223,6 +225,15 @@ class EventTable:
             stored = await uow.events.add(event)
             await uow.commit()
             return stored
+
+
+def login_limits(s: Settings) -> LoginLimits:
+    return LoginLimits(
+        user_max_failures=s.login_max_failures, user_window_s=s.login_lockout_seconds,
+        address_free_attempts=s.login_address_free_attempts, address_backoff_s=s.login_address_backoff_seconds,
+        address_max_backoff_s=s.login_address_max_backoff_seconds, address_window_s=s.login_address_window_seconds,
+        prune_interval_s=s.login_throttle_prune_seconds,
+    )
 
 
 def paper_account_id(user_id: int) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 FORMAT = "%(asctime)sZ %(levelname)s %(name)s: %(message)s"
 
@@ -58,3 +61,33 @@ def configure_logging(log_dir: Path, level: str = "INFO") -> None:
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(formatter)
     root.addHandler(console)
+
+
+_TOKEN_PARAMETER = re.compile(r"((?:^|[?&;])(?:access_)?token=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact_tokens(text: str) -> str:
+    """`/ws/1?token=eyJ...` -> `/ws/1?token=[redacted]`: bearer tokens in URLs are credentials."""
+    return _TOKEN_PARAMETER.sub(r"\1[redacted]", text)
+
+
+class RedactTokens(logging.Filter):
+    """Removes token query parameters from log records (uvicorn's access and WebSocket lines carry full URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg.lower():
+            record.msg = redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging configuration with `RedactTokens` on its handlers."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_tokens"] = {"()": RedactTokens}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact_tokens")
+    return config

@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from app.api import account, auth, market, portfolio, trading
+from app.api.errors import install_error_handlers
+from app.api.http_guards import BodyLimit, SecurityHeaders, mount_docs
 from app.api.schemas import Health
 from app.config import Settings
 from app.container import Container
+from app.domain.errors import ConfigurationError
 from app.services.security import InvalidTokenError
 
 
@@ -22,8 +25,17 @@ def _route_template(request: Request) -> str:
     return getattr(route, "path", "unmatched")
 
 
+def _default_container() -> Container:
+    """`uvicorn app.main:app`: the environment's settings, refused like `trdbot serve` refuses them."""
+    settings = Settings()
+    if problems := settings.serve_problems():
+        raise ConfigurationError("; ".join(problems))
+    return Container(settings)
+
+
 def create_app(container: Container | None = None) -> FastAPI:
-    container = container or Container(Settings())
+    container = container or _default_container()
+    docs = container.settings.api_docs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -33,8 +45,12 @@ def create_app(container: Container | None = None) -> FastAPI:
         finally:
             await container.stop()
 
-    app = FastAPI(title="TRD Bot", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="TRD Bot", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.container = container
+    install_error_handlers(app)
+    if docs:
+        mount_docs(app)
     for router in (auth.router, trading.router, portfolio.router, account.router, market.router):
         app.include_router(router)
 
@@ -47,7 +63,8 @@ def create_app(container: Container | None = None) -> FastAPI:
         container.metrics.request_latency.labels(request.method, route).observe(_perf.perf_counter() - started)
         return response
 
-    @app.get("/health", response_model=Health, tags=["service"])
+    @app.get("/health", response_model=Health, tags=["service"],
+             responses={503: {"model": Health, "description": "the database does not answer"}})
     async def health() -> Any:
         database = "ok" if await container.db.ping() else "down"
         exchange = await container.exchange_health()
@@ -55,32 +72,34 @@ def create_app(container: Container | None = None) -> FastAPI:
         code = status.HTTP_200_OK if database == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
         return JSONResponse(body.model_dump(), status_code=code)
 
-    @app.get("/metrics", tags=["service"])
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         return Response(container.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.websocket("/ws/{user_id}")
-    async def websocket(socket: WebSocket, user_id: int) -> None:
-        token = socket.query_params.get("token")
-        try:
-            claims = container.tokens.verify(token or "", container.clock.now())
-        except InvalidTokenError:
-            await socket.close(code=status.WS_1008_POLICY_VIOLATION)
-            return
-        if claims.user_id != user_id:
-            await socket.close(code=status.WS_1008_POLICY_VIOLATION)
-            return
+    async def websocket(socket: WebSocket, user_id: str) -> None:
+        # accepted first, refused with 1008 after: a refusal at the handshake shows a browser only 1006
         await socket.accept()
-        container.websockets.connect(user_id, socket)
+        try:
+            claims = container.tokens.verify(socket.query_params.get("token") or "", container.clock.now())
+        except InvalidTokenError:
+            claims = None
+        if claims is None or str(claims.user_id) != user_id:
+            await socket.close(code=status.WS_1008_POLICY_VIOLATION, reason="invalid or foreign token")
+            return
+        container.websockets.connect(claims.user_id, socket)
         try:
             while True:
                 await socket.receive_text()
         except WebSocketDisconnect:
             pass
         finally:
-            container.websockets.disconnect(user_id, socket)
+            container.websockets.disconnect(claims.user_id, socket)
 
     container.mount_dashboard(app)
+    app.add_middleware(BodyLimit, max_bytes=container.settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

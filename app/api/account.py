@@ -5,15 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response, status
 
 from app.api.deps import ContainerDep, CurrentUser, Uow
+from app.api.errors import answers
+from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import ExchangeKeysPublic, ExchangeKeysUpdate
 from app.domain.errors import ConfigurationError
 from app.domain.values import TradingMode
 from app.services.security import mask_key
 
-router = APIRouter(prefix="/account", tags=["account"])
+router = APIRouter(prefix="/account", tags=["account"], route_class=CheckedJsonRoute, responses=answers(401))
 
 
-@router.put("/exchange-keys", response_model=ExchangeKeysPublic)
+@router.put("/exchange-keys", response_model=ExchangeKeysPublic, responses=answers(413, 422, 503))
 async def put_keys(body: ExchangeKeysUpdate, user: CurrentUser, container: ContainerDep, uow: Uow) -> ExchangeKeysPublic:
     try:
         key_token = container.cipher.encrypt(body.api_key)
@@ -28,7 +30,7 @@ async def put_keys(body: ExchangeKeysUpdate, user: CurrentUser, container: Conta
     return ExchangeKeysPublic(api_key_masked=masked, mode=body.mode)
 
 
-@router.get("/exchange-keys", response_model=ExchangeKeysPublic)
+@router.get("/exchange-keys", response_model=ExchangeKeysPublic, responses=answers(404))
 async def get_keys(user: CurrentUser, uow: Uow) -> ExchangeKeysPublic:
     row = await uow.credentials.get(user.id)
     if row is None:

@@ -54,3 +54,11 @@ async def current_user(
 
 
 CurrentUser = Annotated[UserAccount, Depends(current_user)]
+
+
+def client_address(request: Request) -> str:
+    """The peer's address (uvicorn puts the proxy's X-Forwarded-For there for FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(client_address)]

@@ -10,11 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from app.api.deps import ContainerDep, CurrentUser
+from app.api.errors import answers
+from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import UTC, Money
 from app.domain.clock import utc_from_ms
 from app.domain.values import Candle, Timeframe
 
-router = APIRouter(prefix="/market", tags=["market"])
+router = APIRouter(prefix="/market", tags=["market"], route_class=CheckedJsonRoute,
+                   responses=answers(401, 502, 503))
 
 SymbolQuery = Annotated[str, Query(min_length=1, max_length=20)]
 

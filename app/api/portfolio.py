@@ -8,14 +8,16 @@ from decimal import Decimal
 from fastapi import APIRouter
 
 from app.api.deps import ContainerDep, CurrentUser, Uow
+from app.api.errors import answers
+from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import BalancePublic, EquityPoint, Performance, PortfolioPublic
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO
 
-router = APIRouter(prefix="/portfolio", tags=["portfolio"])
+router = APIRouter(prefix="/portfolio", tags=["portfolio"], route_class=CheckedJsonRoute, responses=answers(401))
 
 
-@router.get("", response_model=PortfolioPublic)
+@router.get("", response_model=PortfolioPublic, responses=answers(502, 503))
 async def portfolio(user: CurrentUser, container: ContainerDep) -> PortfolioPublic:
     balances = [b for b in await container.balances(user) if b.total > 0]
     prices = await container.current_prices(user, {b.asset + "USDT" for b in balances if b.asset != "USDT"})

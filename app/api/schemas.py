@@ -23,7 +23,11 @@ def _utc(value: datetime) -> str:
 
 Money = Annotated[Decimal, PlainSerializer(_money, return_type=str, when_used="json")]
 UTC = Annotated[datetime, PlainSerializer(_utc, return_type=str, when_used="json")]
-USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")  # the whole string (fullmatch): "demo\n" is not "demo"
+MAX_ID = 2**31 - 1  # ids are INTEGER columns (4 bytes on PostgreSQL)
+# what a Money column holds (NUMERIC(38, 18)): more digits would be rounded or refused by the database
+MoneyIn = Annotated[Decimal, Field(max_digits=38, decimal_places=18, allow_inf_nan=False)]
+Symbol = Annotated[str, Field(min_length=1, max_length=20)]
 
 
 class Strict(BaseModel):
@@ -38,7 +42,7 @@ class UserCreate(Strict):
     @field_validator("username")
     @classmethod
     def _username(cls, value: str) -> str:
-        if not USERNAME.match(value):
+        if not USERNAME.fullmatch(value):
             raise ValueError("username must be 3-32 characters of letters, digits, '_', '.' or '-'")
         return value
 
@@ -103,17 +107,30 @@ class ConfigPublic(BaseModel):
     analyzer: Analyzer
 
 
+NOT_NULL_SETTINGS = ("symbols", "risk_per_trade_pct", "max_open_positions", "daily_trade_limit",
+                     "min_signal_confidence", "max_balance_trade_ratio", "position_timeout_minutes", "analyzer")
+
+
 class ConfigUpdate(Strict):
-    symbols: Annotated[list[str], Field(min_length=1, max_length=20)] | None = None
-    risk_per_trade_pct: Annotated[Decimal, Field(ge=Decimal("0.1"), le=2)] | None = None
+    """Absent fields keep their value; only the trading hours may be null (no window)."""
+
+    symbols: Annotated[list[Symbol], Field(min_length=1, max_length=20)] | None = None
+    risk_per_trade_pct: Annotated[MoneyIn, Field(ge=Decimal("0.1"), le=2)] | None = None
     max_open_positions: Annotated[int, Field(ge=1, le=10)] | None = None
     daily_trade_limit: Annotated[int, Field(ge=1, le=50)] | None = None
     min_signal_confidence: Annotated[int, Field(ge=50, le=95)] | None = None
-    max_balance_trade_ratio: Annotated[Decimal, Field(gt=0, le=1)] | None = None
+    max_balance_trade_ratio: Annotated[MoneyIn, Field(gt=0, le=1)] | None = None
     trading_hours_start: time | None = None
     trading_hours_end: time | None = None
     position_timeout_minutes: Annotated[int, Field(ge=5, le=1440)] | None = None
     analyzer: Analyzer | None = None
+
+    @field_validator(*NOT_NULL_SETTINGS, mode="before")
+    @classmethod
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be null (leave it out to keep its value)")
+        return value
 
 
 class TradePublic(BaseModel):

@@ -6,11 +6,14 @@ import dataclasses
 from datetime import datetime, time
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from app.api.deps import ContainerDep, CurrentUser, Uow
+from app.api.errors import answers
+from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import (
+    MAX_ID,
     ActiveAnswer,
     AnalysisPage,
     AnalysisPublic,
@@ -26,7 +29,8 @@ from app.domain.records import AnalysisRecord, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.values import ExitReason, TradeStatus
 
-router = APIRouter(prefix="/trading", tags=["trading"])
+router = APIRouter(prefix="/trading", tags=["trading"], route_class=CheckedJsonRoute, responses=answers(401))
+TradeId = Annotated[int, Path(ge=-MAX_ID, le=MAX_ID)]
 
 
 def trade_public(trade: TradeRecord) -> TradePublic:
@@ -102,7 +106,7 @@ async def get_config(user: CurrentUser, uow: Uow) -> ConfigPublic:
     return config_public(await uow.configs.get(user.id))
 
 
-@router.put("/config", response_model=ConfigPublic)
+@router.put("/config", response_model=ConfigPublic, responses=answers(413, 422))
 async def update_config(body: ConfigUpdate, user: CurrentUser, container: ContainerDep, uow: Uow) -> ConfigPublic:
     changes = body.model_dump(exclude_unset=True)
     if "symbols" in changes:
@@ -113,12 +117,6 @@ async def update_config(body: ConfigUpdate, user: CurrentUser, container: Contai
                 "msg": f"unknown symbol(s): {', '.join(unknown)}; known: {', '.join(container.tradable_symbols())}",
             }])
         changes["symbols"] = tuple(dict.fromkeys(changes["symbols"]))
-    for required in ("symbols", "risk_per_trade_pct", "max_open_positions", "daily_trade_limit",
-                     "min_signal_confidence", "max_balance_trade_ratio", "position_timeout_minutes", "analyzer"):
-        if required in changes and changes[required] is None:
-            raise RequestValidationError([{
-                "type": "value_error", "loc": ("body", required), "input": None, "msg": f"{required} cannot be null",
-            }])
     config = dataclasses.replace(await uow.configs.get(user.id), **changes)
     await uow.configs.save(config, container.clock.now())
     await uow.commit()
@@ -132,21 +130,21 @@ async def list_trades(
     status_: Annotated[TradeStatus | None, Query(alias="status")] = None,
     symbol: Annotated[str | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> TradePage:
     items, total = await uow.trades.page(user.id, status_.value if status_ else None, symbol, limit, offset)
     return TradePage(items=[trade_public(t) for t in items], total=total)
 
 
-@router.get("/trades/{trade_id}", response_model=TradePublic)
-async def get_trade(trade_id: int, user: CurrentUser, uow: Uow) -> TradePublic:
+@router.get("/trades/{trade_id}", response_model=TradePublic, responses=answers(404))
+async def get_trade(trade_id: TradeId, user: CurrentUser, uow: Uow) -> TradePublic:
     trade = await uow.trades.get(user.id, trade_id)
     if trade is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"trade {trade_id} not found")
     return trade_public(trade)
 
 
-@router.get("/positions", response_model=list[PositionPublic])
+@router.get("/positions", response_model=list[PositionPublic], responses=answers(502, 503))
 async def positions(user: CurrentUser, container: ContainerDep, uow: Uow) -> list[PositionPublic]:
     records = await uow.positions.for_user(user.id)
     prices = await container.current_prices(user, {p.symbol for p in records})
@@ -162,8 +160,8 @@ async def positions(user: CurrentUser, container: ContainerDep, uow: Uow) -> lis
     return answer
 
 
-@router.post("/close/{trade_id}", response_model=TradePublic)
-async def close_trade(trade_id: int, user: CurrentUser, container: ContainerDep, uow: Uow) -> TradePublic:
+@router.post("/close/{trade_id}", response_model=TradePublic, responses=answers(404, 409, 502, 503))
+async def close_trade(trade_id: TradeId, user: CurrentUser, container: ContainerDep, uow: Uow) -> TradePublic:
     trade = await uow.trades.get(user.id, trade_id)
     if trade is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"trade {trade_id} not found")

@@ -164,3 +164,34 @@ class PortfolioStats:
         if self.total_trades == 0:
             return ZERO
         return (Decimal(self.winning_trades) * 100 / Decimal(self.total_trades)).quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLimits:
+    """Per username: `user_max_failures` attempts in `user_window_s`, after which only addresses that have not
+    failed may still try (so an attacker cannot lock the owner out). Per address: `address_free_attempts`, then a
+    wait that starts at `address_backoff_s` and doubles with each further attempt up to `address_max_backoff_s`;
+    an address is forgotten after `address_window_s` without attempts. A correct password is not counted."""
+
+    user_max_failures: int = 5
+    user_window_s: int = 300
+    address_free_attempts: int = 10
+    address_backoff_s: int = 1
+    address_max_backoff_s: int = 900
+    address_window_s: int = 3600
+    prune_interval_s: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class AddressAttempt:
+    """What one counted-or-refused attempt from an address left in its throttle row."""
+
+    allowed: bool
+    attempts: int
+    blocked_until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsernameAttempt:
+    attempts: int
+    window_start_ms: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime
@@ -21,6 +21,12 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# one account per name and per address however they are capitalised (usernames are ASCII, so lower() agrees
+# on SQLite and PostgreSQL)
+Index("uq_users_username_lower", func.lower(User.username), unique=True)
+Index("uq_users_email_lower", func.lower(User.email), unique=True)
+
+
 class ExchangeCredential(Base):
     __tablename__ = "exchange_credentials"
 
@@ -34,12 +40,18 @@ class ExchangeCredential(Base):
 
 
 class LoginThrottle(Base):
+    """One counter per case-folded username (`user:...`) or client address (`addr:...`). Times are epoch
+    milliseconds of the service clock, so one SQL statement can do the arithmetic on SQLite and PostgreSQL."""
+
     __tablename__ = "login_throttle"
 
-    username: Mapped[str] = mapped_column(String(64), primary_key=True)
-    failures: Mapped[int] = mapped_column(Integer, default=0)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    window_start_ms: Mapped[int] = mapped_column(BigInteger)
+    last_attempt_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    blocked_until_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    backoff_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    allowed: Mapped[bool] = mapped_column(Boolean, default=True)  # the verdict on the row's latest attempt
 
 
 class SimAccount(Base):

@@ -11,9 +11,10 @@ from app.repositories.trading import (
     TradeRepository,
 )
 from app.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from app.repositories.users import CredentialRepository, ThrottleRepository, UserRepository
+from app.repositories.users import AlreadyTaken, CredentialRepository, ThrottleRepository, UserRepository
 
 __all__ = [
+    "AlreadyTaken",
     "AnalysisRepository",
     "ConfigRepository",
     "CredentialRepository",

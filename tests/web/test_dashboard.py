@@ -106,9 +106,10 @@ def page(browser: Browser, demo_url: str) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     yield page
     context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"JavaScript errors or CSP violations on the page: {errors}"
 
 
 def shot(page: Page, name: str | None, full_page: bool = True) -> None:
@@ -248,3 +249,26 @@ def test_live_feed_reconnects_after_a_drop(page: Page, demo_url: str) -> None:
     expect(state).to_have_text(re.compile(r"reconnecting in \d+ s"))
     expect(state).to_have_text("connected", timeout=10_000)
     assert len(connections) == 2
+
+
+def test_a_live_feed_refused_with_1008_logs_out(page: Page) -> None:
+    """The server accepts the feed's socket and closes it with 1008 when the token is not the path's user's."""
+    register_and_log_in(page, "carl_web", shots=False)
+    page.evaluate("""() => {
+        const saved = JSON.parse(sessionStorage.getItem("trdbot.session"));
+        saved.user.id += 1000;
+        sessionStorage.setItem("trdbot.session", JSON.stringify(saved));
+    }""")
+    page.reload()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.locator("#auth-message")).to_have_text("The live feed refused your token: log in again.")
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_api_docs_render_from_this_server_under_the_csp(page: Page) -> None:
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto("/docs")
+    expect(page.get_by_role("heading", name=re.compile("TRD Bot"))).to_be_visible()
+    expect(page.get_by_text("/auth/login").first).to_be_visible()
+    assert all(url.startswith(page.context.pages[0].url.split("/docs")[0]) for url in requested), requested
