@@ -51,17 +51,20 @@ class VenueClock:
         """Jump to the first boundary at least `ahead_s` market seconds from now (past any ban a fault left) and
         after `after_ms`, and run at real time from there; returns that boundary (ms)."""
         target_ms = next_boundary_ms(max(self.now_ms() + int(ahead_s * 1000) - 1, after_ms))
-        self._rebase(target_ms, HOLD_SPEED)
+        self._rebase(HOLD_SPEED, target_ms)
         return target_ms
 
     def release(self) -> None:
-        self._rebase(self.now_ms(), self.speed)
+        self._rebase(self.speed)
 
-    def _rebase(self, at_ms: int, rate: float) -> None:
+    def _rebase(self, rate: float, at_ms: int | None = None) -> None:
+        """Go on at `rate` from `at_ms` (from now when None); never backwards."""
         with self._lock:
-            if at_ms < self._anchor_ms + int((time.monotonic() - self._anchor_wall) * 1000 * self._rate):
+            wall = time.monotonic()
+            now_ms = self._anchor_ms + int((wall - self._anchor_wall) * 1000 * self._rate)
+            if at_ms is not None and at_ms < now_ms:
                 raise ValueError("the venue's clock never goes backwards")
-            self._anchor_ms, self._anchor_wall, self._rate = at_ms, time.monotonic(), rate
+            self._anchor_ms, self._anchor_wall, self._rate = now_ms if at_ms is None else at_ms, wall, rate
 
     def __repr__(self) -> str:
         return f"VenueClock({self.now().isoformat()}, x{self._rate:g})"

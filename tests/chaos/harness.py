@@ -64,6 +64,7 @@ class ChaosConfig:
     buy_pct: int = 50
     start: datetime = START
     calm: bool = False  # no faults, and kills only between cycles: the harness's own control run
+    progress_every: int = 0  # print a line every this many bot processes (the soak)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,20 +114,30 @@ class ChaosRun:
     # ----- the run ---------------------------------------------------------------------------------------------
     async def run(self) -> ChaosReport:
         self._started = time.monotonic()
-        await self._setup()
+        self.report.stopped_by = "a harness error"
         try:
+            await self._setup()
             number = 0
             while (reason := self._enough()) is None:
                 number += 1
                 await self._life(number)
-            self.report.stopped_by = reason
+                self._progress(number)
             await self._life(number + 1, final=True)
-            await self._figures()
+            self.report.stopped_by = reason
         finally:
+            if hasattr(self, "gate"):
+                await self._figures()
             await self._teardown()
-        self.report.wall_s = time.monotonic() - self._started
-        self.report.write()
+            self.report.wall_s = time.monotonic() - self._started
+            self.report.write()
         return self.report
+
+    def _progress(self, number: int) -> None:
+        if self.config.progress_every and number % self.config.progress_every == 0:
+            report = self.report
+            print(f"  {time.monotonic() - self._started:6.0f} s: {number} bot processes, {report.kills} kills, "
+                  f"{self.schedule.injected} faults, {report.checks} checks, {len(report.findings)} violations",
+                  flush=True)
 
     def _enough(self) -> str | None:
         elapsed = time.monotonic() - self._started
