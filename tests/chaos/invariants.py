@@ -206,7 +206,7 @@ async def read_books(uow_factory: Callable[[], Any], user_id: int, symbols: Iter
 async def _closing_reasons(uow: Any, positions: Sequence[PositionRecord]) -> dict[int, str]:
     """`open_positions.closing_reason` where the schema has it (a position whose exit has started); else none."""
     if positions and hasattr(positions[0], "closing_reason"):
-        return {p.trade_id: p.closing_reason for p in positions if getattr(p, "closing_reason", None)}
+        return {p.trade_id: reason for p in positions if (reason := getattr(p, "closing_reason", None))}
     columns = await uow.session.run_sync(lambda s: {c["name"] for c in inspect(s.connection()).get_columns(
         "open_positions")})
     if "closing_reason" not in columns:
