@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -206,6 +207,8 @@ def serve_spawns() -> int:
             code = 1
             try:
                 code = _run_spawned(request)
+            except BaseException:
+                traceback.print_exc()  # into the bot's stderr file
             finally:
                 os._exit(code)
         print(pid, flush=True)
