@@ -19,7 +19,7 @@ DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help venv install install-test demo serve test lint typecheck importlint checks pytest \
-        test-sqlite test-postgres pg-start pg-stop clean
+        test-sqlite test-postgres pg-start pg-stop chaos clean
 
 help:
 	@echo "make demo          install into $(VENV) and start the demo (DEMO_ARGS=... passes options)"
@@ -27,6 +27,8 @@ help:
 	@echo "                   and, when TEST_POSTGRES_URL is set, pytest again on PostgreSQL"
 	@echo "make lint | typecheck | importlint | test-sqlite | test-postgres"
 	@echo "make pg-start / pg-stop   throwaway local PostgreSQL (scripts/postgres.sh)"
+	@echo "make chaos         the chaos soak: CHAOS_KILLS (200) kill -9s of the live bot, CHAOS_FAULTS (2000) faults,"
+	@echo "                   CHAOS_SEED (random, printed), CHAOS_MAX_WALL_S (3600), CHAOS_DIR (a temporary directory)"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 needed, got " + sys.version)'
@@ -82,6 +84,10 @@ test: $(STAMP_TEST)
 	fi
 
 pytest: test-sqlite
+
+# The long chaos soak (tests/chaos/soak.py); `make test` runs the short one (tests/chaos/) with the rest.
+chaos: $(STAMP_TEST)
+	PYTHONPATH=. $(BIN)/python -m tests.chaos.soak
 
 pg-start:
 	scripts/postgres.sh start
