@@ -42,7 +42,7 @@ from app.config import Settings
 from app.container import Container
 from app.domain.clock import ms_from_utc, utc_from_ms
 from app.domain.values import MarketFeatures, Signal, SignalType
-from app.services.trading_bot import TradingBot
+from app.engine.bot import TradingBot
 from tests.chaos.clock import CYCLE_MS, HOLD_SPEED
 
 ANALYST = "chaos"

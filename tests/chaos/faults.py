@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from app.services.exchange_faults import FaultKind, FaultPlan, FaultRule, FaultStage
+from app.devtools.faults import FaultKind, FaultPlan, FaultRule, FaultStage
 from tests.chaos.traffic import CURRENT_REQUEST
 
 

@@ -21,14 +21,16 @@ from pathlib import Path
 
 from app.config import BUNDLED_DATA_DIR
 from app.db import Database, upgrade
+from app.devtools.simulator import ApiAccount, ExchangeSimulator, create_simulator_app
+from app.devtools.simulator_thread import SimulatorThread
 from app.domain.clock import ms_from_utc
 from app.domain.risk import TradingConfig
 from app.domain.values import TradeStatus
+from app.marketdata.candle_files import HEADER
+from app.marketdata.candles import CandleStore
 from app.repositories import UnitOfWorkFactory
-from app.services.exchange_simulator import ApiAccount, ExchangeSimulator, SimulatorThread, create_simulator_app
-from app.services.market_data import HEADER, CandleStore
-from app.services.mock_binance_service import SimulatedMarket
 from app.services.security import CredentialCipher, mask_key
+from app.venues.paper.market import SimulatedMarket
 from tests.chaos.bot_process import ANALYST
 from tests.chaos.clock import VenueClock
 from tests.chaos.faults import ChaosFaultPlan, ChaosRule, FaultProfile, FaultSchedule

@@ -25,11 +25,10 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import inspect, text
 
 from app.domain.records import OrderRecord, PositionRecord, TradeRecord
 from app.domain.values import ZERO, OcoOrder, Order, OrderStatus, Side, SymbolRules, TradeStatus
-from app.services.binance_models import (
+from app.venues.binance.models import (
     BinanceAccount,
     BinanceExchangeInfo,
     BinanceOrder,
@@ -40,7 +39,7 @@ from app.services.binance_models import (
     order_from_binance,
     symbol_rules_from_binance,
 )
-from app.services.binance_protocol import API_KEY_HEADER, signed_query
+from app.venues.binance.protocol import API_KEY_HEADER, signed_query
 from tests.chaos.traffic import CHECKER_HEADER
 
 QUOTE = "USDT"
@@ -204,16 +203,8 @@ async def read_books(uow_factory: Callable[[], Any], user_id: int, symbols: Iter
 
 
 async def _closing_reasons(uow: Any, positions: Sequence[PositionRecord]) -> dict[int, str]:
-    """`open_positions.closing_reason` where the schema has it (a position whose exit has started); else none."""
-    if positions and hasattr(positions[0], "closing_reason"):
-        return {p.trade_id: reason for p in positions if (reason := getattr(p, "closing_reason", None))}
-    columns = await uow.session.run_sync(lambda s: {c["name"] for c in inspect(s.connection()).get_columns(
-        "open_positions")})
-    if "closing_reason" not in columns:
-        return {}
-    result = await uow.session.execute(text(
-        "SELECT trade_id, closing_reason FROM open_positions WHERE closing_reason IS NOT NULL"))
-    return {int(trade_id): str(reason) for trade_id, reason in result}
+    """Positions whose exit has started (`closing_reason`): the bot finishes them, they need no protection."""
+    return {p.trade_id: p.closing_reason.value for p in positions if p.closing_reason is not None}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -367,7 +358,9 @@ def base_balances(p: Picture) -> list[Violation]:
     for symbol in p.exchange.rules:
         asset = p.base_asset(symbol)
         positions = [x for x in p.books.positions if x.symbol == symbol]
-        in_positions = sum((x.amount for x in positions), ZERO)
+        # a position being closed keeps its amount; what its exits already sold is on their order rows
+        sold = sum((row.executed_qty for x in positions for row in p.books.exits.get(x.trade_id, ())), ZERO)
+        in_positions = sum((x.amount for x in positions), ZERO) - sold
         dust = p.books.dust.get(symbol, ZERO)
         held = p.exchange.balances.get(asset, ZERO)
         if held != in_positions + dust:

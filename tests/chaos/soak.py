@@ -33,7 +33,7 @@ def _not_a_cut_answer(record: logging.LogRecord) -> bool:
 def main() -> int:
     # the simulator logs every fault it injects, and uvicorn every answer a lost-response fault cuts short (its
     # level is reset when the server starts, so a filter): thousands of lines that say nothing new
-    logging.getLogger("app.services.exchange_simulator").setLevel(logging.CRITICAL)
+    logging.getLogger("app.devtools").setLevel(logging.CRITICAL)
     logging.getLogger("uvicorn.error").addFilter(_not_a_cut_answer)
     config = config_from_env()
     print(f"chaos soak: seed {config.seed}, {config.kills} kills, {config.min_faults} faults, in {config.run_dir}",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services.exchange_faults import FaultKind
+from app.devtools.faults import FaultKind
 from tests.chaos.harness import ChaosConfig, ChaosRun
 
 SEED = int(os.environ.get("CHAOS_SEED", "20250908"))

@@ -8,15 +8,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from app.config import Settings
 from app.db import Database, upgrade
 from app.domain.records import OrderRecord, PositionRecord, TradeRecord
 from app.domain.values import ExitReason, Side, TradeStatus
 from app.repositories import UnitOfWorkFactory
-from app.services.binance_service import BinanceService
-from app.services.mock_binance_service import default_symbol_rules
+from app.venues.binance.client import BinanceService
+from app.venues.paper.market import default_symbol_rules
 from tests.chaos.invariants import (
     Account,
     Books,
@@ -101,7 +100,8 @@ def test_a_position_being_closed_needs_no_live_protection() -> None:
 
 
 def test_the_quote_balance_counts_what_an_unfinished_exit_already_sold() -> None:
-    position = PositionRecord(7, 1, "SOLUSDT", Decimal("0.499"), Decimal("100"), Decimal("98"), Decimal("103"), None, T0)
+    # a position being closed keeps the amount it held; its exit rows say what was sold
+    position = PositionRecord(7, 1, "SOLUSDT", Decimal("0.999"), Decimal("100"), Decimal("98"), Decimal("103"), None, T0)
     sold = OrderRecord("trd1-SOLUSDT-7-x", 1, "exit", "SOLUSDT", "SELL", "MARKET", Decimal("0.999"), "EXPIRED",
                        trade_id=7, executed_qty=Decimal("0.5"), cumulative_quote_qty=Decimal("51"),
                        commission=Decimal("0.051"), commission_asset="USDT")
@@ -112,7 +112,7 @@ def test_the_quote_balance_counts_what_an_unfinished_exit_already_sold() -> None
     assert "difference -50.949" in violation.detail
 
 
-async def test_closing_reasons_are_read_once_the_schema_has_the_column(tmp_path: Path) -> None:
+async def test_positions_being_closed_are_read_from_the_books(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/books.db"
     await asyncio.to_thread(upgrade, url)
     database = Database(url)
@@ -124,9 +124,9 @@ async def test_closing_reasons_are_read_once_the_schema_has_the_column(tmp_path:
         await session.positions.add(PositionRecord(trade.id, user.id, "SOLUSDT", Decimal("0.999"), Decimal("100"),
                                                    Decimal("98"), Decimal("103"), None, T0))
         await session.commit()
-    assert (await read_books(uow, user.id, ["SOLUSDT"], [])).closing == {}  # today's schema: no such column
-    async with database.engine.begin() as connection:
-        await connection.execute(text("ALTER TABLE open_positions ADD COLUMN closing_reason VARCHAR(16)"))
-        await connection.execute(text("UPDATE open_positions SET closing_reason = 'TIMEOUT'"))
+    assert (await read_books(uow, user.id, ["SOLUSDT"], [])).closing == {}
+    async with uow() as session:
+        await session.positions.mark_closing(trade.id, ExitReason.TIMEOUT)
+        await session.commit()
     assert (await read_books(uow, user.id, ["SOLUSDT"], [])).closing == {trade.id: "TIMEOUT"}
     await database.dispose()
