@@ -15,6 +15,7 @@ from app.domain.records import (
     OrderRecord,
     PortfolioStats,
     PositionRecord,
+    RowStatus,
     TradeRecord,
 )
 from app.domain.risk import TradingConfig
@@ -192,13 +193,13 @@ class MemoryOrders:
     async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime) -> None:
         fills = order.fills
         self._store(_canonical_fields(dataclasses.replace(
-            self._row(client_order_id), status=order.status.value, exchange_order_id=str(order.order_id),
+            self._row(client_order_id), status=RowStatus.of(order.status), exchange_order_id=str(order.order_id),
             executed_qty=order.executed_qty, cumulative_quote_qty=order.cumulative_quote_qty,
             commission=sum((f.commission for f in fills), ZERO),
             commission_asset=fills[0].commission_asset if fills else None, transact_time=order.transact_time,
         ), _ORDER_MONEY))
 
-    async def mark(self, client_order_id: str, status: str, now: datetime, error: str | None = None,
+    async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,
                    trade_id: int | None = None) -> None:
         row = dataclasses.replace(self._row(client_order_id), status=status)
         if error is not None:

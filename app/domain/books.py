@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from app.domain.records import AnalysisRecord, EventRecord, OrderRecord, PositionRecord, TradeRecord
+from app.domain.records import AnalysisRecord, EventRecord, OrderRecord, PositionRecord, RowStatus, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.values import Decision, ExitReason, Order, Reason
 
@@ -55,7 +55,7 @@ class OrderBook(Protocol):
 
     async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime) -> None: ...
 
-    async def mark(self, client_order_id: str, status: str, now: datetime, error: str | None = None,
+    async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,
                    trade_id: int | None = None) -> None: ...
 
     async def unbooked_entries(self) -> list[OrderRecord]: ...

@@ -8,7 +8,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from app.domain.values import ZERO, Decision, ExitReason, TradeStatus, TradingMode
+from app.domain.values import (
+    ZERO,
+    Decision,
+    ExitReason,
+    ListStatus,
+    OrderStatus,
+    OrderType,
+    Side,
+    TradeStatus,
+    TradingMode,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +80,53 @@ class Purpose(StrEnum):
     ADOPTED = "adopted"
 
 
+class RowStatus(StrEnum):
+    """An order row's state: ours until the exchange answered (PENDING_SEND: written, maybe sent; UNKNOWN: sent,
+    outcome unknown), then the exchange's own, an order's or an order list's."""
+
+    PENDING_SEND = "PENDING_SEND"
+    UNKNOWN = "UNKNOWN"
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    EXECUTING = "EXECUTING"
+    ALL_DONE = "ALL_DONE"
+    REJECT = "REJECT"
+
+    @classmethod
+    def of(cls, status: OrderStatus | ListStatus) -> RowStatus:
+        return cls(status.value)
+
+    @property
+    def awaiting_exchange(self) -> bool:
+        """Nothing the exchange said is recorded yet: ask it by client id."""
+        return self in (RowStatus.PENDING_SEND, RowStatus.UNKNOWN)
+
+    @property
+    def is_final(self) -> bool:
+        """The order (or list) can change no more."""
+        return self in _FINAL_ROW_STATUSES
+
+
+_FINAL_ROW_STATUSES = frozenset({RowStatus.FILLED, RowStatus.CANCELED, RowStatus.REJECTED, RowStatus.EXPIRED,
+                                 RowStatus.ALL_DONE, RowStatus.REJECT})
 # order row statuses that end an order: with nothing executed, such an entry bought nothing
-NO_FILL_FINAL = ("REJECTED", "CANCELED", "EXPIRED")
+NO_FILL_FINAL = (RowStatus.REJECTED, RowStatus.CANCELED, RowStatus.EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)
 class OrderRecord:
     client_order_id: str
     user_id: int
-    purpose: str
+    purpose: Purpose
     symbol: str
-    side: str
-    type: str
+    side: Side
+    type: OrderType
     quantity: Decimal
-    status: str
+    status: RowStatus
     trade_id: int | None = None
     price: Decimal | None = None
     stop_price: Decimal | None = None

@@ -37,6 +37,7 @@ class OrderType(StrEnum):
     STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
     TAKE_PROFIT = "TAKE_PROFIT"
     TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
+    OCO = "OCO"  # not an order: an order list, as the books record one
 
 
 class OrderStatus(StrEnum):

@@ -13,7 +13,7 @@ from app.domain.clock import Clock
 from app.domain.errors import OrderNotFound, OrderStatusUnknown, RateLimited, TemporaryExchangeError
 from app.domain.events import Event, OrderPathRepaired
 from app.domain.ports import ExchangeAdapter
-from app.domain.records import OrderRecord, PositionRecord, TradeRecord
+from app.domain.records import OrderRecord, PositionRecord, RowStatus, TradeRecord
 from app.domain.risk import RiskLimits
 from app.domain.values import Order
 from app.engine.metrics import Metrics
@@ -75,12 +75,12 @@ class Desk:
             await uow.orders.add(record, now)
             await uow.commit()
 
-    async def mark_order(self, client_id: str, status: str, now: datetime, error: str | None = None,
+    async def mark_order(self, client_id: str, status: RowStatus, now: datetime, error: str | None = None,
                           trade_id: int | None = None, order: Order | None = None) -> None:
         async with self.uow() as uow:
             if order is not None:
                 await uow.orders.record_exchange_state(client_id, order, now)
-            await uow.orders.mark(client_id, order.status.value if order else status, now, error, trade_id)
+            await uow.orders.mark(client_id, RowStatus.of(order.status) if order else status, now, error, trade_id)
             await uow.commit()
 
     async def find_order(self, exchange: ExchangeAdapter, symbol: str, client_id: str) -> Order | None:

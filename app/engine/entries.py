@@ -9,14 +9,14 @@ from app.domain.clock import ms_from_utc
 from app.domain.errors import ConfigurationError, OrderRejected, OrderStatusUnknown, TemporaryExchangeError
 from app.domain.events import EngineError
 from app.domain.ports import ExchangeAdapter
-from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
+from app.domain.records import OrderRecord, PositionRecord, Purpose, RowStatus, TradeRecord
 from app.domain.risk import TradingConfig
-from app.domain.values import Order, OrderStatus, RiskDecision, Side, TradeStatus
+from app.domain.values import Order, OrderType, RiskDecision, Side, TradeStatus
 from app.engine.analysis import SymbolAnalysis
 from app.engine.bookkeeping import entry_fill, reanchor
 from app.engine.desk import Desk, EngineParts
 from app.engine.exits import Exits
-from app.engine.settings import PENDING_SEND, UNKNOWN, EntryPlan, trades_log
+from app.engine.settings import EntryPlan, trades_log
 
 
 class Entries(Desk):
@@ -38,7 +38,7 @@ class Entries(Desk):
         exchange = await self.exchanges.for_user(user_id)
         row = OrderRecord(
             client_order_id=f"trd{user_id}-{symbol}-{ms_from_utc(now)}", user_id=user_id, purpose=Purpose.ENTRY,
-            symbol=symbol, side=Side.BUY.value, type="MARKET", quantity=decision.quantity, status=PENDING_SEND,
+            symbol=symbol, side=Side.BUY, type=OrderType.MARKET, quantity=decision.quantity, status=RowStatus.PENDING_SEND,
             price=decision.entry_price, stop_price=decision.stop_loss, take_profit=decision.take_profit,
             confidence=analysis.report.signal.confidence, analysis_id=analysis.analysis_id, created_at=now,
         )
@@ -68,15 +68,15 @@ class Entries(Desk):
         except OrderStatusUnknown as e:
             order = await self.find_order(exchange, symbol, client_id)
             if order is None:
-                await self.mark_order(client_id, UNKNOWN, now, str(e))
+                await self.mark_order(client_id, RowStatus.UNKNOWN, now, str(e))
                 await self.emit(user_id, EngineError(f"entry status unknown: {e}", symbol=symbol), now)
                 return None
         except (OrderRejected, TemporaryExchangeError) as e:
-            await self.mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
+            await self.mark_order(client_id, RowStatus.REJECTED, now, str(e))
             await self.emit(user_id, EngineError(f"entry not placed: {e}", symbol=symbol), now)
             return None
         if order.executed_qty == 0:  # else booking records the exchange's state with the trade
-            await self.mark_order(client_id, order.status.value, now, order=order)
+            await self.mark_order(client_id, RowStatus.of(order.status), now, order=order)
         self.metrics.orders_placed.labels(type="entry", outcome=order.status.value).inc()
         return order
 
@@ -102,7 +102,7 @@ class Entries(Desk):
                 trade.id, user_id, order.symbol, quantity, fill.price, stop, target, None, executed_at,
             ))
             await uow.orders.record_exchange_state(order.client_order_id, order, now)
-            await uow.orders.mark(order.client_order_id, order.status.value, now, trade_id=trade.id)
+            await uow.orders.mark(order.client_order_id, RowStatus.of(order.status), now, trade_id=trade.id)
             await uow.commit()
         trades_log.info("ENTRY user=%s %s qty=%s @ %s stop=%s target=%s", user_id, order.symbol,
                         fill.amount, fill.price, stop, target)

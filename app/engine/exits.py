@@ -20,11 +20,10 @@ from app.domain.errors import (
 )
 from app.domain.events import EmergencyExit, EngineError, PositionClosed
 from app.domain.ports import ExchangeAdapter
-from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
+from app.domain.records import OrderRecord, PositionRecord, Purpose, RowStatus, TradeRecord
 from app.domain.values import (
     ZERO,
     ExitReason,
-    ListStatus,
     OcoOrder,
     Order,
     OrderStatus,
@@ -37,7 +36,7 @@ from app.domain.values import (
 from app.engine.bookkeeping import net_profit, profit_pct, recorded_exit_fill
 from app.engine.desk import Desk, EngineParts
 from app.engine.protection import Protection
-from app.engine.settings import PENDING_SEND, UNKNOWN, log, trades_log
+from app.engine.settings import log, trades_log
 
 
 class Exits(Desk):
@@ -211,8 +210,8 @@ class Exits(Desk):
                 if await uow.orders.get(leg.client_order_id) is None:
                     await uow.orders.add(OrderRecord(
                         client_order_id=leg.client_order_id, user_id=position.user_id, purpose=Purpose.EXIT,
-                        symbol=position.symbol, side=leg.side.value, type=leg.type.value, quantity=leg.orig_qty,
-                        status=leg.status.value, trade_id=position.trade_id, price=leg.price,
+                        symbol=position.symbol, side=leg.side, type=leg.type, quantity=leg.orig_qty,
+                        status=RowStatus.of(leg.status), trade_id=position.trade_id, price=leg.price,
                         stop_price=leg.stop_price,
                     ), now)
                 await uow.orders.record_exchange_state(leg.client_order_id, leg, now)
@@ -223,7 +222,7 @@ class Exits(Desk):
         assert position.oco_order_id is not None
         async with self.uow() as uow:
             if await uow.orders.get(position.oco_order_id) is not None:
-                await uow.orders.mark(position.oco_order_id, ListStatus.ALL_DONE.value, now, why)
+                await uow.orders.mark(position.oco_order_id, RowStatus.ALL_DONE, now, why)
             await uow.positions.set_protection(position.trade_id, None, position.stop_loss, position.take_profit)
             await uow.commit()
 
@@ -234,22 +233,22 @@ class Exits(Desk):
             rows: list[OrderRecord] = await uow.orders.for_trade(position.trade_id, Purpose.EXIT)
         settled = []
         for row in rows:
-            if row.status not in (PENDING_SEND, UNKNOWN) and OrderStatus(row.status).is_final:
+            if not row.status.awaiting_exchange and row.status.is_final:
                 settled.append(row)
                 continue
             try:
                 order = await exchange.get_order(row.symbol, row.client_order_id)
             except OrderNotFound:
-                if row.status not in (PENDING_SEND, UNKNOWN):
+                if not row.status.awaiting_exchange:
                     return None  # it was on the exchange: an answer that forgets it is not to be trusted
-                await self.mark_order(row.client_order_id, OrderStatus.REJECTED.value, now, "never reached the exchange")
+                await self.mark_order(row.client_order_id, RowStatus.REJECTED, now, "never reached the exchange")
                 continue
             except (TemporaryExchangeError, OrderStatusUnknown):
                 return None
-            await self.mark_order(row.client_order_id, order.status.value, now, order=order)
+            await self.mark_order(row.client_order_id, RowStatus.of(order.status), now, order=order)
             if not order.status.is_final:
                 return None
-            settled.append(dataclasses.replace(row, status=order.status.value, executed_qty=order.executed_qty,
+            settled.append(dataclasses.replace(row, status=RowStatus.of(order.status), executed_qty=order.executed_qty,
                                                cumulative_quote_qty=order.cumulative_quote_qty,
                                                commission=sum((f.commission for f in order.fills), ZERO),
                                                commission_asset=order.fills[0].commission_asset if order.fills else None))
@@ -264,21 +263,21 @@ class Exits(Desk):
         client_id = f"{trade.entry_client_order_id}-x{number}"
         await self.write_order(OrderRecord(
             client_order_id=client_id, user_id=trade.user_id, purpose=Purpose.EXIT, symbol=trade.symbol,
-            side=Side.SELL.value, type="MARKET", quantity=quantity, status=PENDING_SEND, trade_id=trade.id,
+            side=Side.SELL, type=OrderType.MARKET, quantity=quantity, status=RowStatus.PENDING_SEND, trade_id=trade.id,
         ), now)
         try:
             order = await exchange.place_market_order(trade.symbol, Side.SELL, quantity, client_id)
         except OrderStatusUnknown as e:
-            await self.mark_order(client_id, UNKNOWN, now, str(e))
+            await self.mark_order(client_id, RowStatus.UNKNOWN, now, str(e))
             return True  # settled by the next look at the exit rows
         except RateLimited as e:
-            await self.mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
+            await self.mark_order(client_id, RowStatus.REJECTED, now, str(e))
             raise
         except ExchangeError as e:
-            await self.mark_order(client_id, OrderStatus.REJECTED.value, now, str(e))
+            await self.mark_order(client_id, RowStatus.REJECTED, now, str(e))
             await self.emit(trade.user_id, EngineError(f"exit failed: {e}", trade_id=trade.id), now)
             return False
-        await self.mark_order(client_id, order.status.value, now, order=order)
+        await self.mark_order(client_id, RowStatus.of(order.status), now, order=order)
         self.metrics.orders_placed.labels(type="exit", outcome=order.status.value).inc()
         if number > 1 or order.executed_qty < quantity:
             await self.report_repair(position, "sold remainder of partial exit" if number > 1 else "partial exit",

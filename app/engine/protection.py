@@ -7,11 +7,10 @@ from datetime import datetime
 from app.domain.errors import ExchangeError, OrderStatusUnknown, RateLimited
 from app.domain.events import TradeExecuted
 from app.domain.ports import ExchangeAdapter
-from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
-from app.domain.values import OcoOrder, OrderStatus, Side, SymbolRules
+from app.domain.records import OrderRecord, PositionRecord, Purpose, RowStatus, TradeRecord
+from app.domain.values import OcoOrder, OrderType, Side, SymbolRules
 from app.engine.bookkeeping import stop_limit_price
 from app.engine.desk import Desk
-from app.engine.settings import PENDING_SEND, UNKNOWN
 
 
 class Protection(Desk):
@@ -49,7 +48,7 @@ class Protection(Desk):
         limit = stop_limit_price(position.stop_loss, self.parts.limits.stop_limit_gap_pct, rules)
         await self.write_order(OrderRecord(
             client_order_id=list_id, user_id=position.user_id, purpose=Purpose.PROTECT, symbol=position.symbol,
-            side=Side.SELL.value, type="OCO", quantity=position.amount, status=PENDING_SEND,
+            side=Side.SELL, type=OrderType.OCO, quantity=position.amount, status=RowStatus.PENDING_SEND,
             price=position.take_profit, stop_price=position.stop_loss, trade_id=position.trade_id,
         ), now)
         try:
@@ -60,13 +59,13 @@ class Protection(Desk):
             try:
                 oco = await exchange.get_oco_order_status(position.symbol, list_id)
             except ExchangeError as e:
-                await self.mark_order(list_id, UNKNOWN, now, str(e))
+                await self.mark_order(list_id, RowStatus.UNKNOWN, now, str(e))
                 return str(e)
         except RateLimited as e:
-            await self.mark_order(list_id, OrderStatus.REJECTED.value, now, str(e))
+            await self.mark_order(list_id, RowStatus.REJECTED, now, str(e))
             raise
         except ExchangeError as e:
-            await self.mark_order(list_id, OrderStatus.REJECTED.value, now, str(e))
+            await self.mark_order(list_id, RowStatus.REJECTED, now, str(e))
             return str(e)
         self.metrics.orders_placed.labels(type="oco", outcome=oco.list_status.value).inc()
         return oco  # its row takes the list's status when it is linked
@@ -74,7 +73,7 @@ class Protection(Desk):
     async def link(self, trade: TradeRecord, position: PositionRecord, oco: OcoOrder, now: datetime) -> None:
         """The list protects the position: its row takes the exchange's status and the position points at it."""
         async with self.uow() as uow:
-            await uow.orders.mark(oco.list_client_order_id, oco.list_status.value, now)
+            await uow.orders.mark(oco.list_client_order_id, RowStatus.of(oco.list_status), now)
             await uow.positions.set_protection(trade.id, oco.list_client_order_id, position.stop_loss,
                                                position.take_profit)
             await uow.commit()

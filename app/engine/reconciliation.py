@@ -12,11 +12,11 @@ from app.domain.errors import (
     TemporaryExchangeError,
 )
 from app.domain.events import EngineError
-from app.domain.records import OrderRecord, PositionRecord, Purpose, TradeRecord
-from app.domain.values import ListStatus, OrderStatus
+from app.domain.records import OrderRecord, PositionRecord, Purpose, RowStatus, TradeRecord
+from app.domain.values import OrderType
 from app.engine.desk import Desk, EngineParts
 from app.engine.entries import Entries
-from app.engine.settings import PENDING_SEND, UNKNOWN, log
+from app.engine.settings import log
 
 
 class Reconciler(Desk):
@@ -74,7 +74,7 @@ class Reconciler(Desk):
             leg = oco.stop_loss_leg
             await self.write_order(OrderRecord(
                 client_order_id=oco.list_client_order_id, user_id=user_id, purpose=Purpose.ADOPTED, symbol=oco.symbol,
-                side=leg.side.value, type="OCO", quantity=leg.orig_qty, status=oco.list_status.value,
+                side=leg.side, type=OrderType.OCO, quantity=leg.orig_qty, status=RowStatus.of(oco.list_status),
                 price=oco.take_profit_leg.price, stop_price=leg.stop_price,
             ), now)
             log.warning("user %s: adopted order list %s that the bot did not place", user_id, oco.list_client_order_id)
@@ -88,14 +88,14 @@ class Reconciler(Desk):
         try:
             order = await exchange.get_order(row.symbol, row.client_order_id)
         except OrderNotFound:
-            if row.status not in (PENDING_SEND, UNKNOWN):
+            if not row.status.awaiting_exchange:
                 log.error("entry %s was %s on the exchange, which no longer knows it", row.client_order_id, row.status)
                 return False
-            await self.mark_order(row.client_order_id, OrderStatus.REJECTED.value, now, "never reached the exchange")
+            await self.mark_order(row.client_order_id, RowStatus.REJECTED, now, "never reached the exchange")
             return True
         except (TemporaryExchangeError, OrderStatusUnknown):
             return False
-        await self.mark_order(row.client_order_id, order.status.value, now, order=order)
+        await self.mark_order(row.client_order_id, RowStatus.of(order.status), now, order=order)
         if not order.status.is_final:
             return False  # a market order still working: ask again next cycle
         if order.executed_qty == 0:
@@ -103,7 +103,7 @@ class Reconciler(Desk):
         async with self.uow() as uow:
             booked = await uow.trades.by_entry(row.client_order_id)
         if booked is not None:
-            await self.mark_order(row.client_order_id, order.status.value, now, trade_id=booked.id)
+            await self.mark_order(row.client_order_id, RowStatus.of(order.status), now, trade_id=booked.id)
             return True
         trade = await self.entries.finish_entry(exchange, row, order, now)
         position = await self.open_position(trade.id)
@@ -120,17 +120,17 @@ class Reconciler(Desk):
             return
         async with self.uow() as uow:
             attempts = await uow.orders.for_trade(trade.id, Purpose.PROTECT)
-        for attempt in (a for a in attempts if a.status in (PENDING_SEND, UNKNOWN, ListStatus.EXECUTING.value)):
+        for attempt in (a for a in attempts if a.status.awaiting_exchange or a.status == RowStatus.EXECUTING):
             try:
                 oco = await exchange.get_oco_order_status(position.symbol, attempt.client_order_id)
             except OrderNotFound:
-                await self.mark_order(attempt.client_order_id, OrderStatus.REJECTED.value, now, "not on the exchange")
+                await self.mark_order(attempt.client_order_id, RowStatus.REJECTED, now, "not on the exchange")
                 continue
             if oco.is_open or oco.filled_leg is not None:  # a filled one is booked by this cycle's exit check
                 await self.protection.link(trade, position, oco, now)
                 await self.report_repair(position, "re-protected", now, f"linked order list {oco.list_client_order_id}")
                 return
-            await self.mark_order(attempt.client_order_id, oco.list_status.value, now)
+            await self.mark_order(attempt.client_order_id, RowStatus.of(oco.list_status), now)
         log.warning("trade %s had no protection: placing it now", trade.id)
         if await self.exits.secure(exchange, trade, now):
             await self.report_repair(position, "re-protected", now, "placed a new order list")

@@ -18,8 +18,6 @@ metrics_log = logging.getLogger("trdbot.metrics")
 CANDLES = {Timeframe.M5: 288, Timeframe.M15: 100, Timeframe.H1: 168}
 # The history a first decision needs: the longest window (168 x 1h candles).
 WARM_UP = max(count * timedelta(milliseconds=tf.ms) for tf, count in CANDLES.items())
-PENDING_SEND = "PENDING_SEND"
-UNKNOWN = "UNKNOWN"
 
 
 class RiskChecker(Protocol):

@@ -7,15 +7,16 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.records import OrderRecord, Purpose
-from app.domain.values import ZERO, Order
+from app.domain.records import OrderRecord, Purpose, RowStatus
+from app.domain.values import ZERO, Order, OrderType, Side
 from app.models import OrderRow
 
 
 def _order(row: OrderRow) -> OrderRecord:
     return OrderRecord(
-        client_order_id=row.client_order_id, user_id=row.user_id, purpose=row.purpose, symbol=row.symbol,
-        side=row.side, type=row.type, quantity=row.quantity, status=row.status, trade_id=row.trade_id,
+        client_order_id=row.client_order_id, user_id=row.user_id, purpose=Purpose(row.purpose), symbol=row.symbol,
+        side=Side(row.side), type=OrderType(row.type), quantity=row.quantity, status=RowStatus(row.status),
+        trade_id=row.trade_id,
         price=row.price, stop_price=row.stop_price, take_profit=row.take_profit, confidence=row.confidence,
         analysis_id=row.analysis_id, exchange_order_id=row.exchange_order_id,
         executed_qty=row.executed_qty, cumulative_quote_qty=row.cumulative_quote_qty, commission=row.commission,
@@ -54,7 +55,7 @@ class OrderRepository:
         row.transact_time = order.transact_time
         row.updated_at = now
 
-    async def mark(self, client_order_id: str, status: str, now: datetime, error: str | None = None,
+    async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,
                    trade_id: int | None = None) -> None:
         row = await self._row(client_order_id)
         if row is None:
