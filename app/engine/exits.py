@@ -170,7 +170,7 @@ class Exits(Desk):
             if quantity == 0:
                 return await self._book_close(position, fills, reason, rules, now)
             try:
-                if not await self._send_exit(exchange, position, quantity, len(fills) + 1, now):
+                if not await self._send_exit(exchange, position, quantity, now):
                     return None
             except RateLimited as e:
                 if not await self.wait_out(e, waited_s):
@@ -254,11 +254,14 @@ class Exits(Desk):
                                                commission_asset=order.fills[0].commission_asset if order.fills else None))
         return settled
 
-    async def _send_exit(self, exchange: ExchangeAdapter, position: PositionRecord, quantity: Decimal, number: int,
+    async def _send_exit(self, exchange: ExchangeAdapter, position: PositionRecord, quantity: Decimal,
                          now: datetime) -> bool:
         """One market SELL of the position's coins; False when it failed (the next cycle tries again). A rate limit
         (nothing sent) is raised for the caller to wait out."""
-        trade = await self.trade_of(position)
+        async with self.uow() as uow:
+            trade = await uow.trades.get(position.user_id, position.trade_id)
+            # every exit row counts, whatever became of it: a client id is never used twice
+            number = len(await uow.orders.for_trade(position.trade_id, Purpose.EXIT)) + 1
         assert trade is not None
         client_id = f"{trade.entry_client_order_id}-x{number}"
         await self.write_order(OrderRecord(

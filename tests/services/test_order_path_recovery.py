@@ -17,7 +17,7 @@ import pytest
 from app.config import Settings
 from app.container import Container
 from app.domain.clock import SimulatedClock
-from app.domain.errors import OrderNotFound, RateLimited, RuleViolation, TemporaryExchangeError
+from app.domain.errors import OrderNotFound, OrderStatusUnknown, RateLimited, RuleViolation, TemporaryExchangeError
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, ExitReason, OrderStatus, Side, TradeStatus
 from app.venues.paper.exchange import MockBinanceService
@@ -370,3 +370,29 @@ async def test_an_entry_adopted_after_a_restart_keeps_the_bots_time(settings: Se
     assert trade.executed_at == sent_at and trade.status == TradeStatus.FILLED, "not timed out on the venue's clock"
     await assert_books_equal_the_exchange(restarted)
     await restarted.container.db.dispose()
+
+
+async def test_an_exit_lost_before_it_reached_the_exchange_is_sent_again_under_a_new_client_id(
+    settings: Settings,
+) -> None:
+    """Found by the chaos soak: the retry reused the lost order's client id (its row was not counted) and the
+    books refused the duplicate, which stopped every cycle."""
+    paper, trade = await _open_trade(settings)
+    exchange = await paper.exchange()
+    real = exchange.place_market_order
+    lost = {"left": 1}
+
+    async def lost_on_the_way(symbol: str, side: Side, quantity: Decimal, client_id: str) -> Any:
+        if side == Side.SELL and lost["left"]:
+            lost["left"] -= 1
+            raise OrderStatusUnknown(f"Binance POST /api/v3/order {client_id}: no answer (timeout)")
+        return await real(symbol, side, quantity, client_id)
+
+    exchange.place_market_order = lost_on_the_way  # type: ignore[method-assign]
+    closed = await paper.container.bot.close_trade(paper.user_id, trade.id, ExitReason.MANUAL)
+    assert closed.status == TradeStatus.CLOSED
+    async with paper.container.uow() as uow:
+        exits = await uow.orders.for_trade(trade.id, "exit")
+    assert [(r.client_order_id.rsplit("-", 1)[1], r.status) for r in exits] == [("x1", "REJECTED"), ("x2", "FILLED")]
+    await assert_books_equal_the_exchange(paper)
+    await paper.container.db.dispose()
