@@ -77,6 +77,8 @@ class Exits(Desk):
         except (ExchangeError, ConfigurationError) as e:
             log.error("position %s of user %s: %s", position.trade_id, position.user_id, e)
             await self.emit(position.user_id, EngineError(str(e), trade_id=position.trade_id), now)
+        except Exception:  # a fault in one position's exit must not stop every other position's
+            log.exception("position %s of user %s: exit check failed", position.trade_id, position.user_id)
         return 0
 
     async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> bool:
