@@ -86,6 +86,7 @@ class RowStatus(StrEnum):
 
     PENDING_SEND = "PENDING_SEND"
     UNKNOWN = "UNKNOWN"
+    NOT_FOUND = "NOT_FOUND"  # the exchange denied knowing it: checked again before any exit of its trade
     NEW = "NEW"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"

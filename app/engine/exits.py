@@ -104,7 +104,7 @@ class Exits(Desk):
         the exit; a live leg means the answer was wrong (nothing to do); otherwise the list is gone: protect again,
         or close a position that is due."""
         assert position.oco_order_id is not None
-        legs = await self._legs_of(exchange, position.symbol, position.oco_order_id)
+        legs = await self.legs_of(exchange, position.symbol, position.oco_order_id)
         if any(not leg.status.is_final for leg in legs):
             log.warning("order list %s not found, but its legs are live", position.oco_order_id)
             return False
@@ -118,7 +118,7 @@ class Exits(Desk):
             await self.report_repair(position, "re-protected", now, f"order list {position.oco_order_id} was gone")
         return False
 
-    async def _legs_of(self, exchange: ExchangeAdapter, symbol: str, list_id: str) -> list[Order]:
+    async def legs_of(self, exchange: ExchangeAdapter, symbol: str, list_id: str) -> list[Order]:
         """The legs of an order list looked up one by one (those the exchange still knows)."""
         legs = []
         for leg_id in oco_leg_client_ids(list_id):
@@ -158,10 +158,9 @@ class Exits(Desk):
                            now: datetime) -> TradeRecord | None:
         """Take the protection down, sell what the position still holds, and book the close from every exit fill
         the exchange confirmed; None while coins remain to be sold (the next cycle goes on)."""
-        reason = position.closing_reason or ExitReason.MANUAL
-        if position.oco_order_id is not None:
-            reason = await self._take_down_protection(exchange, position, now) or reason
-            position = dataclasses.replace(position, oco_order_id=None)
+        reason = await self._take_down_protection(exchange, position, now) or position.closing_reason
+        position = dataclasses.replace(position, oco_order_id=None)
+        reason = reason or ExitReason.MANUAL
         rules = await exchange.get_symbol_rules(position.symbol)
         waited_s = 0.0
         for _ in range(self.settings.exit_attempts):
@@ -182,28 +181,44 @@ class Exits(Desk):
 
     async def _take_down_protection(self, exchange: ExchangeAdapter, position: PositionRecord,
                                     now: datetime) -> ExitReason | None:
-        """Cancel the position's list (or its resting legs), record what its legs sold, unlink it. The exit
-        reason when a leg filled completely."""
-        assert position.oco_order_id is not None
-        list_id = position.oco_order_id
+        """Every list of the trade that may still be live or have sold something (the linked one, and any an
+        earlier attempt placed that was never linked): cancelled (or its resting legs), what its legs sold recorded
+        on exit rows, its row final, the position unlinked. The exit reason when a leg filled completely."""
+        async with self.uow() as uow:
+            attempts = await uow.orders.for_trade(position.trade_id, Purpose.PROTECT)
+        lists = {row.client_order_id for row in attempts if row.status not in _DONE_LISTS}
+        lists.update([position.oco_order_id] if position.oco_order_id is not None else [])
+        filled: Order | None = None
+        for list_id in sorted(lists):
+            legs = await self._cancelled_legs(exchange, position.symbol, list_id)
+            await self._record_leg_fills(position, legs, now)
+            async with self.uow() as uow:
+                status = RowStatus.ALL_DONE if legs else RowStatus.NOT_FOUND
+                await uow.orders.mark(list_id, status, now, None if legs else "not on the exchange")
+                await uow.commit()
+            filled = filled or next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
+        if position.oco_order_id is not None:
+            await self._unlink(position, now)
+        return _leg_reason(filled) if filled is not None else None
+
+    async def _cancelled_legs(self, exchange: ExchangeAdapter, symbol: str, list_id: str) -> list[Order]:
+        """The list's legs once none can fill any more (cancelled, or final already); none when the exchange knows
+        neither the list nor its legs. Raises TemporaryExchangeError while a leg still rests."""
         try:
-            oco = await exchange.get_oco_order_status(position.symbol, list_id)
+            oco = await exchange.get_oco_order_status(symbol, list_id)
             if oco.is_open:
                 with contextlib.suppress(OrderNotFound):
-                    oco = await exchange.cancel_oco_order(position.symbol, list_id)
+                    oco = await exchange.cancel_oco_order(symbol, list_id)
             legs = list(oco.legs)
-        except OrderNotFound:
-            legs = await self._legs_of(exchange, position.symbol, list_id)
+        except OrderNotFound:  # an answer that forgets a list is checked against its legs
+            legs = await self.legs_of(exchange, symbol, list_id)
         for i, leg in enumerate(legs):
             if not leg.status.is_final:  # a stop-limit the market gapped through, or a list that did not cancel
                 with contextlib.suppress(OrderNotFound):
-                    legs[i] = await exchange.cancel_order(position.symbol, leg.client_order_id)
+                    legs[i] = await exchange.cancel_order(symbol, leg.client_order_id)
         if any(not leg.status.is_final for leg in legs):
             raise TemporaryExchangeError(f"order list {list_id} could not be cancelled yet")
-        await self._record_leg_fills(position, legs, now)
-        await self._unlink(position, now)
-        filled = next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
-        return _leg_reason(filled) if filled is not None else None
+        return legs
 
     async def _record_leg_fills(self, position: PositionRecord, legs: Sequence[Order], now: datetime) -> None:
         """Legs that sold something become exit rows of the trade: the close is booked from its exit rows."""
@@ -331,6 +346,10 @@ class Exits(Desk):
         await self.emit(trade.user_id, EmergencyExit(trade.id, trade.symbol, f"protection could not be placed: {error}",
                                                      closed.exit_price if closed else None), now)
         return False
+
+
+# lists that can neither fill nor be live any more: the exchange said so (ALL_DONE, REJECT), or refused them when sent
+_DONE_LISTS = frozenset({RowStatus.ALL_DONE, RowStatus.REJECT, RowStatus.REJECTED})
 
 
 def _exit_reason(oco: OcoOrder) -> ExitReason | None:

@@ -12,6 +12,7 @@ from app.domain.errors import (
     TemporaryExchangeError,
 )
 from app.domain.events import EngineError
+from app.domain.ports import ExchangeAdapter
 from app.domain.records import OrderRecord, PositionRecord, Purpose, RowStatus, TradeRecord
 from app.domain.values import OrderType
 from app.engine.desk import Desk, EngineParts
@@ -124,7 +125,7 @@ class Reconciler(Desk):
             try:
                 oco = await exchange.get_oco_order_status(position.symbol, attempt.client_order_id)
             except OrderNotFound:
-                await self.mark_order(attempt.client_order_id, RowStatus.REJECTED, now, "not on the exchange")
+                await self._not_found(exchange, position, attempt.client_order_id, now)
                 continue
             if oco.is_open or oco.filled_leg is not None:  # a filled one is booked by this cycle's exit check
                 await self.protection.link(trade, position, oco, now)
@@ -134,6 +135,18 @@ class Reconciler(Desk):
         log.warning("trade %s had no protection: placing it now", trade.id)
         if await self.exits.secure(exchange, trade, now):
             await self.report_repair(position, "re-protected", now, "placed a new order list")
+
+
+    async def _not_found(self, exchange: ExchangeAdapter, position: PositionRecord, list_id: str,
+                         now: datetime) -> None:
+        """The exchange says it knows no such list: its legs must agree before the bot places another. A live or
+        filled leg means the answer was wrong (ask again next cycle); no leg at all: NOT_FOUND, which every exit
+        still checks before it sells (an answer can be wrong twice)."""
+        legs = await self.exits.legs_of(exchange, position.symbol, list_id)
+        if any(not leg.status.is_final or leg.executed_qty > 0 for leg in legs):
+            raise TemporaryExchangeError(f"order list {list_id}: the exchange denies the list but not its legs")
+        await self.mark_order(list_id, RowStatus.ALL_DONE if legs else RowStatus.NOT_FOUND, now,
+                              None if legs else "not on the exchange")
 
 
 def _position_of(trade: TradeRecord) -> PositionRecord:

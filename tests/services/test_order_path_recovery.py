@@ -396,3 +396,36 @@ async def test_an_exit_lost_before_it_reached_the_exchange_is_sent_again_under_a
     assert [(r.client_order_id.rsplit("-", 1)[1], r.status) for r in exits] == [("x1", "REJECTED"), ("x2", "FILLED")]
     await assert_books_equal_the_exchange(paper)
     await paper.container.db.dispose()
+
+
+async def test_a_list_the_exchange_wrongly_denies_is_not_replaced_while_its_legs_are_live(settings: Settings) -> None:
+    """Found by the chaos soak: a -2013 for a list that was live made the bot give it up; its take-profit later
+    filled while the books held the trade open, for good."""
+    restarted = await _crash_after_placing_protection(settings)
+    exchange = await restarted.exchange()
+    real = exchange.get_oco_order_status
+    denials = {"left": 1}
+
+    async def denied_once(symbol: str, list_id: str) -> Any:
+        if denials["left"]:
+            denials["left"] -= 1
+            raise OrderNotFound(f"Order list does not exist. ({symbol} {list_id})", -2013)
+        return await real(symbol, list_id)
+
+    exchange.get_oco_order_status = denied_once  # type: ignore[method-assign]
+    placed = exchange.place_oco_order
+    calls: list[str] = []
+
+    async def counted(*args: Any) -> Any:
+        calls.append(str(args[-1]))
+        return await placed(*args)
+
+    exchange.place_oco_order = counted  # type: ignore[method-assign]
+    await restarted.cycle()
+    await restarted.cycle()
+    assert calls == [], "no second list while the first one's legs are live"
+    async with restarted.container.uow() as uow:
+        (position,) = await uow.positions.for_user(restarted.user_id)
+    assert position.oco_order_id is not None and position.oco_order_id.endswith("-p1")
+    await assert_books_equal_the_exchange(restarted)
+    await restarted.container.db.dispose()
