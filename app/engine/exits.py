@@ -193,9 +193,10 @@ class Exits(Desk):
             legs = await self._cancelled_legs(exchange, position.symbol, list_id)
             await self._record_leg_fills(position, legs, now)
             async with self.uow() as uow:
-                status = RowStatus.ALL_DONE if legs else RowStatus.NOT_FOUND
-                await uow.orders.mark(list_id, status, now, None if legs else "not on the exchange")
-                await uow.commit()
+                if await uow.orders.get(list_id) is not None:  # a list adopted from elsewhere may have no row
+                    status = RowStatus.ALL_DONE if legs else RowStatus.NOT_FOUND
+                    await uow.orders.mark(list_id, status, now, None if legs else "not on the exchange")
+                    await uow.commit()
             filled = filled or next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
         if position.oco_order_id is not None:
             await self._unlink(position, now)
