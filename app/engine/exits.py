@@ -112,7 +112,10 @@ class Exits(Desk):
         if filled is not None or now - position.opened_at >= timedelta(minutes=timeout_minutes):
             reason = ExitReason.TIMEOUT if filled is None else _leg_reason(filled)
             return await self.close_position(exchange, position, reason, now) is not None
-        await self._unlink(position, now, "gone from the exchange")
+        # with no leg found either, the answers may both be wrong: NOT_FOUND lists are asked again by every
+        # re-protection and taken down by every exit, so coins locked in a list the exchange denied are found
+        gone = RowStatus.ALL_DONE if legs else RowStatus.NOT_FOUND
+        await self._unlink(position, now, "gone from the exchange", gone)
         trade = await self.trade_of(position)
         if trade is not None and await self.secure(exchange, trade, now):
             await self.report_repair(position, "re-protected", now, f"order list {position.oco_order_id} was gone")
@@ -198,8 +201,10 @@ class Exits(Desk):
                     await uow.orders.mark(list_id, status, now, None if legs else "not on the exchange")
                     await uow.commit()
             filled = filled or next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
-        if position.oco_order_id is not None:
-            await self._unlink(position, now)
+        if position.oco_order_id is not None:  # its row took its state above
+            async with self.uow() as uow:
+                await uow.positions.set_protection(position.trade_id, None, position.stop_loss, position.take_profit)
+                await uow.commit()
         return _leg_reason(filled) if filled is not None else None
 
     async def _cancelled_legs(self, exchange: ExchangeAdapter, symbol: str, list_id: str) -> list[Order]:
@@ -235,12 +240,13 @@ class Exits(Desk):
                 await uow.orders.record_exchange_state(leg.client_order_id, leg, now)
             await uow.commit()
 
-    async def _unlink(self, position: PositionRecord, now: datetime, why: str | None = None) -> None:
-        """The position's list is done with: its row takes the final state, the position no longer points at it."""
+    async def _unlink(self, position: PositionRecord, now: datetime, why: str | None = None,
+                      status: RowStatus = RowStatus.ALL_DONE) -> None:
+        """The position's list is done with: its row takes `status`, the position no longer points at it."""
         assert position.oco_order_id is not None
         async with self.uow() as uow:
             if await uow.orders.get(position.oco_order_id) is not None:
-                await uow.orders.mark(position.oco_order_id, RowStatus.ALL_DONE, now, why)
+                await uow.orders.mark(position.oco_order_id, status, now, why)
             await uow.positions.set_protection(position.trade_id, None, position.stop_loss, position.take_profit)
             await uow.commit()
 

@@ -121,7 +121,8 @@ class Reconciler(Desk):
             return
         async with self.uow() as uow:
             attempts = await uow.orders.for_trade(trade.id, Purpose.PROTECT)
-        for attempt in (a for a in attempts if a.status.awaiting_exchange or a.status == RowStatus.EXECUTING):
+        maybe_live = (RowStatus.EXECUTING, RowStatus.NOT_FOUND)
+        for attempt in (a for a in attempts if a.status.awaiting_exchange or a.status in maybe_live):
             try:
                 oco = await exchange.get_oco_order_status(position.symbol, attempt.client_order_id)
             except OrderNotFound:

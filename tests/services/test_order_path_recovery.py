@@ -429,3 +429,36 @@ async def test_a_list_the_exchange_wrongly_denies_is_not_replaced_while_its_legs
     assert position.oco_order_id is not None and position.oco_order_id.endswith("-p1")
     await assert_books_equal_the_exchange(restarted)
     await restarted.container.db.dispose()
+
+
+async def test_coins_locked_in_a_list_denied_twice_are_freed_before_the_position_is_sold(settings: Settings) -> None:
+    """Found by the chaos soak: the list and its legs were both denied (-2013) while the list lived; the bot
+    called it gone, could not re-protect (the coins were locked in it) and then tried to sell them forever."""
+    paper, trade = await _open_trade(settings)
+    exchange = await paper.exchange()
+    async with paper.container.uow() as uow:
+        live = (await uow.positions.get(trade.id)).oco_order_id
+    assert live is not None
+    real_list, real_order = exchange.get_oco_order_status, exchange.get_order
+    denied = {live, f"{live}-tp", f"{live}-sl"}
+
+    async def list_denied_once(symbol: str, list_id: str) -> Any:
+        if list_id in denied:
+            denied.discard(list_id)
+            raise OrderNotFound(f"Order list does not exist. ({symbol} {list_id})", -2013)
+        return await real_list(symbol, list_id)
+
+    async def leg_denied_once(symbol: str, client_id: str) -> Any:
+        if client_id in denied:
+            denied.discard(client_id)
+            raise OrderNotFound(f"Order does not exist. ({symbol} {client_id})", -2013)
+        return await real_order(symbol, client_id)
+
+    exchange.get_oco_order_status = list_denied_once  # type: ignore[method-assign]
+    exchange.get_order = leg_denied_once  # type: ignore[method-assign]
+    await paper.cycle()
+    closed = next(t for t in await paper.trades() if t.id == trade.id)
+    assert closed.status == TradeStatus.CLOSED and closed.exit_reason == ExitReason.EMERGENCY
+    assert live not in {o.list_client_order_id for o in await exchange.get_open_oco_orders()}
+    await assert_books_equal_the_exchange(paper)
+    await paper.container.db.dispose()
