@@ -263,9 +263,11 @@ class Exits(Desk):
             try:
                 order = await exchange.get_order(row.symbol, row.client_order_id)
             except OrderNotFound:
-                if not row.status.awaiting_exchange:
+                if not (row.status.awaiting_exchange or row.status == RowStatus.NOT_FOUND):
                     return None  # it was on the exchange: an answer that forgets it is not to be trusted
-                await self.mark_order(row.client_order_id, RowStatus.REJECTED, now, "never reached the exchange")
+                # it never arrived, or the answer is wrong: it sold nothing for now, and is asked again every time
+                await self.mark_order(row.client_order_id, RowStatus.NOT_FOUND, now, "not on the exchange (asked again)")
+                settled.append(dataclasses.replace(row, status=RowStatus.NOT_FOUND))
                 continue
             except (TemporaryExchangeError, OrderStatusUnknown):
                 return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.domain.errors import (
     ConfigurationError,
@@ -89,10 +89,13 @@ class Reconciler(Desk):
         try:
             order = await exchange.get_order(row.symbol, row.client_order_id)
         except OrderNotFound:
-            if not row.status.awaiting_exchange:
+            if not (row.status.awaiting_exchange or row.status == RowStatus.NOT_FOUND):
                 log.error("entry %s was %s on the exchange, which no longer knows it", row.client_order_id, row.status)
                 return False
-            await self.mark_order(row.client_order_id, RowStatus.REJECTED, now, "never reached the exchange")
+            # it never arrived, or the answer is wrong: asked again every cycle for a day (the user trades meanwhile)
+            given_up = row.created_at is not None and now - row.created_at > NOT_FOUND_PATIENCE
+            await self.mark_order(row.client_order_id, RowStatus.REJECTED if given_up else RowStatus.NOT_FOUND, now,
+                                  "never reached the exchange" if given_up else "not on the exchange (asked again)")
             return True
         except (TemporaryExchangeError, OrderStatusUnknown):
             return False
@@ -148,6 +151,9 @@ class Reconciler(Desk):
             raise TemporaryExchangeError(f"order list {list_id}: the exchange denies the list but not its legs")
         await self.mark_order(list_id, RowStatus.ALL_DONE if legs else RowStatus.NOT_FOUND, now,
                               None if legs else "not on the exchange")
+
+
+NOT_FOUND_PATIENCE = timedelta(days=1)  # how long an order the exchange denies is asked about again
 
 
 def _position_of(trade: TradeRecord) -> PositionRecord:

@@ -393,7 +393,7 @@ async def test_an_exit_lost_before_it_reached_the_exchange_is_sent_again_under_a
     assert closed.status == TradeStatus.CLOSED
     async with paper.container.uow() as uow:
         exits = await uow.orders.for_trade(trade.id, "exit")
-    assert [(r.client_order_id.rsplit("-", 1)[1], r.status) for r in exits] == [("x1", "REJECTED"), ("x2", "FILLED")]
+    assert [(r.client_order_id.rsplit("-", 1)[1], r.status) for r in exits] == [("x1", "NOT_FOUND"), ("x2", "FILLED")]
     await assert_books_equal_the_exchange(paper)
     await paper.container.db.dispose()
 
@@ -460,5 +460,38 @@ async def test_coins_locked_in_a_list_denied_twice_are_freed_before_the_position
     closed = next(t for t in await paper.trades() if t.id == trade.id)
     assert closed.status == TradeStatus.CLOSED and closed.exit_reason == ExitReason.EMERGENCY
     assert live not in {o.list_client_order_id for o in await exchange.get_open_oco_orders()}
+    await assert_books_equal_the_exchange(paper)
+    await paper.container.db.dispose()
+
+
+async def test_an_exit_that_sold_but_was_denied_once_is_booked_when_the_exchange_owns_up(settings: Settings) -> None:
+    """Found by the chaos soak: a sell whose answer was lost and whose lookup was then denied (-2013) was taken
+    for one that never arrived; the coins were gone and the bot tried to sell them forever."""
+    paper, trade = await _open_trade(settings)
+    exchange = await paper.exchange()
+    real_order, real_get = exchange.place_market_order, exchange.get_order
+    lost: set[str] = set()
+
+    async def sold_answer_lost(symbol: str, side: Side, quantity: Decimal, client_id: str) -> Any:
+        order = await real_order(symbol, side, quantity, client_id)
+        if side == Side.SELL and not lost:
+            lost.add(client_id)
+            raise OrderStatusUnknown(f"Binance POST /api/v3/order {client_id}: no answer (timeout)")
+        return order
+
+    async def denied_once(symbol: str, client_id: str) -> Any:
+        if client_id in lost:
+            lost.discard(client_id)
+            lost.add("done")
+            raise OrderNotFound(f"Order does not exist. ({symbol} {client_id})", -2013)
+        return await real_get(symbol, client_id)
+
+    exchange.place_market_order = sold_answer_lost  # type: ignore[method-assign]
+    exchange.get_order = denied_once  # type: ignore[method-assign]
+    with pytest.raises(RuleViolation, match="being closed"):
+        await paper.container.bot.close_trade(paper.user_id, trade.id, ExitReason.MANUAL)
+    await paper.cycle()
+    closed = next(t for t in await paper.trades() if t.id == trade.id)
+    assert closed.status == TradeStatus.CLOSED and closed.exit_reason == ExitReason.MANUAL
     await assert_books_equal_the_exchange(paper)
     await paper.container.db.dispose()
