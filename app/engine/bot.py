@@ -73,15 +73,16 @@ class TradingBot:
         """One cycle: finish what is unfinished and monitor exits first, then analyse each symbol once, then decide
         per user."""
         summary = CycleSummary(now)
-        unreconciled = await self.reconciler.reconcile(now)
+        reconciled = await self.reconciler.reconcile(now)
         summary.exits += await self.exits.check_open_positions(now)
         if self.state != TradingState.ACTIVE:
             return summary  # REDUCING and HALTED open nothing; exits and protection above still run
-        configs = [c for c in await self._active_configs() if c.user_id not in unreconciled]
+        configs = [c for c in await self._active_configs() if c.user_id not in reconciled.unresolved]
         analyses = await self.analysis.analyze_symbols(configs, now)
         summary.analyses = len(analyses)
         for config in configs:
-            await self.decisions.process_user(config, analyses, now, summary)
+            await self.decisions.process_user(config, analyses, now, summary,
+                                              frozenset(reconciled.in_doubt.get(config.user_id, ())))
         return summary
 
     async def _active_configs(self) -> list[TradingConfig]:

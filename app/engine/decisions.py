@@ -25,6 +25,7 @@ class _UserCycle:
 
     config: TradingConfig
     positions: list[PositionRecord]
+    in_doubt: frozenset[str]  # symbols of entries the exchange denied: held, for the rules, until they are settled
     decided: list[tuple[int, Decision, list[Reason], int | None]] = field(default_factory=list)
 
 
@@ -38,14 +39,14 @@ class Decisions(Desk):
 
     async def process_user(
         self, config: TradingConfig, analyses: Mapping[tuple[str, str], SymbolAnalysis], now: datetime,
-        summary: CycleSummary,
+        summary: CycleSummary, in_doubt: frozenset[str] = frozenset(),
     ) -> None:
         """Each of the user's symbols decided in turn; the books are read once at the start and the decisions
         written once at the end (an entry writes its own rows as it goes: they must exist before the order)."""
         async with self.uow() as uow:
             if await self._remaining_rate_limit(uow, config.user_id, now) > 0:
                 return
-            user = _UserCycle(config, await uow.positions.for_user(config.user_id))
+            user = _UserCycle(config, await uow.positions.for_user(config.user_id), in_doubt)
         for symbol in config.symbols:
             analysis = analyses.get((symbol, config.analyzer))
             if analysis is None:
@@ -76,7 +77,7 @@ class Decisions(Desk):
     async def _decide(self, user: _UserCycle, analysis: SymbolAnalysis, now: datetime, summary: CycleSummary) -> None:
         config, positions = user.config, user.positions
         symbol, signal = analysis.symbol, analysis.report.signal
-        open_symbols = tuple(p.symbol for p in positions)
+        open_symbols = (*(p.symbol for p in positions), *sorted(user.in_doubt - {p.symbol for p in positions}))
         skip = self.risk_manager.skip_reason(config, symbol, signal, open_symbols, now)
         if skip is not None:
             self.metrics.count_signal(signal.signal, Decision.SKIPPED)

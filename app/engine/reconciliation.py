@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.domain.errors import (
@@ -20,6 +21,14 @@ from app.engine.entries import Entries
 from app.engine.settings import log
 
 
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What a cycle's reconciliation left for the decisions."""
+
+    unresolved: set[int]  # users whose state is unknown: they open nothing
+    in_doubt: dict[int, set[str]]  # per user, symbols of entries the exchange denied: not bought again meanwhile
+
+
 class Reconciler(Desk):
     """Entries without their trade, positions without their list, and lists the bot did not place."""
 
@@ -29,18 +38,25 @@ class Reconciler(Desk):
         self.exits = entries.exits
         self.protection = entries.exits.protection
 
-    async def reconcile(self, now: datetime) -> set[int]:
-        """Finish what did not finish; returns the users whose state is still unknown (they do not trade)."""
+    async def reconcile(self, now: datetime) -> Reconciled:
+        """Finish what did not finish: the users whose state is still unknown (they do not trade) and the symbols
+        of entries the exchange denied (asked again: their users trade, but not those symbols)."""
         async with self.uow() as uow:
             entries: list[OrderRecord] = await uow.orders.unbooked_entries()
-        unresolved = set()
+        unresolved: set[int] = set()
+        in_doubt: dict[int, set[str]] = {}
         for row in entries:
             try:
                 resolved = await self._resolve_entry(row, now)
             except (ExchangeError, ConfigurationError) as e:
                 log.error("entry %s of user %s not reconciled: %s", row.client_order_id, row.user_id, e)
                 resolved = False
-            if not resolved:
+            except Exception:  # one entry's fault must not stop the cycle for everyone
+                log.exception("entry %s of user %s not reconciled", row.client_order_id, row.user_id)
+                resolved = False
+            if resolved is None:
+                in_doubt.setdefault(row.user_id, set()).add(row.symbol)
+            elif not resolved:
                 unresolved.add(row.user_id)
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.all()
@@ -57,7 +73,7 @@ class Reconciler(Desk):
                 await self._adopt_strangers(user_id, own, now)
             except (ExchangeError, ConfigurationError) as e:
                 log.error("user %s: open order lists not checked: %s", user_id, e)
-        return unresolved
+        return Reconciled(unresolved, in_doubt)
 
     async def _adopt_strangers(self, user_id: int, own: set[str | None], now: datetime) -> None:
         """Order lists on the exchange that the bot has no row for: recorded (adopted) and reported, never touched.
@@ -82,9 +98,9 @@ class Reconciler(Desk):
             await self.emit(user_id, EngineError(f"found order list {oco.list_client_order_id} on the exchange that TRD Bot "
                                                  "did not place; it is recorded and left alone", symbol=oco.symbol), now)
 
-    async def _resolve_entry(self, row: OrderRecord, now: datetime) -> bool:
+    async def _resolve_entry(self, row: OrderRecord, now: datetime) -> bool | None:
         """An entry without its trade: book and protect it if it filled, drop it if it never arrived. False while
-        its outcome is unknown."""
+        its outcome is unknown; None while the exchange denies it (asked again next cycle)."""
         exchange = await self.exchanges.for_user(row.user_id)
         try:
             order = await exchange.get_order(row.symbol, row.client_order_id)
@@ -96,7 +112,7 @@ class Reconciler(Desk):
             given_up = row.created_at is not None and now - row.created_at > NOT_FOUND_PATIENCE
             await self.mark_order(row.client_order_id, RowStatus.REJECTED if given_up else RowStatus.NOT_FOUND, now,
                                   "never reached the exchange" if given_up else "not on the exchange (asked again)")
-            return True
+            return True if given_up else None
         except (TemporaryExchangeError, OrderStatusUnknown):
             return False
         await self.mark_order(row.client_order_id, RowStatus.of(order.status), now, order=order)

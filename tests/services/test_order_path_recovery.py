@@ -495,3 +495,45 @@ async def test_an_exit_that_sold_but_was_denied_once_is_booked_when_the_exchange
     assert closed.status == TradeStatus.CLOSED and closed.exit_reason == ExitReason.MANUAL
     await assert_books_equal_the_exchange(paper)
     await paper.container.db.dispose()
+
+
+async def test_a_symbol_whose_entry_the_exchange_denies_is_not_bought_again_until_it_is_settled(
+    settings: Settings,
+) -> None:
+    """Found by the chaos soak: while a filled entry was denied, the user bought the symbol again, and booking the
+    first one later collided with the second position and stopped every cycle."""
+    paper = await _paper(settings)
+    exchange = await paper.exchange()
+    real_order, real_get = exchange.place_market_order, exchange.get_order
+    denied: dict[str, int] = {}
+
+    async def bought_answer_lost(symbol: str, side: Side, quantity: Decimal, client_id: str) -> Any:
+        order = await real_order(symbol, side, quantity, client_id)
+        if side == Side.BUY and not denied:
+            denied[client_id] = 3  # the lookup right away, then two cycles' reconciliation
+            raise OrderStatusUnknown(f"Binance POST /api/v3/order {client_id}: no answer (timeout)")
+        return order
+
+    async def denied_for_a_while(symbol: str, client_id: str) -> Any:
+        if denied.get(client_id):
+            denied[client_id] -= 1
+            raise OrderNotFound(f"Order does not exist. ({symbol} {client_id})", -2013)
+        return await real_get(symbol, client_id)
+
+    exchange.place_market_order = bought_answer_lost  # type: ignore[method-assign]
+    exchange.get_order = denied_for_a_while  # type: ignore[method-assign]
+    await paper.until(lambda: _true(bool(denied)))
+    (first,) = denied
+    symbol = first.split("-")[1]
+    for _ in range(12):
+        await paper.cycle()
+    buys = [o for o in await exchange.list_orders() if o.side == Side.BUY and o.symbol == symbol]
+    booked = [t for t in await paper.trades() if t.entry_client_order_id == first]
+    assert booked, "the denied entry is booked once the exchange owns up"
+    async with paper.container.uow() as uow:
+        events = await uow.events.for_user(paper.user_id, limit=1000)
+    adopted_at = next(e.time for e in events if e.type == "reconciled" and e.data["action"] == "adopted entry found filled")
+    again = [o.client_order_id for o in buys if o.client_order_id != first and o.transact_time < adopted_at]
+    assert not again, f"{symbol} bought again while its first entry was denied: {again}"
+    await assert_books_equal_the_exchange(paper)
+    await paper.container.db.dispose()
