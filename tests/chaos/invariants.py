@@ -381,7 +381,11 @@ def closed_trades_sold(p: Picture) -> list[Violation]:
         rules = p.exchange.rules[trade.symbol]
         held = entry.executed_qty - entry.commission_in(rules.base_asset)
         sold = sum((o.executed_qty for o in sells.get(trade.id, [])), ZERO)
-        if sold <= held - rules.step_size:
+        left = rules.round_qty(held - sold)
+        # what the exchange would not take (under the minimum quantity, or the minimum notional at the exit price)
+        # cannot be sold by anyone: the books carry it as dust (base_balances checks that) and the next exit sells it
+        unsellable = left < rules.min_qty or (trade.exit_price or ZERO) * left < rules.min_notional
+        if sold <= held - rules.step_size and not unsellable:
             found.append(Violation("closed-with-coins", p.books.user_id, f"trade {trade.id}",
                                    f"closed as {trade.exit_reason} at {trade.exit_price}, but only {sold} of the "
                                    f"{held} {rules.base_asset} it received was sold: {held - sold} remain unbooked"))
