@@ -92,7 +92,7 @@ class Exits(Desk):
         except OrderNotFound:
             return await self._protection_gone(exchange, position, timeout_minutes, now)
         reason = _exit_reason(oco)
-        if reason is None and now - position.opened_at >= timedelta(minutes=timeout_minutes):
+        if reason is None and _due(position, timeout_minutes, now):
             reason = ExitReason.TIMEOUT
         if reason is None:
             return False
@@ -109,7 +109,7 @@ class Exits(Desk):
             log.warning("order list %s not found, but its legs are live", position.oco_order_id)
             return False
         filled = next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
-        if filled is not None or now - position.opened_at >= timedelta(minutes=timeout_minutes):
+        if filled is not None or _due(position, timeout_minutes, now):
             reason = ExitReason.TIMEOUT if filled is None else _leg_reason(filled)
             return await self.close_position(exchange, position, reason, now) is not None
         # with no leg found either, the answers may both be wrong: NOT_FOUND lists are asked again by every
@@ -252,14 +252,11 @@ class Exits(Desk):
 
     async def _settled_exits(self, exchange: ExchangeAdapter, position: PositionRecord,
                              now: datetime) -> list[OrderRecord] | None:
-        """The trade's exit rows, each in its final state on the exchange; None while one is still unknown."""
+        """The trade's exit rows, each in its final state on the exchange (or NOT_FOUND: counted as selling nothing,
+        asked again next time); None while one is still unknown."""
         async with self.uow() as uow:
             rows: list[OrderRecord] = await uow.orders.for_trade(position.trade_id, Purpose.EXIT)
-        settled = []
-        for row in rows:
-            if not row.status.awaiting_exchange and row.status.is_final:
-                settled.append(row)
-                continue
+        for row in (row for row in rows if not row.status.is_final):
             try:
                 order = await exchange.get_order(row.symbol, row.client_order_id)
             except OrderNotFound:
@@ -267,18 +264,16 @@ class Exits(Desk):
                     return None  # it was on the exchange: an answer that forgets it is not to be trusted
                 # it never arrived, or the answer is wrong: it sold nothing for now, and is asked again every time
                 await self.mark_order(row.client_order_id, RowStatus.NOT_FOUND, now, "not on the exchange (asked again)")
-                settled.append(dataclasses.replace(row, status=RowStatus.NOT_FOUND))
                 continue
             except (TemporaryExchangeError, OrderStatusUnknown):
                 return None
             await self.mark_order(row.client_order_id, RowStatus.of(order.status), now, order=order)
             if not order.status.is_final:
                 return None
-            settled.append(dataclasses.replace(row, status=RowStatus.of(order.status), executed_qty=order.executed_qty,
-                                               cumulative_quote_qty=order.cumulative_quote_qty,
-                                               commission=sum((f.commission for f in order.fills), ZERO),
-                                               commission_asset=order.fills[0].commission_asset if order.fills else None))
-        return settled
+        if all(row.status.is_final for row in rows):
+            return rows
+        async with self.uow() as uow:  # as the books now record them (the exchange's state, taken once)
+            return await uow.orders.for_trade(position.trade_id, Purpose.EXIT)
 
     async def _send_exit(self, exchange: ExchangeAdapter, position: PositionRecord, quantity: Decimal,
                          now: datetime) -> bool:
@@ -372,6 +367,11 @@ def _exit_reason(oco: OcoOrder) -> ExitReason | None:
     stop_leg = oco.stop_loss_leg
     return ExitReason.STOP_LOSS if stop_leg.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) \
         else ExitReason.EMERGENCY
+
+
+def _due(position: PositionRecord, timeout_minutes: int, now: datetime) -> bool:
+    """The position has been open for its timeout."""
+    return now - position.opened_at >= timedelta(minutes=timeout_minutes)
 
 
 def _leg_reason(leg: Order) -> ExitReason:
