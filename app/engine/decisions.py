@@ -26,6 +26,15 @@ class _UserCycle:
     config: TradingConfig
     positions: list[PositionRecord]
     in_doubt: frozenset[str]  # symbols of entries the exchange denied: held, for the rules, until they are settled
+    held: tuple[str, ...] = ()  # what the pre-checks see as held: the positions' symbols, then those in doubt
+
+    def __post_init__(self) -> None:
+        self.see(self.positions)
+
+    def see(self, positions: list[PositionRecord]) -> None:
+        self.positions = positions
+        symbols = tuple(p.symbol for p in positions)
+        self.held = symbols + tuple(sorted(self.in_doubt - set(symbols))) if self.in_doubt else symbols
     decided: list[tuple[int, Decision, list[Reason], int | None]] = field(default_factory=list)
 
 
@@ -77,8 +86,7 @@ class Decisions(Desk):
     async def _decide(self, user: _UserCycle, analysis: SymbolAnalysis, now: datetime, summary: CycleSummary) -> None:
         config, positions = user.config, user.positions
         symbol, signal = analysis.symbol, analysis.report.signal
-        open_symbols = (*(p.symbol for p in positions), *sorted(user.in_doubt - {p.symbol for p in positions}))
-        skip = self.risk_manager.skip_reason(config, symbol, signal, open_symbols, now)
+        skip = self.risk_manager.skip_reason(config, symbol, signal, user.held, now)
         if skip is not None:
             self.metrics.count_signal(signal.signal, Decision.SKIPPED)
             self._record(user, analysis.analysis_id, Decision.SKIPPED, [skip])
@@ -100,7 +108,7 @@ class Decisions(Desk):
             summary.entries += 1
             self._record(user, analysis.analysis_id, Decision.EXECUTED, [], trade.id)
             async with self.uow() as uow:  # the next symbol's checks see the new position
-                user.positions = await uow.positions.for_user(config.user_id)
+                user.see(await uow.positions.for_user(config.user_id))
 
     async def _risk_context(self, config: TradingConfig, symbol: str, positions: Sequence[PositionRecord],
                             now: datetime) -> UserRiskContext:
