@@ -23,11 +23,12 @@ from app.config import Settings
 from app.db import Database
 from app.domain.analysts import AnalystKind
 from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock
-from app.domain.errors import ConfigurationError, TemporaryExchangeError, TradingError
-from app.domain.ports import ExchangeAdapter, SignalProvider
+from app.domain.errors import ConfigurationError, DataError, TemporaryExchangeError, TradingError
+from app.domain.ports import ExchangeAdapter, SignalProvider, SymbolDirectory
 from app.domain.records import EventRecord, LoginLimits, TradeRecord, UserAccount
 from app.domain.risk import TradingConfig
-from app.domain.values import Balance, ExitReason, TradingMode, TradingState
+from app.domain.symbols import Selection, selection_problems
+from app.domain.values import Balance, ExitReason, SymbolRules, TradingMode, TradingState
 from app.engine.bot import (
     BotSettings,
     ExchangeProvider,
@@ -41,11 +42,13 @@ from app.features.builder import MarketFeatureBuilder
 from app.features.levels import SupportResistanceDetector
 from app.features.regime import MarketRegimeAnalyzer
 from app.marketdata.candles import CandleStore
+from app.marketdata.directory import CandleDirectory, Coverage
 from app.notify.websocket import WebSocketManager
 from app.repositories import UnitOfWork, UnitOfWorkFactory
 from app.risk.manager import RiskManager
 from app.services.security import CredentialCipher, LoginGuard, PasswordHasher, TokenService
 from app.venues.binance.client import BinanceService, default_base_url
+from app.venues.binance.directory import VenueDirectory
 from app.venues.binance.server_time import ServerTimeSyncs
 from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState
 from app.venues.paper.exchange import MockBinanceService
@@ -69,11 +72,12 @@ class Container:
         self.cipher = CredentialCipher(key)
         self.metrics = Metrics()
         self.websockets = WebSocketManager(EventTable(self.uow))
-        self.candles = CandleStore.load(settings.data_dir, symbols=settings.default_symbols)
+        self.candles = load_paper_candles(settings)
         self.market_clock: Clock = market_clock or self.clock
         self.market = SimulatedMarket(self.candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
         self.exchanges: ExchangeProvider
         self.market_data: ExchangeAdapter
+        self.symbols: SymbolDirectory
         self.venue: BinanceService | None = None  # the live market-data client, which also reads the venue's time
         self._bind_exchanges(self.market_clock)
         self.analysts = build_analysts(settings, self.clock)  # on the wall clock: a replay does not rebuild them
@@ -89,6 +93,7 @@ class Container:
         if self.settings.use_mock_binance:
             self.exchanges = paper
             self.market_data = MockBinanceService("market-data", self.market, InMemorySimAccountStore(), clock)
+            self.symbols = CandleDirectory(self.candles, self.market.all_rules())
             return
         s = self.settings
         time_syncs = ServerTimeSyncs(clock, s.time_sync_interval_seconds)  # one offset per venue, for all its clients
@@ -99,6 +104,7 @@ class Container:
         base_url = s.binance_base_url or default_base_url(s.binance_testnet)
         self.market_data = self.venue = BinanceService(public_key, public_secret, base_url, clock,
                                                        time_sync=time_syncs.for_venue(base_url))
+        self.symbols = VenueDirectory(self.venue, clock)
 
     def rebind_market_clock(self, clock: Clock) -> None:
         """Puts every market-time component on a new clock (a replay learns its start time only at start-up)."""
@@ -126,8 +132,25 @@ class Container:
         if isinstance(self.exchanges, LiveExchanges):
             self.exchanges.forget(user_id)
 
-    def tradable_symbols(self) -> tuple[str, ...]:
-        return tuple(s for s in self.settings.default_symbols if self.candles.has_symbol(s))
+    async def listed_symbols(self) -> Mapping[str, SymbolRules]:
+        """What users choose from: the venue's pairs (live) or the symbols with candles (paper), with their rules."""
+        return await self.symbols.listed()
+
+    def symbol_coverage(self, symbol: str) -> list[Coverage]:
+        """The candles a paper symbol has (none for the live venue, which serves its own)."""
+        return self.symbols.coverage(symbol) if isinstance(self.symbols, CandleDirectory) else []
+
+    async def symbol_ranking(self) -> tuple[str, ...]:
+        """The 24 h volume ranking now, or none while the venue cannot be asked."""
+        try:
+            return tuple(await self.symbols.ranked(self.market_clock.now()))
+        except TradingError as e:
+            log.warning("volume ranking unavailable: %s", e)
+            return ()
+
+    async def symbol_problems(self, requested: Iterable[str]) -> list[str]:
+        """Why a list of symbols (and `top:N`) cannot be traded here, each problem naming its symbol."""
+        return selection_problems(requested, await self.listed_symbols())
 
     @property
     def engine_state(self) -> TradingState:
@@ -147,19 +170,17 @@ class Container:
         return await exchange.get_balances()
 
     async def current_prices(self, user: UserAccount, symbols: Iterable[str]) -> dict[str, Decimal]:
-        prices = {}
-        for symbol in symbols:
-            if self.candles.has_symbol(symbol):
-                prices[symbol] = await self.market_data.get_symbol_price(symbol)
-        return prices
+        listed = await self.listed_symbols()
+        return {symbol: await self.market_data.get_symbol_price(symbol) for symbol in symbols if symbol in listed}
 
     async def close_trade(self, user: UserAccount, trade_id: int, reason: ExitReason) -> TradeRecord:
         return await self.bot.close_trade(user.id, trade_id, reason)
 
     async def exchange_health(self) -> str:
         try:
-            await self.market_data.get_symbol_price(self.tradable_symbols()[0])
-        except (TradingError, IndexError):
+            listed = await self.listed_symbols()
+            await self.market_data.get_symbol_price(next(iter(listed)))
+        except (TradingError, StopIteration):
             return "degraded"
         return "ok"
 
@@ -225,6 +246,19 @@ class EventTable:
             stored = await uow.events.add(event)
             await uow.commit()
             return stored
+
+
+def load_paper_candles(settings: Settings) -> CandleStore:
+    """Every symbol with candles in the data directory (the default symbols must be among them) for the paper
+    venue; the live venue reads its market from the exchange and needs no candle file at all."""
+    if settings.is_live:
+        return CandleStore({})
+    candles = CandleStore.load(settings.data_dir)
+    missing = [s for s in Selection.of(settings.default_symbols).named if not candles.has_symbol(s)]
+    if missing:
+        raise DataError(f"DEFAULT_SYMBOLS names {', '.join(missing)}, which have no candle files in "
+                        f"{settings.data_dir} (`trdbot data download --symbols {','.join(missing)}` fetches them)")
+    return candles
 
 
 def login_limits(s: Settings) -> LoginLimits:
@@ -337,6 +371,7 @@ def build_trading_bot(container: Container) -> TradingBot:
     bot = assemble_trading_bot(
         container.settings, container.uow, container.exchanges, container.market_data,
         container.websockets.publish, container.market_clock, container.analysts, container.metrics,
+        symbols=container.symbols,
     )
     bot.state = container.settings.trading_state
     return bot
@@ -351,12 +386,13 @@ def feature_builder(settings: Settings, batch_indicators: bool = False) -> Marke
 
 def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: ExchangeProvider, market: ExchangeAdapter,
                          publish: Publish, clock: Clock, analysts: dict[str, SignalProvider],
-                         metrics: Metrics | None = None, features: MarketFeatureBuilder | None = None) -> TradingBot:
+                         metrics: Metrics | None = None, features: MarketFeatureBuilder | None = None,
+                         symbols: SymbolDirectory | None = None) -> TradingBot:
     """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
     features = features or feature_builder(settings)
     risk_manager = RiskManager(settings.risk_limits())
     return TradingBot(
-        uow=uow, exchanges=exchanges, market=market, analysts=analysts,
+        uow=uow, exchanges=exchanges, market=market, analysts=analysts, symbols=symbols,
         build_features=features.build, risk_manager=risk_manager, publish=publish,
         clock=clock, limits=risk_manager.limits, metrics=metrics,
         settings=BotSettings(
@@ -399,6 +435,6 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
     }
     features = feature_builder(settings, batch_indicators=True)
     bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts,
-                               features=features)
+                               features=features, symbols=CandleDirectory(candles, market.all_rules()))
     return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock, features=features,
                           workers=settings.backtest_workers)

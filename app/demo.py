@@ -10,6 +10,7 @@ from pathlib import Path
 from app.config import Settings
 from app.container import Container
 from app.domain.clock import ReplayClock, WallClock
+from app.domain.symbols import Selection
 from app.domain.values import Timeframe
 from app.engine.bot import WARM_UP
 
@@ -26,7 +27,8 @@ def demo_password(var_dir: Path) -> str:
 
 
 def replay_start(container: Container, resume_at: datetime | None) -> datetime:
-    first = min(container.candles.span(s, Timeframe.M5)[0] for s in container.tradable_symbols())
+    named = [s for s in Selection.of(container.settings.default_symbols).named if container.candles.has_symbol(s)]
+    first = min(container.candles.span(s, Timeframe.M5)[0] for s in named or container.candles.symbols())
     start = first + WARM_UP
     return max(start, resume_at) if resume_at is not None else start
 

@@ -7,14 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.api.deps import ContainerDep, CurrentUser
 from app.api.errors import answers
 from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import UTC, Money
 from app.domain.clock import utc_from_ms
-from app.domain.values import Candle, Timeframe
+from app.domain.profiles import asset_profile
+from app.domain.symbols import TOP_RULE, tradable_problem
+from app.domain.values import Candle, SymbolRules, Timeframe
+from app.marketdata.directory import Coverage
 
 router = APIRouter(prefix="/market", tags=["market"], route_class=CheckedJsonRoute,
                    responses=answers(401, 502, 503))
@@ -51,14 +54,51 @@ class LevelsAnswer(BaseModel):
     items: list[LevelPublic]
 
 
+class RulesPublic(BaseModel):
+    source: str = Field(description="exchange, exchange_info.json, or inferred from candles (a conservative guess)")
+    status: str
+    spot_allowed: bool
+    tick_size: Money
+    step_size: Money
+    min_qty: Money
+    max_qty: Money
+    min_notional: Money
+
+
+class CoveragePublic(BaseModel):
+    timeframe: str
+    first: UTC = Field(description="open time of the first candle")
+    last: UTC = Field(description="open time of the last candle")
+    rows: int
+    gaps: int
+    missing: int
+
+
+class SymbolPublic(BaseModel):
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    selectable: bool = Field(description="whether it may be put in a trading config (USDT pairs only)")
+    note: str | None = Field(description="why it cannot be chosen, or why it takes no new entries now")
+    profile: str = Field(description="the asset profile its exits are planned with (BTC, ETH, SOL, BNB or default)")
+    volume_rank: int | None = Field(description="1 = most traded USDT pair over the last 24 h")
+    rules: RulesPublic
+    coverage: list[CoveragePublic]
+
+
+class SymbolList(BaseModel):
+    source: str = Field(description="exchange (live) or candles (paper trading on stored candles)")
+    items: list[SymbolPublic]
+
+
 def _invalid(field: str, value: object, message: str) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": ("query", field), "input": value, "msg": message}])
 
 
-def _known_symbol(container: ContainerDep, symbol: str) -> str:
-    known = container.tradable_symbols()
-    if symbol not in known:
-        raise _invalid("symbol", symbol, f"unknown symbol {symbol}; known: {', '.join(known)}")
+async def _known_symbol(container: ContainerDep, symbol: str) -> str:
+    problems = await container.symbol_problems([symbol]) if not TOP_RULE.match(symbol) else ["a symbol, not a rule"]
+    if problems:
+        raise _invalid("symbol", symbol, problems[0])
     return symbol
 
 
@@ -86,14 +126,48 @@ async def candles(
 ) -> CandlePage:
     """Candles closed at the market clock's now, oldest first; `time` is each candle's open time."""
     tf = _timeframe(timeframe)
-    found = await container.market_data.get_klines(_known_symbol(container, symbol), tf, limit)
+    found = await container.market_data.get_klines(await _known_symbol(container, symbol), tf, limit)
     return CandlePage(symbol=symbol, timeframe=tf.value, items=[candle_public(c) for c in found])
+
+
+@router.get("/symbols", response_model=SymbolList)
+async def symbols(
+    _: CurrentUser,
+    container: ContainerDep,
+    search: Annotated[str, Query(max_length=20, description="part of the symbol, any case")] = "",
+) -> SymbolList:
+    """What a trading config can name: live, the venue's USDT pairs that are trading; paper, every symbol with
+    candles. Each with its rules (and where they came from), its asset profile, volume rank and candle coverage."""
+    listed = await container.listed_symbols()
+    ranking = {s: i for i, s in enumerate(await container.symbol_ranking(), start=1)}
+    live = container.settings.is_live
+    wanted = search.strip().upper()
+    items = [
+        _symbol_public(rules, ranking.get(symbol), container.symbol_coverage(symbol))
+        for symbol, rules in sorted(listed.items())
+        if wanted in symbol and not (live and (tradable_problem(rules) or rules.entry_problem()))
+    ]
+    items.sort(key=lambda item: (item.volume_rank is None, item.volume_rank or 0, item.symbol))
+    return SymbolList(source="exchange" if live else "candles", items=items)
+
+
+def _symbol_public(rules: SymbolRules, rank: int | None, coverage: list[Coverage]) -> SymbolPublic:
+    problem = tradable_problem(rules)
+    return SymbolPublic(
+        symbol=rules.symbol, base_asset=rules.base_asset, quote_asset=rules.quote_asset, selectable=problem is None,
+        note=problem or rules.entry_problem(), profile=asset_profile(rules.symbol).asset, volume_rank=rank,
+        rules=RulesPublic(source=rules.source.value, status=rules.status, spot_allowed=rules.spot_allowed,
+                          tick_size=rules.tick_size, step_size=rules.step_size, min_qty=rules.min_qty,
+                          max_qty=rules.max_qty, min_notional=rules.min_notional),
+        coverage=[CoveragePublic(timeframe=c.timeframe.value, first=c.first, last=c.last, rows=c.rows, gaps=c.gaps,
+                                 missing=c.missing) for c in coverage],
+    )
 
 
 @router.get("/levels", response_model=LevelsAnswer)
 async def levels(_: CurrentUser, container: ContainerDep, symbol: SymbolQuery = "BTCUSDT") -> LevelsAnswer:
     """The support/resistance levels of the engine's own feature path (15m swings), nearest to the price first."""
-    _known_symbol(container, symbol)
+    await _known_symbol(container, symbol)
     now = container.market_clock.now()
     features = await container.bot.market_features(symbol, now)
     tick = (await container.market_data.get_symbol_rules(symbol)).tick_size

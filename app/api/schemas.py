@@ -95,7 +95,8 @@ Analyzer = AnalystKind  # the registry in app/domain/analysts.py
 
 
 class ConfigPublic(BaseModel):
-    symbols: list[str]
+    symbols: list[str] = Field(description="pairs, and at most one top:N rule (the N most traded USDT pairs)")
+    exclude_symbols: list[str] = Field(description="pairs a top:N rule never picks")
     risk_per_trade_pct: Money
     max_open_positions: int
     daily_trade_limit: int
@@ -107,7 +108,7 @@ class ConfigPublic(BaseModel):
     analyzer: Analyzer
 
 
-NOT_NULL_SETTINGS = ("symbols", "risk_per_trade_pct", "max_open_positions", "daily_trade_limit",
+NOT_NULL_SETTINGS = ("symbols", "exclude_symbols", "risk_per_trade_pct", "max_open_positions", "daily_trade_limit",
                      "min_signal_confidence", "max_balance_trade_ratio", "position_timeout_minutes", "analyzer")
 
 
@@ -115,6 +116,7 @@ class ConfigUpdate(Strict):
     """Absent fields keep their value; only the trading hours may be null (no window)."""
 
     symbols: Annotated[list[Symbol], Field(min_length=1, max_length=20)] | None = None
+    exclude_symbols: Annotated[list[Symbol], Field(max_length=50)] | None = None
     risk_per_trade_pct: Annotated[MoneyIn, Field(ge=Decimal("0.1"), le=2)] | None = None
     max_open_positions: Annotated[int, Field(ge=1, le=10)] | None = None
     daily_trade_limit: Annotated[int, Field(ge=1, le=50)] | None = None

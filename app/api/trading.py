@@ -27,6 +27,7 @@ from app.api.schemas import (
 from app.domain.errors import RuleViolation
 from app.domain.records import AnalysisRecord, TradeRecord
 from app.domain.risk import TradingConfig
+from app.domain.symbols import TOP_RULE
 from app.domain.values import ExitReason, TradeStatus
 
 router = APIRouter(prefix="/trading", tags=["trading"], route_class=CheckedJsonRoute, responses=answers(401))
@@ -49,7 +50,8 @@ def config_public(config: TradingConfig) -> ConfigPublic:
         return value.strftime("%H:%M") if value else None
 
     return ConfigPublic(
-        symbols=list(config.symbols), risk_per_trade_pct=config.risk_per_trade_pct,
+        symbols=list(config.symbols), exclude_symbols=list(config.exclude_symbols),
+        risk_per_trade_pct=config.risk_per_trade_pct,
         max_open_positions=config.max_open_positions, daily_trade_limit=config.daily_trade_limit,
         min_signal_confidence=config.min_signal_confidence, max_balance_trade_ratio=config.max_balance_trade_ratio,
         trading_hours_start=hhmm(config.trading_hours_start), trading_hours_end=hhmm(config.trading_hours_end),
@@ -109,18 +111,26 @@ async def get_config(user: CurrentUser, uow: Uow) -> ConfigPublic:
 @router.put("/config", response_model=ConfigPublic, responses=answers(413, 422))
 async def update_config(body: ConfigUpdate, user: CurrentUser, container: ContainerDep, uow: Uow) -> ConfigPublic:
     changes = body.model_dump(exclude_unset=True)
-    if "symbols" in changes:
-        unknown = sorted(set(changes["symbols"]) - set(container.tradable_symbols()))
-        if unknown:
-            raise RequestValidationError([{
-                "type": "value_error", "loc": ("body", "symbols"), "input": changes["symbols"],
-                "msg": f"unknown symbol(s): {', '.join(unknown)}; known: {', '.join(container.tradable_symbols())}",
-            }])
-        changes["symbols"] = tuple(dict.fromkeys(changes["symbols"]))
+    for field in ("symbols", "exclude_symbols"):
+        if field in changes:
+            changes[field] = await _checked_symbols(container, field, changes[field])
     config = dataclasses.replace(await uow.configs.get(user.id), **changes)
     await uow.configs.save(config, container.clock.now())
     await uow.commit()
     return config_public(config)
+
+
+async def _checked_symbols(container: ContainerDep, field: str, items: list[str]) -> tuple[str, ...]:
+    """Upper-case symbols (and, in `symbols`, one `top:N` rule), each known and quoted in USDT, else a 422 naming
+    every problem (with the closest known symbols)."""
+    normal = tuple(dict.fromkeys(s.strip().lower() if TOP_RULE.match(s.strip()) else s.strip().upper() for s in items))
+    problems = await container.symbol_problems(normal)
+    if field == "exclude_symbols":
+        problems += [f"{s}: a rule cannot be excluded" for s in normal if TOP_RULE.match(s)]
+    if problems:
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", field), "input": items,
+                                       "msg": "; ".join(problems)}])
+    return normal
 
 
 @router.get("/trades", response_model=TradePage)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -19,6 +19,18 @@ from app.domain.values import (
     SymbolRules,
     Timeframe,
 )
+
+
+class SymbolDirectory(Protocol):
+    """The pairs a venue lists (with their rules) and how much each traded: what users choose from, and what
+    resolves a `top:N` rule."""
+
+    async def listed(self) -> Mapping[str, SymbolRules]: ...
+
+    async def ranked(self, now: datetime) -> Sequence[str]:
+        """Listed symbols by 24 h quote volume, most traded first, from what was known at `now` (no lookahead);
+        the ranking changes at most once an hour."""
+        ...
 
 
 class ExchangeAdapter(Protocol):

@@ -17,7 +17,7 @@ class AssetProfile:
     1h ATR(14) in % of price and `volatile_bb_width_pct` near the 97th percentile of its 1h Bollinger width.
     """
 
-    asset: str
+    asset: str  # the base asset it was fitted on, or "default" for every other symbol
     atr_stop_multiplier: Decimal
     target_buffer_pct: Decimal
     min_stop_pct: Decimal
@@ -32,7 +32,7 @@ ASSET_PROFILES: dict[str, AssetProfile] = {
     "SOL": AssetProfile("SOL", Decimal("1.5"), Decimal("0.15"), Decimal("1.0"), Decimal("2.5"), 2.2, 13.0),
     "BNB": AssetProfile("BNB", Decimal("1.2"), Decimal("0.1"), Decimal("0.8"), Decimal("2.2"), 1.5, 8.0),
 }
-DEFAULT_PROFILE = AssetProfile("*", Decimal("1.5"), Decimal("0.15"), Decimal("0.8"), Decimal("2.5"), 2.0, 10.0)
+DEFAULT_PROFILE = AssetProfile("default", Decimal("1.5"), Decimal("0.15"), Decimal("0.8"), Decimal("2.5"), 2.0, 10.0)
 
 
 def base_asset(symbol: str) -> str:

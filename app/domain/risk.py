@@ -50,7 +50,8 @@ class TradingConfig:
 
     user_id: int
     is_active: bool = False
-    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")  # may hold one `top:N` rule
+    exclude_symbols: tuple[str, ...] = ()  # never picked by the `top:N` rule (stablecoins and leveraged tokens never are)
     risk_per_trade_pct: Decimal = Decimal("1")
     max_open_positions: int = 3
     daily_trade_limit: int = 5

@@ -380,14 +380,19 @@ class RiskDecision:
     take_profit: Decimal = ZERO
     confidence_threshold: float = 0.0
     risk_amount: Decimal = ZERO
+    profile: str = ""  # the asset profile the exits were planned with (BTC, ETH, SOL, BNB or default)
 
     @property
     def position_value(self) -> Decimal:
         return self.quantity * self.entry_price
 
     @classmethod
-    def reject(cls, *reasons: Reason, threshold: float = 0.0) -> RiskDecision:
-        return cls(False, tuple(reasons), confidence_threshold=threshold)
+    def reject(cls, *reasons: Reason, threshold: float = 0.0, profile: str = "") -> RiskDecision:
+        return cls(False, tuple(reasons), confidence_threshold=threshold, profile=profile)
+
+    def profile_note(self) -> list[Reason]:
+        """The decision log's line naming the asset profile, when one was applied."""
+        return [Reason("profile", f"asset profile: {self.profile}")] if self.profile else []
 
 
 @dataclass(frozen=True, slots=True)

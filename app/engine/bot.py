@@ -13,7 +13,7 @@ from datetime import datetime
 
 from app.domain.books import Books
 from app.domain.clock import Clock
-from app.domain.ports import ExchangeAdapter, SignalProvider
+from app.domain.ports import ExchangeAdapter, SignalProvider, SymbolDirectory
 from app.domain.records import TradeRecord
 from app.domain.risk import RiskLimits, TradingConfig
 from app.domain.values import ExitReason, MarketFeatures, TradingState
@@ -32,6 +32,7 @@ from app.engine.exits import Exits
 from app.engine.metrics import Metrics
 from app.engine.protection import Protection
 from app.engine.reconciliation import Reconciler
+from app.engine.selection import SymbolChoices
 from app.engine.settings import CANDLES, WARM_UP, BotSettings, EntryPlan, RiskChecker
 
 UowFactory = Books  # the name the container and backtest import
@@ -59,6 +60,7 @@ class TradingBot:
         limits: RiskLimits,
         settings: BotSettings | None = None,
         metrics: Metrics | None = None,
+        symbols: SymbolDirectory | None = None,
     ) -> None:
         self.parts = EngineParts(uow, exchanges, publish, clock, limits, settings or BotSettings(), metrics or Metrics())
         self.analysis = MarketAnalysis(uow, market, analysts, build_features)
@@ -67,6 +69,7 @@ class TradingBot:
         self.entries = Entries(self.parts, self.exits)
         self.decisions = Decisions(self.parts, risk_manager, self.entries)
         self.reconciler = Reconciler(self.parts, self.entries)
+        self.choices = SymbolChoices(symbols)
         self.state = TradingState.ACTIVE
 
     async def run_cycle(self, now: datetime) -> CycleSummary:
@@ -77,7 +80,8 @@ class TradingBot:
         summary.exits += await self.exits.check_open_positions(now)
         if self.state != TradingState.ACTIVE:
             return summary  # REDUCING and HALTED open nothing; exits and protection above still run
-        configs = [c for c in await self._active_configs() if c.user_id not in reconciled.unresolved]
+        active = [c for c in await self._active_configs() if c.user_id not in reconciled.unresolved]
+        configs = await self.choices.resolve(active, now)
         analyses = await self.analysis.analyze_symbols(configs, now)
         summary.analyses = len(analyses)
         for config in configs:

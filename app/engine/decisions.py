@@ -106,7 +106,7 @@ class Decisions(Desk):
         self.metrics.count_signal(signal.signal, "executed" if trade else "failed")
         if trade is not None:
             summary.entries += 1
-            self._record(user, analysis.analysis_id, Decision.EXECUTED, [], trade.id)
+            self._record(user, analysis.analysis_id, Decision.EXECUTED, decision.profile_note(), trade.id)
             async with self.uow() as uow:  # the next symbol's checks see the new position
                 user.see(await uow.positions.for_user(config.user_id))
 
@@ -128,7 +128,7 @@ class Decisions(Desk):
                       summary: CycleSummary) -> None:
         for reason in decision.reasons:
             summary.rejections[reason.code] = summary.rejections.get(reason.code, 0) + 1
-        self._record(user, analysis.analysis_id, Decision.REJECTED, list(decision.reasons))
+        self._record(user, analysis.analysis_id, Decision.REJECTED, [*decision.reasons, *decision.profile_note()])
         signal = analysis.report.signal
         await self.emit(user.config.user_id, SignalRejected(analysis.symbol, signal.signal.value, signal.confidence,
                                                 list(decision.reasons)), now)

@@ -28,10 +28,10 @@ log = logging.getLogger(__name__)
 
 EXCHANGE_INFO_FILE = "exchange_info.json"
 # Inferred rules are deliberately on the safe side of Binance's usual ones: a minimum notional twice Binance's
-# usual 5 USDT, and a quantity step worth at least 0.1 USDT at the highest price seen (Binance's steps are worth
-# 0.1 to 1 USDT), so an order sized by them is one the real exchange would also take.
+# usual 5 USDT, and a quantity step (a power of ten, at most 1) worth at least 1 USDT at the highest price seen
+# (Binance's steps are worth 0.1 to 1 USDT), so a quantity on the inferred grid is on the real one too.
 INFERRED_MIN_NOTIONAL = Decimal("10")
-INFERRED_STEP_VALUE = 0.1
+INFERRED_STEP_VALUE = 1.0
 INFERRED_MAX_QTY = Decimal("9000000")
 _SAMPLE_CANDLES = 2000  # the last candles whose prices the tick is read from
 
@@ -175,7 +175,7 @@ def infer_rules(candles: CandleStore, symbol: str) -> SymbolRules:
     if not prices:
         raise DataError(f"{symbol}: no 5m candles to infer its rules from")
     decimals = max(-min(p.normalize().as_tuple().exponent, 0) for p in prices)  # type: ignore[operator]
-    highest = float(max(prices))
+    highest = float(candles.arrays_between(symbol, Timeframe.M5, 0, 2**62).high.max())
     step_exponent = math.ceil(math.log10(INFERRED_STEP_VALUE / highest)) if highest > 0 else 0
     tick = Decimal(1).scaleb(-decimals)
     step = Decimal(1).scaleb(min(step_exponent, 0))

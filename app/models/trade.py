@@ -18,6 +18,7 @@ class TradingConfigRow(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     symbols: Mapped[str] = mapped_column(String(255))
+    exclude_symbols: Mapped[str] = mapped_column(String(255), default="", server_default="")
     risk_per_trade_pct: Mapped[Decimal] = mapped_column(Money())
     max_open_positions: Mapped[int] = mapped_column(Integer)
     daily_trade_limit: Mapped[int] = mapped_column(Integer)

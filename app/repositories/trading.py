@@ -23,6 +23,7 @@ def _config(row: TradingConfigRow, mode: TradingMode) -> TradingConfig:
         user_id=row.user_id,
         is_active=row.is_active,
         symbols=tuple(s for s in row.symbols.split(",") if s),
+        exclude_symbols=tuple(s for s in (row.exclude_symbols or "").split(",") if s),
         risk_per_trade_pct=row.risk_per_trade_pct,
         max_open_positions=row.max_open_positions,
         daily_trade_limit=row.daily_trade_limit,
@@ -107,6 +108,7 @@ class ConfigRepository:
     def _assign(row: TradingConfigRow, config: TradingConfig) -> None:
         row.is_active = config.is_active
         row.symbols = ",".join(config.symbols)
+        row.exclude_symbols = ",".join(config.exclude_symbols)
         row.risk_per_trade_pct = config.risk_per_trade_pct
         row.max_open_positions = config.max_open_positions
         row.daily_trade_limit = config.daily_trade_limit

@@ -191,11 +191,12 @@ class RiskManager:
             context.usdt_balance, cfg.risk_per_trade_pct, entry, stop, context.rules, cfg.max_balance_trade_ratio
         )
         reasons = self._failed_rules(signal, features, context, threshold, entry, stop, target, qty)
+        profile = asset_profile(features.symbol).asset
         if reasons:
-            return RiskDecision.reject(*reasons, threshold=threshold)
+            return RiskDecision.reject(*reasons, threshold=threshold, profile=profile)
         return RiskDecision(
             approved=True, quantity=qty, entry_price=entry, stop_loss=stop, take_profit=target,
-            confidence_threshold=threshold, risk_amount=qty * (entry - stop),
+            confidence_threshold=threshold, risk_amount=qty * (entry - stop), profile=profile,
         )
 
     def _failed_rules(
@@ -204,6 +205,7 @@ class RiskManager:
     ) -> tuple[Reason, ...]:
         rules = self.rules
         checks = (
+            rules.check_symbol_trading(context.rules),
             rules.check_signal_type(signal),
             rules.check_confidence(signal, threshold),
             rules.check_open_positions(context.open_symbols, context.config),

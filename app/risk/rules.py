@@ -26,6 +26,13 @@ class RiskRules:
         return None if config.in_trading_hours(now.time()) else Reason("outside trading hours", "outside trading hours")
 
     @staticmethod
+    def check_symbol_trading(rules: SymbolRules) -> Reason | None:
+        """A pair the exchange halted (or closed to spot) takes no new entries; its open positions are still watched
+        and closed."""
+        problem = rules.entry_problem()
+        return Reason("symbol not trading", f"no new entries: {problem}") if problem is not None else None
+
+    @staticmethod
     def check_signal_type(signal: Signal) -> Reason | None:
         if signal.signal == SignalType.SELL:
             return Reason("spot cannot short", "spot cannot short: sell means no long entry")

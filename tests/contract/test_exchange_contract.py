@@ -23,6 +23,7 @@ from app.domain.values import (
     ListStatus,
     OrderStatus,
     OrderType,
+    PercentPrice,
     Side,
     SymbolRules,
     Timeframe,
@@ -64,9 +65,12 @@ async def bracket(venue: Venue, list_id: str, take_profit: str, stop: str, limit
 
 
 async def test_symbol_rules(venue: Venue) -> None:
+    """Binance's rules for BTCUSDT as the data directory stores them, the same through either venue (the HTTP
+    simulator serves them as exchangeInfo, which the client parses back), percent-price band and status included."""
     rules = await venue.exchange.get_symbol_rules(BTC)
     assert rules == SymbolRules(BTC, "BTC", "USDT", D("0.01"), D("0.00001"), D("0.00001"), D("9000"), D("5"),
-                                D("0.01"), D("1000000"))
+                                D("0.01"), D("1000000"), percent_price=PercentPrice(D(5), D("0.2"), D(5), D("0.2")))
+    assert rules.entry_problem() is None
 
 
 async def test_klines_are_closed_candles_only(venue: Venue) -> None:

@@ -37,6 +37,7 @@ from app.venues.binance.models import (
     BinanceKline,
     BinanceOrder,
     BinanceOrderList,
+    BinanceTicker24h,
     BinanceTickerPrice,
     BinanceTrade,
     balance_from_binance,
@@ -147,6 +148,23 @@ class BinanceService:
         rules = self._transport.parse(call, lambda: symbol_rules_from_binance(raw))
         self._rules[symbol] = (rules, now)
         return rules
+
+    async def get_exchange_rules(self) -> dict[str, SymbolRules]:
+        """Every listed symbol's rules (one exchangeInfo read, weight 20); each symbol's cached rules are renewed."""
+        call = Call("GET", Endpoint.EXCHANGE_INFO, (), False, RequestContext("read exchangeInfo"))
+        data = await self._transport.request(call)
+        info = self._transport.parse(call, lambda: BinanceExchangeInfo.model_validate(data))
+        rules = self._transport.parse(call, lambda: {raw.symbol: symbol_rules_from_binance(raw) for raw in info.symbols})
+        now = self._clock.now()
+        self._rules.update({symbol: (found, now) for symbol, found in rules.items()})
+        return rules
+
+    async def get_24h_quote_volumes(self) -> dict[str, Decimal]:
+        """Every symbol's quote volume over the last 24 hours (GET ticker/24hr, weight 80)."""
+        call = Call("GET", Endpoint.TICKER_24HR, (("type", "MINI"),), False, RequestContext("read 24 h tickers"))
+        data = await self._transport.request(call)
+        tickers = self._transport.parse(call, lambda: [BinanceTicker24h.model_validate(t) for t in data])
+        return {t.symbol: t.quote_volume for t in tickers}
 
     async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> list[Candle]:
         """The last `limit` CLOSED candles: one extra is asked for because the newest is usually still open."""

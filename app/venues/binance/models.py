@@ -57,6 +57,13 @@ class BinanceTickerPrice(BinanceModel):
     price: Decimal
 
 
+class BinanceTicker24h(BinanceModel):
+    """One entry of GET /api/v3/ticker/24hr (FULL or MINI)."""
+
+    symbol: str
+    quote_volume: Decimal
+
+
 class BinanceFill(BinanceModel):
     price: Decimal
     qty: Decimal

@@ -42,6 +42,7 @@ class Endpoint(StrEnum):
     EXCHANGE_INFO = "/api/v3/exchangeInfo"
     KLINES = "/api/v3/klines"
     TICKER_PRICE = "/api/v3/ticker/price"
+    TICKER_24HR = "/api/v3/ticker/24hr"
     ACCOUNT = "/api/v3/account"
     ORDER = "/api/v3/order"
     OPEN_ORDERS = "/api/v3/openOrders"
@@ -58,6 +59,7 @@ ENDPOINT_WEIGHTS: Mapping[tuple[str, str], int] = {
     ("GET", Endpoint.EXCHANGE_INFO): 20,
     ("GET", Endpoint.KLINES): 2,
     ("GET", Endpoint.TICKER_PRICE): 2,
+    ("GET", Endpoint.TICKER_24HR): 80,  # every symbol (2 for one)
     ("GET", Endpoint.ACCOUNT): 20,
     ("POST", Endpoint.ORDER): 1,
     ("GET", Endpoint.ORDER): 4,
