@@ -73,9 +73,10 @@ def read_candle_file(path: Path, timeframe: Timeframe) -> TextSeries:
     problem = _first_problem(arrays, timeframe)
     if problem is not None:
         raise DataError(f"{path}: {problem}")
-    if not _parsed_exactly(text, header_end):
+    short = _parsed_exactly(text, header_end)
+    if not short:
         arrays = _decimal_columns(text, starts, ends)
-    return TextSeries(arrays, text, starts, ends)
+    return TextSeries(arrays, text, starts, ends, short_decimals=short)
 
 
 def _parsed_exactly(text: bytes, header_end: int) -> bool:

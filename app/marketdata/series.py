@@ -37,6 +37,10 @@ class CandleArrays:
 class CandleSeries:
     """One symbol and timeframe: float arrays for speed, exact Decimal candles built on demand."""
 
+    # whether every value has at most 15 significant digits, so that float() of it is one-to-one and its float
+    # column identifies it exactly (the resampler then sums volumes without building Decimals)
+    short_decimals = False
+
     def __init__(self, arrays: CandleArrays) -> None:
         self.arrays = arrays
         self._cache: dict[int, Candle] = {}
@@ -91,11 +95,13 @@ class CandleSeries:
 class TextSeries(CandleSeries):
     """Candles read from a file; each row's text is kept so prices parse into Decimal exactly as written."""
 
-    def __init__(self, arrays: CandleArrays, text: bytes, line_starts: np.ndarray, line_ends: np.ndarray) -> None:
+    def __init__(self, arrays: CandleArrays, text: bytes, line_starts: np.ndarray, line_ends: np.ndarray,
+                 short_decimals: bool = False) -> None:
         super().__init__(arrays)
         self._text = text
         self._starts = line_starts
         self._ends = line_ends
+        self.short_decimals = short_decimals
 
     def _line(self, index: int) -> bytes:
         return self._text[self._starts.item(index):self._ends.item(index)]
@@ -116,13 +122,15 @@ class TextSeries(CandleSeries):
         return Decimal(self._line(index).split(b",", 5)[4].decode("ascii"))
 
     def sliced(self, start: int, stop: int) -> TextSeries:
-        return TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop])
+        return TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop],
+                          self.short_decimals)
 
     def compact(self) -> TextSeries:
         if len(self.arrays) == 0:
-            return TextSeries(self._copied_arrays(), b"", self._starts.copy(), self._ends.copy())
+            return TextSeries(self._copied_arrays(), b"", self._starts.copy(), self._ends.copy(), self.short_decimals)
         begin, finish = int(self._starts[0]), int(self._ends[-1])
-        return TextSeries(self._copied_arrays(), self._text[begin:finish], self._starts - begin, self._ends - begin)
+        return TextSeries(self._copied_arrays(), self._text[begin:finish], self._starts - begin, self._ends - begin,
+                          self.short_decimals)
 
     def decimal_volumes(self) -> list[Decimal]:
         """Every row's volume exactly as `_build_candle` reads it, without building whole candles."""

@@ -17,6 +17,7 @@ from app.domain.errors import DataError
 from app.domain.values import Candle, Timeframe
 from app.marketdata.candle_files import HEADER
 from app.marketdata.candles import CandleStore, Gap
+from app.marketdata.resampling import _short_decimal_sums
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "app" / "data" / "sample"
 REAL_COARSE_DIR = Path(__file__).resolve().parent / "data"
@@ -301,3 +302,49 @@ def test_a_symbol_whose_coarser_files_cover_everything_keeps_them_as_read(tmp_pa
     write(tmp_path, "binance_BTCUSDT_15m.csv", [_coarse_row(i, "100", "200", "99", "100.5", "6") for i in (0, 1)])
     store = CandleStore.load(tmp_path)
     assert type(store._get("BTCUSDT", Timeframe.M15)).__name__ == "TextSeries"
+
+
+_VOLUMES = {
+    "short": st.decimals(min_value=0, max_value=10**6, places=8, allow_nan=False),  # Binance's: summed vectorised
+    "huge": st.decimals(min_value=10**14, max_value=10**15 - 1, places=0, allow_nan=False),  # sums past 2**53
+    "long": st.decimals(min_value=0, max_value=1, places=17, allow_nan=False),  # 17 digits: a float is not enough
+}
+
+
+@given(data=st.data(), kind=st.sampled_from(sorted(_VOLUMES)), plain=st.booleans())
+def test_resampled_volumes_are_float_of_the_exact_decimal_sums(tmp_path_factory: pytest.TempPathFactory,
+                                                               data: st.DataObject, kind: str, plain: bool) -> None:
+    volumes = data.draw(st.lists(_VOLUMES[kind], min_size=1, max_size=40))
+    directory = tmp_path_factory.mktemp("volumes")
+    write(directory, "binance_BTCUSDT_5m.csv", [row(i, v=format(v, "f") if plain else str(v))
+                                                for i, v in enumerate(volumes)])
+    store = CandleStore.load(directory)
+    for timeframe, size in ((Timeframe.M15, 3), (Timeframe.H1, 12)):
+        arrays = store.arrays_between("BTCUSDT", timeframe, 0, T0_MS + 10**9)
+        assert arrays.volume.tolist() == [float(sum(volumes[i : i + size], Decimal(0)))
+                                          for i in range(0, len(volumes), size)]
+
+
+def test_three_tenths_summed_from_short_decimals_and_from_longer_ones_that_float_alike(tmp_path: Path) -> None:
+    """0.1 and 0.10000000000000001 are the same float; their sums three at a time are not (0.3 and the float
+    above it), and a float sum gives neither exactly (0.30000000000000004 for the first)."""
+    for volume, expected in (("0.1", 0.3), ("0.10000000000000001", float(Decimal("0.30000000000000003")))):
+        write(tmp_path, "binance_BTCUSDT_5m.csv", [row(i, v=volume) for i in range(3)])
+        arrays = CandleStore.load(tmp_path).arrays_between("BTCUSDT", Timeframe.M15, 0, T0_MS + M5 * 3)
+        assert arrays.volume.tolist() == [expected]
+    assert float(Decimal("0.30000000000000003")) != 0.3 and 0.1 + 0.1 + 0.1 != 0.3
+
+
+def test_an_hourly_volume_sum_past_2_to_the_53_units_is_rounded_once() -> None:
+    """12 volumes of 15 significant digits summing to 938942596763489.9: in tenths past 2**53, where rounding the
+    int sum to float first and dividing by ten after would round twice (to the float next to the right one). A file
+    writes each in 16 characters, so the store sums them as Decimals; the vectorised sum must not round twice
+    either."""
+    volumes = ["78245216396957.4"] * 11 + ["78245216396958.5"]
+    exact = sum(map(Decimal, volumes), Decimal(0))
+    assert exact == Decimal("938942596763489.9") and float(9389425967634899) / 10 != float(exact)
+    floats = np.array([float(Decimal(v)) for v in volumes])
+    sums = _short_decimal_sums(floats, np.array([0]), np.array([11]))
+    assert sums is None or sums.tolist() == [float(exact)]
+    sums = _short_decimal_sums(floats[:3], np.array([0]), np.array([2]))  # 3 of them: below 2**53, summed here
+    assert sums is not None and sums.tolist() == [float(sum(map(Decimal, volumes[:3]), Decimal(0)))]
