@@ -176,7 +176,8 @@ def _backtest(args: argparse.Namespace) -> int:
 def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bt = commands.add_parser("backtest", help="run the engine over stored candles on a simulated clock")
     bt.add_argument("--symbols", help="comma-separated, e.g. BTCUSDT,ETHUSDT (default: the config's symbols)")
-    bt.add_argument("--start", help="first decision, UTC date or date-time (default: data start + 7 days warm-up)")
+    bt.add_argument("--start", help="first decision, UTC date or date-time (default: the data start, once every "
+                    "symbol's candle windows are full: 7 days of 5m data)")
     bt.add_argument("--end", help="last decision, UTC (default: the end of the data)")
     bt.add_argument("--data", type=Path, help="candle directory (default: MARKET_DATA_DIR or the bundled sample)")
     bt.add_argument("--balance", default="10000", help="starting USDT (default 10000)")

@@ -160,13 +160,16 @@ def run_command(options: BacktestOptions, build_engine: EngineBuilder, timer: Ca
     settings = build_settings(options, overrides)
     config = build_config(options, settings, overrides)
     candles, start, end = load(options, settings, config.symbols)
-    span = plan_span(candles, config.symbols, start, end)
+    span = plan_span(candles, config.symbols, start, end, start_requested=options.start is not None)
+    for warning in span.warnings:  # now, not only in the summary: a long run should not hide them until it ends
+        print(f"trdbot backtest: warning: {warning}", file=sys.stderr)
     engine = build_engine(settings, candles, SimulatedClock(span.start), recorded)
     spec = BacktestSpec(config=config, start=span.start, end=span.end, balance=options.balance)
     began = timer()
     result = _run_with_progress(engine, spec, options.quiet)
     elapsed = timer() - began
-    extra = {"requested_start": span.requested_start.isoformat(), "seed": options.seed, "analyzer": options.analyzer}
+    extra = {"requested_start": span.requested_start.isoformat(), "seed": options.seed, "analyzer": options.analyzer,
+             "warnings": list(span.warnings)}
     report = build_report(result, candles, extra)
     print(summary_text(report))
     print(f"  speed            {result.cycles / max(elapsed, 1e-9):,.0f} cycles/s ({elapsed:.2f} s)")

@@ -281,6 +281,7 @@ def summary_text(report: Mapping[str, Any]) -> str:
     rejected = report["rejected_signals"]
     if rejected:
         lines.append("  rejected signals: " + ", ".join(f"{reason} x{n}" for reason, n in list(rejected.items())[:8]))
+    lines += [f"  warning          {warning}" for warning in report.get("warnings", ())]
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from app.domain.errors import DataError
 from app.domain.values import Timeframe
-from app.marketdata.resampling import resample
+from app.marketdata.resampling import complete_from_5m, resample
 from app.marketdata.series import CandleArrays, CandleSeries, TextSeries
 
 HEADER = "open_time_ms,open,high,low,close,volume"
@@ -43,7 +43,8 @@ def discover_files(directory: Path, symbols: Sequence[str] | None) -> dict[tuple
 
 
 def load_symbol(symbol: str, files: dict[tuple[str, Timeframe], Path]) -> dict[tuple[str, Timeframe], CandleSeries]:
-    """One symbol's series: each file read, and 15m/1h resampled from 5m where their file is absent."""
+    """One symbol's series: each file read, and 15m/1h resampled from 5m wherever their file has no candle (all
+    of it when the file is absent; before, after and inside the gaps of a file that covers less than the 5m)."""
     loaded: dict[tuple[str, Timeframe], CandleSeries] = {}
     for timeframe in Timeframe:
         path = files.get((symbol, timeframe))
@@ -52,9 +53,11 @@ def load_symbol(symbol: str, files: dict[tuple[str, Timeframe], Path]) -> dict[t
     five = loaded.get((symbol, Timeframe.M5))
     if five is not None:
         for timeframe in (Timeframe.M15, Timeframe.H1):
-            if (symbol, timeframe) not in loaded:
-                loaded[(symbol, timeframe)] = resample(five, timeframe)
+            own = loaded.get((symbol, timeframe))
+            loaded[(symbol, timeframe)] = resample(five, timeframe) if own is None else complete_from_5m(
+                own, five, timeframe)
     return loaded
+
 
 def read_candle_file(path: Path, timeframe: Timeframe) -> TextSeries:
     """Parse and validate one file; any problem raises DataError naming the file and the line."""
@@ -70,9 +73,10 @@ def read_candle_file(path: Path, timeframe: Timeframe) -> TextSeries:
     problem = _first_problem(arrays, timeframe)
     if problem is not None:
         raise DataError(f"{path}: {problem}")
-    if not _parsed_exactly(text, header_end):
+    short = _parsed_exactly(text, header_end)
+    if not short:
         arrays = _decimal_columns(text, starts, ends)
-    return TextSeries(arrays, text, starts, ends)
+    return TextSeries(arrays, text, starts, ends, short_decimals=short)
 
 
 def _parsed_exactly(text: bytes, header_end: int) -> bool:

@@ -139,7 +139,8 @@ class CandleStore:
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> CandleStore:
-        """Read `binance_<SYMBOL>_<TF>.csv[.gz]`; 15m/1h are resampled from 5m when their file is absent.
+        """Read `binance_<SYMBOL>_<TF>.csv[.gz]`; 15m/1h are resampled from 5m wherever their file has no candle
+        (the whole span when it is absent), and a file's own candle wins where it has one.
 
         `start`/`end` keep candles whose open time is in [start, end).
         """

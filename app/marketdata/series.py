@@ -37,6 +37,10 @@ class CandleArrays:
 class CandleSeries:
     """One symbol and timeframe: float arrays for speed, exact Decimal candles built on demand."""
 
+    # whether every value has at most 15 significant digits, so that float() of it is one-to-one and its float
+    # column identifies it exactly (the resampler then sums volumes without building Decimals)
+    short_decimals = False
+
     def __init__(self, arrays: CandleArrays) -> None:
         self.arrays = arrays
         self._cache: dict[int, Candle] = {}
@@ -91,11 +95,13 @@ class CandleSeries:
 class TextSeries(CandleSeries):
     """Candles read from a file; each row's text is kept so prices parse into Decimal exactly as written."""
 
-    def __init__(self, arrays: CandleArrays, text: bytes, line_starts: np.ndarray, line_ends: np.ndarray) -> None:
+    def __init__(self, arrays: CandleArrays, text: bytes, line_starts: np.ndarray, line_ends: np.ndarray,
+                 short_decimals: bool = False) -> None:
         super().__init__(arrays)
         self._text = text
         self._starts = line_starts
         self._ends = line_ends
+        self.short_decimals = short_decimals
 
     def _line(self, index: int) -> bytes:
         return self._text[self._starts.item(index):self._ends.item(index)]
@@ -116,13 +122,15 @@ class TextSeries(CandleSeries):
         return Decimal(self._line(index).split(b",", 5)[4].decode("ascii"))
 
     def sliced(self, start: int, stop: int) -> TextSeries:
-        return TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop])
+        return TextSeries(self.arrays.slice(start, stop), self._text, self._starts[start:stop], self._ends[start:stop],
+                          self.short_decimals)
 
     def compact(self) -> TextSeries:
         if len(self.arrays) == 0:
-            return TextSeries(self._copied_arrays(), b"", self._starts.copy(), self._ends.copy())
+            return TextSeries(self._copied_arrays(), b"", self._starts.copy(), self._ends.copy(), self.short_decimals)
         begin, finish = int(self._starts[0]), int(self._ends[-1])
-        return TextSeries(self._copied_arrays(), self._text[begin:finish], self._starts - begin, self._ends - begin)
+        return TextSeries(self._copied_arrays(), self._text[begin:finish], self._starts - begin, self._ends - begin,
+                          self.short_decimals)
 
     def decimal_volumes(self) -> list[Decimal]:
         """Every row's volume exactly as `_build_candle` reads it, without building whole candles."""
@@ -132,3 +140,56 @@ class TextSeries(CandleSeries):
             for a, b in zip(self._starts.tolist(), self._ends.tolist(), strict=True)
         ]
 
+
+
+class MergedSeries(CandleSeries):
+    """Two series with no open time in common, interleaved by open time; each candle is built by the series that
+    holds it (a file's rows stay its text, resampled rows stay built from their 5m rows)."""
+
+    def __init__(self, arrays: CandleArrays, parts: tuple[CandleSeries, CandleSeries], in_second: np.ndarray,
+                 rows: np.ndarray) -> None:
+        super().__init__(arrays)
+        self._parts = parts
+        self._in_second = in_second  # per row: whether parts[1] holds it (else parts[0])
+        self._rows = rows  # per row: its index in the part that holds it
+
+    @classmethod
+    def of(cls, first: CandleSeries, second: CandleSeries) -> MergedSeries:
+        """Both series' rows in open-time order (vectorised: one stable sort of the open times)."""
+        columns = zip(first.arrays.columns(), second.arrays.columns(), strict=True)
+        joined = [np.concatenate(pair) for pair in columns]
+        order = np.argsort(joined[0], kind="stable")
+        count = len(first.arrays)
+        in_second = order >= count
+        arrays = CandleArrays(*(column[order] for column in joined))
+        return cls(arrays, (first, second), in_second, np.where(in_second, order - count, order))
+
+    def _part(self, index: int) -> tuple[CandleSeries, int]:
+        return self._parts[1 if self._in_second.item(index) else 0], self._rows.item(index)
+
+    def _build_candle(self, index: int) -> Candle:
+        part, row = self._part(index)
+        return part.candle(row)
+
+    def close(self, index: int) -> Decimal:
+        found = self._cache.get(index)
+        if found is not None:
+            return found.close
+        part, row = self._part(index)
+        return part.close(row)
+
+    def sliced(self, start: int, stop: int) -> MergedSeries:
+        return MergedSeries(self.arrays.slice(start, stop), self._parts, self._in_second[start:stop],
+                            self._rows[start:stop])
+
+    def compact(self) -> MergedSeries:
+        """Each part cut to the rows this series still holds (they are consecutive in the part: both are sorted)."""
+        rows = self._rows.copy()
+        parts = []
+        for number, part in enumerate(self._parts):
+            mine = self._in_second == bool(number)
+            low = int(rows[mine].min()) if mine.any() else 0
+            high = int(rows[mine].max()) + 1 if mine.any() else 0
+            parts.append(part.sliced(low, high).compact())
+            rows[mine] -= low
+        return MergedSeries(self._copied_arrays(), (parts[0], parts[1]), self._in_second.copy(), rows)

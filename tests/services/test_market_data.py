@@ -17,6 +17,7 @@ from app.domain.errors import DataError
 from app.domain.values import Candle, Timeframe
 from app.marketdata.candle_files import HEADER
 from app.marketdata.candles import CandleStore, Gap
+from app.marketdata.resampling import _short_decimal_sums
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "app" / "data" / "sample"
 REAL_COARSE_DIR = Path(__file__).resolve().parent / "data"
@@ -238,3 +239,112 @@ def test_the_price_at_a_time_is_the_last_closed_candles_close_as_written(tmp_pat
                                                                             utc_from_ms(row_ms(i + 1)), 1)[0].close)
     with pytest.raises(DataError, match="no closed 5m candle for BTCUSDT"):
         store.price_at("BTCUSDT", utc_from_ms(row_ms(0)))
+
+
+def _bucket(i: int) -> int:
+    return T0_MS + i * Timeframe.M15.ms
+
+
+def _coarse_row(i: int, o: str, h: str, lo: str, c: str, v: str) -> str:
+    return f"{_bucket(i)},{o},{h},{lo},{c},{v}"
+
+
+def test_a_coarser_file_is_completed_from_5m_wherever_it_has_no_candle_and_its_own_candles_win(tmp_path: Path) -> None:
+    """15m buckets 0-17 over 5m rows 0-53, 5m rows 30-35 (buckets 10-11) missing; the 15m file holds buckets 4-7 and
+    12-15 only, with prices the 5m rows would not give. Buckets 0-3 (before the file), 8-9 (a gap of the file where
+    5m has rows) and 16-17 (after it) are resampled; 10-11 stay a gap (no 5m row there either)."""
+    five = [row(i, o=f"{i}.5", h=f"{i + 10}", lo=f"{i}.25", c=f"{i + 1}", v="0.1") for i in range(54)
+            if not 30 <= i <= 35]
+    write(tmp_path, "binance_BTCUSDT_5m.csv", five)
+    own = {i: Candle(_bucket(i), Decimal("7.50"), Decimal("70.0"), Decimal("0.10"), Decimal("8.00"), Decimal("1E+1"))
+           for i in (4, 5, 6, 7, 12, 13, 14, 15)}
+    write(tmp_path, "binance_BTCUSDT_15m.csv", [_coarse_row(i, "7.50", "70.0", "0.10", "8.00", "1E+1") for i in own])
+    store = CandleStore.load(tmp_path)
+    candles = store.closed_candles("BTCUSDT", Timeframe.M15, T0 + timedelta(hours=5), 100)
+
+    def resampled(i: int) -> Candle:  # the 15m bucket i from 5m rows 3i..3i+2, all present
+        return Candle(_bucket(i), Decimal(f"{3 * i}.5"), Decimal(f"{3 * i + 12}"), Decimal(f"{3 * i}.25"),
+                      Decimal(f"{3 * i + 3}"), Decimal("0.3"))
+
+    assert candles == [own[i] if i in own else resampled(i) for i in (*range(10), *range(12, 18))]
+    assert [str(c.close) for c in candles[4:8]] == ["8.00"] * 4  # the file's text, not a number rebuilt from it
+    assert store.gaps("BTCUSDT", Timeframe.M15) == [Gap(_bucket(10), _bucket(11), 2)]
+    arrays = store.closed_arrays("BTCUSDT", Timeframe.M15, T0 + timedelta(hours=5), 100)
+    for column, field in zip(arrays.columns()[1:], ("open", "high", "low", "close", "volume"), strict=True):
+        assert column.tolist() == [float(getattr(c, field)) for c in candles]  # float() of each exact Decimal
+    hourly = store.closed_candles("BTCUSDT", Timeframe.H1, T0 + timedelta(hours=5), 10)  # no 1h file: all resampled
+    assert [c.open_time_ms for c in hourly] == [T0_MS + h * Timeframe.H1.ms for h in range(5)]
+
+
+def test_a_completed_series_reads_the_same_as_a_view_as_a_loaded_span_and_by_its_last_close(tmp_path: Path) -> None:
+    five = [row(i, c=f"{100 + i}.10") for i in range(48)]
+    write(tmp_path, "binance_ETHUSDT_5m.csv", five)
+    write(tmp_path, "binance_ETHUSDT_15m.csv", [_coarse_row(i, "100", "600", "99", f"{500 + i}.50", "6")
+                                               for i in (6, 7, 8)])
+    start, end = T0 + timedelta(minutes=45), T0 + timedelta(hours=3, minutes=15)
+    span = CandleStore.load(tmp_path, start=start, end=end)
+    view = CandleStore.load(tmp_path).between(start, end)
+    expected = view.closed_candles("ETHUSDT", Timeframe.M15, end, 100)
+    assert [str(c.close) for c in expected] == ["111.10", "114.10", "117.10", "506.50", "507.50", "508.50", "129.10",
+                                                "132.10", "135.10", "138.10"]
+    assert span.closed_candles("ETHUSDT", Timeframe.M15, end, 100) == expected
+    for minutes in range(60, 200, 15):
+        window = span.closed_window("ETHUSDT", Timeframe.M15, T0 + timedelta(minutes=minutes), 4)
+        assert str(window.last_close()) == str(window[-1].close)
+    kept = span._get("ETHUSDT", Timeframe.M15)
+    assert kept.arrays.open_time_ms.base is None  # its own copy, not a view of the whole series
+    file_part, resampled_part = kept._parts  # type: ignore[attr-defined]
+    assert len(file_part.arrays) == 3 and len(resampled_part._source.arrays) == 30  # the span's 5m rows, not 48
+
+
+def test_a_symbol_whose_coarser_files_cover_everything_keeps_them_as_read(tmp_path: Path) -> None:
+    write(tmp_path, "binance_BTCUSDT_5m.csv", [row(i) for i in range(6)])
+    write(tmp_path, "binance_BTCUSDT_15m.csv", [_coarse_row(i, "100", "200", "99", "100.5", "6") for i in (0, 1)])
+    store = CandleStore.load(tmp_path)
+    assert type(store._get("BTCUSDT", Timeframe.M15)).__name__ == "TextSeries"
+
+
+_VOLUMES = {
+    "short": st.decimals(min_value=0, max_value=10**6, places=8, allow_nan=False),  # Binance's: summed vectorised
+    "huge": st.decimals(min_value=10**14, max_value=10**15 - 1, places=0, allow_nan=False),  # sums past 2**53
+    "long": st.decimals(min_value=0, max_value=1, places=17, allow_nan=False),  # 17 digits: a float is not enough
+}
+
+
+@given(data=st.data(), kind=st.sampled_from(sorted(_VOLUMES)), plain=st.booleans())
+def test_resampled_volumes_are_float_of_the_exact_decimal_sums(tmp_path_factory: pytest.TempPathFactory,
+                                                               data: st.DataObject, kind: str, plain: bool) -> None:
+    volumes = data.draw(st.lists(_VOLUMES[kind], min_size=1, max_size=40))
+    directory = tmp_path_factory.mktemp("volumes")
+    write(directory, "binance_BTCUSDT_5m.csv", [row(i, v=format(v, "f") if plain else str(v))
+                                                for i, v in enumerate(volumes)])
+    store = CandleStore.load(directory)
+    for timeframe, size in ((Timeframe.M15, 3), (Timeframe.H1, 12)):
+        arrays = store.arrays_between("BTCUSDT", timeframe, 0, T0_MS + 10**9)
+        assert arrays.volume.tolist() == [float(sum(volumes[i : i + size], Decimal(0)))
+                                          for i in range(0, len(volumes), size)]
+
+
+def test_three_tenths_summed_from_short_decimals_and_from_longer_ones_that_float_alike(tmp_path: Path) -> None:
+    """0.1 and 0.10000000000000001 are the same float; their sums three at a time are not (0.3 and the float
+    above it), and a float sum gives neither exactly (0.30000000000000004 for the first)."""
+    for volume, expected in (("0.1", 0.3), ("0.10000000000000001", float(Decimal("0.30000000000000003")))):
+        write(tmp_path, "binance_BTCUSDT_5m.csv", [row(i, v=volume) for i in range(3)])
+        arrays = CandleStore.load(tmp_path).arrays_between("BTCUSDT", Timeframe.M15, 0, T0_MS + M5 * 3)
+        assert arrays.volume.tolist() == [expected]
+    assert float(Decimal("0.30000000000000003")) != 0.3 and 0.1 + 0.1 + 0.1 != 0.3
+
+
+def test_an_hourly_volume_sum_past_2_to_the_53_units_is_rounded_once() -> None:
+    """12 volumes of 15 significant digits summing to 938942596763489.9: in tenths past 2**53, where rounding the
+    int sum to float first and dividing by ten after would round twice (to the float next to the right one). A file
+    writes each in 16 characters, so the store sums them as Decimals; the vectorised sum must not round twice
+    either."""
+    volumes = ["78245216396957.4"] * 11 + ["78245216396958.5"]
+    exact = sum(map(Decimal, volumes), Decimal(0))
+    assert exact == Decimal("938942596763489.9") and float(9389425967634899) / 10 != float(exact)
+    floats = np.array([float(Decimal(v)) for v in volumes])
+    sums = _short_decimal_sums(floats, np.array([0]), np.array([11]))
+    assert sums is None or sums.tolist() == [float(exact)]
+    sums = _short_decimal_sums(floats[:3], np.array([0]), np.array([2]))  # 3 of them: below 2**53, summed here
+    assert sums is not None and sums.tolist() == [float(sum(map(Decimal, volumes[:3]), Decimal(0)))]
