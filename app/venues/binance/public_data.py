@@ -73,7 +73,7 @@ class BinancePublicData:
 
     async def _naming_unknown(self, symbols: Sequence[str], error: ConfigurationError) -> ConfigurationError:
         """Binance refuses a whole list for one unknown symbol (-1121) without saying which: each is asked alone."""
-        if f"code {UNKNOWN_SYMBOL}" not in str(error):
+        if f"code {UNKNOWN_SYMBOL}" not in str(error):  # the error tree's ConfigurationError keeps codes in its text
             return error
         unknown = list(symbols) if len(symbols) == 1 else [s for s in symbols if not await self._is_known(s)]
         if not unknown:
