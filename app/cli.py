@@ -350,6 +350,9 @@ def _data_download(args: argparse.Namespace) -> int:
         print(f"trdbot data download: stopped: {e}. What was fetched is kept: run the same command again to "
               "resume.", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("trdbot data download: interrupted; what was fetched is kept: run it again to resume", file=sys.stderr)
+        return 130
     print("\n".join(lines))
     return 0
 
