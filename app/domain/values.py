@@ -203,9 +203,36 @@ def oco_leg_client_ids(list_client_order_id: str) -> tuple[str, str]:
     return f"{list_client_order_id}-tp", f"{list_client_order_id}-sl"
 
 
+class RulesSource(StrEnum):
+    """Where a symbol's rules came from: said wherever rules are shown, since inferred ones are only a guess."""
+
+    EXCHANGE = "exchange"  # the venue's exchangeInfo, read now
+    FILE = "exchange_info.json"  # Binance's exchangeInfo stored beside the candles
+    INFERRED = "inferred from candles"  # no stored rules: tick from the prices seen, conservative step and notional
+
+
+TRADING_STATUS = "TRADING"
+
+
+@dataclass(frozen=True, slots=True)
+class PercentPrice:
+    """PERCENT_PRICE_BY_SIDE (or PERCENT_PRICE, the same multipliers on both sides): a limit price must lie within
+    these multiples of the recent average price, on its side of the book."""
+
+    bid_up: Decimal
+    bid_down: Decimal
+    ask_up: Decimal
+    ask_down: Decimal
+    avg_price_mins: int = 5
+
+    def bounds(self, side: Side, reference: Decimal) -> tuple[Decimal, Decimal]:
+        down, up = (self.bid_down, self.bid_up) if side is Side.BUY else (self.ask_down, self.ask_up)
+        return reference * down, reference * up
+
+
 @dataclass(frozen=True, slots=True)
 class SymbolRules:
-    """The exchange's filters for one symbol, applied with Decimal arithmetic."""
+    """The exchange's filters for one symbol, applied with Decimal arithmetic, and whether it trades now."""
 
     symbol: str
     base_asset: str
@@ -217,6 +244,18 @@ class SymbolRules:
     min_notional: Decimal
     min_price: Decimal = ZERO
     max_price: Decimal = ZERO
+    status: str = TRADING_STATUS  # TRADING, END_OF_DAY, HALT, BREAK, CANCEL_ONLY
+    spot_allowed: bool = True  # isSpotTradingAllowed / a SPOT permission
+    percent_price: PercentPrice | None = None
+    source: RulesSource = field(default=RulesSource.EXCHANGE, compare=False)
+
+    def entry_problem(self) -> str | None:
+        """Why no new entry may be opened on this symbol now (its open positions are still watched and closed)."""
+        if self.status != TRADING_STATUS:
+            return f"{self.symbol} is {self.status} on the exchange, not TRADING"
+        if not self.spot_allowed:
+            return f"{self.symbol} is not open to spot trading"
+        return None
 
     def round_qty(self, qty: Decimal) -> Decimal:
         """Round down to the step, so we never try to sell more than we hold."""

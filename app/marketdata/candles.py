@@ -123,8 +123,9 @@ def as_timeframe(value: str) -> Timeframe:
 class CandleStore:
     """Closed candles per symbol and timeframe (the `CandleSource` port), loaded once and shared read-only."""
 
-    def __init__(self, series: dict[tuple[str, Timeframe], CandleSeries]) -> None:
+    def __init__(self, series: dict[tuple[str, Timeframe], CandleSeries], directory: Path | None = None) -> None:
         self._series = series
+        self.directory = directory  # where the candles were read from (their exchange_info.json is there too)
         self._symbols = sorted({symbol for symbol, _ in series})
         self._symbol_set = frozenset(self._symbols)
         # (symbol, timeframe) -> (series, candle duration in ms): the per-cycle lookups in one dict read
@@ -147,12 +148,12 @@ class CandleStore:
         for symbol in sorted({symbol for symbol, _ in files}):
             series.update(load_symbol(symbol, files))
         if start is None and end is None:
-            return cls(series)
-        return cls({key: _cut(s, start, end).compact() for key, s in series.items()})
+            return cls(series, Path(directory))
+        return cls({key: _cut(s, start, end).compact() for key, s in series.items()}, Path(directory))
 
     def between(self, start: datetime | None, end: datetime | None) -> CandleStore:
         """The candles whose open time is in [start, end) (views: nothing is parsed again)."""
-        return CandleStore({key: _cut(s, start, end) for key, s in self._series.items()})
+        return CandleStore({key: _cut(s, start, end) for key, s in self._series.items()}, self.directory)
 
     def symbols(self) -> Sequence[str]:
         return list(self._symbols)

@@ -9,7 +9,7 @@ from app.venues.paper.accounts import (
     SimOrderList,
 )
 from app.venues.paper.exchange import MockBinanceService, T
-from app.venues.paper.market import COMMISSION_QUANTUM, FIVE_MIN_MS, SimulatedMarket, default_symbol_rules
+from app.venues.paper.market import COMMISSION_QUANTUM, FIVE_MIN_MS, SimulatedMarket
 from app.venues.paper.orders import (
     CANCEL_REJECTED,
     FILTER_FAILURE,
@@ -35,5 +35,4 @@ __all__ = [
     "SimOrderList",
     "SimulatedMarket",
     "T",
-    "default_symbol_rules",
 ]

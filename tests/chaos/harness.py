@@ -31,6 +31,7 @@ from app.marketdata.candles import CandleStore
 from app.repositories import UnitOfWorkFactory
 from app.services.security import CredentialCipher, mask_key
 from app.venues.paper.market import SimulatedMarket
+from tests.bundled import store_bundled_rules
 from tests.chaos.bot_process import ANALYST
 from tests.chaos.clock import VenueClock
 from tests.chaos.faults import ChaosFaultPlan, ChaosRule, FaultProfile, FaultSchedule
@@ -402,3 +403,4 @@ def _write_stub_candles(directory: Path, symbols: tuple[str, ...], start: dateti
     directory.mkdir(parents=True, exist_ok=True)
     for symbol in symbols:
         (directory / f"binance_{symbol}_5m.csv").write_text(f"{HEADER}\n{ms_from_utc(start)},1,1,1,1,1\n")
+    store_bundled_rules(directory)

@@ -15,7 +15,7 @@ from app.domain.records import OrderRecord, PositionRecord, TradeRecord
 from app.domain.values import ExitReason, Side, TradeStatus
 from app.repositories import UnitOfWorkFactory
 from app.venues.binance.client import BinanceService
-from app.venues.paper.market import default_symbol_rules
+from tests.bundled import bundled_rules
 from tests.chaos.invariants import (
     Account,
     Books,
@@ -74,7 +74,7 @@ async def test_the_checker_is_silent_on_a_clean_run_and_names_planted_violations
 
 # ----- the rules on small pictures ---------------------------------------------------------------------------------
 
-SOL = default_symbol_rules()["SOLUSDT"]
+SOL = bundled_rules()["SOLUSDT"]
 T0 = datetime(2025, 9, 8, tzinfo=UTC)
 
 

@@ -18,6 +18,7 @@ from app.marketdata.candle_files import HEADER
 from app.marketdata.candles import CandleStore
 from app.venues.binance.client import BinanceService
 from app.venues.paper.market import SimulatedMarket
+from tests.bundled import store_bundled_rules
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 KEY = "sim-test-key-0123456789"
@@ -45,6 +46,7 @@ def write_candles(directory: Path, path: list[tuple[str, str, str, str]] = CANDL
     start = ms_from_utc(T0)
     rows = [f"{start + i * 300_000},{o},{h},{lo},{c},1" for i, (o, h, lo, c) in enumerate(path)]
     (directory / "binance_BTCUSDT_5m.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    store_bundled_rules(directory)
     return CandleStore.load(directory)
 
 

@@ -24,7 +24,7 @@ from app.domain.values import (
     Side,
     TradeStatus,
 )
-from app.venues.paper.market import default_symbol_rules
+from tests.bundled import bundled_rules
 
 NOW = datetime(2025, 9, 10, 12, tzinfo=UTC)
 D = Decimal
@@ -43,7 +43,7 @@ class ScriptedExchange:
         self.oco_rejections = 0
 
     async def get_symbol_rules(self, symbol: str):  # type: ignore[no-untyped-def]
-        return default_symbol_rules()[symbol]
+        return bundled_rules()[symbol]
 
     async def get_oco_order_status(self, symbol: str, list_id: str) -> OcoOrder:
         self.calls.append(f"status {list_id}")

@@ -17,6 +17,7 @@ from app.marketdata.candles import CandleStore
 from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState, SimAccountStore
 from app.venues.paper.exchange import MockBinanceService
 from app.venues.paper.market import SimulatedMarket
+from tests.bundled import store_bundled_rules
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 FLAT = ("100", "100.5", "99.5", "100")  # open, high, low, close of a quiet candle
@@ -31,6 +32,7 @@ def build_store(tmp_path: Path, candles: list[tuple[str, str, str, str]]) -> Can
     start = ms_from_utc(T0)
     rows = [f"{start + i * 300_000},{o},{h},{lo},{c},1" for i, (o, h, lo, c) in enumerate(candles)]
     (tmp_path / "binance_BTCUSDT_5m.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    store_bundled_rules(tmp_path)
     return CandleStore.load(tmp_path)
 
 

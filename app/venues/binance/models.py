@@ -23,6 +23,7 @@ from app.domain.values import (
     Side,
     SymbolRules,
 )
+from app.marketdata.exchange_info import ExchangeFilter, ExchangeInfo, ExchangeSymbol, rules_from_symbol
 
 # Binance has states our domain folds together: none of them changes what the bot must do.
 _ORDER_STATUS = {
@@ -113,31 +114,10 @@ class BinanceOrderList(BinanceModel):
     order_reports: list[BinanceOrder] = []
 
 
-class BinanceFilter(BinanceModel):
-    filter_type: str
-    min_price: Decimal | None = None
-    max_price: Decimal | None = None
-    tick_size: Decimal | None = None
-    min_qty: Decimal | None = None
-    max_qty: Decimal | None = None
-    step_size: Decimal | None = None
-    min_notional: Decimal | None = None
-
-
-class BinanceSymbol(BinanceModel):
-    symbol: str
-    status: str = "TRADING"
-    base_asset: str
-    quote_asset: str
-    filters: list[BinanceFilter] = []
-
-    def filter(self, filter_type: str) -> BinanceFilter | None:
-        return next((f for f in self.filters if f.filter_type == filter_type), None)
-
-
-class BinanceExchangeInfo(BinanceModel):
-    server_time: int | None = None
-    symbols: list[BinanceSymbol] = []
+# exchangeInfo has one parser for every venue (app.marketdata.exchange_info); these names are its models
+BinanceFilter = ExchangeFilter
+BinanceSymbol = ExchangeSymbol
+BinanceExchangeInfo = ExchangeInfo
 
 
 class BinanceBalance(BinanceModel):
@@ -234,31 +214,8 @@ def oco_from_binance(raw: BinanceOrderList, legs: Sequence[Order] | None = None)
     )
 
 
-def _positive(values: Sequence[Decimal | None]) -> list[Decimal]:
-    return [v for v in values if v is not None and v > 0]
-
-
-def symbol_rules_from_binance(raw: BinanceSymbol) -> SymbolRules:
-    """PRICE_FILTER, LOT_SIZE merged with MARKET_LOT_SIZE (the stricter bound wins), NOTIONAL or MIN_NOTIONAL."""
-    price = raw.filter("PRICE_FILTER")
-    lots = [f for f in (raw.filter("LOT_SIZE"), raw.filter("MARKET_LOT_SIZE")) if f is not None]
-    notional = raw.filter("NOTIONAL") or raw.filter("MIN_NOTIONAL")
-    steps = _positive([f.step_size for f in lots])
-    if price is None or not price.tick_size or not steps:
-        raise ValueError(f"{raw.symbol}: exchangeInfo lacks PRICE_FILTER tickSize or LOT_SIZE stepSize")
-    max_qtys = _positive([f.max_qty for f in lots])
-    return SymbolRules(
-        symbol=raw.symbol,
-        base_asset=raw.base_asset,
-        quote_asset=raw.quote_asset,
-        tick_size=price.tick_size,
-        step_size=max(steps),  # steps are powers of ten, so the coarser one is on both grids
-        min_qty=max([f.min_qty or ZERO for f in lots]),
-        max_qty=min(max_qtys) if max_qtys else ZERO,
-        min_notional=(notional.min_notional or ZERO) if notional else ZERO,
-        min_price=price.min_price or ZERO,
-        max_price=price.max_price or ZERO,
-    )
+def symbol_rules_from_binance(raw: ExchangeSymbol) -> SymbolRules:
+    return rules_from_symbol(raw)
 
 
 def balance_from_binance(raw: BinanceBalance) -> Balance:

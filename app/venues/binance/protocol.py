@@ -310,12 +310,17 @@ def symbol_json(rules: SymbolRules) -> dict[str, Any]:
         {"filterType": "NOTIONAL", "minNotional": dec(rules.min_notional), "applyMinToMarket": True,
          "maxNotional": "9000000", "applyMaxToMarket": False, "avgPriceMins": 5},
     ]
+    band = rules.percent_price
+    if band is not None:
+        filters.append({"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": dec(band.bid_up),
+                        "bidMultiplierDown": dec(band.bid_down), "askMultiplierUp": dec(band.ask_up),
+                        "askMultiplierDown": dec(band.ask_down), "avgPriceMins": band.avg_price_mins})
     return {
-        "symbol": rules.symbol, "status": "TRADING", "baseAsset": rules.base_asset, "baseAssetPrecision": 8,
+        "symbol": rules.symbol, "status": rules.status, "baseAsset": rules.base_asset, "baseAssetPrecision": 8,
         "quoteAsset": rules.quote_asset, "quotePrecision": 8, "quoteAssetPrecision": 8,
         "orderTypes": [t.value for t in OrderType if t is not OrderType.STOP_LOSS and t is not OrderType.TAKE_PROFIT],
-        "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True, "isSpotTradingAllowed": True,
-        "filters": filters, "permissions": [], "permissionSets": [["SPOT"]],
+        "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True, "isSpotTradingAllowed": rules.spot_allowed,
+        "filters": filters, "permissions": [], "permissionSets": [["SPOT"] if rules.spot_allowed else ["MARGIN"]],
     }
 
 

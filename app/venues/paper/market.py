@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_UP, Decimal
 
 from app.domain.clock import utc_from_ms
 from app.domain.errors import ConfigurationError
 from app.domain.values import Side, SymbolRules, Timeframe
 from app.marketdata.candles import CandleStore
+from app.marketdata.exchange_info import rules_for_candles
 
 FIVE_MIN_MS = Timeframe.M5.ms
 COMMISSION_QUANTUM = Decimal("0.00000001")  # Binance's commission precision (8 decimals)
-
-
-def _rules(symbol: str, base: str, tick: str, step: str, max_qty: str) -> SymbolRules:
-    return SymbolRules(
-        symbol=symbol,
-        base_asset=base,
-        quote_asset="USDT",
-        tick_size=Decimal(tick),
-        step_size=Decimal(step),
-        min_qty=Decimal(step),
-        max_qty=Decimal(max_qty),
-        min_notional=Decimal("5"),
-        min_price=Decimal(tick),
-        max_price=Decimal("1000000"),
-    )
-
-
-def default_symbol_rules() -> dict[str, SymbolRules]:
-    """Binance-like spot filters for the four bundled symbols."""
-    return {
-        "BTCUSDT": _rules("BTCUSDT", "BTC", "0.01", "0.00001", "9000"),
-        "ETHUSDT": _rules("ETHUSDT", "ETH", "0.01", "0.0001", "9000"),
-        "SOLUSDT": _rules("SOLUSDT", "SOL", "0.01", "0.001", "90000"),
-        "BNBUSDT": _rules("BNBUSDT", "BNB", "0.01", "0.001", "90000"),
-    }
 
 
 class SimulatedMarket:
@@ -44,22 +21,28 @@ class SimulatedMarket:
     def __init__(
         self,
         candles: CandleStore,
-        rules: dict[str, SymbolRules] | None = None,
+        rules: Mapping[str, SymbolRules] | None = None,
         slippage_pct: Decimal = Decimal("0"),
         fee_rate: Decimal = Decimal("0.001"),
     ) -> None:
         self.candles = candles
-        self._rules = dict(rules) if rules is not None else default_symbol_rules()
+        # the rules stored beside the candles (exchange_info.json), else inferred from the candles
+        self._rules = dict(rules) if rules is not None else rules_for_candles(candles, candles.directory)
         self.slippage_pct = Decimal(slippage_pct)
         self.fee_rate = Decimal(fee_rate)
 
     def rules(self, symbol: str) -> SymbolRules:
         found = self._rules.get(symbol)
-        if found is None or not self.candles.has_symbol(symbol):
-            raise ConfigurationError(
-                f"Invalid symbol {symbol!r}: the simulated exchange has no rules or candles for it"
-            )
+        if not self.candles.has_symbol(symbol):
+            raise ConfigurationError(f"Invalid symbol {symbol!r}: the simulated exchange has no candles for it")
+        if found is None:
+            raise ConfigurationError(f"Invalid symbol {symbol!r}: the simulated exchange has no rules for it "
+                                     "(none stored in exchange_info.json and none inferable from its name)")
         return found
+
+    def all_rules(self) -> dict[str, SymbolRules]:
+        """The rules of every symbol this market trades (it has candles and rules)."""
+        return {s: r for s, r in self._rules.items() if self.candles.has_symbol(s)}
 
     def last_price(self, symbol: str, now_ms: int) -> Decimal:
         self.rules(symbol)
