@@ -17,8 +17,8 @@ import numpy as np
 from app.domain.errors import DataError
 from app.domain.values import Candle, Timeframe, format_decimal
 from app.marketdata.candle_files import HEADER, read_candle_file
+from app.marketdata.exchange_info import EXCHANGE_INFO_FILE, parse_exchange_info
 
-EXCHANGE_INFO_FILE = "exchange_info.json"
 _NEW_FILE_MODE = 0o644
 _ROWS_PER_CHUNK = 10_000
 
@@ -114,8 +114,8 @@ def _csv_chunks(rows: Mapping[int, str]) -> Iterator[bytes]:
         yield ("\n".join(ordered[start:start + _ROWS_PER_CHUNK]) + "\n").encode("ascii")
 
 
-def read_exchange_info(path: Path) -> dict[str, Any]:
-    """exchange_info.json in Binance's exchangeInfo shape, or {} when there is none."""
+def _stored_exchange_info(path: Path) -> dict[str, Any]:
+    """exchange_info.json as JSON (its symbols as stored, not parsed into rules), or {} when there is none."""
     if not path.exists():
         return {}
     try:
@@ -130,10 +130,11 @@ def read_exchange_info(path: Path) -> dict[str, Any]:
 
 
 def merge_exchange_info(directory: Path, fetched: Mapping[str, Any]) -> list[str]:
-    """exchange_info.json updated with `fetched`: its symbols replace theirs, the others are kept. Returns the
-    symbols the file now holds."""
+    """exchange_info.json updated with `fetched` (checked by the rules' parser first, so the file stays one the
+    venues read): its symbols replace theirs, the others are kept. Returns the symbols the file now holds."""
+    parse_exchange_info(fetched, origin="the exchange's exchangeInfo")
     path = directory / EXCHANGE_INFO_FILE
-    existing = read_exchange_info(path)
+    existing = _stored_exchange_info(path)
     symbols = {s["symbol"]: s for s in existing.get("symbols", [])}
     symbols.update((s["symbol"], s) for s in fetched.get("symbols", []))
     merged = {**existing, **fetched, "symbols": [symbols[name] for name in sorted(symbols)]}

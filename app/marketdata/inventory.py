@@ -11,7 +11,7 @@ from app.domain.errors import DataError
 from app.domain.values import Timeframe
 from app.marketdata.candle_files import discover_files, load_symbol
 from app.marketdata.candles import CandleStore, Gap
-from app.marketdata.file_writer import EXCHANGE_INFO_FILE, read_exchange_info
+from app.marketdata.exchange_info import EXCHANGE_INFO_FILE, read_exchange_info
 from app.marketdata.gap_log import ExchangeGapLog
 from app.marketdata.spans import Span
 
@@ -92,8 +92,9 @@ def survey(directory: Path) -> Inventory:
             problems.append(str(e))
             continue
         series += [_coverage(store, log, symbol, tf, (symbol, tf) in files) for tf in store.timeframes(symbol)]
+    rules_file = directory / EXCHANGE_INFO_FILE
     try:
-        rules = frozenset(s["symbol"] for s in read_exchange_info(directory / EXCHANGE_INFO_FILE).get("symbols", []))
+        rules = frozenset(read_exchange_info(rules_file)) if rules_file.exists() else frozenset()
     except DataError as e:
         rules, problems = frozenset(), [*problems, str(e)]
     return Inventory(directory, series, rules, problems)

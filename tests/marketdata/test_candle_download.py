@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 from download_venue import SIM_NOW, bundled, venue
 
+from app.config import BUNDLED_DATA_DIR
 from app.devtools.faults import FaultKind, FaultPlan, FaultRule
 from app.domain.clock import ms_from_utc
 from app.domain.errors import ConfigurationError, TemporaryExchangeError
 from app.domain.values import Timeframe, format_decimal
 from app.marketdata.candle_files import HEADER
 from app.marketdata.candles import CandleStore
-from app.marketdata.file_writer import EXCHANGE_INFO_FILE
+from app.marketdata.exchange_info import EXCHANGE_INFO_FILE, read_exchange_info
 from app.marketdata.gap_log import GAP_LOG_FILE
+from tests.bundled import bundled_rules
 
 START, END = "2025-12-15", "2025-12-19"  # 1,152 5m candles (2 pages), 384 15m and 96 1h (1 page each)
 PAGES_PER_SYMBOL = 4
@@ -43,7 +45,8 @@ async def test_an_empty_directory_fills_with_the_files_the_store_reads(tmp_path:
     assert all(field == format_decimal(Decimal(field)) for row in rows for field in row.split(","))
     info = json.loads((tmp_path / EXCHANGE_INFO_FILE).read_text())
     assert [s["symbol"] for s in info["symbols"]] == ["BTCUSDT", "ETHUSDT"]
-    assert {f["filterType"] for f in info["symbols"][0]["filters"]} >= {"PRICE_FILTER", "LOT_SIZE", "NOTIONAL"}
+    stored, exchange = read_exchange_info(tmp_path / EXCHANGE_INFO_FILE), bundled_rules()
+    assert stored == {s: exchange[s] for s in ("BTCUSDT", "ETHUSDT")}  # the venues read back the simulator's rules
     assert "+1,152 candles, 2 request(s)" in report.lines()[0] and "no gaps" in report.lines()[0]
 
 
@@ -121,7 +124,8 @@ async def test_a_429_is_waited_out_for_its_retry_after(tmp_path: Path) -> None:
 
 
 async def test_exchange_info_json_keeps_the_symbols_of_earlier_downloads(tmp_path: Path) -> None:
-    xrp = {"symbol": "XRPUSDT", "status": "TRADING", "baseAsset": "XRP", "quoteAsset": "USDT", "filters": []}
+    bundled_btc = json.loads((BUNDLED_DATA_DIR / EXCHANGE_INFO_FILE).read_text())["symbols"][0]
+    xrp = {**bundled_btc, "symbol": "XRPUSDT", "baseAsset": "XRP"}
     (tmp_path / EXCHANGE_INFO_FILE).write_text(json.dumps({"timezone": "UTC", "symbols": [xrp]}))
     async with venue() as sim:
         await sim.download(tmp_path, "ETHUSDT", START, END, "1h")
