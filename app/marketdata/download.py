@@ -21,6 +21,7 @@ from app.marketdata.spans import Span, align_up, holes, subtract
 
 PAGE_CANDLES = 1000  # the most klines Binance answers in one request
 FLUSH_EVERY_PAGES = 50  # a download killed outright loses at most this many pages of one series
+SETTLE_MS = 60_000  # a candle missing this soon after it closed may be one the exchange has not published yet
 DEFAULT_TIMEFRAMES = "5m,15m,1h"
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 
@@ -163,10 +164,10 @@ class SeriesResult:
             return f"{head}; no candles in the range"
         step = self.plan.timeframe.ms
         first, last = int(self.times[0]), int(self.times[-1])
-        span = Span(max(first, self.plan.wanted.start_ms), min(last + step, self.plan.wanted.end_ms))
-        inside = holes(self.times, span, step)
+        within = Span(max(first, self.plan.wanted.start_ms), min(last + step, self.plan.wanted.end_ms))
+        gaps = [gap_of(hole, step) for hole in holes(self.times, within, step)]
         return (f"{head}; file {time_text(first)} .. {time_text(last)}, {len(self.times):,} rows; in the range "
-                f"{gaps_text([gap_of(span, step) for span in inside])}")
+                f"{gaps_text(gaps)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,10 +241,15 @@ class CandleDownloader:
         covered = Span(span.start_ms, candles[-1].open_time_ms + step if len(answer) >= PAGE_CANDLES and candles
                        else span.end_ms)
         pending.candles += candles
-        pending.empty += holes([c.open_time_ms for c in candles], covered, step)
+        pending.empty += self._settled(holes([c.open_time_ms for c in candles], covered, step), step)
         pending.pages += 1
         self._progress.advance(covered.candles(step))
         return covered.end_ms
+
+    def _settled(self, empty: list[Span], step: int) -> list[Span]:
+        """The parts of `empty` that closed SETTLE_MS or more ago: only they are taken as the exchange's final word."""
+        settled_end = (self._source.server_now_ms() - SETTLE_MS) // step * step
+        return [part for part in (Span(s.start_ms, min(s.end_ms, settled_end)) for s in empty) if part]
 
     @staticmethod
     def _write(plan: SeriesPlan, file: CandleFile, log: ExchangeGapLog, pending: _Pending) -> int:

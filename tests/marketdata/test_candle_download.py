@@ -90,18 +90,27 @@ def _write_5m(directory: Path, first_ms: int, count: int, missing: range) -> Can
 
 async def test_a_gap_the_exchange_has_is_reported_once_fetched_and_never_asked_again(tmp_path: Path) -> None:
     first_ms = ms_from_utc(SIM_NOW.replace(day=18))
-    exchange = _write_5m(tmp_path / "exchange", first_ms, 288, missing=range(100, 116))  # a 16-candle halt
+    exchange = _write_5m(tmp_path / "exchange", first_ms, 576, missing=range(100, 116))  # to SIM_NOW, with a halt
     async with venue(exchange) as sim:
         report = await sim.download(tmp_path / "data", "BTCUSDT", "2025-12-17", timeframes="5m")
-        assert sim.kline_requests() == 1  # 864 candles' span: the day before the listing, the listed day, the day after
+        assert sim.kline_requests() == 1  # 864 candles' span: the day before the listing and the two listed days
         assert "1 gap, 16 missing candles; largest: 2025-12-18T08:20Z..2025-12-18T09:35Z (16)" in report.lines()[0]
         again = await sim.download(tmp_path / "data", "BTCUSDT", "2025-12-17", timeframes="5m")
         assert sim.kline_requests() == 1
         assert "+0 candles, 0 request(s)" in again.lines()[0]
     known = json.loads((tmp_path / "data" / GAP_LOG_FILE).read_text())["BTCUSDT"]["5m"]
     day_ms = 86_400_000
-    assert known == [[first_ms - day_ms, first_ms], [first_ms + 100 * 300_000, first_ms + 116 * 300_000],
-                     [first_ms + day_ms, first_ms + 2 * day_ms]]
+    assert known == [[first_ms - day_ms, first_ms], [first_ms + 100 * 300_000, first_ms + 116 * 300_000]]
+
+
+async def test_a_candle_missing_just_after_it_closed_is_asked_for_again(tmp_path: Path) -> None:
+    first_ms = ms_from_utc(SIM_NOW.replace(day=19))
+    exchange = _write_5m(tmp_path / "exchange", first_ms, 287, missing=range(0))  # the 23:55 candle is not out yet
+    async with venue(exchange) as sim:
+        await sim.download(tmp_path / "data", "BTCUSDT", "2025-12-19", timeframes="5m")
+        await sim.download(tmp_path / "data", "BTCUSDT", "2025-12-19", timeframes="5m")
+        assert sim.kline_requests() == 2
+    assert not (tmp_path / "data" / GAP_LOG_FILE).exists()
 
 
 async def test_requests_slow_down_before_the_weight_limit_the_exchange_states(tmp_path: Path) -> None:
