@@ -13,6 +13,7 @@ import pytest
 from download_venue import SIM_NOW, bundled
 
 from app.cli import main
+from app.config import BUNDLED_DATA_DIR
 from app.devtools.faults import FaultKind, FaultPlan, FaultRule
 from app.devtools.simulator import ExchangeSimulator, create_simulator_app
 from app.devtools.simulator_thread import SimulatorThread
@@ -122,3 +123,10 @@ def _wait_for(done: object, timeout_s: float = 60.0) -> None:
             return
         pause.wait(0.02)
     raise AssertionError("timed out waiting for the download's requests")
+
+
+def test_the_bundled_sample_is_not_written_to_by_default(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MARKET_DATA_DIR", str(BUNDLED_DATA_DIR))
+    assert main(["data", "download", "--symbols", "BTCUSDT", *RANGE, "--quiet"]) == 2
+    assert "MARKET_DATA_DIR is the bundled sample" in capsys.readouterr().err
