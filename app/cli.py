@@ -1,4 +1,4 @@
-"""The `trdbot` command line: demo, serve, backtest, exchange-sim, decisions, db upgrade, keygen."""
+"""The `trdbot` command line: demo, serve, backtest, exchange-sim, data, decisions, db upgrade, keygen."""
 
 from __future__ import annotations
 
@@ -306,6 +306,87 @@ def _add_exchange_sim(commands: Any) -> None:
     sim.set_defaults(run=_exchange_sim)
 
 
+# ---------------------------------------------------------------- data download / list
+
+DEFAULT_DATA_DIR = Path("./data")
+
+
+def _data_dir(data: Path | None, *, writing: bool) -> Path:
+    """--data, else MARKET_DATA_DIR, else ./data; the bundled sample is written to only when named with --data."""
+    from app.config import BUNDLED_DATA_DIR, Settings
+
+    directory = data or Settings().market_data_dir or DEFAULT_DATA_DIR
+    if writing and data is None and directory.resolve() == BUNDLED_DATA_DIR.resolve():
+        raise ValueError("MARKET_DATA_DIR is the bundled sample: pass --data DIR to choose where candles go")
+    return directory
+
+
+async def _download(args: argparse.Namespace, directory: Path) -> list[str]:
+    from app.config import Settings
+    from app.domain.clock import WallClock
+    from app.marketdata.download import CandleDownloader, ProgressBar, parse_request
+    from app.venues.binance.protocol import PRODUCTION_BASE_URL
+    from app.venues.binance.public_data import BinancePublicData
+
+    request = parse_request(args.symbols, args.start, args.end, args.timeframes)
+    source = BinancePublicData(Settings().binance_base_url or PRODUCTION_BASE_URL, WallClock())
+    try:
+        progress = None if args.quiet else ProgressBar()
+        return (await CandleDownloader(source, directory, progress).run(request)).lines()
+    finally:
+        await source.aclose()
+
+
+def _data_download(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.domain.errors import ConfigurationError, DataError, ExchangeError
+
+    try:
+        lines = asyncio.run(_download(args, _data_dir(args.data, writing=True)))
+    except (ValueError, ConfigurationError, DataError, OSError) as e:
+        print(f"trdbot data download: {e}", file=sys.stderr)
+        return 2
+    except ExchangeError as e:
+        print(f"trdbot data download: stopped: {e}. What was fetched is kept: run the same command again to "
+              "resume.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("trdbot data download: interrupted; what was fetched is kept: run it again to resume", file=sys.stderr)
+        return 130
+    print("\n".join(lines))
+    return 0
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    from app.domain.errors import DataError
+    from app.marketdata.inventory import survey
+
+    try:
+        print("\n".join(survey(_data_dir(args.data, writing=False)).lines()))
+    except (ValueError, DataError) as e:
+        print(f"trdbot data list: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_data(commands: Any) -> None:
+    data = commands.add_parser("data", help="download Binance candles and exchange rules; list what a directory has")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    download = data_commands.add_parser("download", help="fetch the closed klines a data directory lacks, and "
+                                        "exchangeInfo, from BINANCE_BASE_URL (Binance's public API; no key)")
+    download.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,XRPUSDT")
+    download.add_argument("--start", required=True, help="first open time, UTC date or date-time")
+    download.add_argument("--end", help="open times before this, UTC (default: up to the last closed candle)")
+    download.add_argument("--timeframes", default="5m,15m,1h", help="comma-separated (default 5m,15m,1h)")
+    download.add_argument("--data", type=Path, help=f"directory (default: MARKET_DATA_DIR, else {DEFAULT_DATA_DIR})")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(run=_data_download)
+    listing = data_commands.add_parser("list", help="each symbol's span, rows and gaps per timeframe, and its rules")
+    listing.add_argument("--data", type=Path, help=f"directory (default: MARKET_DATA_DIR, else {DEFAULT_DATA_DIR})")
+    listing.set_defaults(run=_data_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trdbot", description="TRD Bot: day-trading Binance spot pairs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -343,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("keygen", help="print a fresh JWT_SECRET and CREDENTIALS_KEY").set_defaults(run=_keygen)
     _add_exchange_sim(commands)
+    _add_data(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The simulator's market data endpoints: ping, time, exchangeInfo, ticker price, and klines with the open candle."""
+"""The simulator's market data endpoints: ping, time, exchangeInfo, tickers, and klines with the open candle."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 from app.devtools.api_errors import BinanceApiError
 from app.devtools.market_lookup import MarketLookup
 from app.devtools.request_params import RequestContext, int_param, limit_param, required
+from app.devtools.ticker_24hr import CANDLES_PER_DAY, RollingDay, ticker_24hr_json
 from app.domain.clock import utc_from_ms
 from app.domain.errors import DataError
-from app.domain.values import Candle, Timeframe
+from app.domain.values import Candle, Side, Timeframe
 from app.venues.binance.protocol import exchange_info_json, kline_json, server_time_json, ticker_price_json
 
 
@@ -49,6 +50,22 @@ class MarketDataEndpoints:
             return ticker_price_json(symbol, self._lookup.last_price(symbol, context.now_ms))
         return [ticker_price_json(s, self._lookup.last_price(s, context.now_ms))
                 for s in self._lookup.requested_symbols(context.params)]
+
+    async def ticker_24hr(self, context: RequestContext) -> Any:
+        """One symbol's rolling day with `symbol`, else a list (the `symbols` asked for, or every symbol)."""
+        if "symbol" in context.params:
+            return self._ticker_24hr(self._lookup.symbol(context.params), context.now_ms)
+        return [self._ticker_24hr(s, context.now_ms) for s in self._lookup.requested_symbols(context.params)]
+
+    def _ticker_24hr(self, symbol: str, now_ms: int) -> dict[str, Any]:
+        market = self._lookup.market
+        closed = market.candles.closed_candles(symbol, Timeframe.M5, utc_from_ms(now_ms), CANDLES_PER_DAY + 1)
+        day = RollingDay.of(closed, now_ms)
+        if not day.candles:
+            return ticker_24hr_json(symbol, day, Decimal(0), Decimal(0))
+        # the simulated book: what a market sell or buy would fill at now
+        bid, ask = market.market_price(symbol, Side.SELL, now_ms), market.market_price(symbol, Side.BUY, now_ms)
+        return ticker_24hr_json(symbol, day, bid, ask)
 
     async def klines(self, context: RequestContext) -> Any:
         params = context.params

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.devtools.api_errors import BinanceApiError
-from app.venues.binance.protocol import MINUTE_MS, RETRY_AFTER_HEADER, USED_WEIGHT_HEADER, Endpoint, endpoint_weight
+from app.venues.binance.protocol import MINUTE_MS, RETRY_AFTER_HEADER, USED_WEIGHT_HEADER, Endpoint
 
 # successful order placements and cancels cost no weight (reference section 4)
 _FREE_WHEN_OK = frozenset({("POST", Endpoint.ORDER), ("POST", Endpoint.ORDER_LIST_OCO), ("DELETE", Endpoint.ORDER),
@@ -19,20 +19,21 @@ class RequestLimits:
         self._used_weight = 0
         self._banned_until_ms = 0
 
-    def check(self, method: str, path: str, now_ms: int) -> None:
-        """Refuses a request while banned (418) or past the minute's weight (429, which bans until Retry-After)."""
+    def check(self, weight: int, now_ms: int) -> None:
+        """Refuses a request of `weight` while banned (418) or past the minute's weight (429, which bans until
+        Retry-After)."""
         self._check_ban(now_ms)
-        self._check_weight(method, path, now_ms)
+        self._check_weight(weight, now_ms)
 
     def ban(self, until_ms: int) -> None:
         """Bans the IP until `until_ms` (a ban already running longer stays)."""
         self._banned_until_ms = max(self._banned_until_ms, until_ms)
 
-    def charge(self, method: str, path: str, status: int, now_ms: int) -> None:
+    def charge(self, method: str, path: str, weight: int, status: int, now_ms: int) -> None:
         """Counts an answered request's weight."""
         self._roll_weight_window(now_ms)
         if not (status == 200 and (method, path) in _FREE_WHEN_OK):
-            self._used_weight += endpoint_weight(method, path)
+            self._used_weight += weight
 
     def headers(self) -> dict[str, str]:
         return {USED_WEIGHT_HEADER: str(self._used_weight)}
@@ -48,9 +49,9 @@ class RequestLimits:
         if minute != self._weight_minute:
             self._weight_minute, self._used_weight = minute, 0
 
-    def _check_weight(self, method: str, path: str, now_ms: int) -> None:
+    def _check_weight(self, weight: int, now_ms: int) -> None:
         self._roll_weight_window(now_ms)
-        if self._used_weight + endpoint_weight(method, path) > self.weight_limit:
+        if self._used_weight + weight > self.weight_limit:
             retry_after_s = -(-((self._weight_minute + 1) * MINUTE_MS - now_ms) // 1000)
             self.ban(now_ms + retry_after_s * 1000)
             raise BinanceApiError(-1003, status=429, headers={RETRY_AFTER_HEADER: str(retry_after_s)})

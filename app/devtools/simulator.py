@@ -28,7 +28,7 @@ from app.devtools.order_list_endpoints import OrderListEndpoints
 from app.devtools.request_limits import RequestLimits
 from app.devtools.request_params import Handler, RequestContext
 from app.domain.clock import Clock, ms_from_utc
-from app.venues.binance.protocol import API_KEY_HEADER, SIGNED_ENDPOINTS, Endpoint, parse_params
+from app.venues.binance.protocol import API_KEY_HEADER, SIGNED_ENDPOINTS, Endpoint, endpoint_weight, parse_params
 from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountStore
 from app.venues.paper.exchange import MockBinanceService
 from app.venues.paper.market import SimulatedMarket
@@ -91,7 +91,8 @@ class ExchangeSimulator:
         return {
             ("GET", Endpoint.PING): market.ping, ("GET", Endpoint.TIME): market.time,
             ("GET", Endpoint.EXCHANGE_INFO): market.exchange_info, ("GET", Endpoint.KLINES): market.klines,
-            ("GET", Endpoint.TICKER_PRICE): market.ticker_price, ("GET", Endpoint.ACCOUNT): orders.account,
+            ("GET", Endpoint.TICKER_PRICE): market.ticker_price, ("GET", Endpoint.TICKER_24HR): market.ticker_24hr,
+            ("GET", Endpoint.ACCOUNT): orders.account,
             ("POST", Endpoint.ORDER): orders.new_order, ("POST", ORDER_TEST_PATH): orders.test_order,
             ("GET", Endpoint.ORDER): orders.query_order, ("DELETE", Endpoint.ORDER): orders.cancel_order,
             ("GET", Endpoint.OPEN_ORDERS): orders.open_orders, ("GET", Endpoint.MY_TRADES): orders.my_trades,
@@ -107,7 +108,7 @@ class ExchangeSimulator:
         if handler is None:
             return self._finish(request, 404, {"code": -1000, "msg": f"The simulator does not serve {method} {path}"})
         try:
-            delayed_by = await self._before(method, path)
+            delayed_by = await self._before(method, path, _weight(request))
             context = await self._context(request)
             context.fill_ratio = self._stages.fill_ratio(method, path)
             body = await handler(context)
@@ -118,10 +119,10 @@ class ExchangeSimulator:
             return await self._after_fault(request, fault, body)
         return self._finish(request, 200, body, fault=delayed_by)
 
-    async def _before(self, method: str, path: str) -> FaultRule | None:
+    async def _before(self, method: str, path: str, weight: int) -> FaultRule | None:
         """Bans, weight and the faults that stop a request from running; returns a latency fault that slowed it."""
         now_ms = self._now_ms()
-        self._limits.check(method, path, now_ms)
+        self._limits.check(weight, now_ms)
         return await self._stages.before(method, path, now_ms)
 
     async def _context(self, request: Request) -> RequestContext:
@@ -146,7 +147,7 @@ class ExchangeSimulator:
 
     def _finish(self, request: Request, status: int, body: Any, headers: Mapping[str, str] | None = None,
                 fault: FaultRule | None = None) -> Response:
-        self._limits.charge(request.method, request.url.path, status, self._now_ms())
+        self._limits.charge(request.method, request.url.path, _weight(request), status, self._now_ms())
         code = body.get("code") if isinstance(body, dict) and status != 200 else None
         self._record(request, status, code, fault)
         return JSONResponse(body, status_code=status, headers={**(headers or {}), **self._limits.headers()})
@@ -161,6 +162,12 @@ class ExchangeSimulator:
 
     def _generated_id(self) -> str:
         return f"sim{next(self._ids):012d}"
+
+
+def _weight(request: Request) -> int:
+    """The request's weight, which for the tickers depends on the symbols asked for."""
+    params = parse_params(request.scope.get("query_string", b"").decode("latin-1"))
+    return endpoint_weight(request.method, request.url.path, params)
 
 
 def create_simulator_app(simulator: ExchangeSimulator) -> Starlette:

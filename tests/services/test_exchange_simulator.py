@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exchange_sim_builders import KEY, SECRET, START_BALANCES, at, make_market
+from exchange_sim_builders import FLAT, KEY, SECRET, START_BALANCES, at, make_market, write_candles
 
 from app.cli import build_exchange_simulator, build_parser, main, parse_balance
 from app.config import BUNDLED_DATA_DIR
@@ -192,3 +192,34 @@ def test_cli_refuses_a_start_outside_the_data(tmp_path: Path, capsys: pytest.Cap
     make_market(tmp_path)
     assert main(["exchange-sim", "--data", str(tmp_path), "--start", "2019-01-01"]) == 2
     assert "outside the candles" in capsys.readouterr().err
+
+
+async def test_ticker_24hr_sums_the_closed_5m_candles_of_the_last_day(wire: Wire) -> None:
+    wire.clock.set(at(150))  # candles 0-29 have closed: 25 flat ones, then 105, 105, 99, 99, 91
+    answer = await wire.client.get(Endpoint.TICKER_24HR, params={"symbol": "BTCUSDT"})
+    ticker = answer.json()
+    assert answer.headers[USED_WEIGHT_HEADER] == "2"
+    assert {k: ticker[k] for k in ("openPrice", "highPrice", "lowPrice", "lastPrice", "prevClosePrice")} == {
+        "openPrice": "100", "highPrice": "111", "lowPrice": "90", "lastPrice": "91", "prevClosePrice": "100"}
+    assert (ticker["priceChange"], ticker["priceChangePercent"]) == ("-9", "-9.000")
+    assert (ticker["volume"], ticker["quoteVolume"], ticker["weightedAvgPrice"]) == ("30", "2999", "99.96666667")
+    assert (ticker["bidPrice"], ticker["askPrice"]) == ("90.98", "91.02")  # a market sell / buy with 0.02 % slippage
+    assert ticker["closeTime"] - ticker["openTime"] == 86_400_000 and ticker["closeTime"] == ms_from_utc(at(150))
+    assert (ticker["firstId"], ticker["lastId"], ticker["count"]) == (-1, -1, 0)
+    every = await wire.client.get(Endpoint.TICKER_24HR)
+    listed = await wire.client.get(Endpoint.TICKER_24HR, params={"symbols": '["BTCUSDT"]'})
+    assert every.json() == listed.json() == [ticker]
+    assert (every.headers[USED_WEIGHT_HEADER], listed.headers[USED_WEIGHT_HEADER]) == ("82", "84")
+    unknown = await wire.client.get(Endpoint.TICKER_24HR, params={"symbol": "DOGEUSDT"})
+    assert error_of(unknown) == (400, -1121)
+
+
+async def test_ticker_24hr_leaves_out_candles_older_than_a_day(tmp_path: Path) -> None:
+    path = [FLAT] * 300
+    path[5] = ("100", "500", "99.5", "100")  # more than a day before the ticker's time
+    path[11] = ("100", "101", "99.5", "101")  # the close just before the day
+    write_candles(tmp_path, path)
+    market = SimulatedMarket(CandleStore.load(tmp_path))
+    async for wire in wire_for(market, SimulatedClock(at(300 * 5))):
+        ticker = (await wire.client.get(Endpoint.TICKER_24HR, params={"symbol": "BTCUSDT"})).json()
+        assert (ticker["highPrice"], ticker["prevClosePrice"], ticker["volume"]) == ("100.5", "101", "288")

@@ -159,6 +159,24 @@ class BinanceKline(BinanceModel):
         return data
 
 
+class BinanceRateLimit(BinanceModel):
+    rate_limit_type: str
+    interval: str
+    interval_num: int
+    limit: int
+
+
+class BinanceRateLimits(BinanceModel):
+    """exchangeInfo's `rateLimits`, read apart from its symbols."""
+
+    rate_limits: list[BinanceRateLimit] = []
+
+    def request_weight_per_minute(self) -> int | None:
+        found = (r.limit for r in self.rate_limits
+                 if (r.rate_limit_type, r.interval, r.interval_num) == ("REQUEST_WEIGHT", "MINUTE", 1))
+        return next(found, None)
+
+
 # ---------------------------------------------------------------- Binance -> domain
 
 

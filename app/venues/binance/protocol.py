@@ -59,7 +59,7 @@ ENDPOINT_WEIGHTS: Mapping[tuple[str, str], int] = {
     ("GET", Endpoint.EXCHANGE_INFO): 20,
     ("GET", Endpoint.KLINES): 2,
     ("GET", Endpoint.TICKER_PRICE): 2,
-    ("GET", Endpoint.TICKER_24HR): 80,  # every symbol (2 for one)
+    ("GET", Endpoint.TICKER_24HR): 80,  # every symbol; endpoint_weight counts a request's symbols
     ("GET", Endpoint.ACCOUNT): 20,
     ("POST", Endpoint.ORDER): 1,
     ("GET", Endpoint.ORDER): 4,
@@ -77,8 +77,24 @@ SIGNED_ENDPOINTS = frozenset(
 )
 
 
-def endpoint_weight(method: str, path: str) -> int:
+def endpoint_weight(method: str, path: str, params: Mapping[str, str] | None = None) -> int:
+    """A request's weight; the tickers' depends on how many symbols they answer for (reference section 4)."""
+    if params is not None and method.upper() == "GET":
+        if path == Endpoint.TICKER_PRICE:
+            return 2 if "symbol" in params else 4
+        if path == Endpoint.TICKER_24HR:
+            return _ticker_24hr_weight(params)
     return ENDPOINT_WEIGHTS.get((method.upper(), path), 1)
+
+
+def _ticker_24hr_weight(params: Mapping[str, str]) -> int:
+    """2 for one symbol or up to 20, 40 for 21-100, 80 for more or for every symbol."""
+    if "symbol" in params:
+        return 2
+    if "symbols" not in params:
+        return 80
+    count = params["symbols"].count(",") + 1  # a JSON array of names, which hold no commas
+    return 2 if count <= 20 else 40 if count <= 100 else 80
 
 
 # ---------------------------------------------------------------- signing

@@ -96,6 +96,7 @@ class BinanceTransport:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout_s)
         self._recv_window_ms = recv_window_ms
+        self._weight_headroom = weight_headroom
         self._weight_threshold = weight_limit * weight_headroom
         self._max_retry_wait_s = max_retry_wait_s
         self._time = time_sync or ServerTimeSync(clock)
@@ -114,6 +115,10 @@ class BinanceTransport:
 
     def server_now_ms(self) -> int:
         return self._time.server_now_ms()
+
+    def use_weight_limit(self, weight_limit: int) -> None:
+        """The venue's REQUEST_WEIGHT per minute (from exchangeInfo.rateLimits), instead of the one assumed."""
+        self._weight_threshold = weight_limit * self._weight_headroom
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -204,7 +209,7 @@ class BinanceTransport:
         minute = now_ms // MINUTE_MS
         if minute != self._weight_minute:
             return
-        if self._used_weight + endpoint_weight(call.method, call.path) <= self._weight_threshold:
+        if self._used_weight + endpoint_weight(call.method, call.path, dict(call.params)) <= self._weight_threshold:
             return
         wait_s = ((minute + 1) * MINUTE_MS - now_ms) / 1000
         logger.warning("Binance weight %d of this minute used: waiting %.1f s", self._used_weight, wait_s)
