@@ -197,6 +197,10 @@ class Container:
         if self.venue is not None:
             with contextlib.suppress(TemporaryExchangeError):
                 await self.venue.sync_time()
+            try:  # the venue's pairs and rules, read at start (and again hourly): the API's symbol list needs them
+                log.info("the venue lists %d pairs", len(await self.symbols.listed()))
+            except TradingError as e:
+                log.warning("the venue's exchangeInfo cannot be read now (%s): it is asked again when needed", e)
         if self.run_engine:
             self.loop = TradingLoop(
                 self.bot, self.market_clock, self.settings.trading_interval_seconds,

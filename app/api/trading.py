@@ -27,7 +27,7 @@ from app.api.schemas import (
 from app.domain.errors import RuleViolation
 from app.domain.records import AnalysisRecord, TradeRecord
 from app.domain.risk import TradingConfig
-from app.domain.symbols import TOP_RULE
+from app.domain.symbols import TOP_RULE, normalised
 from app.domain.values import ExitReason, TradeStatus
 
 router = APIRouter(prefix="/trading", tags=["trading"], route_class=CheckedJsonRoute, responses=answers(401))
@@ -123,7 +123,7 @@ async def update_config(body: ConfigUpdate, user: CurrentUser, container: Contai
 async def _checked_symbols(container: ContainerDep, field: str, items: list[str]) -> tuple[str, ...]:
     """Upper-case symbols (and, in `symbols`, one `top:N` rule), each known and quoted in USDT, else a 422 naming
     every problem (with the closest known symbols)."""
-    normal = tuple(dict.fromkeys(s.strip().lower() if TOP_RULE.match(s.strip()) else s.strip().upper() for s in items))
+    normal = normalised(items)
     problems = await container.symbol_problems(normal)
     if field == "exclude_symbols":
         problems += [f"{s}: a rule cannot be excluded" for s in normal if TOP_RULE.match(s)]

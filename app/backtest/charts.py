@@ -73,7 +73,8 @@ def _colour_key(label: str) -> str:
 
 def write_charts(result: BacktestResult, candles: CandleStore, out: Path) -> list[Path]:
     paths = [equity_chart(result, out / "equity.png")]
-    for symbol in result.spec.config.symbols:
+    traded = {t.symbol for t in result.trades}
+    for symbol in [s for s in result.spec.symbols if s in traded or s in result.spec.config.symbols]:
         paths.append(price_chart(result, candles, symbol, out / f"price_{symbol}.png"))
     return paths
 

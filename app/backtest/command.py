@@ -20,11 +20,13 @@ from app.backtest.report import build_report, summary_text, write_files
 from app.backtest.runner import BacktestEngine, BacktestResult, BacktestSpec, run_backtest
 from app.config import Settings
 from app.domain.analysts import BACKTEST_ANALYSTS, AnalystKind
-from app.domain.clock import SimulatedClock
+from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.errors import ConfigurationError, DataError
 from app.domain.risk import TradingConfig
-from app.domain.values import Timeframe
+from app.domain.symbols import Selection, normalised, selection_problems, tradable_problem
+from app.domain.values import RulesSource, SymbolRules, Timeframe
 from app.marketdata.candles import CandleStore
+from app.marketdata.exchange_info import rules_for_candles
 
 EngineBuilder = Callable[[Settings, CandleStore, SimulatedClock, Mapping[str, RecordedAnswer]], BacktestEngine]
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TradingConfig)} - {"user_id", "is_active", "mode", "extra"}
@@ -107,15 +109,15 @@ def build_config(options: BacktestOptions, settings: Settings, overrides: Mappin
         if key in CONFIG_FIELDS:
             values[key] = _config_value(key, value)
     if options.symbols:
-        values["symbols"] = options.symbols
+        values["symbols"] = normalised(options.symbols)
     values["analyzer"] = options.analyzer
     return dataclasses.replace(settings.trading_config(1), is_active=True, **values)
 
 
 def _config_value(key: str, value: Any) -> Any:
-    if key == "symbols":
+    if key in ("symbols", "exclude_symbols"):
         items = value.split(",") if isinstance(value, str) else value
-        return tuple(str(s).strip().upper() for s in items if str(s).strip())
+        return normalised(str(s) for s in items)
     if key in ("risk_per_trade_pct", "max_balance_trade_ratio"):
         return parse_decimal(str(value), key)
     if key in ("trading_hours_start", "trading_hours_end"):
@@ -128,14 +130,30 @@ def default_span(candles: CandleStore, symbols: tuple[str, ...]) -> tuple[dateti
     return max(s for s, _ in spans), min(e for _, e in spans)
 
 
-def load(options: BacktestOptions, settings: Settings, symbols: tuple[str, ...]) -> tuple[CandleStore, datetime, datetime]:
+def load(options: BacktestOptions, settings: Settings, selection: Selection) -> tuple[CandleStore, datetime, datetime]:
+    """The named symbols' candles (with a `top:N` rule, every symbol's in the directory) over the span."""
     directory = options.data or settings.data_dir
+    wanted = selection.named if selection.top is None else None
     if options.start is not None and options.end is not None:
-        return load_candles(directory, symbols, options.start, options.end), options.start, options.end
-    everything = CandleStore.load(directory, symbols=symbols)  # the span comes from the data: read it once
-    first, last = default_span(everything, symbols)
+        return load_candles(directory, wanted, options.start, options.end), options.start, options.end
+    everything = CandleStore.load(directory, symbols=wanted)  # the span comes from the data: read it once
+    if selection.named:
+        first, last = default_span(everything, selection.named)
+    else:  # top:N alone: from the first symbol's data to the last one's
+        spans = [everything.span(s, Timeframe.M5) for s in everything.symbols() if Timeframe.M5 in everything.timeframes(s)]
+        if not spans:
+            raise DataError(f"no 5m candles in {directory}")
+        first, last = min(a for a, _ in spans), max(b for _, b in spans)
     start, end = options.start or first, options.end or last
     return cut_candles(everything, start, end), start, end
+
+
+def check_symbols(config: TradingConfig, rules: Mapping[str, SymbolRules]) -> None:
+    """A named symbol that cannot be traded (no rules, not quoted in USDT), or a bad rule, is a usage error naming
+    it."""
+    problems = selection_problems(config.symbols, rules) + selection_problems(config.exclude_symbols, rules)
+    if problems:
+        raise BacktestUsageError(f"--symbols: {'; '.join(problems)}")
 
 
 def load_recorded(options: BacktestOptions) -> dict[str, RecordedAnswer]:
@@ -159,17 +177,23 @@ def run_command(options: BacktestOptions, build_engine: EngineBuilder, timer: Ca
     overrides = read_config_file(options.config) if options.config else {}
     settings = build_settings(options, overrides)
     config = build_config(options, settings, overrides)
-    candles, start, end = load(options, settings, config.symbols)
-    span = plan_span(candles, config.symbols, start, end, start_requested=options.start is not None)
+    selection = Selection.of(config.symbols)
+    candles, start, end = load(options, settings, selection)
+    rules = rules_for_candles(candles, candles.directory)
+    universe = _universe(selection, rules, candles, start, end)
+    span = plan_span(candles, selection.named, start, end, start_requested=options.start is not None,
+                     candidates=universe if selection.top is not None else ())
+    check_symbols(config, rules)
     for warning in span.warnings:  # now, not only in the summary: a long run should not hide them until it ends
         print(f"trdbot backtest: warning: {warning}", file=sys.stderr)
     engine = build_engine(settings, candles, SimulatedClock(span.start), recorded)
-    spec = BacktestSpec(config=config, start=span.start, end=span.end, balance=options.balance)
+    spec = BacktestSpec(config=config, start=span.start, end=span.end, balance=options.balance, universe=universe)
     began = timer()
     result = _run_with_progress(engine, spec, options.quiet)
     elapsed = timer() - began
     extra = {"requested_start": span.requested_start.isoformat(), "seed": options.seed, "analyzer": options.analyzer,
-             "warnings": list(span.warnings)}
+             "rules": {s: rules[s].source.value for s in universe}, "warnings": [*span.warnings,
+                                                                                  *_inferred(rules, universe)]}
     report = build_report(result, candles, extra)
     print(summary_text(report))
     print(f"  speed            {result.cycles / max(elapsed, 1e-9):,.0f} cycles/s ({elapsed:.2f} s)")
@@ -177,6 +201,24 @@ def run_command(options: BacktestOptions, build_engine: EngineBuilder, timer: Ca
         write_outputs(options.out, report, result, candles)
         print(f"  report           {options.out}/report.html")
     return 0
+
+
+def _universe(selection: Selection, rules: Mapping[str, SymbolRules], candles: CandleStore, start: datetime,
+              end: datetime) -> tuple[str, ...]:
+    """The named symbols, and with a `top:N` rule every tradable symbol with 5m candles in the span."""
+    if selection.top is None:
+        return selection.named
+    in_span = [s for s in sorted(rules) if tradable_problem(rules[s]) is None
+               and len(candles.arrays_between(s, Timeframe.M5, ms_from_utc(start), ms_from_utc(end)))]
+    return tuple(dict.fromkeys((*selection.named, *in_span)))
+
+
+def _inferred(rules: Mapping[str, SymbolRules], symbols: tuple[str, ...]) -> list[str]:
+    guessed = [s for s in symbols if rules[s].source is RulesSource.INFERRED]
+    if not guessed:
+        return []
+    return [f"no stored exchange rules for {', '.join(guessed)}: tick, step and minimum notional inferred from "
+            f"the candles (conservative); put Binance's exchange_info.json beside them (`trdbot data download`)"]
 
 
 def write_outputs(out: Path, report: Mapping[str, Any], result: BacktestResult, candles: CandleStore) -> None:

@@ -24,7 +24,7 @@ class BacktestSpan:
     warnings: tuple[str, ...] = ()  # where the data does not cover what was asked, in the user's words
 
 
-def load_candles(directory: Path, symbols: Sequence[str], start: datetime, end: datetime) -> CandleStore:
+def load_candles(directory: Path, symbols: Sequence[str] | None, start: datetime, end: datetime) -> CandleStore:
     """Candles from `start` minus the warm-up up to `end`; nothing after `end` is ever loaded."""
     return CandleStore.load(directory, symbols=symbols, start=_load_start(start, end), end=end)
 
@@ -41,7 +41,7 @@ def _load_start(start: datetime, end: datetime) -> datetime:
 
 
 def plan_span(candles: CandleStore, symbols: Sequence[str], start: datetime, end: datetime,
-              start_requested: bool = True) -> BacktestSpan:
+              start_requested: bool = True, candidates: Sequence[str] = ()) -> BacktestSpan:
     """The first decision waits until every symbol's windows are full (288 x 5m, 100 x 15m, 168 x 1h closed
     candles); a symbol without candles in the span is an error that names it, and data that begins too late for
     a requested start or ends before the end is a warning (`start_requested=False`: the start is the data's own,
@@ -54,6 +54,11 @@ def plan_span(candles: CandleStore, symbols: Sequence[str], start: datetime, end
         if start_requested and ready > start:
             warnings.append(_late_start(symbol, firsts, start, ready))
         warnings += _ends_early(candles, symbol, end)
+    if candidates:  # a top:N rule's: decisions start when the first of them is ready; the rest join when they are
+        ready_times = [_ready_at(candles, s, end)[0] for s in candidates if _has_history(candles, s, end)]
+        if not ready_times:
+            raise DataError(f"no symbol in the data has enough history for a decision before --end {_at(end)}")
+        first_decision = max(first_decision, min(ready_times))
     if first_decision >= end:
         raise DataError(
             f"not enough history: every symbol's analysis needs {_windows()} closed candles before a decision, "
@@ -62,6 +67,11 @@ def plan_span(candles: CandleStore, symbols: Sequence[str], start: datetime, end
     if start_requested and first_decision > start and len(symbols) > 1:
         warnings.append(f"decisions for every symbol start at {_at(first_decision)}, when the last one is ready")
     return BacktestSpan(requested_start=start, start=first_decision, end=end, warnings=tuple(warnings))
+
+
+def _has_history(candles: CandleStore, symbol: str, end: datetime) -> bool:
+    return all(len(candles.arrays_between(symbol, timeframe, 0, ms_from_utc(end))) >= count
+               for timeframe, count in CANDLES.items())
 
 
 def _require_candles(candles: CandleStore, symbol: str, start: datetime, end: datetime) -> None:

@@ -19,7 +19,7 @@ from app.domain.records import (
     TradeRecord,
 )
 from app.domain.risk import TradingConfig
-from app.domain.values import ZERO, Decision, ExitReason, Order, Reason, TradeStatus, canonical
+from app.domain.values import PROFILE_NOTE, ZERO, Decision, ExitReason, Order, Reason, TradeStatus, canonical
 
 
 def _canonical_fields(record: Any, names: Sequence[str]) -> Any:
@@ -303,6 +303,8 @@ class MemoryAnalyses:
     async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[Reason],
                            now: datetime, trade_id: int | None = None) -> None:
         for reason in reasons:
+            if reason.code == PROFILE_NOTE:
+                continue
             key = (str(decision), reason.code)  # str() of a StrEnum is its value, without .value's cost
             self.t.decision_counts[key] = self.t.decision_counts.get(key, 0) + 1
         if self.t.keep_analyses:

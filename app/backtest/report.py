@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.backtest.runner import BacktestResult
+from app.domain.errors import DataError
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, TradeStatus
 from app.marketdata.candles import CandleStore
@@ -198,8 +199,13 @@ def grouped(trades: Sequence[TradeRecord], key_of: Any) -> dict[str, dict[str, A
 
 def buy_and_hold(candles: CandleStore, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, float]:
     """Each symbol's return from the first decision's price to the last one's, and their equal-weight mean."""
-    out = {s: round(float(candles.price_at(s, end) / candles.price_at(s, start) - 1) * 100, 3) for s in symbols}
-    out["mean"] = round(sum(out.values()) / len(symbols), 3)
+    out = {}
+    for symbol in symbols:
+        try:
+            out[symbol] = round(float(candles.price_at(symbol, end) / candles.price_at(symbol, start) - 1) * 100, 3)
+        except DataError:  # a symbol a top:N rule could pick that has no candle at one end of the span
+            continue
+    out["mean"] = round(sum(out.values()) / len(out), 3) if out else 0.0
     return out
 
 
@@ -213,11 +219,11 @@ def build_report(result: BacktestResult, candles: CandleStore, extra: Mapping[st
     exit_of = {t.id: exit_label(t, result.closed_at_end) for t in result.trades}
     return {
         "span": {"start": spec.start.isoformat(), "end": spec.end.isoformat(), "days": round(days, 3),
-                 "cycles": result.cycles, "symbols": list(spec.config.symbols)},
+                 "cycles": result.cycles, "symbols": list(spec.config.symbols), "universe": list(spec.symbols)},
         **(dict(extra) if extra else {}),
         "start_balance": money(start_value), "final_balance": exact(final), "final_balance_rounded": money(final),
         "total_return_pct": round(total * 100, 3), "annualised_return_pct": round(annual, 3),
-        "buy_and_hold_return_pct": buy_and_hold(candles, spec.config.symbols, spec.start, spec.end),
+        "buy_and_hold_return_pct": buy_and_hold(candles, spec.symbols, spec.start, spec.end),
         "max_drawdown_pct": round(dd.max_pct, 3),
         "max_drawdown_peak": dd.peak_at.isoformat() if dd.peak_at else None,
         "max_drawdown_trough": dd.trough_at.isoformat() if dd.trough_at else None,

@@ -14,6 +14,7 @@ from app.backtest.memory_store import MemoryStore
 from app.domain.clock import SimulatedClock, ms_from_utc, utc_from_ms
 from app.domain.records import TradeRecord
 from app.domain.risk import TradingConfig
+from app.domain.symbols import Selection
 from app.domain.values import ZERO, ExitReason
 from app.engine.bot import CycleSummary, TradingBot
 from app.features.builder import MarketFeatureBuilder
@@ -50,6 +51,12 @@ class BacktestSpec:
     end: datetime  # last decision time
     balance: Decimal
     interval_s: int = 300
+    universe: tuple[str, ...] = ()  # every symbol a `top:N` rule may pick (empty: the config's own symbols)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Every symbol the run may trade: the named ones, and with a `top:N` rule each it may pick."""
+        return self.universe or Selection.of(self.config.symbols).named
 
 
 @dataclass(slots=True)
@@ -86,7 +93,7 @@ async def run_backtest(engine: BacktestEngine, spec: BacktestSpec, on_cycle: OnC
     rejections: dict[str, int] = {}
     equity = [(times[0], await account_equity(engine, spec, times[0]))]
     warm_up_indicators()  # the compiled loops load now, with the garbage collector paused, not in the first cycle
-    ahead = start_analyses_ahead(engine, spec.config, times)
+    ahead = start_analyses_ahead(engine, dataclasses.replace(spec.config, symbols=spec.symbols), times)
     engine.bot.ahead = ahead
     try:
         for index, now in enumerate(times, start=1):
@@ -140,7 +147,7 @@ async def account_equity(engine: BacktestEngine, spec: BacktestSpec, now: dateti
     exchange = await engine.exchanges.for_user(USER_ID)
     total = ZERO
     bases = {}
-    for symbol in spec.config.symbols:
+    for symbol in spec.symbols:
         rules = await exchange.get_symbol_rules(symbol)
         bases[rules.base_asset] = symbol
     for balance in await exchange.get_balances():

@@ -44,6 +44,12 @@ class Selection:
         return (*self.named, f"top:{self.top}") if self.top is not None else self.named
 
 
+def normalised(items: Iterable[str]) -> tuple[str, ...]:
+    """Symbols upper-cased, a `top:N` rule lower-cased, blanks and repeats dropped, the order kept."""
+    cleaned = (item.strip() for item in items)
+    return tuple(dict.fromkeys(i.lower() if TOP_RULE.match(i) else i.upper() for i in cleaned if i))
+
+
 def excluded_by_default(rules: SymbolRules) -> bool:
     """Stablecoin pairs (USDCUSDT, FDUSDUSDT, ...) and leveraged tokens (BTCUPUSDT, ...): never in a ranked list."""
     return rules.base_asset in STABLECOINS or bool(LEVERAGED.match(rules.base_asset))

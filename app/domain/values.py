@@ -324,6 +324,9 @@ class Reason(str):
         return self.code, str.__str__(self)
 
 
+PROFILE_NOTE = "profile"  # a decision's note naming its asset profile: logged with the reasons, never counted as one
+
+
 def hold_reason(signal: Signal) -> Reason:
     """How a hold is recorded (decision log, rejections): `hold`, with the analyst's reasoning when it gave one."""
     return Reason("hold", f"hold: {signal.reasoning}" if signal.reasoning else "hold")
@@ -392,7 +395,7 @@ class RiskDecision:
 
     def profile_note(self) -> list[Reason]:
         """The decision log's line naming the asset profile, when one was applied."""
-        return [Reason("profile", f"asset profile: {self.profile}")] if self.profile else []
+        return [Reason(PROFILE_NOTE, f"asset profile: {self.profile}")] if self.profile else []
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.clock import ms_from_utc, utc_from_ms
+from app.domain.symbols import tradable_problem
 from app.domain.values import SymbolRules, Timeframe
 from app.marketdata.candles import CandleStore
 
@@ -49,7 +50,8 @@ class CandleDirectory:
         hour_ms = ms_from_utc(now) // HOUR_MS * HOUR_MS
         found = self._rankings.get(hour_ms)
         if found is None:
-            volumes = {symbol: self.quote_volume(symbol, hour_ms - DAY_MS, hour_ms) for symbol in self._rules}
+            volumes = {symbol: self.quote_volume(symbol, hour_ms - DAY_MS, hour_ms)
+                       for symbol, rules in self._rules.items() if tradable_problem(rules) is None}
             found = tuple(s for s, v in sorted(volumes.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0)
             self._rankings[hour_ms] = found
         return found

@@ -32,11 +32,12 @@ KEY, SECRET = "simkey0123456789", "simsecret0123456789abcdef"
 BALANCE = Decimal("10000")
 
 
-async def add_user(container: Container, clock: SimulatedClock, secret: str | None) -> int:
+async def add_user(container: Container, clock: SimulatedClock, secret: str | None,
+                   symbols: tuple[str, ...] = SYMBOLS) -> int:
     """An active user: with exchange keys (live) or, when `secret` is None, a funded paper account."""
     async with container.uow() as uow:
         user = await uow.users.add("trader", "trader@example.com", "hash", clock.now())
-        config = dataclasses.replace(container.default_config(user.id), is_active=True, symbols=SYMBOLS)
+        config = dataclasses.replace(container.default_config(user.id), is_active=True, symbols=symbols)
         await uow.configs.create(config, clock.now())
         await uow.portfolios.create(user.id, BALANCE, clock.now())
         if secret is not None:
@@ -54,9 +55,9 @@ async def run_hours(container: Container, clock: SimulatedClock, hours: int) -> 
         await container.bot.run_cycle(clock.now())
 
 
-def market(settings: Settings) -> SimulatedMarket:
-    return SimulatedMarket(CandleStore.load(BUNDLED_DATA_DIR, symbols=SYMBOLS),
-                           slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
+def market(settings: Settings, data_dir: Path | None = None) -> SimulatedMarket:
+    candles = CandleStore.load(data_dir) if data_dir else CandleStore.load(BUNDLED_DATA_DIR, symbols=SYMBOLS)
+    return SimulatedMarket(candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
 
 
 @dataclass
@@ -98,9 +99,12 @@ class LiveRun:
 
 @asynccontextmanager
 async def live_engine(settings: Settings, tmp_path: Path, faults: FaultPlan | None = None,
-                      secret: str = SECRET) -> AsyncIterator[LiveRun]:
+                      secret: str = SECRET, venue_data: Path | None = None,
+                      symbols: tuple[str, ...] = SYMBOLS) -> AsyncIterator[LiveRun]:
+    """`venue_data`: the simulated venue's candles and rules (default: the bundled sample's BTC and SOL)."""
     clock = SimulatedClock(START)
-    simulator = ExchangeSimulator(market(settings), clock, [ApiAccount(KEY, SECRET, {"USDT": BALANCE})], faults)
+    simulator = ExchangeSimulator(market(settings, venue_data), clock, [ApiAccount(KEY, SECRET, {"USDT": BALANCE})],
+                                  faults)
     server = SimulatorThread(create_simulator_app(simulator)).start()
     url = f"sqlite+aiosqlite:///{tmp_path}/live.db"
     await asyncio.to_thread(upgrade, url)
@@ -110,7 +114,7 @@ async def live_engine(settings: Settings, tmp_path: Path, faults: FaultPlan | No
     })
     container = Container(live_settings, market_clock=clock)
     try:
-        yield LiveRun(container, clock, await add_user(container, clock, secret), simulator, server)
+        yield LiveRun(container, clock, await add_user(container, clock, secret, symbols), simulator, server)
     finally:
         server.stop()
         await container.db.dispose()

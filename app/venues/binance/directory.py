@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from app.domain.clock import Clock
+from app.domain.symbols import tradable_problem
 from app.domain.values import SymbolRules
 from app.venues.binance.client import BinanceService
 
@@ -34,7 +35,9 @@ class VenueDirectory:
 
     async def ranked(self, now: datetime) -> tuple[str, ...]:
         if self._ranked_at is None or now - self._ranked_at >= RANKING_REFRESH:
-            volumes = await self.client.get_24h_quote_volumes()
+            listed = await self.listed()
+            volumes = {s: v for s, v in (await self.client.get_24h_quote_volumes()).items()
+                       if s in listed and tradable_problem(listed[s]) is None}  # USDT volumes only compare
             self._ranked = tuple(s for s, v in sorted(volumes.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0)
             self._ranked_at = now
         return self._ranked

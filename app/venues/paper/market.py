@@ -40,6 +40,10 @@ class SimulatedMarket:
                                      "(none stored in exchange_info.json and none inferable from its name)")
         return found
 
+    def update_rules(self, rules: SymbolRules) -> None:
+        """The venue changed a symbol's rules (a halt, a new tick size), as Binance does without notice."""
+        self._rules[rules.symbol] = rules
+
     def all_rules(self) -> dict[str, SymbolRules]:
         """The rules of every symbol this market trades (it has candles and rules)."""
         return {s: r for s, r in self._rules.items() if self.candles.has_symbol(s)}
