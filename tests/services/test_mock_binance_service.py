@@ -227,6 +227,7 @@ async def test_insufficient_funds(tmp_path: Path) -> None:
         ("0.01", "110", "95", "NOTIONAL"),
         ("1", "110.005", "95", "PRICE_FILTER"),
         ("1", "110", "95.001", "PRICE_FILTER"),
+        ("1", "500.01", "95", "PERCENT_PRICE_BY_SIDE"),  # above 5 x the last price (100), Binance's ask band
     ],
 )
 async def test_oco_filter_failures(tmp_path: Path, qty: str, take_profit: str, stop: str, expected: str) -> None:

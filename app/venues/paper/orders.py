@@ -80,6 +80,17 @@ def _check_price(rules: SymbolRules, price: Decimal, detail: str) -> None:
         raise _reject("Filter failure: PRICE_FILTER", FILTER_FAILURE, detail)
 
 
+def _check_percent_price(rules: SymbolRules, price: Decimal, reference: Decimal, detail: str) -> None:
+    """A SELL limit price within the ask multipliers of the reference price (Binance's average price over
+    avgPriceMins; the simulator uses the last price)."""
+    band = rules.percent_price
+    if band is None:
+        return
+    low, high = band.bounds(Side.SELL, reference)
+    if not low <= price <= high:
+        raise _reject("Filter failure: PERCENT_PRICE_BY_SIDE", FILTER_FAILURE, f"{detail}; allowed {low} to {high}")
+
+
 def _check_notional(rules: SymbolRules, qty: Decimal, price: Decimal, detail: str) -> None:
     if qty * price < rules.min_notional:
         raise _reject("Filter failure: NOTIONAL", FILTER_FAILURE, detail)
@@ -230,6 +241,8 @@ class OrderEntry:
             _check_notional(rules, request.quantity, price, detail)
         _check_unique_list_id(state, request.list_client_order_id, detail)
         last = self._market.last_price(request.symbol, now_ms)
+        for price in (request.take_profit, request.stop_limit_price):
+            _check_percent_price(rules, price, last, detail)
         if not request.take_profit > last > request.stop_price:
             raise _reject(
                 "The relationship of the prices for the orders is not correct.",
