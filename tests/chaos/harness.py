@@ -23,15 +23,12 @@ from app.config import BUNDLED_DATA_DIR
 from app.db import Database, upgrade
 from app.devtools.simulator import ApiAccount, ExchangeSimulator, create_simulator_app
 from app.devtools.simulator_thread import SimulatorThread
-from app.domain.clock import ms_from_utc
 from app.domain.risk import TradingConfig
 from app.domain.values import TradeStatus
-from app.marketdata.candle_files import HEADER
 from app.marketdata.candles import CandleStore
 from app.repositories import UnitOfWorkFactory
 from app.services.security import CredentialCipher, mask_key
 from app.venues.paper.market import SimulatedMarket
-from tests.bundled import store_bundled_rules
 from tests.chaos.bot_process import ANALYST
 from tests.chaos.clock import VenueClock
 from tests.chaos.faults import ChaosFaultPlan, ChaosRule, FaultProfile, FaultSchedule
@@ -320,7 +317,6 @@ class ChaosRun:
         self._stderr_path = self.config.run_dir / "bot-stderr.log"
         self.spawner = await Spawner.start({**self._base_env(), "OPENBLAS_NUM_THREADS": "1"}, self.config.run_dir,
                                            self._stderr_path)
-        _write_stub_candles(self.config.run_dir / "bot-candles", self.config.symbols, self.config.start)
         await asyncio.to_thread(upgrade, self.db_url)
         self.database = Database(self.db_url)
         self.uow = UnitOfWorkFactory(self.database.sessions)
@@ -363,7 +359,6 @@ class ChaosRun:
             **self._base_env(), "DATABASE_URL": self.db_url, "USE_MOCK_BINANCE": "false",
             # never hashes a password, never reads its own candles in live mode: both kept cheap for a fast start
             "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "8192",
-            "MARKET_DATA_DIR": str(self.config.run_dir / "bot-candles"),
             "BINANCE_BASE_URL": self.server.base_url, "JWT_SECRET": "chaos-jwt-secret-not-for-production-0123456789",
             "CREDENTIALS_KEY": self.credentials_key, "LOG_DIR": str(self.config.run_dir / "logs"),
             "DEFAULT_SYMBOLS": f"[{symbols}]", "CHAOS_SPEED": str(self.config.speed),
@@ -396,11 +391,3 @@ class ChaosRun:
         if hasattr(self, "database"):
             await self.database.dispose()
 
-
-def _write_stub_candles(directory: Path, symbols: tuple[str, ...], start: datetime) -> None:
-    """A candle per symbol for the bot's own candle store, which the live engine never reads (its market data
-    comes from the venue): loading the bundled months would cost each start-up a second."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for symbol in symbols:
-        (directory / f"binance_{symbol}_5m.csv").write_text(f"{HEADER}\n{ms_from_utc(start)},1,1,1,1,1\n")
-    store_bundled_rules(directory)
