@@ -15,6 +15,7 @@ from app.domain.records import (
     OrderRecord,
     PortfolioStats,
     PositionRecord,
+    Remainder,
     RowStatus,
     TradeRecord,
 )
@@ -58,7 +59,7 @@ class MemoryTables:
         self.trade_by_entry: dict[str, int] = {}
         self.positions: dict[int, PositionRecord] = {}  # trade id -> position, insertion order = row id order
         self.portfolios: dict[int, PortfolioStats] = {}
-        self.dust: dict[tuple[int, str], Decimal] = {}
+        self.dust: dict[tuple[int, str], Remainder] = {}
         self.analyses: list[AnalysisRecord] = []
         self.decisions: list[AnalysisDecisionRow] = []
         self.events: list[EventRecord] = []
@@ -279,15 +280,18 @@ class MemoryPortfolios:
         )
 
 
+NOTHING_CARRIED = Remainder()
+
+
 class MemoryDust:
     def __init__(self, t: MemoryTables) -> None:
         self.t = t
 
-    async def get(self, user_id: int, symbol: str) -> Decimal:
-        return self.t.dust.get((user_id, symbol), ZERO)
+    async def get(self, user_id: int, symbol: str) -> Remainder:
+        return self.t.dust.get((user_id, symbol), NOTHING_CARRIED)
 
-    async def set(self, user_id: int, symbol: str, amount: Decimal) -> None:
-        self.t.dust[(user_id, symbol)] = canonical(amount)
+    async def set(self, user_id: int, symbol: str, remainder: Remainder) -> None:
+        self.t.dust[(user_id, symbol)] = Remainder(canonical(remainder.amount), canonical(remainder.cost))
 
 
 class MemoryAnalyses:

@@ -12,7 +12,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from app.domain.records import AnalysisRecord, EventRecord, OrderRecord, PositionRecord, RowStatus, TradeRecord
+from app.domain.records import (
+    AnalysisRecord,
+    EventRecord,
+    OrderRecord,
+    PositionRecord,
+    Remainder,
+    RowStatus,
+    TradeRecord,
+)
 from app.domain.risk import TradingConfig
 from app.domain.values import Decision, ExitReason, Order, Reason
 
@@ -86,9 +94,11 @@ class PortfolioBook(Protocol):
 
 
 class DustBook(Protocol):
-    async def get(self, user_id: int, symbol: str) -> Decimal: ...
+    """The carried remainder of each user and symbol (see Remainder)."""
 
-    async def set(self, user_id: int, symbol: str, amount: Decimal) -> None: ...
+    async def get(self, user_id: int, symbol: str) -> Remainder: ...
+
+    async def set(self, user_id: int, symbol: str, remainder: Remainder) -> None: ...
 
 
 class AnalysisBook(Protocol):

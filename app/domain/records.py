@@ -58,6 +58,16 @@ class TradeRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Remainder:
+    """Base asset of one symbol the bot holds but no position sells yet: what rounding to the step left behind.
+    `cost` is what the books charged for it: the trade that left it was credited with its value at its exit
+    price, and the next exit of the symbol, which sells it, is charged that much."""
+
+    amount: Decimal = ZERO
+    cost: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
 class PositionRecord:
     trade_id: int
     user_id: int

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from app.domain.records import OrderRecord
+from app.domain.records import OrderRecord, Remainder
 from app.domain.values import ZERO, Order, SymbolRules
 
 PCT_QUANTUM = Decimal("0.0001")
@@ -59,12 +59,16 @@ def _fee_usdt(row: OrderRecord, rules: SymbolRules) -> Decimal:
     return row.commission if row.commission_asset == rules.quote_asset else ZERO
 
 
-def net_profit(entry_quote_spent: Decimal, exit_: ExitFill) -> Decimal:
-    """The USDT the round trip added to the account: received minus its fee minus what the entry cost.
+def round_trip_profit(entry_quote_spent: Decimal, exit_: ExitFill, carried_in: Remainder, left: Remainder) -> Decimal:
+    """What the trade's own round trip made: the sell's proceeds less its fee and the entry's cost, less the cost of
+    the remainder an earlier trade left (which this exit sold along), plus the remainder this trade leaves, valued
+    at its exit price (`left.cost`), which the next exit of the symbol is charged in turn.
 
-    The entry's base-asset fee is already inside: it shrank the quantity that could be sold.
+    The entry's base-asset fee is already inside: it shrank the quantity that could be sold. Summed over a user's
+    closed trades, the P&L is the USDT they added plus the cost of the remainder carried now, so
+    USDT + carried cost == start + realised P&L - cost of open positions, exactly.
     """
-    return exit_.quote_received - exit_.fee_usdt - entry_quote_spent
+    return exit_.quote_received - exit_.fee_usdt - entry_quote_spent - carried_in.cost + left.cost
 
 
 def profit_pct(profit: Decimal, entry_quote_spent: Decimal) -> Decimal:

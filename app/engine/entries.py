@@ -9,7 +9,7 @@ from app.domain.clock import ms_from_utc
 from app.domain.errors import ConfigurationError, OrderRejected, OrderStatusUnknown, TemporaryExchangeError
 from app.domain.events import EngineError
 from app.domain.ports import ExchangeAdapter
-from app.domain.records import OrderRecord, PositionRecord, Purpose, RowStatus, TradeRecord
+from app.domain.records import OrderRecord, PositionRecord, Purpose, Remainder, RowStatus, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.values import Order, OrderType, RiskDecision, Side, TradeStatus
 from app.engine.analysis import SymbolAnalysis
@@ -88,10 +88,12 @@ class Entries(Desk):
         stop, target = reanchor(fill.price, plan.entry_price, plan.stop_loss, plan.take_profit, rules)
         free_base = (await exchange.get_account_balance(rules.base_asset)).free
         async with self.uow() as uow:
-            # what rounding to the step left behind last time rides along, so dust does not eat the profit
-            sellable = min(fill.held + await uow.dust.get(user_id, order.symbol), free_base)
+            # what rounding to the step left behind last time rides along (its cost stays carried until the exit
+            # that sells it); what this entry's rounding leaves is carried in its place
+            carried = await uow.dust.get(user_id, order.symbol)
+            sellable = min(fill.held + carried.amount, free_base)
             quantity = rules.round_qty(sellable)
-            await uow.dust.set(user_id, order.symbol, sellable - quantity)
+            await uow.dust.set(user_id, order.symbol, Remainder(sellable - quantity, carried.cost))
             trade: TradeRecord = await uow.trades.add(TradeRecord(
                 id=0, user_id=user_id, symbol=order.symbol, side=Side.BUY.value, status=TradeStatus.FILLED,
                 amount=fill.amount, price=fill.price, stop_loss=stop, take_profit=target,

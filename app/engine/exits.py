@@ -20,7 +20,7 @@ from app.domain.errors import (
 )
 from app.domain.events import EmergencyExit, EngineError, PositionClosed
 from app.domain.ports import ExchangeAdapter
-from app.domain.records import OrderRecord, PositionRecord, Purpose, RowStatus, TradeRecord
+from app.domain.records import OrderRecord, PositionRecord, Purpose, Remainder, RowStatus, TradeRecord
 from app.domain.values import (
     ZERO,
     ExitReason,
@@ -31,9 +31,10 @@ from app.domain.values import (
     Side,
     SymbolRules,
     TradeStatus,
+    canonical,
     oco_leg_client_ids,
 )
-from app.engine.bookkeeping import net_profit, profit_pct, recorded_exit_fill
+from app.engine.bookkeeping import profit_pct, recorded_exit_fill, round_trip_profit
 from app.engine.desk import Desk, EngineParts
 from app.engine.protection import Protection
 from app.engine.settings import log, trades_log
@@ -310,8 +311,9 @@ class Exits(Desk):
 
     async def _book_close(self, position: PositionRecord, fills: Sequence[OrderRecord], reason: ExitReason,
                           rules: SymbolRules, now: datetime) -> TradeRecord | None:
-        """The close as the exchange confirmed it: every exit fill of the trade together. What rounding leaves
-        unsold rides along with the next entry of the symbol (dust)."""
+        """The close as the exchange confirmed it: every exit fill of the trade together. The trade's P&L is its own
+        round trip (round_trip_profit): what rounding leaves unsold is valued at the exit price and carried at
+        that cost into the next exit of the symbol."""
         sold = [row for row in fills if row.executed_qty > 0]
         if not sold:
             log.error("trade %s: nothing sold and %s %s below what the exchange accepts", position.trade_id,
@@ -323,15 +325,17 @@ class Exits(Desk):
             if trade is None:
                 raise LookupError(f"position {position.trade_id} has no trade")
             entry_quote = trade.amount * trade.price
-            profit = net_profit(entry_quote, fill)
+            carried = await uow.dust.get(trade.user_id, trade.symbol)
+            unsold = carried.amount + position.amount - fill.quantity  # this entry's rounding and what no sell took
+            left = Remainder(unsold, canonical(unsold * fill.price))
+            profit = round_trip_profit(entry_quote, fill, carried, left)
             closed: TradeRecord = await uow.trades.close(
                 trade.id, fill.price, reason, fill.fee_usdt, profit, profit_pct(profit, entry_quote),
                 _closing_time(sold, trade.executed_at, now),
             )
             await uow.positions.remove(trade.id)
-            unsold = position.amount - fill.quantity
-            if unsold:
-                await uow.dust.set(trade.user_id, trade.symbol, await uow.dust.get(trade.user_id, trade.symbol) + unsold)
+            if left != carried:
+                await uow.dust.set(trade.user_id, trade.symbol, left)
             await uow.portfolios.record_close(trade.user_id, profit, closed.fees, now)
             await uow.commit()
         trades_log.info("EXIT user=%s %s %s @ %s pnl=%s", trade.user_id, trade.symbol, reason.value, fill.price, profit)

@@ -32,3 +32,4 @@ class DustBalance(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     symbol: Mapped[str] = mapped_column(String(20), primary_key=True)
     amount: Mapped[Decimal] = mapped_column(Money())
+    cost: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")  # what the books charged

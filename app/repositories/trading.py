@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.records import PortfolioStats, PositionRecord, TradeRecord
+from app.domain.records import PortfolioStats, PositionRecord, Remainder, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.values import ZERO, ExitReason, TradeStatus, TradingMode
 from app.models import DustBalance, OpenPosition, Portfolio, Trade, TradingConfigRow, User
@@ -276,18 +276,18 @@ class PortfolioRepository:
 
 
 class DustRepository:
-    """Per user and symbol, the base-asset remainder below the step size that the next exit sells."""
+    """Per user and symbol, the base-asset remainder below the step size that the next exit sells, and its cost."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, user_id: int, symbol: str) -> Decimal:
+    async def get(self, user_id: int, symbol: str) -> Remainder:
         row = await self.session.get(DustBalance, (user_id, symbol))
-        return row.amount if row is not None else ZERO
+        return Remainder(row.amount, row.cost) if row is not None else Remainder()
 
-    async def set(self, user_id: int, symbol: str, amount: Decimal) -> None:
+    async def set(self, user_id: int, symbol: str, remainder: Remainder) -> None:
         row = await self.session.get(DustBalance, (user_id, symbol))
         if row is None:
-            self.session.add(DustBalance(user_id=user_id, symbol=symbol, amount=amount))
+            self.session.add(DustBalance(user_id=user_id, symbol=symbol, amount=remainder.amount, cost=remainder.cost))
         else:
-            row.amount = amount
+            row.amount, row.cost = remainder.amount, remainder.cost

@@ -10,7 +10,7 @@ differs is a violation, never a race. What each invariant means:
 - unprotected: an open position without a live OCO of its size on the exchange, and not being closed.
 - orphan-protection: a live OCO on the exchange that protects no open position.
 - quote-balance: the exchange's USDT differs from start + realised P&L - cost of open trades + net proceeds of exits
-  already executed for open trades.
+  already executed for open trades - what the books charged for the remainders they carry.
 - base-balance: the exchange's base asset differs from the open positions' amounts + the carried dust.
 - closed-with-coins: a trade marked closed although less than what it bought was ever sold.
 """
@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from app.domain.records import OrderRecord, PositionRecord, TradeRecord
+from app.domain.records import OrderRecord, PositionRecord, Remainder, TradeRecord
 from app.domain.values import ZERO, OcoOrder, Order, OrderStatus, Side, SymbolRules, TradeStatus
 from app.venues.binance.models import (
     BinanceAccount,
@@ -174,7 +174,7 @@ class Books:
     start_balance: Decimal
     trades: list[TradeRecord]
     positions: list[PositionRecord]
-    dust: dict[str, Decimal]
+    dust: dict[str, Remainder]
     rows: dict[str, OrderRecord]  # order rows by client id (orders and order lists)
     exits: dict[int, list[OrderRecord]]  # exit order rows of the open trades
     closing: dict[int, str]  # trade id -> closing_reason of positions being closed
@@ -338,13 +338,15 @@ def quote_balance(p: Picture) -> list[Violation]:
     realised = sum((t.profit_loss or ZERO for t in books.trades if t.status == TradeStatus.CLOSED), ZERO)
     open_cost = sum((t.amount * t.price for t in books.open_trades()), ZERO)
     partial = sum((_net_proceeds(row) for rows in books.exits.values() for row in rows), ZERO)
-    expected = books.start_balance + realised - open_cost + partial
+    carried = sum((r.cost for r in books.dust.values()), ZERO)  # what the books charged for carried remainders
+    expected = books.start_balance + realised - open_cost + partial - carried
     held = p.exchange.balances.get(QUOTE, ZERO)
     if held == expected:
         return []
     return [Violation("quote-balance", books.user_id, QUOTE,
                       f"the exchange holds {held}, the books say {expected} (start {books.start_balance} + realised "
-                      f"{realised} - open cost {open_cost} + executed exits of open trades {partial}); "
+                      f"{realised} - open cost {open_cost} + executed exits of open trades {partial} - carried "
+                      f"remainders' cost {carried}); "
                       f"difference {held - expected}")]
 
 
@@ -361,7 +363,7 @@ def base_balances(p: Picture) -> list[Violation]:
         # a position being closed keeps its amount; what its exits already sold is on their order rows
         sold = sum((row.executed_qty for x in positions for row in p.books.exits.get(x.trade_id, ())), ZERO)
         in_positions = sum((x.amount for x in positions), ZERO) - sold
-        dust = p.books.dust.get(symbol, ZERO)
+        dust = p.books.dust.get(symbol, Remainder()).amount
         held = p.exchange.balances.get(asset, ZERO)
         if held != in_positions + dust:
             trades = ", ".join(f"trade {x.trade_id}: {x.amount}" for x in positions) or "none"

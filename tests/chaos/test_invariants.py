@@ -11,7 +11,7 @@ import pytest
 
 from app.config import Settings
 from app.db import Database, upgrade
-from app.domain.records import OrderRecord, PositionRecord, TradeRecord
+from app.domain.records import OrderRecord, PositionRecord, Remainder, TradeRecord
 from app.domain.values import ExitReason, Side, TradeStatus
 from app.repositories import UnitOfWorkFactory
 from app.venues.binance.client import BinanceService
@@ -90,7 +90,7 @@ def _picture(books: Books, usdt: str, sol: str) -> Picture:
 
 def _books(positions: list[PositionRecord], exits: dict[int, list[OrderRecord]] | None = None,
            closing: dict[int, str] | None = None) -> Books:
-    return Books(1, Decimal("10000"), [_trade(7)], positions, {"SOLUSDT": Decimal(0)}, {}, exits or {}, closing or {})
+    return Books(1, Decimal("10000"), [_trade(7)], positions, {"SOLUSDT": Remainder()}, {}, exits or {}, closing or {})
 
 
 def test_a_position_being_closed_needs_no_live_protection() -> None:

@@ -25,6 +25,7 @@ from app.domain.values import ZERO, TradeStatus
 from app.marketdata.candles import CandleStore
 from app.services.security import mask_key
 from app.venues.paper.market import SimulatedMarket
+from tests.books import carried_cost
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "SOLUSDT")
@@ -94,7 +95,8 @@ class LiveRun:
         trades = await self.trades()
         open_cost = sum((t.amount * t.price for t in trades if t.status == TradeStatus.FILLED), ZERO)
         realised = sum((t.profit_loss or ZERO for t in trades if t.status == TradeStatus.CLOSED), ZERO)
-        assert self.usdt() == BALANCE + realised - open_cost
+        carried = await carried_cost(self.container.uow, self.user_id, {t.symbol for t in trades})
+        assert self.usdt() + carried == BALANCE + realised - open_cost
 
 
 @asynccontextmanager

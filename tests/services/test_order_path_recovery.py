@@ -104,12 +104,13 @@ async def assert_books_equal_the_exchange(paper: Paper) -> None:
     balances = {b.asset: b.total for b in await exchange.get_balances()}
     for symbol in SYMBOLS:
         sold = sum((r.executed_qty for p in positions if p.symbol == symbol for r in exits[p.trade_id]), ZERO)
-        held = sum((p.amount for p in positions if p.symbol == symbol), ZERO) - sold + dust[symbol]
+        held = sum((p.amount for p in positions if p.symbol == symbol), ZERO) - sold + dust[symbol].amount
         assert balances.get(symbol.removesuffix("USDT"), ZERO) == held, f"{symbol}: exchange and books differ"
     proceeds = sum((r.cumulative_quote_qty - r.commission for rows in exits.values() for r in rows), ZERO)
     open_cost = sum((t.amount * t.price for t in trades if t.status == TradeStatus.FILLED), ZERO)
     realised = sum((t.profit_loss or ZERO for t in trades if t.status == TradeStatus.CLOSED), ZERO)
-    assert balances["USDT"] == paper.settings.paper_start_balance + realised - open_cost + proceeds
+    carried = sum((r.cost for r in dust.values()), ZERO)
+    assert balances["USDT"] + carried == paper.settings.paper_start_balance + realised - open_cost + proceeds
 
 
 # 1 -----------------------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from app.domain.values import ZERO, RulesSource, Timeframe, TradeStatus
 from app.marketdata.candles import CandleStore
 from app.marketdata.directory import CandleDirectory
 from app.marketdata.exchange_info import rules_for_candles
+from tests.books import carried_cost
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 
@@ -66,7 +67,8 @@ async def test_a_pair_with_only_candle_files_trades_on_inferred_rules(settings: 
     open_cost = sum((t.amount * t.price for t in trades if t.status == TradeStatus.FILLED), ZERO)
     realised = sum((t.profit_loss or ZERO for t in closed), ZERO)
     usdt = await exchange.get_account_balance("USDT")
-    assert usdt.total == settings.paper_start_balance + realised - open_cost
+    carried = await carried_cost(container.uow, user, {"XRPUSDT"})
+    assert usdt.total + carried == settings.paper_start_balance + realised - open_cost
     await container.db.dispose()
 
 

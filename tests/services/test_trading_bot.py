@@ -17,6 +17,7 @@ from app.domain.errors import ConfigurationError, RuleViolation
 from app.domain.records import TradeRecord
 from app.domain.values import ZERO, ExitReason, TradeStatus, TradingState
 from app.engine.analysis import _confluence_score
+from tests.books import carried_cost
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
@@ -93,7 +94,8 @@ async def test_two_users_one_week_keep_every_invariant(settings: Settings) -> No
         realised = sum((t.profit_loss or ZERO for t in closed), ZERO)
         exchange = await container.exchanges.for_user(user_id)
         usdt = await exchange.get_account_balance("USDT")
-        assert usdt.total == settings.paper_start_balance + realised - open_cost
+        carried = await carried_cost(container.uow, user_id, {t.symbol for t in trades})
+        assert usdt.total + carried == settings.paper_start_balance + realised - open_cost
         async with container.uow() as uow:
             stats = await uow.portfolios.get(user_id)
             held = {p.symbol for p in await uow.positions.for_user(user_id)}
@@ -227,7 +229,8 @@ async def test_killed_at_each_step_of_an_entry_recovers_on_restart(
     usdt = await exchange.get_account_balance("USDT")
     open_cost = sum((t.amount * t.price for t in trades if t.status == TradeStatus.FILLED), ZERO)
     realised = sum((t.profit_loss or ZERO for t in trades if t.status == TradeStatus.CLOSED), ZERO)
-    assert usdt.total == settings.paper_start_balance + realised - open_cost
+    carried = await carried_cost(restarted.uow, user_id, {t.symbol for t in trades})
+    assert usdt.total + carried == settings.paper_start_balance + realised - open_cost
     await restarted.db.dispose()
 
 
