@@ -155,17 +155,17 @@ def _decisions_import(args: argparse.Namespace) -> int:
 def _backtest(args: argparse.Namespace) -> int:
     import time
 
-    from app.backtest.command import ERRORS, BacktestOptions, parse_decimal, parse_time, run_command
+    from app.backtest.command import ERRORS, BacktestOptions, parse_decimal, parse_symbols, parse_time, run_command
     from app.container import build_backtest_engine
 
     try:
         options = BacktestOptions(
-            symbols=tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols else None,
+            symbols=parse_symbols(args.symbols) if args.symbols is not None else None,
             start=parse_time(args.start, "--start") if args.start else None,
             end=parse_time(args.end, "--end") if args.end else None,
             data=args.data, balance=parse_decimal(args.balance, "--balance"), analyzer=args.analyzer,
             seed=args.seed, config=args.config, out=args.out, quiet=args.quiet, decisions=args.decisions,
-            live_misses=args.live_misses, workers=args.workers,
+            live_misses=args.live_misses, workers=args.workers, allow_errors=args.allow_errors,
         )
         return run_command(options, build_backtest_engine, time.perf_counter)
     except ERRORS as e:
@@ -192,6 +192,8 @@ def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser])
                     help="with --analyzer gemini: ask the live Gemini API when no answer is recorded (costs money)")
     bt.add_argument("--workers", type=_workers, help="processes computing each cycle's market analysis ahead of the "
                     "engine (default: BACKTEST_WORKERS, else one per CPU core, none on one core; 0: none)")
+    bt.add_argument("--allow-errors", action="store_true",
+                    help="exit 0 even when errors happened during the run (they are listed either way)")
     bt.set_defaults(run=_backtest)
 
 

@@ -18,7 +18,6 @@ from app.api.schemas import (
     AnalysisPage,
     AnalysisPublic,
     ConfigPublic,
-    ConfigUpdate,
     PositionPublic,
     TradePage,
     TradePublic,
@@ -29,6 +28,7 @@ from app.domain.records import AnalysisRecord, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.symbols import TOP_RULE, normalised
 from app.domain.values import ExitReason, TradeStatus
+from app.user_config import ConfigUpdate
 
 router = APIRouter(prefix="/trading", tags=["trading"], route_class=CheckedJsonRoute, responses=answers(401))
 TradeId = Annotated[int, Path(ge=-MAX_ID, le=MAX_ID)]

@@ -6,12 +6,14 @@ import asyncio
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from app.analysts.replay import RecordedAnswer, read_recorded_answers
 from app.backtest.ahead import WorkerFailed
@@ -27,6 +29,7 @@ from app.domain.symbols import Selection, normalised, selection_problems, tradab
 from app.domain.values import RulesSource, SymbolRules, Timeframe
 from app.marketdata.candles import CandleStore
 from app.marketdata.exchange_info import rules_for_candles
+from app.user_config import ConfigUpdate
 
 EngineBuilder = Callable[[Settings, CandleStore, SimulatedClock, Mapping[str, RecordedAnswer]], BacktestEngine]
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TradingConfig)} - {"user_id", "is_active", "mode", "extra"}
@@ -51,6 +54,7 @@ class BacktestOptions:
     decisions: Path | None = None
     live_misses: bool = False
     workers: int | None = None  # processes analysing cycles ahead (None: BACKTEST_WORKERS, else one per core)
+    allow_errors: bool = False  # errors during the run (refused orders, failed analyses) still exit 0
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -81,7 +85,27 @@ def read_config_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - CONFIG_FIELDS - set(Settings.model_fields))
     if unknown:
         raise BacktestUsageError(f"--config {path}: unknown field(s) {', '.join(unknown)}")
+    trading = {key: value for key, value in data.items() if key in CONFIG_FIELDS}
+    try:  # the limits PUT /trading/config enforces: a backtest never runs on settings the service would refuse
+        ConfigUpdate.model_validate(trading)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise BacktestUsageError(f"--config {path}: {problems}") from e
     return data
+
+
+def parse_symbols(text: str) -> tuple[str, ...]:
+    """`--symbols`: comma-separated pairs (and at most one top:N); an empty or repeated one is an error."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise BacktestUsageError("--symbols is empty: name at least one pair (e.g. BTCUSDT) or a rule (top:5)")
+    if not all(items):
+        raise BacktestUsageError(f"--symbols {text!r} has an empty item")
+    upper = [item.upper() for item in items]
+    repeated = sorted({item for item in upper if upper.count(item) > 1})
+    if repeated:
+        raise BacktestUsageError(f"--symbols names {', '.join(repeated)} more than once")
+    return normalised(items)
 
 
 def build_settings(options: BacktestOptions, overrides: Mapping[str, Any]) -> Settings:
@@ -181,10 +205,12 @@ def run_command(options: BacktestOptions, build_engine: EngineBuilder, timer: Ca
     candles, start, end = load(options, settings, selection)
     rules = rules_for_candles(candles, candles.directory)
     universe = _universe(selection, rules, candles, start, end)
+    end, past_the_data = _within_data(candles, universe, end)
     span = plan_span(candles, selection.named, start, end, start_requested=options.start is not None,
                      candidates=universe if selection.top is not None else ())
     check_symbols(config, rules)
-    for warning in span.warnings:  # now, not only in the summary: a long run should not hide them until it ends
+    warnings = [*past_the_data, *span.warnings, *_inferred(rules, universe)]
+    for warning in warnings:  # now, not only in the summary: a long run should not hide them until it ends
         print(f"trdbot backtest: warning: {warning}", file=sys.stderr)
     engine = build_engine(settings, candles, SimulatedClock(span.start), recorded)
     spec = BacktestSpec(config=config, start=span.start, end=span.end, balance=options.balance, universe=universe)
@@ -192,14 +218,18 @@ def run_command(options: BacktestOptions, build_engine: EngineBuilder, timer: Ca
     result = _run_with_progress(engine, spec, options.quiet)
     elapsed = timer() - began
     extra = {"requested_start": span.requested_start.isoformat(), "seed": options.seed, "analyzer": options.analyzer,
-             "rules": {s: rules[s].source.value for s in universe}, "warnings": [*span.warnings,
-                                                                                  *_inferred(rules, universe)]}
+             "rules": {s: rules[s].source.value for s in universe}, "warnings": warnings}
     report = build_report(result, candles, extra)
     print(summary_text(report))
     print(f"  speed            {result.cycles / max(elapsed, 1e-9):,.0f} cycles/s ({elapsed:.2f} s)")
     if options.out is not None:
         write_outputs(options.out, report, result, candles)
         print(f"  report           {options.out}/report.html")
+    errors = report["errors"]["count"]
+    if errors and not options.allow_errors:
+        print(f"trdbot backtest: {errors} error(s) during the run (listed above and in report.json's \"errors\"); "
+              "fix their cause, or accept them with --allow-errors", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -211,6 +241,16 @@ def _universe(selection: Selection, rules: Mapping[str, SymbolRules], candles: C
     in_span = [s for s in sorted(rules) if tradable_problem(rules[s]) is None
                and len(candles.arrays_between(s, Timeframe.M5, ms_from_utc(start), ms_from_utc(end)))]
     return tuple(dict.fromkeys((*selection.named, *in_span)))
+
+
+def _within_data(candles: CandleStore, symbols: Sequence[str], end: datetime) -> tuple[datetime, list[str]]:
+    """The run's end: --end, or where the data ends when --end lies past it (said, not hidden in the header)."""
+    ends = [candles.span(s, Timeframe.M5)[1] for s in symbols if Timeframe.M5 in candles.timeframes(s)]
+    data_end = max(ends, default=end)
+    if end <= data_end:
+        return end, []
+    return data_end, [f"--end {end:%Y-%m-%d %H:%M} is past the data, whose last candle closes at "
+                      f"{data_end:%Y-%m-%d %H:%M}: the run ends there"]
 
 
 def _inferred(rules: Mapping[str, SymbolRules], symbols: tuple[str, ...]) -> list[str]:

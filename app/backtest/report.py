@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -237,7 +238,27 @@ def build_report(result: BacktestResult, candles: CandleStore, extra: Mapping[st
         "skipped_signals": _counts(result.decisions, "skipped"),
         "risk_rejections_by_rule": dict(sorted(result.rejections.items())),
         "events": dict(sorted(result.events.items())),
+        "errors": error_summary(result.errors),
     }
+
+
+ERRORS_SHOWN = 5
+
+
+def error_kind(message: str) -> str:
+    """An error message without its particulars (quantities, prices, ids, parenthesised details), to count by."""
+    kind = re.sub(r"\([^)]*\)", "", message)
+    kind = re.sub(r"[-+]?\d[\d.,:eE+-]*", "N", kind)
+    return " ".join(kind.split())[:120]
+
+
+def error_summary(errors: Sequence[tuple[datetime, str]]) -> dict[str, Any]:
+    """How many errors the run met, by kind (most frequent first), and the first few as they were."""
+    kinds: dict[str, int] = {}
+    for _, message in errors:
+        kinds[error_kind(message)] = kinds.get(error_kind(message), 0) + 1
+    return {"count": len(errors), "by_kind": dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "first": [f"{when.isoformat()} {message}" for when, message in errors[:ERRORS_SHOWN]]}
 
 
 def _counts(decisions: Mapping[tuple[str, str], int], kind: str) -> dict[str, int]:
@@ -284,11 +305,20 @@ def summary_text(report: Mapping[str, Any]) -> str:
         f"   fees paid {report['fees_paid']} USDT",
     ]
     lines += _table("exit reason", report["exit_reasons"]) + _table("symbol", report["per_symbol"])
+    lines += error_lines(report["errors"])
     rejected = report["rejected_signals"]
     if rejected:
         lines.append("  rejected signals: " + ", ".join(f"{reason} x{n}" for reason, n in list(rejected.items())[:8]))
     lines += [f"  warning          {warning}" for warning in report.get("warnings", ())]
     return "\n".join(lines)
+
+
+def error_lines(errors: Mapping[str, Any]) -> list[str]:
+    if not errors["count"]:
+        return []
+    kinds = ", ".join(f"{kind} x{n}" for kind, n in list(errors["by_kind"].items())[:4])
+    return [f"  ERRORS           {errors['count']} during the run: {kinds}",
+            *(f"    {line}" for line in errors["first"])]
 
 
 def _table(title: str, rows: Mapping[str, Mapping[str, Any]]) -> list[str]:

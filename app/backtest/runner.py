@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -12,7 +12,8 @@ from typing import Protocol
 from app.backtest.ahead import BLOCKS, start_analyses_ahead
 from app.backtest.memory_store import MemoryStore
 from app.domain.clock import SimulatedClock, ms_from_utc, utc_from_ms
-from app.domain.records import TradeRecord
+from app.domain.events import EmergencyExit, EngineError
+from app.domain.records import EventRecord, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.symbols import Selection
 from app.domain.values import ZERO, ExitReason
@@ -67,6 +68,7 @@ class BacktestResult:
     equity: list[tuple[datetime, Decimal]]
     final_balance: Decimal
     rejections: dict[str, int] = field(default_factory=dict)  # the bot's CycleSummary counts
+    errors: list[tuple[datetime, str]] = field(default_factory=list)  # (time, message) of every error event
     decisions: dict[tuple[str, str], int] = field(default_factory=dict)  # (decision, reason) counts
     events: dict[str, int] = field(default_factory=dict)
     closed_at_end: tuple[int, ...] = ()  # trade ids the backtest closed when the span ended
@@ -119,8 +121,20 @@ async def run_backtest(engine: BacktestEngine, spec: BacktestSpec, on_cycle: OnC
     return BacktestResult(
         spec=spec, cycles=len(times), trades=engine.store.all_trades(), equity=equity, final_balance=final,
         rejections=rejections, decisions=dict(tables.decision_counts), events=dict(tables.event_counts),
-        closed_at_end=closed,
+        closed_at_end=closed, errors=run_errors(tables.events),
     )
+
+
+def run_errors(events: Sequence[EventRecord]) -> list[tuple[datetime, str]]:
+    """What went wrong during the run, oldest first: `error` events (an order the venue refused, a failed
+    analysis...) and emergency exits (a position that could not be protected)."""
+    found = []
+    for event in events:
+        if event.type == EngineError.type:
+            found.append((event.time, str(event.data.get("message", ""))))
+        elif event.type == EmergencyExit.type:
+            found.append((event.time, f"emergency exit of {event.data.get('symbol')}: {event.data.get('reason')}"))
+    return found
 
 
 async def open_account(engine: BacktestEngine, spec: BacktestSpec) -> None:

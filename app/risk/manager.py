@@ -26,6 +26,9 @@ from app.domain.values import (
 from app.risk.rules import RiskRules
 
 HUNDRED = Decimal("100")
+# a market buy fills above the last price (slippage, the price moving while the order travels): the whole balance
+# is never committed, so a position capped at 100 % of it is not refused for insufficient funds
+FUNDS_HEADROOM_PCT = Decimal("0.5")
 PREFERRED_RISK_REWARD = Decimal("2")  # target when no resistance is in sight
 RR_QUANTUM = Decimal("0.0001")
 EXIT_ATR_TIMEFRAME = "15m"
@@ -162,7 +165,8 @@ class RiskManager:
         balance: Decimal, risk_pct: Decimal, entry: Decimal, stop: Decimal, rules: SymbolRules,
         max_balance_trade_ratio: Decimal,
     ) -> Decimal:
-        """Quantity risking `risk_pct` % of the balance between entry and stop, capped by value, rounded down."""
+        """Quantity risking `risk_pct` % of the balance between entry and stop, capped by value and by what the
+        balance can pay for a market buy that fills a little above the last price, rounded down."""
         risk_per_unit = abs(entry - stop)
         if risk_per_unit == 0 or entry <= 0 or balance <= 0:
             return ZERO
@@ -170,7 +174,8 @@ class RiskManager:
             ctx.rounding = ROUND_FLOOR  # a rounded quotient must never exceed the exact one
             by_risk = balance * risk_pct / HUNDRED / risk_per_unit
             by_value = balance * max_balance_trade_ratio / entry
-        return rules.round_qty(min(by_risk, by_value))
+            by_funds = balance / (entry * (1 + FUNDS_HEADROOM_PCT / HUNDRED))
+        return rules.round_qty(min(by_risk, by_value, by_funds))
 
     # ---- validation -----------------------------------------------------------------------------------------
 

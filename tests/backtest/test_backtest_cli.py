@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -58,3 +59,51 @@ def test_a_short_run_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFi
                  "--config", str(config)])
     out = capsys.readouterr().out
     assert code == 0 and "total return" in out and "max drawdown" in out and "cycles/s" in out
+
+
+@pytest.mark.parametrize(("symbols", "expected"), [
+    ("BTCUSDT,btcusdt", "--symbols names BTCUSDT more than once"),
+    ("", "--symbols is empty"),
+    ("BTCUSDT,,ETHUSDT", "has an empty item"),
+])
+def test_repeated_or_empty_symbols_are_refused(capsys: pytest.CaptureFixture[str], symbols: str,
+                                               expected: str) -> None:
+    code, err = _run(capsys, "--symbols", symbols, "--start", "2025-10-01", "--end", "2025-10-02")
+    assert code == 2 and err.count("\n") == 1 and expected in err
+
+
+def test_config_is_held_to_the_apis_limits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "cfg.json"
+    config.write_text('{"risk_per_trade_pct": 5, "daily_trade_limit": 0}')
+    code, err = _run(capsys, "--config", str(config), "--start", "2025-10-01", "--end", "2025-10-02")
+    assert code == 2 and err.count("\n") == 1
+    assert "risk_per_trade_pct: Input should be less than or equal to 2" in err
+    assert "daily_trade_limit: Input should be greater than or equal to 1" in err
+
+
+def test_an_end_past_the_data_is_said_and_the_header_shows_the_span_covered(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["backtest", "--quiet", "--symbols", "BTCUSDT", "--start", "2025-12-27", "--end", "2026-01-07"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "--end 2026-01-07 00:00 is past the data, whose last candle closes at 2026-01-01 00:00" in captured.err
+    assert "2025-12-27T00:00 -> 2026-01-01T00:00  (5 days" in captured.out
+
+
+def test_errors_during_the_run_fail_it_unless_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A venue whose percent-price band refuses every take-profit: each protection fails and the position is sold
+    at once; the run says so and exits 1, or 0 with --allow-errors."""
+    shutil.copy(SAMPLE / "binance_BTCUSDT_5m.csv.gz", tmp_path)
+    info = json.loads((SAMPLE / "exchange_info.json").read_text())
+    info["symbols"] = [s for s in info["symbols"] if s["symbol"] == "BTCUSDT"]
+    band = next(f for f in info["symbols"][0]["filters"] if f["filterType"] == "PERCENT_PRICE_BY_SIDE")
+    band["askMultiplierUp"] = "1.001"
+    (tmp_path / "exchange_info.json").write_text(json.dumps(info))
+    args = ["backtest", "--quiet", "--data", str(tmp_path), "--symbols", "BTCUSDT", "--start", "2025-10-01",
+            "--end", "2025-10-04"]
+    code = main(args)
+    captured = capsys.readouterr()
+    assert code == 1 and "error(s) during the run" in captured.err and "--allow-errors" in captured.err
+    assert "ERRORS" in captured.out and "PERCENT_PRICE_BY_SIDE" in captured.out
+    assert main([*args, "--allow-errors"]) == 0

@@ -43,3 +43,11 @@ def test_degenerate_inputs_give_zero() -> None:
     rules = make_rules()
     assert size(Decimal("100"), Decimal("1"), Decimal("50"), Decimal("50"), rules, Decimal("1")) == 0
     assert size(Decimal("0"), Decimal("1"), Decimal("50"), Decimal("49"), rules, Decimal("1")) == 0
+
+
+def test_a_whole_balance_position_leaves_room_for_the_market_buys_slippage() -> None:
+    """Ratio 1 and a tight stop would size the whole balance; a market buy fills above the last price, so the
+    position is capped at the balance / (1 + 0.5 %) (the issue's backtest: 295 entries refused for funds)."""
+    qty = size(Decimal("10000"), Decimal("2"), Decimal("100"), Decimal("99.9"), make_rules(), Decimal("1"))
+    assert qty == Decimal("99.502")  # 10000 / 100.5, rounded down to the step
+    assert qty * Decimal("100") * Decimal("1.005") <= Decimal("10000")
