@@ -82,7 +82,7 @@ async function startDashboard(user) {
   buildViews();
   byId("who").textContent = user.username;
   await views.settings.load();
-  setChartSymbols(views.settings.config.symbols);
+  setChartSymbols(views.settings.tradedSymbols());
   views.feed.connect(user.id, session.load().token);
   await refresh();
   timer = setInterval(refresh, REFRESH_MS);
@@ -99,7 +99,7 @@ function logout(message = "") {
 
 function main() {
   byId("logout").addEventListener("click", () => logout("You are logged out."));
-  document.addEventListener("trdbot:settings-saved", (event) => setChartSymbols(event.detail.symbols));
+  document.addEventListener("trdbot:settings-saved", () => setChartSymbols(views.settings.tradedSymbols()));
   bindAuth(api, startDashboard);
   const saved = session.load();
   if (saved?.user) startDashboard(saved.user);

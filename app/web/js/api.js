@@ -9,17 +9,24 @@ export class ApiError extends Error {
     this.detail = detail;
   }
 
-  /** 422 details as {field: message}; errors that name no known field go under "_form". */
+  /** 422 details as {field: message} in plain words; errors that name no known field go under "_form". */
   fieldErrors(knownFields) {
     const errors = {};
     const items = Array.isArray(this.detail) ? this.detail : [{ loc: [], msg: this.message }];
     for (const item of items) {
-      const field = (item.loc || []).at(-1);
-      const key = knownFields.includes(field) ? field : "_form";
-      errors[key] = errors[key] ? `${errors[key]}; ${item.msg}` : item.msg;
+      // a list item's error ends its loc with the index: ["body", "symbols", 3]
+      const field = [...(item.loc || [])].reverse().find((part) => knownFields.includes(part));
+      const key = field ?? "_form";
+      const message = plainMessage(item.msg);
+      errors[key] = errors[key] ? `${errors[key]}; ${message}` : message;
     }
     return errors;
   }
+}
+
+/** Pydantic prefixes a validator's own message with "Value error, "; the reader needs only the message. */
+function plainMessage(msg) {
+  return String(msg ?? "").replace(/^Value error, /, "");
 }
 
 export const session = {

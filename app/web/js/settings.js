@@ -2,14 +2,13 @@
 
 import { ApiError } from "./api.js";
 import { el } from "./format.js";
+import { SymbolSettings } from "./symbol-settings.js";
 
 const asInteger = (v) => (/^-?\d+$/.test(v.trim()) ? Number(v) : v);
 const asDecimalString = (v) => v.trim();
 const asTime = (v) => (v ? v : null);
 
 const FIELDS = [
-  { name: "symbols", label: "Symbols", hint: "comma-separated, e.g. BTCUSDT,ETHUSDT",
-    toApi: (v) => v.split(",").map((s) => s.trim().toUpperCase()).filter(Boolean), fromApi: (v) => v.join(",") },
   { name: "risk_per_trade_pct", label: "Risk per trade (%)", type: "number", step: "0.1", hint: "0.1 to 2",
     toApi: asDecimalString },
   { name: "max_open_positions", label: "Max open positions", type: "number", hint: "1 to 10", toApi: asInteger },
@@ -26,6 +25,7 @@ const FIELDS = [
   { name: "analyzer", label: "Analyzer", options: ["rules", "gemini"], toApi: (v) => v },
 ];
 const NAMES = FIELDS.map((f) => f.name);
+const PAIR_FIELDS = ["symbols", "exclude_symbols"];
 
 function control(field) {
   const common = { id: `cfg-${field.name}`, name: field.name,
@@ -45,16 +45,25 @@ export class SettingsForm {
       el("span", { id: `cfg-${f.name}-error`, class: "field-error" })));
     this.status = el("p", { class: "form-status", role: "status", "aria-label": "Settings status" });
     this.formError = el("p", { class: "form-error", role: "alert" });
-    this.form.replaceChildren(...rows, this.formError, this.status, el("button", { type: "submit" }, "Save settings"));
+    this.pairs = new SymbolSettings(api);
+    this.form.replaceChildren(this.pairs.element, ...rows, this.formError, this.status,
+      el("button", { type: "submit" }, "Save settings"));
     this.form.addEventListener("submit", (event) => { event.preventDefault(); this.save(); });
   }
 
   async load() {
-    this.fill(await this.api.get("/trading/config"));
+    const [config] = await Promise.all([this.api.get("/trading/config"), this.pairs.loadChoices()]);
+    this.fill(config);
+  }
+
+  /** The pairs the saved config trades or may trade (for the chart and the history filter). */
+  tradedSymbols() {
+    return this.pairs.tradedSymbols(this.config);
   }
 
   fill(config) {
     this.config = config;
+    this.pairs.fill(config);
     for (const f of FIELDS) {
       const value = config[f.name];
       this.form.elements[f.name].value = f.fromApi ? f.fromApi(value) : (value ?? "");
@@ -62,7 +71,7 @@ export class SettingsForm {
   }
 
   changes() {
-    const changed = {};
+    const changed = this.pairs.changes(this.config);
     for (const f of FIELDS) {
       const current = this.form.elements[f.name].value;
       const original = f.fromApi ? f.fromApi(this.config[f.name]) : (this.config[f.name] ?? "");
@@ -73,7 +82,12 @@ export class SettingsForm {
 
   async save() {
     const changed = this.changes();
-    this.showErrors({});
+    const problems = this.pairs.problems();
+    this.showErrors(problems);
+    if (Object.keys(problems).length) {
+      this.status.textContent = "Not saved: fix the marked fields.";
+      return;
+    }
     if (!Object.keys(changed).length) {
       this.status.textContent = "Nothing to save.";
       return;
@@ -85,11 +99,12 @@ export class SettingsForm {
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       this.status.textContent = "Not saved: fix the marked fields.";
-      this.showErrors(e.status === 422 ? e.fieldErrors(NAMES) : { _form: e.message });
+      this.showErrors(e.status === 422 ? e.fieldErrors([...PAIR_FIELDS, ...NAMES]) : { _form: e.message });
     }
   }
 
   showErrors(errors) {
+    this.pairs.showErrors(errors);
     for (const name of NAMES) {
       const message = errors[name] || "";
       this.form.elements[name].setAttribute("aria-invalid", message ? "true" : "false");
