@@ -83,11 +83,11 @@ def _serve(args: argparse.Namespace) -> int:
     mode = _serve_mode(settings)
     if problems:
         for problem in problems:
-            print(f"refusing to start ({mode} mode): {problem}", file=sys.stderr)
+            print(f"refusing to start ({mode}): {problem}", file=sys.stderr)
         return 2
     with private_files(settings.database_url):
         configure_logging(settings.log_dir, settings.log_level)
-        logging.getLogger("trdbot").info("serve: %s mode on %s:%s", mode, args.host, args.port)
+        logging.getLogger("trdbot").info("serve: %s on %s:%s", mode, args.host, args.port)
         if settings.use_mock_binance and settings.market_source == "replay":
             url = f"http://{args.host}:{args.port}/"
             container: Container = ReplayContainer(settings, settings.replay_speed, url)
@@ -99,8 +99,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _serve_mode(settings: Settings) -> str:
     if settings.is_live:
-        return "live"
-    return "paper on the live market" if settings.market_source == "live" else "paper"
+        return "live mode"
+    return "paper mode on the live market" if settings.market_source == "live" else "paper mode"
 
 
 def _demo(args: argparse.Namespace) -> int:
