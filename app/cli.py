@@ -19,6 +19,7 @@ from app.domain.errors import TradingError
 from app.services.security import CredentialCipher
 
 if TYPE_CHECKING:
+    from app.config import Settings
     from app.devtools.simulator import ExchangeSimulator
     from app.marketdata.candles import CandleStore
 
@@ -72,28 +73,34 @@ def _serve(args: argparse.Namespace) -> int:
     from app.logging_setup import configure_logging
     from app.main import create_app
 
+    overrides = {"market_clock": args.market_clock, "market_source": args.market_source}
     try:
-        settings = Settings(market_clock=args.market_clock) if args.market_clock else Settings()
+        settings = Settings(**{name: value for name, value in overrides.items() if value})
     except ValidationError as e:
         print(f"trdbot serve: bad settings:\n{e}", file=sys.stderr)
         return 2
     problems = settings.live_problems() if settings.is_live else settings.serve_problems()
+    mode = _serve_mode(settings)
     if problems:
-        mode = "live" if settings.is_live else "paper"
         for problem in problems:
-            print(f"refusing to start ({mode} mode): {problem}", file=sys.stderr)
+            print(f"refusing to start ({mode}): {problem}", file=sys.stderr)
         return 2
     with private_files(settings.database_url):
         configure_logging(settings.log_dir, settings.log_level)
-        logging.getLogger("trdbot").info("serve: %s mode on %s:%s", "live" if settings.is_live else "paper",
-                                         args.host, args.port)
-        if settings.use_mock_binance:
+        logging.getLogger("trdbot").info("serve: %s on %s:%s", mode, args.host, args.port)
+        if settings.use_mock_binance and settings.market_source == "replay":
             url = f"http://{args.host}:{args.port}/"
             container: Container = ReplayContainer(settings, settings.replay_speed, url)
         else:
             container = Container(settings, run_engine=True)
         _uvicorn(create_app(container), args, "info", settings.forwarded_allow_ips)
     return 0
+
+
+def _serve_mode(settings: Settings) -> str:
+    if settings.is_live:
+        return "live mode"
+    return "paper mode on the live market" if settings.market_source == "live" else "paper mode"
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -107,6 +114,7 @@ def _demo(args: argparse.Namespace) -> int:
             os.environ.setdefault(key, value)
         os.environ.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{VAR_DIR}/demo.db")
         os.environ["USE_MOCK_BINANCE"] = "true"
+        os.environ["MARKET_SOURCE"] = "replay"  # the demo replays the bundled candles, whatever serve is set to
         settings = Settings()
         configure_logging(settings.log_dir, settings.log_level)
         container = build_demo_container(settings, speed=args.speed, port=args.port)
@@ -405,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--market-clock", choices=("wall", "venue"),
                        help="live mode: market time from the wall clock, or from the venue's server time (e.g. "
                             "`trdbot exchange-sim --speed 60`); default MARKET_CLOCK, else wall")
+    serve.add_argument("--market-source", choices=("replay", "live"),
+                       help="paper mode: replay the candle files at REPLAY_SPEED, or trade on the live market's "
+                            "public data from BINANCE_BASE_URL (no key); default MARKET_SOURCE, else replay")
     serve.set_defaults(run=_serve)
 
     _add_backtest(commands)

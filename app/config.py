@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     binance_recv_window_ms: int = Field(5000, ge=1, le=60000)
     time_sync_interval_seconds: float = Field(60.0, gt=0, le=3600)  # of the market clock
     market_clock: Literal["wall", "venue"] = "wall"  # venue: market time follows the exchange's server time (live)
+    market_source: Literal["replay", "live"] = "replay"  # paper mode: stored candles, or the venue's public data
     market_data_dir: Path | None = None
     replay_speed: float = Field(1.0, gt=0, le=100000)
     sim_slippage_pct: Decimal = Field(Decimal("0.02"), ge=0, le=5)
@@ -147,9 +148,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _venue_clock_needs_a_venue(self) -> Settings:
-        if self.market_clock == "venue" and self.use_mock_binance:
+        if self.market_clock == "venue" and not self.uses_live_market:
             raise ValueError("MARKET_CLOCK=venue follows an exchange's server time: it needs USE_MOCK_BINANCE=false "
-                             "(the paper exchange runs on REPLAY_SPEED)")
+                             "or MARKET_SOURCE=live (the paper exchange's replay runs on REPLAY_SPEED)")
         return self
 
     @property
@@ -157,8 +158,13 @@ class Settings(BaseSettings):
         return not self.use_mock_binance
 
     @property
+    def uses_live_market(self) -> bool:
+        """Market data from the venue: live trading, or paper trading on the live market (MARKET_SOURCE=live)."""
+        return self.is_live or self.market_source == "live"
+
+    @property
     def follows_venue_clock(self) -> bool:
-        return self.is_live and self.market_clock == "venue"
+        return self.uses_live_market and self.market_clock == "venue"
 
     @property
     def data_dir(self) -> Path:

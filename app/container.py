@@ -52,7 +52,8 @@ from app.venues.binance.directory import VenueDirectory
 from app.venues.binance.server_time import ServerTimeSyncs
 from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState
 from app.venues.paper.exchange import MockBinanceService
-from app.venues.paper.market import SimulatedMarket
+from app.venues.paper.live_market import LiveMarket
+from app.venues.paper.market import PaperMarket, SimulatedMarket
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,12 @@ class Container:
         return self.settings.trading_config(user_id)
 
     def _bind_exchanges(self, clock: Clock) -> None:
+        if self.settings.use_mock_binance and self.settings.market_source == "live":  # paper on the venue's market
+            self.market_data = self.venue = public_market_client(self.settings, clock)
+            market = LiveMarket(self.venue, self.settings.sim_slippage_pct, self.settings.sim_fee_rate)
+            self.exchanges = PaperExchanges(market, DatabaseSimAccountStore(self.uow, clock), clock)
+            self.symbols = VenueDirectory(self.venue, clock)
+            return
         paper = PaperExchanges(self.market, DatabaseSimAccountStore(self.uow, clock), clock)
         if self.settings.use_mock_binance:
             self.exchanges = paper
@@ -225,7 +232,8 @@ class Container:
     async def _venue_time_ms(self) -> int:
         # looked up on each call: after the rebind the market-data client runs on the very clock it samples for
         if self.venue is None:
-            raise ConfigurationError("MARKET_CLOCK=venue needs the live Binance client (USE_MOCK_BINANCE=false)")
+            raise ConfigurationError("MARKET_CLOCK=venue needs a venue's client (USE_MOCK_BINANCE=false or "
+                                     "MARKET_SOURCE=live)")
         return await self.venue.server_time_ms()
 
     async def stop(self) -> None:
@@ -254,8 +262,8 @@ class EventTable:
 
 def load_paper_candles(settings: Settings) -> CandleStore:
     """Every symbol with candles in the data directory (the default symbols must be among them) for the paper
-    venue; the live venue reads its market from the exchange and needs no candle file at all."""
-    if settings.is_live:
+    venue's replay; the live venue, and paper trading on its market, read the exchange and need no candle file."""
+    if settings.uses_live_market:
         return CandleStore({})
     candles = CandleStore.load(settings.data_dir)
     missing = [s for s in Selection.of(settings.default_symbols).named if not candles.has_symbol(s)]
@@ -263,6 +271,14 @@ def load_paper_candles(settings: Settings) -> CandleStore:
         raise DataError(f"DEFAULT_SYMBOLS names {', '.join(missing)}, which have no candle files in "
                         f"{settings.data_dir} (`trdbot data download --symbols {','.join(missing)}` fetches them)")
     return candles
+
+
+def public_market_client(settings: Settings, clock: Clock) -> BinanceService:
+    """MARKET_SOURCE=live: the key-less client of the venue whose public market data paper accounts trade on
+    (Binance's production market unless BINANCE_BASE_URL names another: the testnet's market is not the market)."""
+    base_url = settings.binance_base_url or default_base_url(testnet=False)
+    time_sync = ServerTimeSyncs(clock, settings.time_sync_interval_seconds).for_venue(base_url)
+    return BinanceService("", "", base_url, clock, time_sync=time_sync)
 
 
 def login_limits(s: Settings) -> LoginLimits:
@@ -330,7 +346,7 @@ class LiveExchanges:
 class PaperExchanges:
     """One simulated exchange account per user, built once and kept (its lock serialises that user's orders)."""
 
-    def __init__(self, market: SimulatedMarket, store: DatabaseSimAccountStore | InMemorySimAccountStore,
+    def __init__(self, market: PaperMarket, store: DatabaseSimAccountStore | InMemorySimAccountStore,
                  clock: Clock) -> None:
         self.market, self.store, self.clock = market, store, clock
         self._services: dict[int, MockBinanceService] = {}

@@ -31,6 +31,16 @@ def test_serve_refuses_a_venue_clock_without_a_venue(monkeypatch: pytest.MonkeyP
     assert "MARKET_CLOCK=venue" in err and "USE_MOCK_BINANCE=false" in err
 
 
+def test_serve_on_the_live_market_takes_the_venue_clock_and_names_its_mode(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USE_MOCK_BINANCE", "true")
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    assert main(["serve", "--port", "1", "--market-source", "live", "--market-clock", "venue"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to start (paper mode on the live market): JWT_SECRET" in err
+
+
 def test_demo_generates_secrets_once(tmp_path: Path) -> None:
     first = _demo_secrets(tmp_path)
     second = _demo_secrets(tmp_path)

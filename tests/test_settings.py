@@ -62,6 +62,16 @@ def test_the_venue_clock_is_for_live_mode_only() -> None:
     assert not make_settings(use_mock_binance=False).follows_venue_clock
     with pytest.raises(ValidationError, match="MARKET_CLOCK=venue .* needs USE_MOCK_BINANCE=false"):
         make_settings(market_clock="venue")
+    assert make_settings(market_source="live", market_clock="venue").follows_venue_clock  # paper on the live market
     with pytest.raises(ValidationError) as caught:
         make_settings(time_sync_interval_seconds=0)
     assert caught.value.errors()[0]["loc"] == ("time_sync_interval_seconds",)
+
+
+def test_paper_trading_replays_the_candle_files_unless_the_live_market_is_named() -> None:
+    assert make_settings().market_source == "replay" and not make_settings().uses_live_market
+    assert make_settings(market_source="live").uses_live_market and not make_settings(market_source="live").is_live
+    assert make_settings(use_mock_binance=False).uses_live_market
+    with pytest.raises(ValidationError) as caught:
+        make_settings(market_source="file")
+    assert caught.value.errors()[0]["loc"] == ("market_source",)

@@ -136,11 +136,12 @@ async def symbols(
     container: ContainerDep,
     search: Annotated[str, Query(max_length=20, description="part of the symbol, any case")] = "",
 ) -> SymbolList:
-    """What a trading config can name: live, the venue's USDT pairs that are trading; paper, every symbol with
-    candles. Each with its rules (and where they came from), its asset profile, volume rank and candle coverage."""
+    """What a trading config can name: on the live market (live, or paper with MARKET_SOURCE=live), the venue's USDT
+    pairs that are trading; on the replay, every symbol with candles. Each with its rules (and where they came
+    from), its asset profile, volume rank and candle coverage."""
     listed = await container.listed_symbols()
     ranking = {s: i for i, s in enumerate(await container.symbol_ranking(), start=1)}
-    live = container.settings.is_live
+    live = container.settings.uses_live_market
     wanted = search.strip().upper()
     items = [
         _symbol_public(rules, ranking.get(symbol), container.symbol_coverage(symbol))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import sys
@@ -245,7 +246,10 @@ def _universe(selection: Selection, rules: Mapping[str, SymbolRules], candles: C
 
 def _within_data(candles: CandleStore, symbols: Sequence[str], end: datetime) -> tuple[datetime, list[str]]:
     """The run's end: --end, or where the data ends when --end lies past it (said, not hidden in the header)."""
-    ends = [candles.span(s, Timeframe.M5)[1] for s in symbols if Timeframe.M5 in candles.timeframes(s)]
+    ends = []
+    for symbol in symbols:
+        with contextlib.suppress(DataError):  # a symbol without candles in the span: plan_span names it
+            ends.append(candles.span(symbol, Timeframe.M5)[1])
     data_end = max(ends, default=end)
     if end <= data_end:
         return end, []

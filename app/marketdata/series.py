@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -193,3 +194,23 @@ class MergedSeries(CandleSeries):
             parts.append(part.sliced(low, high).compact())
             rows[mine] -= low
         return MergedSeries(self._copied_arrays(), (parts[0], parts[1]), self._in_second.copy(), rows)
+
+
+class MemorySeries(CandleSeries):
+    """Candles already built (e.g. fetched from a venue), with float columns made from them."""
+
+    def __init__(self, candles: Sequence[Candle]) -> None:
+        self._candles = tuple(candles)
+        prices = [(float(c.open), float(c.high), float(c.low), float(c.close), float(c.volume)) for c in self._candles]
+        columns = np.array(prices, dtype=np.float64).reshape(-1, 5).T.copy()  # one contiguous row per column
+        times = np.array([c.open_time_ms for c in self._candles], dtype=np.int64)
+        super().__init__(CandleArrays(times, *columns))
+
+    def _build_candle(self, index: int) -> Candle:
+        return self._candles[index]
+
+    def sliced(self, start: int, stop: int) -> MemorySeries:
+        return MemorySeries(self._candles[start:stop])
+
+    def compact(self) -> MemorySeries:
+        return self  # holds nothing but its own rows

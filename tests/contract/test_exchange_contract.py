@@ -1,9 +1,11 @@
-"""One contract for every ExchangeAdapter: MockBinanceService in process, BinanceService over HTTP to the simulator."""
+"""One contract for every ExchangeAdapter: MockBinanceService in process, BinanceService over HTTP to the simulator,
+and MockBinanceService on the live market (a paper account on the simulator's public data, MARKET_SOURCE=live)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal as D
 from pathlib import Path
@@ -28,8 +30,10 @@ from app.domain.values import (
     SymbolRules,
     Timeframe,
 )
+from app.venues.binance.client import BinanceService
 from app.venues.paper.accounts import InMemorySimAccountStore
 from app.venues.paper.exchange import MockBinanceService
+from app.venues.paper.live_market import LiveMarket
 from app.venues.paper.market import SimulatedMarket
 
 BTC = "BTCUSDT"
@@ -43,7 +47,7 @@ class Venue:
     market: SimulatedMarket
 
 
-@pytest.fixture(params=["mock", "http"])
+@pytest.fixture(params=["mock", "http", "paper-live"])
 async def venue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Venue]:
     market = make_market(tmp_path)
     clock = SimulatedClock(at(120))
@@ -53,7 +57,24 @@ async def venue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield Venue("mock", mock, clock, market)
         return
     async with http_exchange(market, clock) as http:
-        yield Venue("http", http.service, clock, market)
+        if request.param == "http":
+            yield Venue("http", http.service, clock, market)
+            return
+        async with paper_on_the_live_market(http.server.base_url, market, clock) as paper:
+            yield Venue("paper-live", paper, clock, market)
+
+
+@asynccontextmanager
+async def paper_on_the_live_market(base_url: str, market: SimulatedMarket,
+                                   clock: SimulatedClock) -> AsyncIterator[MockBinanceService]:
+    """A paper account whose market is the simulator's public data, read without a key."""
+    source = BinanceService("", "", base_url, clock)
+    live_market = LiveMarket(source, market.slippage_pct, market.fee_rate)
+    try:
+        yield await MockBinanceService.open_account("contract", live_market, InMemorySimAccountStore(), clock,
+                                                    START_BALANCES)
+    finally:
+        await source.aclose()
 
 
 async def buy(venue: Venue, client_id: str, qty: str = "10") -> Any:
@@ -211,14 +232,18 @@ async def transcript(venue: Venue) -> list[Any]:
     return answers
 
 
-async def test_both_venues_answer_the_script_identically(tmp_path: Path) -> None:
+async def test_every_venue_answers_the_script_identically(tmp_path: Path) -> None:
     market = make_market(tmp_path)
-    mock_clock, http_clock = SimulatedClock(at(120)), SimulatedClock(at(120))
+    mock_clock, http_clock, paper_clock = SimulatedClock(at(120)), SimulatedClock(at(120)), SimulatedClock(at(120))
     mock = await MockBinanceService.open_account("contract", market, InMemorySimAccountStore(), mock_clock,
                                                  START_BALANCES)
     expected = await transcript(Venue("mock", mock, mock_clock, market))
     async with http_exchange(market, http_clock) as http:
-        actual = await transcript(Venue("http", http.service, http_clock, market))
-    assert len(actual) == len(expected) == 19
-    for index, (got, want) in enumerate(zip(actual, expected, strict=True)):
-        assert got == want, f"answer {index} differs"
+        over_http = await transcript(Venue("http", http.service, http_clock, market))
+    async with http_exchange(market, paper_clock) as http, \
+            paper_on_the_live_market(http.server.base_url, market, paper_clock) as paper:
+        on_the_live_market = await transcript(Venue("paper-live", paper, paper_clock, market))
+    for actual in (over_http, on_the_live_market):
+        assert len(actual) == len(expected) == 19
+        for index, (got, want) in enumerate(zip(actual, expected, strict=True)):
+            assert got == want, f"answer {index} differs"

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from app.config import BUNDLED_DATA_DIR, Settings
-from app.container import Container, LiveExchanges
+from app.container import Container, LiveExchanges, PaperExchanges
 from app.devtools.simulator import ApiAccount, ExchangeSimulator, create_simulator_app
 from app.devtools.simulator_thread import SimulatorThread
 from app.domain.clock import ReplayClock, SimulatedClock, VenueClock, ms_from_utc
@@ -111,6 +111,22 @@ async def test_a_venue_clock_deployment_cycles_every_5_venue_minutes_and_sees_ea
     assert walls == [walls[0] + timedelta(seconds=300 / SPEED * i) for i in range(10)]
     assert all(candle.open_time_ms == venue_newest for _, _, candle, venue_newest in reader.seen)
     assert [candle.open_time_ms for _, _, candle, _ in reader.seen] == [ms_from_utc(t) - M5_MS for t in times]
+
+
+async def test_paper_on_the_live_market_can_follow_the_venue_clock(
+        settings: Settings, wall: SimulatedClock, venue: ReplayClock, server: SimulatorThread) -> None:
+    """MARKET_SOURCE=live with MARKET_CLOCK=venue: the paper accounts run on the market source's own time."""
+    paper = settings.model_copy(update={"market_source": "live", "binance_base_url": server.base_url,
+                                        "market_clock": "venue"})
+    container = Container(paper, clock=wall)
+    await container.start(migrate=False)
+    clock = container.market_clock
+    assert isinstance(clock, VenueClock) and clock.rate == SPEED
+    assert isinstance(container.exchanges, PaperExchanges) and container.exchanges.clock is clock
+    assert container.bot.clock is clock
+    candles = await container.market_data.get_klines("BTCUSDT", Timeframe.M5, 3)
+    assert candles[-1].open_time_ms == newest_closed_open_ms(venue)
+    await container.stop()
 
 
 async def test_a_venue_clock_that_cannot_read_the_venue_stops_the_start_naming_the_setting(

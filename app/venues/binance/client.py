@@ -176,6 +176,27 @@ class BinanceService:
         closed = [candle_from_binance(k) for k in klines if k.close_time < now_ms]
         return closed[-limit:] if limit > 0 else []
 
+    async def get_klines_between(self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int) -> list[Candle]:
+        """The CLOSED candles opening in [start_ms, end_ms), oldest first, in as many reads of 1000 as that takes."""
+        found: list[Candle] = []
+        next_ms: int | None = start_ms
+        while next_ms is not None and next_ms < end_ms:
+            page, next_ms = await self._klines_page(symbol, timeframe, next_ms, end_ms)
+            found.extend(page)
+        return found
+
+    async def _klines_page(self, symbol: str, timeframe: Timeframe, start_ms: int,
+                           end_ms: int) -> tuple[list[Candle], int | None]:
+        """One read of up to 1000 klines: the closed ones, and where the next read starts if this one was full."""
+        params = (("symbol", symbol), ("interval", timeframe.value), ("startTime", str(start_ms)),
+                  ("endTime", str(end_ms - 1)), ("limit", str(MAX_KLINES)))
+        call = Call("GET", Endpoint.KLINES, params, False, RequestContext(f"read {timeframe.value} klines", symbol))
+        data = await self._transport.request(call)
+        klines = self._transport.parse(call, lambda: [BinanceKline.model_validate(k) for k in data])
+        now_ms = self._transport.server_now_ms()
+        closed = [candle_from_binance(k) for k in klines if k.close_time < now_ms]
+        return closed, (klines[-1].open_time + timeframe.ms if len(klines) >= MAX_KLINES else None)
+
     async def get_symbol_price(self, symbol: str) -> Decimal:
         call = Call("GET", Endpoint.TICKER_PRICE, (("symbol", symbol),), False, RequestContext("read price", symbol))
         data = await self._transport.request(call)

@@ -1,4 +1,5 @@
-"""The simulated Binance spot exchange: one account's balances and orders, filled from real candles at clock time."""
+"""The simulated Binance spot exchange: one account's balances and orders, filled from a market's candles and prices
+at clock time (replayed files, or a live venue's public data)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from app.venues.paper.accounts import (
     open_lists,
     prune_finished,
 )
-from app.venues.paper.market import SimulatedMarket
+from app.venues.paper.market import MarketNeeds, PaperMarket
 from app.venues.paper.matcher import Matcher
 from app.venues.paper.orders import (
     INSUFFICIENT_BALANCE,
@@ -37,7 +38,7 @@ T = TypeVar("T")
 class MockBinanceService:
     """`ExchangeAdapter` for one simulated account; depends only on `clock.now()`, so it runs at any speed."""
 
-    def __init__(self, account_id: str, market: SimulatedMarket, store: SimAccountStore, clock: Clock) -> None:
+    def __init__(self, account_id: str, market: PaperMarket, store: SimAccountStore, clock: Clock) -> None:
         self._account_id = account_id
         self._market = market
         self._store = store
@@ -50,7 +51,7 @@ class MockBinanceService:
     async def open_account(
         cls,
         account_id: str,
-        market: SimulatedMarket,
+        market: PaperMarket,
         store: SimAccountStore,
         clock: Clock,
         balances: Mapping[str, Decimal] | None = None,
@@ -81,15 +82,16 @@ class MockBinanceService:
 
     # -- market data ------------------------------------------------------------------------------------------
     async def get_symbol_rules(self, symbol: str) -> SymbolRules:
+        await self._market.prepare(MarketNeeds(symbol), ms_from_utc(self._clock.now()))
         return self._market.rules(symbol)
 
     async def get_klines(self, symbol: str, timeframe: Timeframe, limit: int) -> Sequence[Candle]:
-        market = self._market
-        market.rules(symbol)
-        return market.candles.closed_window(symbol, timeframe, self._clock.now(), max(1, min(MAX_KLINES, limit)))
+        return await self._market.klines(symbol, timeframe, self._clock.now(), max(1, min(MAX_KLINES, limit)))
 
     async def get_symbol_price(self, symbol: str) -> Decimal:
-        return self._market.last_price(symbol, ms_from_utc(self._clock.now()))
+        now_ms = ms_from_utc(self._clock.now())
+        await self._market.prepare(MarketNeeds(symbol, price=True), now_ms)
+        return self._market.last_price(symbol, now_ms)
 
     # -- account ----------------------------------------------------------------------------------------------
     async def get_balances(self) -> list[Balance]:
@@ -107,7 +109,8 @@ class MockBinanceService:
     ) -> Order:
         """`available_qty` is the book's liquidity (None: unlimited); beyond it the order ends EXPIRED, part-filled."""
         request = MarketRequest(symbol, Side(side), quantity, client_order_id, available_qty)
-        return await self._transact(lambda state, now_ms: self._orders.market_order(state, now_ms, request))
+        return await self._transact(lambda state, now_ms: self._orders.market_order(state, now_ms, request),
+                                    symbol, price=True)
 
     async def place_oco_order(
         self,
@@ -119,7 +122,8 @@ class MockBinanceService:
         list_client_order_id: str,
     ) -> OcoOrder:
         request = OcoRequest(symbol, quantity, take_profit, stop_price, stop_limit_price, list_client_order_id)
-        return await self._transact(lambda state, now_ms: self._orders.place_oco(state, now_ms, request))
+        return await self._transact(lambda state, now_ms: self._orders.place_oco(state, now_ms, request),
+                                    symbol, price=True)
 
     async def get_oco_order_status(self, symbol: str, list_client_order_id: str) -> OcoOrder:
         return await self._transact(
@@ -132,14 +136,14 @@ class MockBinanceService:
             self._orders.cancel_list(state, order_list, now_ms)
             return oco_answer(state, order_list)
 
-        return await self._transact(cancel)
+        return await self._transact(cancel, symbol)
 
     async def get_order(self, symbol: str, client_order_id: str) -> Order:
         return await self._transact(lambda state, _now_ms: find_order(state, symbol, client_order_id).to_order())
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> Order:
         return await self._transact(
-            lambda state, now_ms: self._orders.cancel_order(state, symbol, client_order_id, now_ms)
+            lambda state, now_ms: self._orders.cancel_order(state, symbol, client_order_id, now_ms), symbol
         )
 
     async def list_orders(self) -> list[Order]:
@@ -160,12 +164,17 @@ class MockBinanceService:
         return await self._transact(open_oco_lists)
 
     # -- internals --------------------------------------------------------------------------------------------
-    async def _transact(self, action: Callable[[SimAccountState, int], T]) -> T:
-        """Load, catch up with every candle closed since the last call, act, and save if anything changed."""
+    async def _transact(
+        self, action: Callable[[SimAccountState, int], T], symbol: str | None = None, *, price: bool = False
+    ) -> T:
+        """Load, have the market fetch what the call reads (the symbol's rules, its price if asked, the candles the
+        catch-up walks), catch up with every candle closed since the last call, act, and save if anything changed."""
         async with self._lock:
             state = await self._store.load(self._account_id) or SimAccountState()
             revision = state.revision
             now_ms = ms_from_utc(self._clock.now())
+            needs = MarketNeeds(symbol, price, self._matcher.candles_needed(state, now_ms))
+            await self._market.prepare(needs, now_ms)
             self._matcher.catch_up(state, now_ms)
             try:
                 return action(state, now_ms)

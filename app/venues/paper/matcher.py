@@ -10,7 +10,7 @@ import numpy as np
 
 from app.domain.values import ZERO, Candle, Fill, ListStatus, OrderStatus, OrderType, Timeframe
 from app.venues.paper.accounts import SimAccountState, SimOrder, open_orders
-from app.venues.paper.market import FIVE_MIN_MS, SimulatedMarket
+from app.venues.paper.market import FIVE_MIN_MS, PaperMarket
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +26,19 @@ _SCALAR_ROWS = 16
 class Matcher:
     """Evaluates resting OCO legs candle by candle, in time order, up to the last 5m candle closed at `now`."""
 
-    def __init__(self, market: SimulatedMarket) -> None:
+    def __init__(self, market: PaperMarket) -> None:
         self._market = market
+
+    def candles_needed(self, state: SimAccountState, now_ms: int) -> dict[str, int]:
+        """The open time of the first 5m candle a catch-up at `now_ms` reads, per symbol (none when caught up)."""
+        if now_ms <= state.last_evaluated_ms:
+            return {}
+        horizon_ms = now_ms // FIVE_MIN_MS * FIVE_MIN_MS
+        needed: dict[str, int] = {}
+        for stop in _watched_stops(state):
+            if stop.next_candle_ms < horizon_ms:
+                needed[stop.symbol] = min(stop.next_candle_ms, needed.get(stop.symbol, stop.next_candle_ms))
+        return needed
 
     def catch_up(self, state: SimAccountState, now_ms: int) -> None:
         if now_ms <= state.last_evaluated_ms:
@@ -38,7 +49,8 @@ class Matcher:
         while (event := self._next_event(state, horizon_ms)) is not None:
             self._apply(state, event)
         for order in _watched_stops(state):
-            order.next_candle_ms = max(order.next_candle_ms, horizon_ms)
+            known_ms = self._market.candles_known_until(order.symbol, order.next_candle_ms, horizon_ms)
+            order.next_candle_ms = max(order.next_candle_ms, known_ms)
         state.last_evaluated_ms = now_ms  # later than before: the early return above
 
     def _next_event(self, state: SimAccountState, horizon_ms: int) -> _Event | None:
@@ -47,6 +59,7 @@ class Matcher:
         return min(found, key=lambda e: (e.candle_open_ms, e.order_id)) if found else None
 
     def _first_event(self, state: SimAccountState, stop: SimOrder, horizon_ms: int) -> _Event | None:
+        horizon_ms = self._market.candles_known_until(stop.symbol, stop.next_candle_ms, horizon_ms)
         if stop.next_candle_ms >= horizon_ms:
             return None
         arrays, first, end = self._market.candles.rows_between(stop.symbol, Timeframe.M5, stop.next_candle_ms, horizon_ms)

@@ -20,7 +20,7 @@ from app.domain.values import (
     oco_leg_client_ids,
 )
 from app.venues.paper.accounts import SimAccountState, SimOrder, SimOrderList, oco_answer, open_lists, open_orders
-from app.venues.paper.market import FIVE_MIN_MS, SimulatedMarket
+from app.venues.paper.market import FIVE_MIN_MS, PaperMarket
 
 T = TypeVar("T")
 
@@ -149,7 +149,7 @@ def find_list(state: SimAccountState, symbol: str, list_client_order_id: str) ->
 class OrderEntry:
     """Places and cancels orders on an account state at a time; the caller loads, catches up and saves the state."""
 
-    def __init__(self, market: SimulatedMarket) -> None:
+    def __init__(self, market: PaperMarket) -> None:
         self._market = market
 
     def market_order(self, state: SimAccountState, now_ms: int, request: MarketRequest) -> Order:
