@@ -308,7 +308,8 @@ def _add_exchange_sim(commands: Any) -> None:
                                                   '"endpoint": "POST /api/v3/order", "times": 3}, ...]}')
     sim.add_argument("--fault", action="append", help="one fault, e.g. 'kind=server_error,endpoint=orderList/oco,"
                                                       "status=503,execute=true' (repeatable)")
-    sim.add_argument("--slippage-pct", default="0.02", help="market order slippage in percent (default 0.02)")
+    sim.add_argument("--slippage-pct", default="0.02", help="slippage of market orders and triggered stop-limits, in "
+                                                           "percent (default 0.02)")
     sim.add_argument("--fee-rate", default="0.001", help="commission rate (default 0.001)")
     sim.add_argument("--no-timestamp-check", action="store_true",
                      help="accept any timestamp (for clients whose clock does not follow the replay)")

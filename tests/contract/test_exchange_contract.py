@@ -150,16 +150,36 @@ async def test_take_profit_fills_when_a_candle_reaches_it(venue: Venue) -> None:
     assert await venue.exchange.get_open_oco_orders() == []
 
 
-async def test_stop_loss_fills_at_its_limit(venue: Venue) -> None:
+async def test_a_candle_trading_through_the_stop_fills_it_at_the_stop_less_the_slippage(venue: Venue) -> None:
     venue.clock.set(at(130))
     await buy(venue, "entry-2")
     await bracket(venue, "exit-2", "115", "100", "99")
-    venue.clock.set(at(140))
+    venue.clock.set(at(140))  # candle 27 (105, 106, 98.5, 99) falls through 100
     oco = await venue.exchange.get_oco_order_status(BTC, "exit-2")
     assert oco.list_status == ListStatus.ALL_DONE
     assert (oco.take_profit_leg.status, oco.stop_loss_leg.status) == (OrderStatus.EXPIRED, OrderStatus.FILLED)
-    assert oco.stop_loss_leg.avg_price == D("99")
+    assert oco.stop_loss_leg.avg_price == D("99.98")  # 100 less 0.02 %, not the limit 99
     assert oco.stop_loss_leg.executed_qty == D("9.99")
+
+
+async def test_a_candle_opening_below_the_stop_and_above_the_limit_fills_it_at_the_open(venue: Venue) -> None:
+    venue.clock.set(at(140))
+    await buy(venue, "entry-3")
+    await bracket(venue, "exit-3", "105", "95", "91")
+    venue.clock.set(at(150))  # candle 29 opens at 92, below the stop
+    leg = (await venue.exchange.get_oco_order_status(BTC, "exit-3")).stop_loss_leg
+    assert (leg.status, leg.avg_price) == (OrderStatus.FILLED, D("91.98"))  # 92 less 0.02 % (91.9816), to the tick
+
+
+async def test_a_stop_resting_below_the_market_fills_at_the_first_price_a_later_candle_offers(venue: Venue) -> None:
+    venue.clock.set(at(140))
+    await buy(venue, "entry-3")
+    await bracket(venue, "exit-3", "105", "95", "94")
+    venue.clock.set(at(300))  # candles 29-59 stay below 94: the triggered stop rests
+    assert (await venue.exchange.get_order(BTC, "exit-3-sl")).status == OrderStatus.NEW
+    venue.clock.set(at(305))  # candle 60 opens at 95 after a close at 91
+    leg = await venue.exchange.get_order(BTC, "exit-3-sl")
+    assert (leg.status, leg.avg_price, leg.transact_time) == (OrderStatus.FILLED, D("95"), at(305))
 
 
 async def test_gap_through_the_stop_leaves_the_leg_resting_while_the_list_is_done(venue: Venue) -> None:

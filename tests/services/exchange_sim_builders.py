@@ -26,7 +26,8 @@ SECRET = "sim-test-secret-NOT-REAL-0123456789abcdef"
 START_BALANCES = {"USDT": Decimal("10000")}
 FLAT = ("100", "100.5", "99.5", "100")
 
-# 5m candles from T0: two quiet hours, then a take-profit touch, a stop-loss fill, a gap through a stop, a drift
+# 5m candles from T0: two quiet hours, then a take-profit touch, a stop-loss fill, a gap through a stop, a drift,
+# and a gap back up
 CANDLE_PATH: list[tuple[str, str, str, str]] = [
     *[FLAT] * 25,  # 0-24: 00:00-02:05
     ("100", "111", "99.5", "105"),  # 25: 02:05, reaches 110 without touching 95
@@ -35,6 +36,7 @@ CANDLE_PATH: list[tuple[str, str, str, str]] = [
     ("99", "99.5", "98.5", "99"),  # 28
     ("92", "93", "90", "91"),  # 29: 02:25, opens below 95 and never trades back up to 94
     *[("91", "91.5", "90.5", "91")] * 30,  # 30-59
+    ("95", "96", "94.5", "95.5"),  # 60: 05:00, opens at 95 after a close at 91
 ]
 
 

@@ -8,16 +8,19 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.domain.clock import SimulatedClock, ms_from_utc
 from app.domain.errors import InsufficientFunds, OrderNotFound, OrderRejected
-from app.domain.values import Balance, ListStatus, OrderStatus, Side, Timeframe
+from app.domain.values import Balance, Candle, ListStatus, OrderStatus, OrderType, Side, Timeframe
 from app.marketdata.candle_files import HEADER
 from app.marketdata.candles import CandleStore
-from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState, SimAccountStore
+from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState, SimAccountStore, SimOrder
 from app.venues.paper.exchange import MockBinanceService
 from app.venues.paper.market import SimulatedMarket
-from tests.bundled import store_bundled_rules
+from app.venues.paper.matcher import resting_sell_price, triggered_stop_price
+from tests.bundled import bundled_rules, store_bundled_rules
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 FLAT = ("100", "100.5", "99.5", "100")  # open, high, low, close of a quiet candle
@@ -141,26 +144,87 @@ async def test_a_list_answer_is_reused_only_while_nothing_changed(tmp_path: Path
     assert await service.get_oco_order_status("BTCUSDT", "L2") == cancelled
 
 
-@pytest.mark.asyncio
-async def test_stop_loss_fills_at_limit(tmp_path: Path) -> None:
-    candles = [FLAT, FLAT, FLAT, ("99", "99", "94.5", "95")]
-    service, clock = await exchange(tmp_path, candles, minutes(15))
+async def fills_of(tmp_path: Path, candle: tuple[str, str, str, str], slippage: str = "0",
+                   later: tuple[tuple[str, str, str, str], ...] = ()) -> dict[str, tuple[OrderStatus, D | None]]:
+    """The bracket (TP 110, stop 95, limit 94, placed at the close of three quiet candles) after `candle` and the
+    `later` ones have closed: each leg's status and fill price."""
+    service, clock = await exchange(tmp_path, [FLAT, FLAT, FLAT, candle, *later], minutes(15), slippage)
     await place_bracket(service)
-    clock.set(minutes(21))
-    oco = await service.get_oco_order_status("BTCUSDT", "L1")
-    assert oco.stop_loss_leg.status == OrderStatus.FILLED and oco.take_profit_leg.status == OrderStatus.EXPIRED
-    assert oco.stop_loss_leg.fills[0].price == D("94") and oco.stop_loss_leg.cumulative_quote_qty == D("94")
-    assert (await service.get_account_balance("USDT")).free == D("1000") + D("94") - D("0.094")
+    clock.set(minutes(20 + 5 * len(later)))
+    legs = (await service.get_oco_order_status("BTCUSDT", "L1")).legs
+    stop_leg = await service.get_order("BTCUSDT", "L1-sl")  # the list answer is its state when the list ended
+    return {leg.client_order_id: (leg.status, leg.fills[0].price if leg.fills else None)
+            for leg in (*legs, stop_leg)}
+
+
+TP, SL = "L1-tp", "L1-sl"
+
+
+@pytest.mark.asyncio
+async def test_a_candle_trading_through_the_stop_fills_it_at_the_stop_not_at_its_limit(tmp_path: Path) -> None:
+    """The stop (95) triggers as the price falls through it and its limit (94) is marketable: it sells at the
+    stop, though the candle's low (94.5) never reached the limit."""
+    fills = await fills_of(tmp_path, ("99", "99", "94.5", "95"))
+    assert fills == {SL: (OrderStatus.FILLED, D("95")), TP: (OrderStatus.EXPIRED, None)}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("slippage", "low", "expected"), [
+    ("0.02", "94.5", "94.98"),  # 95 x 0.9998 = 94.981, snapped down to the tick (0.01)
+    ("0.004", "94.5", "94.99"),  # 94.9962: down to the tick against the seller, not to the nearest (95.00)
+    ("0.02", "94.99", "94.99"),  # the slipped price would be below anything the candle traded: its low
+    ("2", "93", "94"),  # 93.1 would be below the limit: a limit order sells at its limit or better
+])
+async def test_a_triggered_stop_sells_at_the_stop_less_the_slippage_within_its_candle_and_limit(
+        tmp_path: Path, slippage: str, low: str, expected: str) -> None:
+    fills = await fills_of(tmp_path, ("99", "99", low, "95"), slippage)
+    assert fills[SL] == (OrderStatus.FILLED, D(expected))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("slippage", "expected"), [("0", "94.5"), ("0.02", "94.48")])
+async def test_a_candle_opening_below_the_stop_and_above_the_limit_fills_it_at_the_open(
+        tmp_path: Path, slippage: str, expected: str) -> None:
+    """Gap down: the stop triggers at the open (94.5), less the slippage (94.4811 -> 94.48), never at the limit."""
+    fills = await fills_of(tmp_path, ("94.5", "94.8", "94.2", "94.6"), slippage)
+    assert fills[SL] == (OrderStatus.FILLED, D(expected))
+
+
+@pytest.mark.asyncio
+async def test_a_candle_opening_below_the_limit_fills_the_stop_at_its_limit_when_it_trades_back_up(
+        tmp_path: Path) -> None:
+    fills = await fills_of(tmp_path, ("93", "94.5", "92", "93.5"), slippage="0.02")
+    assert fills[SL] == (OrderStatus.FILLED, D("94"))  # a resting limit: its own price, no slippage
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("later", "expected"), [
+    (("92", "93.5", "91", "93"), None),  # still below the limit: it rests on
+    (("93", "96", "92", "95"), D("94")),  # opens below the limit and trades up to it: the limit
+    (("94.5", "95", "94.2", "94.8"), D("94.5")),  # opens above the limit: the open, the first price printed there
+])
+async def test_a_stop_whose_whole_candle_is_below_its_limit_rests_and_fills_in_a_later_candle(
+        tmp_path: Path, later: tuple[str, str, str, str], expected: D | None) -> None:
+    fills = await fills_of(tmp_path, ("90", "93", "88", "92"), slippage="0.02", later=(later,))
+    assert fills[TP] == (OrderStatus.EXPIRED, None)
+    assert fills[SL] == ((OrderStatus.NEW, None) if expected is None else (OrderStatus.FILLED, expected))
 
 
 @pytest.mark.asyncio
 async def test_candle_touching_both_legs_fills_the_stop(tmp_path: Path) -> None:
-    candles = [FLAT, FLAT, FLAT, ("100", "111", "90", "100")]
-    service, clock = await exchange(tmp_path, candles, minutes(15))
-    await place_bracket(service)
-    clock.set(minutes(20))
-    oco = await service.get_oco_order_status("BTCUSDT", "L1")
-    assert oco.filled_leg is not None and oco.filled_leg.client_order_id == "L1-sl"
+    fills = await fills_of(tmp_path, ("100", "111", "90", "100"), slippage="0.02")
+    assert fills == {SL: (OrderStatus.FILLED, D("94.98")), TP: (OrderStatus.EXPIRED, None)}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("candle", "expected"), [
+    (("111", "112", "110.5", "111.5"), "111"),  # opens above it (gap up): the open, not 110 below the candle's low
+    (("111", "112", "90", "91"), "111"),  # opens above it and then falls through the stop: the open came first
+])
+async def test_a_candle_opening_above_the_take_profit_fills_it_at_the_open(
+        tmp_path: Path, candle: tuple[str, str, str, str], expected: str) -> None:
+    fills = await fills_of(tmp_path, candle, slippage="0.02")
+    assert fills == {TP: (OrderStatus.FILLED, D(expected)), SL: (OrderStatus.EXPIRED, None)}
 
 
 @pytest.mark.asyncio
@@ -178,6 +242,37 @@ async def test_stop_limit_gapped_through_rests_until_price_returns(tmp_path: Pat
     stop = await service.get_order("BTCUSDT", "L1-sl")
     assert stop.status == OrderStatus.FILLED and stop.fills[0].price == D("94")
     assert stop.transact_time == minutes(30)
+    assert (await service.get_account_balance("USDT")).free == D("1000") + D("94") - D("0.094")
+
+
+TICK = D("0.01")
+ticks = st.integers(min_value=1, max_value=20_000)
+
+
+@st.composite
+def candles_and_stops(draw: st.DrawFn) -> tuple[Candle, SimOrder]:
+    """Any candle on the tick grid that reaches a stop-limit's trigger, and the stop (limit at or below the trigger)."""
+    low, open_, close = draw(ticks), draw(ticks), draw(ticks)
+    low = min(low, open_, close)
+    high = max(open_, close) + draw(st.integers(min_value=0, max_value=500))
+    stop = low + draw(st.integers(min_value=0, max_value=2_000))
+    limit = max(1, stop - draw(st.integers(min_value=0, max_value=2_000)))
+    candle = Candle(0, open_ * TICK, high * TICK, low * TICK, close * TICK, D(1))
+    order = SimOrder(1, "L1-sl", "BTCUSDT", Side.SELL, OrderType.STOP_LOSS_LIMIT, OrderStatus.NEW, D(1),
+                     price=limit * TICK, stop_price=stop * TICK)
+    return candle, order
+
+
+@given(candles_and_stops(), st.decimals(min_value=0, max_value=5, places=3))
+def test_a_stop_fill_is_never_outside_its_candle_nor_below_its_limit(case: tuple[Candle, SimOrder],
+                                                                      slippage: D) -> None:
+    candle, stop = case
+    rules = bundled_rules()["BTCUSDT"]  # tick 0.01
+    for price in (triggered_stop_price(candle, stop, slippage, rules), resting_sell_price(candle, stop.price)):
+        if price is None:
+            assert candle.high < stop.price
+        else:
+            assert candle.low <= price <= candle.high and price >= stop.price and price % TICK == 0
 
 
 @pytest.mark.asyncio

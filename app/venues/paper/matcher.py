@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from app.domain.values import ZERO, Candle, Fill, ListStatus, OrderStatus, OrderType, Timeframe
+from app.domain.values import ZERO, Candle, Fill, ListStatus, OrderStatus, OrderType, SymbolRules, Timeframe
 from app.venues.paper.accounts import SimAccountState, SimOrder, open_orders
 from app.venues.paper.market import FIVE_MIN_MS, PaperMarket
 
@@ -84,35 +84,27 @@ class Matcher:
         return None
 
     def _apply(self, state: SimAccountState, event: _Event) -> None:
-        stop = state.orders[event.order_id]
+        stop, candle = state.orders[event.order_id], event.candle
         close_ms = event.candle_open_ms + FIVE_MIN_MS
         stop.next_candle_ms = close_ms
-        if not stop.triggered:
+        if stop.triggered:
+            price = resting_sell_price(candle, stop.price)
+        else:
             take_profit = _take_profit_leg(state, stop)
-            if take_profit is not None and event.candle.low > (stop.stop_price or ZERO):
-                self._finish_list(state, stop, take_profit, filled=take_profit, at_ms=close_ms)
+            if take_profit is not None and (price := _take_profit_fill(candle, stop, take_profit)) is not None:
+                _finish_list(state, stop, expired=stop, at_ms=close_ms)
+                self.fill_sell(state, take_profit, price, close_ms)
                 return
             self._trigger_stop(state, stop, take_profit, close_ms)
-        if event.candle.high >= stop.price:
-            self.fill_sell(state, stop, stop.price, close_ms)
+            price = triggered_stop_price(candle, stop, self._market.slippage_pct, self._market.rules(stop.symbol))
+        if price is not None:
+            self.fill_sell(state, stop, price, close_ms)
 
     def _trigger_stop(self, state: SimAccountState, stop: SimOrder, take_profit: SimOrder | None, at_ms: int) -> None:
         stop.triggered = True
         stop.transact_ms = at_ms
         if take_profit is not None:
-            self._finish_list(state, stop, take_profit, filled=None, at_ms=at_ms)
-        state.revision += 1
-
-    def _finish_list(
-        self, state: SimAccountState, stop: SimOrder, take_profit: SimOrder, filled: SimOrder | None, at_ms: int
-    ) -> None:
-        """The OCO rule: the other leg expires; the list is done even while a triggered stop still rests."""
-        expired = stop if filled is take_profit else take_profit
-        expired.status = OrderStatus.EXPIRED
-        expired.transact_ms = at_ms
-        state.order_lists[stop.order_list_id].status = ListStatus.ALL_DONE
-        if filled is not None:
-            self.fill_sell(state, filled, filled.price, at_ms)
+            _finish_list(state, stop, expired=take_profit, at_ms=at_ms)
         state.revision += 1
 
     def fill_sell(self, state: SimAccountState, order: SimOrder, price: Decimal, at_ms: int) -> None:
@@ -135,6 +127,14 @@ def _watched_stops(state: SimAccountState) -> list[SimOrder]:
     return [o for o in open_orders(state) if o.type == OrderType.STOP_LOSS_LIMIT]
 
 
+def _finish_list(state: SimAccountState, stop: SimOrder, expired: SimOrder, at_ms: int) -> None:
+    """The OCO rule: the other leg expires; the list is done even while a triggered stop still rests."""
+    expired.status = OrderStatus.EXPIRED
+    expired.transact_ms = at_ms
+    state.order_lists[stop.order_list_id].status = ListStatus.ALL_DONE
+    state.revision += 1
+
+
 def _take_profit_leg(state: SimAccountState, stop: SimOrder) -> SimOrder | None:
     order_list = state.order_lists.get(stop.order_list_id)
     if order_list is None or order_list.status != ListStatus.EXECUTING:
@@ -146,3 +146,46 @@ def _touches(candle: Candle, stop: SimOrder, take_profit: SimOrder | None) -> bo
     if take_profit is None:
         return candle.high >= stop.price
     return candle.low <= (stop.stop_price or ZERO) or candle.high >= take_profit.price
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fill prices. Every fill the matcher books lies inside the [low, high] of its candle: the 5m candle in which it
+# filled, the one that closed at the fill's time (`transact_ms`). Inside a candle the data shows the open first,
+# then only the range: an order the open already crosses fills at the open; one the price reaches later fills where
+# it was reached. (Market orders are priced elsewhere: see OrderEntry.market_order.)
+
+
+def resting_sell_price(candle: Candle, limit: Decimal) -> Decimal | None:
+    """A sell limit resting on the book (a take-profit, or a triggered stop waiting for its limit): None while the
+    candle stays below it (high < limit); its limit when the candle opens below and trades up to it; the open when
+    the candle opens at or above it (a gap over it). On the exchange the gap would have filled it at its limit as the
+    price passed through, but no trade printed there (the previous candle closed below, this one opened above), so
+    the open, the nearest price the market printed, is booked instead; it is better by at most the gap."""
+    if candle.high < limit:
+        return None
+    return max(limit, candle.open)
+
+
+def triggered_stop_price(candle: Candle, stop: SimOrder, slippage_pct: Decimal, rules: SymbolRules) -> Decimal | None:
+    """A sell stop-limit its candle triggers (low <= stop price): the best price the candle offers at or above its
+    limit. The stop triggers where the candle first trades at or below the stop price: at the stop price when the
+    candle opens above it and trades through it, at the open when the candle opens below it (a gap down). Its limit
+    order is then marketable if that price is at or above the limit, and sells like a market order: at that price
+    less the slippage (SIM_SLIPPAGE_PCT, snapped to the tick against the seller), but never below the limit (a limit
+    order) nor below the candle's low (no trade printed lower). An open below the limit leaves the order resting:
+    it fills at its limit if the candle trades back up to it, else it waits for a later candle."""
+    trigger = min(candle.open, stop.stop_price or ZERO)
+    if trigger < stop.price:
+        return resting_sell_price(candle, stop.price)
+    slipped = rules.round_price_down(trigger * (1 - slippage_pct / Decimal(100)))
+    return max(slipped, stop.price, candle.low)
+
+
+def _take_profit_fill(candle: Candle, stop: SimOrder, take_profit: SimOrder) -> Decimal | None:
+    """The take-profit's fill price when a candle fills it before the stop, else None. The stop comes first
+    whenever the candle trades down to its trigger (the order of prices inside a candle is unknown: the worse case
+    is taken), unless the candle opens at or above the take-profit, which then filled at once."""
+    price = resting_sell_price(candle, take_profit.price)
+    if price is None or (candle.low <= (stop.stop_price or ZERO) and candle.open < take_profit.price):
+        return None
+    return price

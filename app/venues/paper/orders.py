@@ -153,6 +153,11 @@ class OrderEntry:
         self._market = market
 
     def market_order(self, state: SimAccountState, now_ms: int, request: MarketRequest) -> Order:
+        """Fills at once at the last price, the close of the 5m candle closed last at `now_ms` (its candle), moved
+        against the taker by the slippage and snapped to the tick. The slippage stands for the spread and the move
+        between that last trade and the order's arrival, which no candle records: the one fill price that may lie
+        outside its candle, by the slippage and no more (with no slippage it is the close). Resting orders fill
+        inside their candle: see the matcher."""
         symbol, side, qty, client_order_id = request.symbol, request.side, request.quantity, request.client_order_id
         rules = self._market.rules(symbol)
         last = self._market.last_price(symbol, now_ms)
