@@ -1,10 +1,14 @@
 """The edge test: the run's entries against as many entries at seeded random cycles, with the same exits and costs.
 
-Each repetition draws, for every trade of the run, a random cycle of the run on the same symbol and gives it that
-trade's stop and target distances; all go through the same exit model (app/backtest/exit_simulation.py), and so do
-the run's own entries (so both sides are measured alike: the books' rounding and dust play no part). The statistic
-is the mean net return per trade. p is one-sided, (1 + repetitions at least as good) / (1 + repetitions): small
-when the entries beat chance. Floats throughout: this is a statistic, not money.
+Each repetition moves every trade of the run to a random cycle on the same symbol, keeping its stop and target
+distances: all entries of a repetition are rotated by one seeded random offset (wrapping round the span), so the
+random entries keep the run's pattern (one position per symbol at a time, entries of several symbols at the same
+hour) and only their timing against the prices changes. Drawing each cycle on its own instead spreads the random
+means wider than the run's, and p comes out too large (measured on random analysts: the z-score's spread 0.81 for
+independent draws, 0.92 for the rotation, 1 being exact). The random entries and the run's own go through the
+same exit model (app/backtest/exit_simulation.py), so both are measured alike (the books' rounding and dust play no
+part). The statistic is the mean net return per trade; p is one-sided, (1 + repetitions at least as good) /
+(1 + repetitions): small when the entries beat chance. Floats throughout: this is a statistic, not money.
 """
 
 from __future__ import annotations
@@ -62,30 +66,29 @@ class EdgeTest:
 def run_edge_test(trades: Sequence[PlannedTrade], tapes: Mapping[str, SymbolTape], model: ExitModel, seed: int,
                   repetitions: int = EDGE_REPETITIONS) -> EdgeTest:
     """The run's trades and `repetitions` sets of random entries through the same exits (deterministic per seed)."""
-    draws = np.random.default_rng(seed).random((repetitions, len(trades)))
+    offsets = np.random.default_rng(seed).random(repetitions)  # of each symbol's span, one per repetition
     strategy = Returns(np.empty(len(trades)), np.empty(len(trades)))
-    gross, net = np.empty_like(draws), np.empty_like(draws)
+    gross, net = np.empty((repetitions, len(trades))), np.empty((repetitions, len(trades)))
     for symbol, tape in tapes.items():
         columns = np.array([k for k, t in enumerate(trades) if t.symbol == symbol], dtype=np.int64)
         if len(columns) == 0:
             continue
-        own = simulate(tape, _entries([trades[k] for k in columns], None), model)
+        planned = [trades[k] for k in columns]
+        own_rows = np.array([t.row for t in planned], dtype=np.int64)
+        own = simulate(tape, _entries(planned, own_rows[None, :]), model)
         strategy.gross_pct[columns], strategy.net_pct[columns] = own.gross_pct, own.net_pct
-        rows = (draws[:, columns] * len(tape)).astype(np.int64)  # a uniform cycle of the run, per repetition
-        drawn = simulate(tape, _entries([trades[k] for k in columns], rows), model)
+        rows = (own_rows[None, :] + (offsets[:, None] * len(tape)).astype(np.int64)) % len(tape)
+        drawn = simulate(tape, _entries(planned, rows), model)
         gross[:, columns] = drawn.gross_pct.reshape(rows.shape)
         net[:, columns] = drawn.net_pct.reshape(rows.shape)
     return EdgeTest(strategy, gross.mean(axis=1), net.mean(axis=1))
 
 
-def _entries(trades: Sequence[PlannedTrade], random_rows: np.ndarray | None) -> Entries:
-    """The trades' own entries, or (random_rows: repetitions x trades) random ones with the same distances."""
+def _entries(trades: Sequence[PlannedTrade], rows: np.ndarray) -> Entries:
+    """Entries at `rows` (sets x trades) with the trades' stop and target distances."""
     stops = np.array([t.stop_distance for t in trades])
     targets = np.array([t.target_distance for t in trades])
-    if random_rows is None:
-        return Entries(np.array([t.row for t in trades], dtype=np.int64), stops, targets)
-    repeat = random_rows.shape[0]
-    return Entries(random_rows.ravel(), np.tile(stops, repeat), np.tile(targets, repeat))
+    return Entries(rows.ravel(), np.tile(stops, rows.shape[0]), np.tile(targets, rows.shape[0]))
 
 
 # ---- from a backtest ------------------------------------------------------------------------------------------
@@ -140,7 +143,8 @@ def _test_figures(test: EdgeTest) -> dict[str, Any]:
                      "gross_pct_per_trade": round(float(test.strategy.gross_pct.mean()), 4)},
         "random": {"net_pct_per_trade": round(float(test.random_net_pct.mean()), 4),
                    "gross_pct_per_trade": round(float(test.random_gross_pct.mean()), 4),
-                   **{f"net_pct_p{q}": round(float(np.percentile(test.random_net_pct, q)), 4) for q in (5, 50, 95)}},
+                   **{f"net_pct_p{q}": round(float(np.percentile(test.random_net_pct, q)), 4) for q in (5, 50, 95)},
+                   "net_pct_by_repetition": [round(float(v), 4) for v in test.random_net_pct]},
     }
 
 
