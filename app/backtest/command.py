@@ -275,7 +275,7 @@ def write_outputs(out: Path, report: Mapping[str, Any], result: BacktestResult, 
     from app.backtest.charts import write_charts, write_html  # matplotlib loads only when files are wanted
 
     write_files(out, report, result)
-    charts = write_charts(result, candles, out)
+    charts = write_charts(result, candles, out, report.get("edge"))
     write_html(report, charts, out / "report.html")
 
 
