@@ -174,6 +174,7 @@ def _backtest(args: argparse.Namespace) -> int:
             data=args.data, balance=parse_decimal(args.balance, "--balance"), analyzer=args.analyzer,
             seed=args.seed, config=args.config, out=args.out, quiet=args.quiet, decisions=args.decisions,
             live_misses=args.live_misses, workers=args.workers, allow_errors=args.allow_errors,
+            edge_repetitions=args.edge_repetitions,
         )
         return run_command(options, build_backtest_engine, time.perf_counter)
     except ERRORS as e:
@@ -202,7 +203,15 @@ def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser])
                     "engine (default: BACKTEST_WORKERS, else one per CPU core, none on one core; 0: none)")
     bt.add_argument("--allow-errors", action="store_true",
                     help="exit 0 even when errors happened during the run (they are listed either way)")
+    bt.add_argument("--edge-repetitions", type=_positive, default=200, metavar="N",
+                    help="sets of random entries the report's edge test compares the run's entries with (default 200)")
     bt.set_defaults(run=_backtest)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return int(text)
 
 
 def _workers(text: str) -> int:

@@ -71,8 +71,28 @@ def _colour_key(label: str) -> str:
     return label if label in EXIT_COLOURS else "other"
 
 
-def write_charts(result: BacktestResult, candles: CandleStore, out: Path) -> list[Path]:
+def edge_chart(edge: Mapping[str, Any], path: Path) -> Path:
+    """The random entries' mean net P&L per trade, one per repetition, and where the run's entries fall."""
+    fig, ax = plt.subplots(figsize=(11, 4))
+    draws = edge["random"]["net_pct_by_repetition"]
+    ax.hist(draws, bins=min(40, max(10, len(draws) // 5)), color="0.6", label=f"{len(draws)} sets of random entries")
+    ax.axvline(edge["strategy"]["net_pct_per_trade"], color="tab:blue", linewidth=2, label="the run's entries")
+    ax.set_xlabel("mean net P&L per trade (%)")
+    ax.set_ylabel("sets")
+    ax.set_title(f"Edge test: {edge['statement']}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_charts(result: BacktestResult, candles: CandleStore, out: Path,
+                 edge: Mapping[str, Any] | None = None) -> list[Path]:
     paths = [equity_chart(result, out / "equity.png")]
+    if edge is not None and "random" in edge:
+        paths.append(edge_chart(edge, out / "edge.png"))
     traded = {t.symbol for t in result.trades}
     for symbol in [s for s in result.spec.symbols if s in traded or s in result.spec.config.symbols]:
         paths.append(price_chart(result, candles, symbol, out / f"price_{symbol}.png"))
@@ -100,10 +120,36 @@ def _counts(counts: Mapping[str, int], title: str) -> str:
     return _table({k: {"count": v} for k, v in counts.items()}, title)
 
 
+EDGE_HELP = (
+    "Each set of random entries takes every trade of the run to another cycle of the same symbol (all by one seeded "
+    "random shift, so their pattern stays) with the trade's own stop and target distances, and runs it through the "
+    "same exits, fees and slippage. <b>Entries add</b> is the run's mean net P&amp;L per trade less the random sets' "
+    "average; <b>percentile</b> the share of random sets the run beat; <b>p</b> the chance that entries with no "
+    "edge do as well (below 0.05: unlikely to be luck). Gross is before fees. Buy and hold at the run's exposure "
+    "is what holding the symbols with only the share of equity the run kept in positions would have made."
+)
+
+
+def _edge_section(edge: Mapping[str, Any] | None) -> str:
+    if edge is None:
+        return ""
+    rows: dict[str, dict[str, Any]] = {}
+    for label, key in (("the run's entries (replayed)", "strategy"), ("random entries (average)", "random"),
+                       ("the run's trades as booked", "booked")):
+        if key in edge:
+            rows[label] = {"net % per trade": edge[key]["net_pct_per_trade"],
+                           "gross % per trade": edge[key]["gross_pct_per_trade"]}
+    exposure = {"exposure %": edge["exposure_pct"], "buy and hold at that exposure %": edge["buy_and_hold_at_exposure_pct"],
+                "buy and hold %": edge["buy_and_hold_pct"]}
+    return (f"<h2>Edge test</h2><p><b>{html.escape(edge['statement'])}</b></p>{_table(rows, 'per trade')}"
+            f"{_table({'run': exposure}, '')}<p>{EDGE_HELP}</p>")
+
+
 def write_html(report: Mapping[str, Any], charts: Sequence[Path], path: Path) -> Path:
     """One file with everything inline (PNGs as base64), so it can be mailed or archived on its own."""
     sections = [
         f"<h1>TRD Bot backtest</h1><pre>{html.escape(summary_text(report))}</pre>",
+        _edge_section(report.get("edge")),
         "<h2>Charts</h2>" + "".join(_img(p) for p in charts),
         "<h2>Exit reasons</h2>" + _table(report["exit_reasons"], "exit reason"),
         "<h2>Per symbol</h2>" + _table(report["per_symbol"], "symbol"),

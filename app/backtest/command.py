@@ -19,6 +19,8 @@ from pydantic import ValidationError
 from app.analysts.replay import RecordedAnswer, read_recorded_answers
 from app.backtest.ahead import WorkerFailed
 from app.backtest.data import cut_candles, load_candles, plan_span
+from app.backtest.edge import EDGE_REPETITIONS, edge_report
+from app.backtest.exit_simulation import ExitModel
 from app.backtest.report import build_report, summary_text, write_files
 from app.backtest.runner import BacktestEngine, BacktestResult, BacktestSpec, run_backtest
 from app.config import Settings
@@ -56,6 +58,7 @@ class BacktestOptions:
     live_misses: bool = False
     workers: int | None = None  # processes analysing cycles ahead (None: BACKTEST_WORKERS, else one per core)
     allow_errors: bool = False  # errors during the run (refused orders, failed analyses) still exit 0
+    edge_repetitions: int = EDGE_REPETITIONS  # sets of random entries the edge test compares the run's entries with
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -220,6 +223,7 @@ def run_command(options: BacktestOptions, build_engine: EngineBuilder, timer: Ca
     elapsed = timer() - began
     extra = {"requested_start": span.requested_start.isoformat(), "seed": options.seed, "analyzer": options.analyzer,
              "rules": {s: rules[s].source.value for s in universe}, "warnings": warnings}
+    extra["edge"] = edge_report(result, candles, exit_model(settings, config), options.seed, options.edge_repetitions)
     report = build_report(result, candles, extra)
     print(summary_text(report))
     print(f"  speed            {result.cycles / max(elapsed, 1e-9):,.0f} cycles/s ({elapsed:.2f} s)")
@@ -232,6 +236,12 @@ def run_command(options: BacktestOptions, build_engine: EngineBuilder, timer: Ca
               "fix their cause, or accept them with --allow-errors", file=sys.stderr)
         return 1
     return 0
+
+
+def exit_model(settings: Settings, config: TradingConfig) -> ExitModel:
+    """The simulated exchange's costs and the run's exit rules, for the edge test."""
+    return ExitModel.of(settings.sim_fee_rate, settings.sim_slippage_pct, settings.stop_limit_gap_pct,
+                        config.position_timeout_minutes)
 
 
 def _universe(selection: Selection, rules: Mapping[str, SymbolRules], candles: CandleStore, start: datetime,
@@ -269,7 +279,7 @@ def write_outputs(out: Path, report: Mapping[str, Any], result: BacktestResult, 
     from app.backtest.charts import write_charts, write_html  # matplotlib loads only when files are wanted
 
     write_files(out, report, result)
-    charts = write_charts(result, candles, out)
+    charts = write_charts(result, candles, out, report.get("edge"))
     write_html(report, charts, out / "report.html")
 
 

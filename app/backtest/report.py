@@ -304,6 +304,7 @@ def summary_text(report: Mapping[str, Any]) -> str:
         f"  best / worst     {_fmt(best and best['profit_loss_pct'], ' %')} / {_fmt(worst and worst['profit_loss_pct'], ' %')}"
         f"   fees paid {report['fees_paid']} USDT",
     ]
+    lines += _edge_lines(report.get("edge"))
     lines += _table("exit reason", report["exit_reasons"]) + _table("symbol", report["per_symbol"])
     lines += error_lines(report["errors"])
     rejected = report["rejected_signals"]
@@ -319,6 +320,21 @@ def error_lines(errors: Mapping[str, Any]) -> list[str]:
     kinds = ", ".join(f"{kind} x{n}" for kind, n in list(errors["by_kind"].items())[:4])
     return [f"  ERRORS           {errors['count']} during the run: {kinds}",
             *(f"    {line}" for line in errors["first"])]
+
+
+def _edge_lines(edge: Mapping[str, Any] | None) -> list[str]:
+    """The edge test (app/backtest/edge.py): the entries against random ones, gross beside net, exposure."""
+    if edge is None:
+        return []
+    lines = [f"  edge test        {edge['statement']}"]
+    if "strategy" in edge:
+        own, chance = edge["strategy"], edge["random"]
+        lines.append(f"                   per trade: net {own['net_pct_per_trade']:+.3f} %, gross "
+                     f"{own['gross_pct_per_trade']:+.3f} % before fees; {edge['repetitions']} x {edge['trades']} "
+                     f"random entries: net {chance['net_pct_per_trade']:+.3f} %, gross {chance['gross_pct_per_trade']:+.3f} %")
+    lines.append(f"  exposure         {edge['exposure_pct']:.2f} % of equity on average: buy and hold at that exposure "
+                 f"{edge['buy_and_hold_at_exposure_pct']:+.3f} % (fully invested {edge['buy_and_hold_pct']:+.3f} %)")
+    return lines
 
 
 def _table(title: str, rows: Mapping[str, Mapping[str, Any]]) -> list[str]:

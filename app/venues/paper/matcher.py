@@ -10,6 +10,7 @@ import numpy as np
 
 from app.domain.values import ZERO, Candle, Fill, ListStatus, OrderStatus, OrderType, SymbolRules, Timeframe
 from app.venues.paper.accounts import SimAccountState, SimOrder, open_orders
+from app.venues.paper.fill_rules import resting_limit_sell_price, triggered_stop_limit_sell_price
 from app.venues.paper.market import FIVE_MIN_MS, PaperMarket
 
 
@@ -161,24 +162,16 @@ def resting_sell_price(candle: Candle, limit: Decimal) -> Decimal | None:
     the candle opens at or above it (a gap over it). On the exchange the gap would have filled it at its limit as the
     price passed through, but no trade printed there (the previous candle closed below, this one opened above), so
     the open, the nearest price the market printed, is booked instead; it is better by at most the gap."""
-    if candle.high < limit:
-        return None
-    return max(limit, candle.open)
+    return resting_limit_sell_price(candle.open, candle.high, limit)
 
 
 def triggered_stop_price(candle: Candle, stop: SimOrder, slippage_pct: Decimal, rules: SymbolRules) -> Decimal | None:
     """A sell stop-limit its candle triggers (low <= stop price): the best price the candle offers at or above its
-    limit. The stop triggers where the candle first trades at or below the stop price: at the stop price when the
-    candle opens above it and trades through it, at the open when the candle opens below it (a gap down). Its limit
-    order is then marketable if that price is at or above the limit, and sells like a market order: at that price
-    less the slippage (SIM_SLIPPAGE_PCT, snapped to the tick against the seller), but never below the limit (a limit
-    order) nor below the candle's low (no trade printed lower). An open below the limit leaves the order resting:
-    it fills at its limit if the candle trades back up to it, else it waits for a later candle."""
-    trigger = min(candle.open, stop.stop_price or ZERO)
-    if trigger < stop.price:
-        return resting_sell_price(candle, stop.price)
-    slipped = rules.round_price_down(trigger * (1 - slippage_pct / Decimal(100)))
-    return max(slipped, stop.price, candle.low)
+    limit (fill_rules.triggered_stop_limit_sell_price, the rule the backtest's edge test replays too), snapped down
+    to the tick against the seller; None while it rests."""
+    price = triggered_stop_limit_sell_price(candle.open, candle.high, candle.low, stop.stop_price or ZERO,
+                                            stop.price, slippage_pct / Decimal(100))
+    return None if price is None else rules.round_price_down(price)
 
 
 def _take_profit_fill(candle: Candle, stop: SimOrder, take_profit: SimOrder) -> Decimal | None:
