@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     min_target_distance_pct: Decimal = Field(Decimal("1.5"), gt=0, le=100)
     max_target_distance_pct: Decimal = Field(Decimal("5"), gt=0, le=100)
     daily_trade_limit: int = Field(5, ge=1, le=100)
+    daily_pacing: bool = True  # at most floor(limit x elapsed fraction of the UTC day) + 1 entries so far
     max_open_positions: int = Field(3, ge=1, le=20)
     position_timeout_minutes: int = Field(480, ge=5, le=10080)
     trading_hours_start: time | None = None

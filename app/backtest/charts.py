@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from app.backtest.report import drawdown_series, exit_label, summary_text
+from app.backtest.report import drawdown_series, entries_by_hour, exit_label, summary_text
 from app.backtest.runner import BacktestResult
 from app.domain.clock import ms_from_utc
 from app.domain.values import Timeframe
@@ -88,9 +88,25 @@ def edge_chart(edge: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
+def hours_chart(result: BacktestResult, path: Path) -> Path:
+    """Entries per hour of the UTC day: a budget spent at midnight shows as one tall bar."""
+    counts = entries_by_hour(result.trades)
+    fig, ax = plt.subplots(figsize=(11, 2.8))
+    ax.bar(range(24), counts, color="tab:blue")
+    ax.set_xticks(range(24))
+    ax.set_xlabel("hour of entry (UTC)")
+    ax.set_ylabel("entries")
+    ax.set_title(f"Entries by hour of day ({sum(counts)} in all)")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def write_charts(result: BacktestResult, candles: CandleStore, out: Path,
                  edge: Mapping[str, Any] | None = None) -> list[Path]:
-    paths = [equity_chart(result, out / "equity.png")]
+    paths = [equity_chart(result, out / "equity.png"), hours_chart(result, out / "entries_by_hour.png")]
     if edge is not None and "random" in edge:
         paths.append(edge_chart(edge, out / "edge.png"))
     traded = {t.symbol for t in result.trades}

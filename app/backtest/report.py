@@ -239,7 +239,16 @@ def build_report(result: BacktestResult, candles: CandleStore, extra: Mapping[st
         "risk_rejections_by_rule": dict(sorted(result.rejections.items())),
         "events": dict(sorted(result.events.items())),
         "errors": error_summary(result.errors),
+        "entries_by_hour_utc": entries_by_hour(result.trades),
     }
+
+
+def entries_by_hour(trades: Sequence[TradeRecord]) -> list[int]:
+    """How many entries each hour of the UTC day saw (index 0 = 00:00-00:59): where the daily budget is spent."""
+    counts = [0] * 24
+    for trade in trades:
+        counts[trade.executed_at.hour] += 1
+    return counts
 
 
 ERRORS_SHOWN = 5
@@ -306,12 +315,19 @@ def summary_text(report: Mapping[str, Any]) -> str:
     ]
     lines += _edge_lines(report.get("edge"))
     lines += _table("exit reason", report["exit_reasons"]) + _table("symbol", report["per_symbol"])
-    lines += error_lines(report["errors"])
+    lines += error_lines(report["errors"]) + hour_lines(report.get("entries_by_hour_utc"))
     rejected = report["rejected_signals"]
     if rejected:
         lines.append("  rejected signals: " + ", ".join(f"{reason} x{n}" for reason, n in list(rejected.items())[:8]))
     lines += [f"  warning          {warning}" for warning in report.get("warnings", ())]
     return "\n".join(lines)
+
+
+def hour_lines(counts: Sequence[int] | None) -> list[str]:
+    if not counts or not any(counts):
+        return []
+    blocks = [" ".join(f"{n:>3}" for n in counts[h:h + 12]) for h in (0, 12)]
+    return [f"  entries by hour  00-11h {blocks[0]}", f"    (UTC)        12-23h {blocks[1]}"]
 
 
 def error_lines(errors: Mapping[str, Any]) -> list[str]:

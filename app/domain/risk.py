@@ -37,6 +37,7 @@ class RiskLimits:
     min_target_distance_pct: Decimal = Decimal("1.5")
     max_target_distance_pct: Decimal = Decimal("5")
     daily_trade_limit: int = 5
+    daily_pacing: bool = True  # the day's entries spread over it (RiskRules.check_daily_pace)
     max_open_positions: int = 3
     position_timeout_minutes: int = 480
     sr_touch_threshold_pct: Decimal = Decimal("0.5")

@@ -216,6 +216,7 @@ class RiskManager:
             rules.check_open_positions(context.open_symbols, context.config),
             rules.check_symbol_not_held(features.symbol, context.open_symbols),
             rules.check_daily_limit(context),
+            rules.check_daily_pace(context),
             rules.check_balance(context),
             rules.check_regime(features.regime),
             *rules.check_exit_plan(entry, stop, target),

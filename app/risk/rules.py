@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from decimal import Decimal
 
@@ -9,6 +10,12 @@ from app.domain.risk import RiskLimits, TradingConfig, UserRiskContext
 from app.domain.values import Reason, RegimeAnalysis, Signal, SignalType, SymbolRules, hold_reason
 
 HUNDRED = Decimal("100")
+
+
+def daily_allowance(cap: int, now: datetime) -> int:
+    """How many of the day's `cap` entries may have been made by `now`: floor(cap x elapsed fraction) + 1."""
+    elapsed = (now.hour * 3600 + now.minute * 60 + now.second) / 86400
+    return min(cap, math.floor(cap * elapsed) + 1)
 
 
 def _pct(part: Decimal, whole: Decimal) -> Decimal:
@@ -62,6 +69,20 @@ class RiskRules:
         done, cap = context.entries_today, context.config.daily_trade_limit
         if done >= cap:
             return Reason("daily trade limit reached", f"daily trade limit reached: {done} of {cap} entries today")
+        return None
+
+    def check_daily_pace(self, context: UserRiskContext) -> Reason | None:
+        """The day's budget is spread over the day: by a given time, at most floor(limit x the elapsed fraction of
+        the UTC day) + 1 entries (a limit of 5: one from midnight, two from 04:48, ... five from 19:12), so the
+        budget is not spent in the first cycles after midnight (which, with an analyst whose buys come every hour,
+        made the clock, not the quality bar, pick the day's trades)."""
+        if not self._limits.daily_pacing:
+            return None
+        done, cap = context.entries_today, context.config.daily_trade_limit
+        allowed = daily_allowance(cap, context.cycle_time)
+        if allowed <= done < cap:
+            return Reason("daily budget paced", f"daily budget paced: {done} of {cap} entries today, at most "
+                          f"{allowed} by {context.cycle_time:%H:%M} UTC")
         return None
 
     def check_balance(self, context: UserRiskContext) -> Reason | None:

@@ -107,3 +107,17 @@ def test_errors_during_the_run_fail_it_unless_allowed(tmp_path: Path, capsys: py
     assert code == 1 and "error(s) during the run" in captured.err and "--allow-errors" in captured.err
     assert "ERRORS" in captured.out and "PERCENT_PRICE_BY_SIDE" in captured.out
     assert main([*args, "--allow-errors"]) == 0
+
+
+def test_the_report_shows_entries_by_hour_of_day(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["backtest", "--quiet", "--symbols", "BTCUSDT,ETHUSDT", "--start", "2025-10-01", "--end",
+                 "2025-10-08", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    hours = report["entries_by_hour_utc"]
+    rows = (tmp_path / "trades.csv").read_text().splitlines()[1:]
+    expected = [0] * 24
+    for row in rows:
+        expected[int(row.split(",")[2][11:13])] += 1  # entry_time, ISO UTC
+    assert code == 0 and len(hours) == 24 and hours == expected and sum(hours) == report["trades"] > 0
+    assert "entries by hour" in out and (tmp_path / "entries_by_hour.png").stat().st_size > 0

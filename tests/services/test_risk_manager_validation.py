@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from analysis_builders import buy, make_context, make_features, make_rules
+from analysis_builders import CYCLE, buy, make_context, make_features, make_rules
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,6 +61,28 @@ def test_symbol_already_held() -> None:
 def test_daily_trade_limit() -> None:
     reasons = reasons_for(context=make_context(entries_today=5))
     assert reasons == ("daily trade limit reached: 5 of 5 entries today",)
+
+
+def test_the_daily_budget_is_spread_over_the_day() -> None:
+    """Five a day: floor(5 x 300/86400) + 1 = 1 by 00:05, floor(5 x 0.5) + 1 = 3 by noon, 5 from 19:12; the limit
+    itself still says the last word."""
+    midnight = CYCLE.replace(hour=0, minute=5)
+    noon = CYCLE.replace(hour=12, minute=0)
+    paced = "daily budget paced: 1 of 5 entries today, at most 1 by 00:05 UTC"
+    assert reasons_for(context=make_context(entries_today=1, cycle_time=midnight)) == (paced,)
+    assert RISK.validate_trade_signal(buy(), make_features(), make_context(entries_today=0,
+                                                                           cycle_time=midnight)).approved
+    assert RISK.validate_trade_signal(buy(), make_features(), make_context(entries_today=2, cycle_time=noon)).approved
+    assert reasons_for(context=make_context(entries_today=3, cycle_time=noon)) == (
+        "daily budget paced: 3 of 5 entries today, at most 3 by 12:00 UTC",)
+    evening = CYCLE.replace(hour=19, minute=15)
+    assert RISK.validate_trade_signal(buy(), make_features(), make_context(entries_today=4,
+                                                                           cycle_time=evening)).approved
+    assert reasons_for(context=make_context(entries_today=5, cycle_time=evening)) == (
+        "daily trade limit reached: 5 of 5 entries today",)
+    unpaced = RiskManager(replace(RiskLimits(), daily_pacing=False))
+    assert unpaced.validate_trade_signal(buy(), make_features(), make_context(entries_today=1,
+                                                                             cycle_time=midnight)).approved
 
 
 def test_balance_below_minimum() -> None:
