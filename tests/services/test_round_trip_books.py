@@ -4,7 +4,6 @@ leaves valued at its exit price. Two weeks of real candles, four symbols, in Dec
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,7 +13,7 @@ from app.container import Container
 from app.domain.clock import SimulatedClock
 from app.domain.records import Remainder
 from app.domain.values import ZERO, TradeStatus
-from tests.books import carried_cost
+from tests.books import add_paper_user, carried_cost
 
 START = datetime(2025, 10, 6, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
@@ -31,18 +30,12 @@ def _base_fees(order: dict[str, Any]) -> Decimal:
 async def test_each_trade_books_its_own_round_trip(settings: Settings) -> None:
     clock = SimulatedClock(START)
     container = Container(settings, market_clock=clock)
-    async with container.uow() as uow:
-        user = await uow.users.add("trader", "trader@example.com", "hash", clock.now())
-        config = dataclasses.replace(container.default_config(user.id), is_active=True, symbols=SYMBOLS)
-        await uow.configs.create(config, clock.now())
-        await uow.portfolios.create(user.id, settings.paper_start_balance, clock.now())
-        await container.open_paper_account(uow, user.id)
-        await uow.commit()
+    user_id = await add_paper_user(container, clock.now(), symbols=SYMBOLS)
     while clock.now() < START + timedelta(days=14):
         clock.advance(timedelta(minutes=5))
         await container.bot.run_cycle(clock.now())
-    trades = await container.bot_trades(user.id)
-    exchange = await container.exchanges.for_user(user.id)
+    trades = await container.bot_trades(user_id)
+    exchange = await container.exchanges.for_user(user_id)
     orders = (await exchange.state_snapshot())["orders"]
     by_id = {o["client_order_id"]: o for o in orders}
     carried = {symbol: Remainder() for symbol in SYMBOLS}
@@ -69,6 +62,6 @@ async def test_each_trade_books_its_own_round_trip(settings: Settings) -> None:
     usdt = (await exchange.get_account_balance("USDT")).total
     realised = sum((t.profit_loss or ZERO for t in trades if t.status == TradeStatus.CLOSED), ZERO)
     open_cost = sum((t.amount * t.price for t in trades if t.status == TradeStatus.FILLED), ZERO)
-    assert usdt + await carried_cost(container.uow, user.id, SYMBOLS) == (
+    assert usdt + await carried_cost(container.uow, user_id, SYMBOLS) == (
         settings.paper_start_balance + realised - open_cost)
     await container.db.dispose()

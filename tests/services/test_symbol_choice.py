@@ -3,7 +3,6 @@ closed before it, once per cycle however many users ask."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,7 +17,7 @@ from app.domain.values import ZERO, RulesSource, Timeframe, TradeStatus
 from app.marketdata.candles import CandleStore
 from app.marketdata.directory import CandleDirectory
 from app.marketdata.exchange_info import rules_for_candles
-from tests.books import carried_cost
+from tests.books import add_paper_user, carried_cost
 
 START = datetime(2025, 9, 8, tzinfo=UTC)
 
@@ -33,17 +32,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 async def _users(container: Container, clock: SimulatedClock, *configs: dict[str, object]) -> list[int]:
-    ids = []
-    async with container.uow() as uow:
-        for n, changes in enumerate(configs):
-            user = await uow.users.add(f"user{n}", f"user{n}@example.com", "hash", clock.now())
-            config = dataclasses.replace(container.default_config(user.id), is_active=True, **changes)
-            await uow.configs.create(config, clock.now())
-            await uow.portfolios.create(user.id, container.settings.paper_start_balance, clock.now())
-            await container.open_paper_account(uow, user.id)
-            ids.append(user.id)
-        await uow.commit()
-    return ids
+    return [await add_paper_user(container, clock.now(), f"user{n}", **changes) for n, changes in enumerate(configs)]
 
 
 async def test_a_pair_with_only_candle_files_trades_on_inferred_rules(settings: Settings, data_dir: Path) -> None:
