@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     user_rate_limit_seconds: int = Field(300, ge=0)
 
     # Risk rules (DESIGN.md section 5)
+    # the rule-based confidence is a rank (app/analysts/rule_confidence.py): 60 turns away setups scoring below
+    # about the lowest fifth of the calibration's, the part that won least often; higher bars found no better
+    # trades on 2022-2025 (README, The analysts)
     min_signal_confidence: int = Field(60, ge=0, le=100)
     confidence_floor: int = Field(50, ge=0, le=100)
     confidence_ceiling: int = Field(95, ge=0, le=100)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from app.analysts.rule_confidence import ConfidenceScale, SetupKind
+from app.analysts.rule_confidence_table import RULE_CONFIDENCE
 from app.domain.profiles import TREND_ADX
 from app.domain.values import MarketFeatures, Signal, SignalType, SupportResistance
 from app.features.regime import RANGING, TRENDING_UP
@@ -25,13 +27,26 @@ class RuleSettings:
     default_target_pct: Decimal = Decimal("3")
 
 
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """A confirmed entry setup and its raw quality score (on its kind's own scale; the confidence is its rank)."""
+
+    kind: SetupKind
+    score: float
+
+
 class RuleBasedAnalyzer:
-    """SignalProvider over MarketFeatures; never raises (any error becomes hold with the reason)."""
+    """SignalProvider over MarketFeatures; never raises (any error becomes hold with the reason).
+
+    A BUY's confidence is the setup's rank on `scale`: confidence C means its raw score beats (C - 50) / 45 of the
+    setups of its kind seen on the calibration span (app/analysts/rule_confidence_table.py), so the risk manager's
+    threshold admits the better-scored part of the setups, not all of them."""
 
     name = "rules"
 
-    def __init__(self, settings: RuleSettings | None = None) -> None:
+    def __init__(self, settings: RuleSettings | None = None, scale: ConfidenceScale = RULE_CONFIDENCE) -> None:
         self._s = settings or RuleSettings()
+        self._scale = scale
 
     async def analyze(self, features: MarketFeatures) -> Signal:
         return self.decide(features)
@@ -43,17 +58,31 @@ class RuleBasedAnalyzer:
         except Exception as error:  # untrusted input must degrade to "do nothing", never crash the loop
             return Signal.hold(f"rules analyzer error: {type(error).__name__}: {error}")
 
+    def setup_of(self, features: MarketFeatures) -> Setup | None:
+        """The confirmed setup with its raw score, or None (a hold): what the calibration ranks."""
+        verdict = self._judge(features)
+        return verdict if isinstance(verdict, Setup) else None
+
     def _decide(self, f: MarketFeatures) -> Signal:
+        verdict = self._judge(f)
+        return Signal.hold(verdict) if isinstance(verdict, str) else self._buy(f, verdict)
+
+    def _judge(self, f: MarketFeatures) -> Setup | str:
+        """The setup, or why there is none."""
         if f.last_price <= 0:
-            return Signal.hold("no usable last price")
+            return "no usable last price"
         m15 = f.indicators.get("15m", {})
         if f.regime.regime == TRENDING_UP:
-            problems = self._trend_problems(f) + self._momentum_problems(m15, float(f.last_price))
-            return self._verdict(f, "trend", problems, self._trend_confidence)
-        if f.regime.regime == RANGING and f.regime.trading_allowed:
-            problems = self._range_problems(f) + self._momentum_problems(m15, float(f.last_price))
-            return self._verdict(f, "range", problems, self._range_confidence)
-        return Signal.hold(f"no long entry in a {f.regime.regime} market: {f.regime.reason}")
+            kind, problems = SetupKind.TREND, self._trend_problems(f)
+        elif f.regime.regime == RANGING and f.regime.trading_allowed:
+            kind, problems = SetupKind.RANGE, self._range_problems(f)
+        else:
+            return f"no long entry in a {f.regime.regime} market: {f.regime.reason}"
+        problems += self._momentum_problems(m15, float(f.last_price))
+        if problems:
+            return f"{kind} setup not confirmed: " + "; ".join(problems)
+        score = self._trend_score(f) if kind == SetupKind.TREND else self._range_score(f)
+        return Setup(kind, score)
 
     def _trend_problems(self, f: MarketFeatures) -> list[str]:
         s, problems = self._s, []
@@ -85,33 +114,28 @@ class RuleBasedAnalyzer:
             problems.append(f"price {price:g} not above 15m EMA21 {m15['ema_21']:.6g}")
         return problems
 
-    def _trend_confidence(self, f: MarketFeatures) -> int:
+    def _trend_score(self, f: MarketFeatures) -> float:
         adx_bonus = min(max(f.regime.adx - self._s.trend_adx, 0.0), 20.0) * 0.5
-        return _bounded(50.0 + 0.35 * f.confluence + adx_bonus)
+        return 50.0 + 0.35 * f.confluence + adx_bonus
 
-    def _range_confidence(self, f: MarketFeatures) -> int:
+    def _range_score(self, f: MarketFeatures) -> float:
         support = _nearest(f.levels, "support")
         strength = support.strength if support else 0.0
-        return _bounded(45.0 + 0.3 * f.confluence + 10.0 * strength)
+        return 45.0 + 0.3 * f.confluence + 10.0 * strength
 
-    def _verdict(self, f: MarketFeatures, setup: str, problems: list[str],
-                 confidence_of: Callable[[MarketFeatures], int]) -> Signal:
-        if problems:
-            return Signal.hold(f"{setup} setup not confirmed: " + "; ".join(problems))
-        confidence = confidence_of(f)  # only an entry has one
+    def _buy(self, f: MarketFeatures, setup: Setup) -> Signal:
+        share = self._scale.share_below(setup.kind, setup.score)
+        confidence = self._scale.confidence(setup.kind, setup.score)
         entry = f.last_price
         support, resistance = _nearest(f.levels, "support"), _nearest(f.levels, "resistance")
         stop = Decimal(repr(support.price)) if support else entry * (1 - self._s.default_stop_pct / 100)
         target = Decimal(repr(resistance.price)) if resistance else entry * (1 + self._s.default_target_pct / 100)
-        reasoning = (f"{setup} long: regime {f.regime.regime} (ADX {f.regime.adx:.1f}), "
-                     f"confluence {f.confluence:.1f}, 15m momentum confirms")
+        reasoning = (f"{setup.kind} long: regime {f.regime.regime} (ADX {f.regime.adx:.1f}), "
+                     f"confluence {f.confluence:.1f}, 15m momentum confirms; score {setup.score:.1f} beats "
+                     f"{share:.0%} of the calibration's {setup.kind} setups")
         return Signal(SignalType.BUY, confidence, entry, stop, target, reasoning)
 
 
 def _nearest(levels: tuple[SupportResistance, ...], kind: str) -> SupportResistance | None:
     """Levels come sorted by distance, so the first of a kind is the nearest."""
     return next((level for level in levels if level.kind == kind), None)
-
-
-def _bounded(value: float) -> int:
-    return int(min(max(round(value), 0), 100))

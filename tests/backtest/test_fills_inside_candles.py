@@ -25,4 +25,4 @@ async def test_every_fill_of_four_months_of_four_symbols_lies_in_its_candle() ->
     seen = cases(fills)
     # what the run exercised (no candle of the sample opens below a stop: open and previous close hardly differ)
     assert seen["stop-limit, through the stop"] > 100 and seen["LIMIT_MAKER SELL"] > 30, seen
-    assert seen["MARKET BUY"] == len(result.trades) and seen["MARKET SELL"] > 100, seen
+    assert seen["MARKET BUY"] == len(result.trades) and seen["MARKET SELL"] > 50, seen

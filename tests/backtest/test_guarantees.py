@@ -56,8 +56,8 @@ async def test_removing_candles_after_t_leaves_every_earlier_decision_unchanged(
 
 # A fixed real data file (the bundled sample, 2025-10-01 .. 2025-10-15, BTCUSDT + SOLUSDT, seed 42, 10 000 USDT):
 # if the engine's behaviour changes on purpose, re-run and update these with the reason in the commit message.
-GOLDEN_FINAL_BALANCE = Decimal("9996.0211063370")
-GOLDEN_TRADES = 31
+GOLDEN_FINAL_BALANCE = Decimal("10000.8438224488")
+GOLDEN_TRADES = 26
 
 
 async def test_golden_backtest_final_balance() -> None:

@@ -9,9 +9,10 @@ from decimal import Decimal
 import numpy as np
 from analysis_builders import CYCLE, candles_from_close, make_features
 
-from app.analysts.rules import RuleBasedAnalyzer
+from app.analysts.rule_confidence import ConfidenceScale, SetupKind
+from app.analysts.rules import RuleBasedAnalyzer, Setup
 from app.domain.risk import RiskLimits
-from app.domain.values import MarketFeatures, RegimeAnalysis, SignalType
+from app.domain.values import MarketFeatures, RegimeAnalysis, SignalType, SupportResistance
 from app.features.builder import build_market_features
 from app.features.levels import SupportResistanceDetector
 from app.features.regime import MarketRegimeAnalyzer
@@ -36,7 +37,7 @@ def test_confirmed_uptrend_buys_with_sane_levels() -> None:
     signal = analyze(trend_features())
     assert signal.signal == SignalType.BUY
     assert signal.stop_loss < signal.entry_price == Decimal("100") < signal.take_profit
-    assert 60 <= signal.confidence <= 100
+    assert 50 <= signal.confidence <= 95
     assert "trend long" in signal.reasoning
 
 
@@ -44,6 +45,38 @@ def test_confidence_grows_with_confluence() -> None:
     low, high = analyze(trend_features(confluence=62.0)), analyze(trend_features(confluence=95.0))
     assert low.signal == high.signal == SignalType.BUY
     assert high.confidence > low.confidence
+
+
+def test_confidence_is_the_setups_rank_on_the_injected_scale() -> None:
+    scale = ConfidenceScale("test", {SetupKind.TREND: (73.5, 93.5), SetupKind.RANGE: (70.0, 80.0)})
+    features = trend_features()  # score 50 + 0.35 x 80 + (32 - 25) x 0.5 = 81.5: 40 % of the way from 73.5 to 93.5
+    assert RuleBasedAnalyzer(scale=scale).setup_of(features) == Setup(SetupKind.TREND, 81.5)
+    signal = RuleBasedAnalyzer(scale=scale).decide(features)
+    assert signal.confidence == 50 + 0.4 * 45
+    assert "score 81.5 beats 40% of the calibration's trend setups" in signal.reasoning
+
+
+def test_range_setups_have_their_own_scale() -> None:
+    scale = ConfidenceScale("test", {SetupKind.TREND: (0.0, 1.0), SetupKind.RANGE: (70.0, 80.0)})
+    ranging = RegimeAnalysis("ranging", True, "ranging", 18.0, 0.5)
+    features = trend_features(regime=ranging, confluence=80.0)  # 45 + 0.3 x 80 + 10 x 0.8 (the support) = 77
+    assert RuleBasedAnalyzer(scale=scale).setup_of(features) == Setup(SetupKind.RANGE, 77.0)
+    assert RuleBasedAnalyzer(scale=scale).decide(features).confidence == round(50 + 0.7 * 45)
+
+
+def test_shipped_calibration_gives_the_weakest_setups_50_and_the_strongest_95() -> None:
+    weakest = analyze(make_features(confluence=60.0, adx=25.1))
+    strongest = analyze(make_features(confluence=100.0, adx=50.0))
+    assert (weakest.confidence, strongest.confidence) == (50, 95)
+    ranging = RegimeAnalysis("ranging", True, "ranging", 18.0, 0.5)
+    strong_support = (SupportResistance(99.5, "support", 9, 1.0), SupportResistance(103.0, "resistance", 2, 0.6))
+    weak = analyze(trend_features(regime=ranging, confluence=75.0, levels=(SupportResistance(99.5, "support", 1, 0.0),)))
+    strong = analyze(trend_features(regime=ranging, confluence=100.0, levels=strong_support))
+    assert (weak.confidence, strong.confidence) == (50, 95)
+
+
+def test_no_setup_no_score() -> None:
+    assert ANALYZER.setup_of(trend_features(confluence=40.0)) is None
 
 
 def test_weak_confluence_in_uptrend_holds_with_reason() -> None:
