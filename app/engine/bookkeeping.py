@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from app.domain.records import OrderRecord, Remainder
-from app.domain.values import ZERO, Order, SymbolRules
+from app.domain.values import ZERO, Order, SymbolRules, canonical
 
 PCT_QUANTUM = Decimal("0.0001")
 
@@ -57,6 +57,15 @@ def _fee_usdt(row: OrderRecord, rules: SymbolRules) -> Decimal:
     if row.commission_asset == rules.base_asset:
         return row.commission * row.cumulative_quote_qty / row.executed_qty
     return row.commission if row.commission_asset == rules.quote_asset else ZERO
+
+
+COST_QUANTUM = Decimal("1E-10")  # USDT: a remainder's value at an average (divided) price, cut to a fixed quantum
+
+
+def remainder_cost(amount: Decimal, exit_price: Decimal) -> Decimal:
+    """The value the books carry for a remainder: its amount at the exit's average price, to 1E-10 USDT. The average
+    is a quotient with up to 28 digits; cut to a fixed quantum, every sum of P&L and costs stays exact in Decimal."""
+    return canonical((amount * exit_price).quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN))
 
 
 def round_trip_profit(entry_quote_spent: Decimal, exit_: ExitFill, carried_in: Remainder, left: Remainder) -> Decimal:

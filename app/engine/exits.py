@@ -31,10 +31,9 @@ from app.domain.values import (
     Side,
     SymbolRules,
     TradeStatus,
-    canonical,
     oco_leg_client_ids,
 )
-from app.engine.bookkeeping import profit_pct, recorded_exit_fill, round_trip_profit
+from app.engine.bookkeeping import profit_pct, recorded_exit_fill, remainder_cost, round_trip_profit
 from app.engine.desk import Desk, EngineParts
 from app.engine.protection import Protection
 from app.engine.settings import log, trades_log
@@ -327,7 +326,7 @@ class Exits(Desk):
             entry_quote = trade.amount * trade.price
             carried = await uow.dust.get(trade.user_id, trade.symbol)
             unsold = carried.amount + position.amount - fill.quantity  # this entry's rounding and what no sell took
-            left = Remainder(unsold, canonical(unsold * fill.price))
+            left = Remainder(unsold, remainder_cost(unsold, fill.price))
             profit = round_trip_profit(entry_quote, fill, carried, left)
             closed: TradeRecord = await uow.trades.close(
                 trade.id, fill.price, reason, fill.fee_usdt, profit, profit_pct(profit, entry_quote),

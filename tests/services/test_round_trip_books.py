@@ -51,11 +51,12 @@ async def test_each_trade_books_its_own_round_trip(settings: Settings) -> None:
         exit_price = gross / sold
         held = Decimal(entry["executed_qty"]) - _base_fees(entry) + carried[trade.symbol].amount
         left = held - sold
+        left_cost = (left * exit_price).quantize(Decimal("1E-10"))  # the books value it to 1E-10 USDT
         expected = (gross - sum((_quote_fees(o) for o in sells), ZERO) - Decimal(entry["cumulative_quote_qty"])
-                    - carried[trade.symbol].cost + left * exit_price)
+                    - carried[trade.symbol].cost + left_cost)
         assert trade.profit_loss == expected, f"trade {trade.id}: booked {trade.profit_loss}, its round trip {expected}"
         assert trade.exit_price == exit_price
-        carried[trade.symbol] = Remainder(left, left * exit_price)
+        carried[trade.symbol] = Remainder(left, left_cost)
         checked += 1
         with_remainder += left > 0
     assert checked >= 20 and with_remainder >= 5, (checked, with_remainder)  # the remainders were really exercised
