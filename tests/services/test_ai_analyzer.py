@@ -211,13 +211,14 @@ async def test_client_error_is_not_retried() -> None:
 @pytest.mark.asyncio
 async def test_slow_server_times_out_to_hold() -> None:
     with ScriptedServer() as server:
-        server.add(Reply(200, gemini_ok(answer()).body, delay_s=1.5))
-        analyzer = analyzer_for(server, timeout_s=0.3)
+        server.add(Reply(200, gemini_ok(answer()).body, delay_s=6.0))
+        analyzer = analyzer_for(server, timeout_s=1.0)
         report = await analyzer.analyze_detailed(make_features())
 
     assert report.signal.signal == SignalType.HOLD
     assert report.error and report.error.startswith("timeout")
-    assert len(server.requests) == 1 and not report.fallback_used
+    # a timeout is not retried; under a loaded CI machine the server may not even have read the request yet
+    assert len(server.requests) <= 1 and not report.fallback_used
 
 
 @pytest.mark.asyncio

@@ -131,11 +131,13 @@ async def test_503_until_the_breaker_opens(http: httpx.AsyncClient) -> None:
 @pytest.mark.asyncio
 async def test_slow_server_times_out_to_hold(http: httpx.AsyncClient) -> None:
     with ScriptedServer() as server:
-        server.add(Reply(200, chat_ok(answer()).body, delay_s=1.5))
-        report = await analyzer_for(http, server, timeout_s=0.3).analyze_detailed(make_features())
+        server.add(Reply(200, chat_ok(answer()).body, delay_s=6.0))
+        report = await analyzer_for(http, server, timeout_s=1.0).analyze_detailed(make_features())
 
     assert report.signal.signal == SignalType.HOLD
-    assert report.error and report.error.startswith("timeout") and len(server.requests) == 1
+    assert report.error and report.error.startswith("timeout")
+    # a timeout is not retried; under a loaded CI machine the server may not even have read the request yet
+    assert len(server.requests) <= 1
 
 
 @pytest.mark.asyncio
