@@ -11,6 +11,9 @@ from typing import Any
 
 from app.domain.records import (
     AnalysisRecord,
+    DecisionRecord,
+    DecisionSpan,
+    DecisionTally,
     EventRecord,
     OrderRecord,
     PortfolioStats,
@@ -20,7 +23,7 @@ from app.domain.records import (
     TradeRecord,
 )
 from app.domain.risk import TradingConfig
-from app.domain.values import PROFILE_NOTE, ZERO, Decision, ExitReason, Order, Reason, TradeStatus, canonical
+from app.domain.values import PROFILE_NOTE, ZERO, Decision, ExitReason, Order, TradeStatus, canonical
 
 
 def _canonical_fields(record: Any, names: Sequence[str]) -> Any:
@@ -62,11 +65,13 @@ class MemoryTables:
         self.dust: dict[tuple[int, str], Remainder] = {}
         self.analyses: list[AnalysisRecord] = []
         self.decisions: list[AnalysisDecisionRow] = []
+        self.tallies: list[DecisionTally] = []
+        self.spans: list[DecisionSpan] = []
         self.events: list[EventRecord] = []
         self.analysis_count = 0
-        self.decision_counts: dict[tuple[str, str], int] = {}  # (decision, reason key) -> count
+        self.decision_counts: dict[tuple[str, str], int] = {}  # (decision, reason key) -> count, from the tallies
         self.event_counts: dict[str, int] = {}
-        self.keep_analyses = False  # the decision log grows by one row per symbol and cycle: tests switch it on
+        self.keep_analyses = False  # the decision log (analyses, rows, tallies, spans): tests switch it on
 
 
 def _closing_key(trade: TradeRecord) -> tuple[datetime, int]:
@@ -93,13 +98,16 @@ class MemoryConfigs:
     async def active(self) -> list[TradingConfig]:
         return [c for _, c in sorted(self.t.configs.items()) if c.is_active]
 
-    async def last_analyzed_at(self, user_id: int) -> datetime | None:
-        await self.get(user_id)
-        return self.t.last_analyzed.get(user_id)
+    async def analyzed_at(self, user_ids: Sequence[int]) -> dict[int, datetime]:
+        last = self.t.last_analyzed
+        return {u: last[u] for u in user_ids if u in last}
 
-    async def mark_analyzed(self, user_id: int, when: datetime) -> None:
-        await self.get(user_id)
-        self.t.last_analyzed[user_id] = when
+    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> None:
+        for user_id in user_ids:
+            self.t.last_analyzed[user_id] = when
+
+    async def position_timeouts(self, user_ids: Sequence[int]) -> dict[int, int]:
+        return {u: c.position_timeout_minutes for u in user_ids if (c := self.t.configs.get(u)) is not None}
 
 
 class MemoryTrades:
@@ -147,6 +155,14 @@ class MemoryTrades:
         """Newest first by (closed_at, id), as the SQL query orders them."""
         closed = self.t.closed.get(user_id, [])
         return tuple((r.profit_loss or ZERO) > 0 for r in reversed(closed[-count:])) if count > 0 else ()
+
+    async def entry_counts_since(self, user_ids: Sequence[int], since: datetime) -> dict[int, int]:
+        counts = {u: await self.entries_since(u, since) for u in user_ids}
+        return {u: n for u, n in counts.items() if n}
+
+    async def recent_results_of(self, user_ids: Sequence[int], count: int) -> dict[int, tuple[bool, ...]]:
+        results = {u: await self.recent_results(u, count) for u in user_ids}
+        return {u: r for u, r in results.items() if r}
 
     async def closed(self, user_id: int) -> list[TradeRecord]:
         return list(self.t.closed.get(user_id, []))
@@ -230,6 +246,10 @@ class MemoryPositions:
             rows.sort(key=lambda p: p.opened_at)  # stable: ties keep row order, as `ORDER BY opened_at, id`
         return rows
 
+    async def for_users(self, user_ids: Sequence[int]) -> dict[int, list[PositionRecord]]:
+        found = {u: await self.for_user(u) for u in user_ids}
+        return {u: rows for u, rows in found.items() if rows}
+
     async def all(self) -> list[PositionRecord]:
         rows = list(self.t.positions.values())
         if len(rows) > 1:
@@ -304,15 +324,32 @@ class MemoryAnalyses:
             self.t.analyses.append(dataclasses.replace(record, id=self.t.analysis_count))
         return self.t.analysis_count
 
-    async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[Reason],
-                           now: datetime, trade_id: int | None = None) -> None:
-        for reason in reasons:
-            if reason.code == PROFILE_NOTE:
-                continue
-            key = (str(decision), reason.code)  # str() of a StrEnum is its value, without .value's cost
-            self.t.decision_counts[key] = self.t.decision_counts.get(key, 0) + 1
+    async def add_decisions(self, decisions: Sequence[DecisionRecord]) -> None:
         if self.t.keep_analyses:
-            self.t.decisions.append(AnalysisDecisionRow(analysis_id, user_id, decision, tuple(reasons), now, trade_id))
+            self.t.decisions.extend(AnalysisDecisionRow(d.analysis_id, d.user_id, d.decision, d.reasons, d.created_at,
+                                                        d.trade_id) for d in decisions)
+
+    async def add_tallies(self, tallies: Sequence[DecisionTally]) -> None:
+        counts = self.t.decision_counts
+        for tally in tallies:
+            if tally.reason and tally.reason != PROFILE_NOTE:  # an entry's tally names no rule
+                key = (str(tally.decision), tally.reason)  # str() of a StrEnum is its value, without .value's cost
+                counts[key] = counts.get(key, 0) + tally.count
+        if self.t.keep_analyses:
+            self.t.tallies.extend(tallies)
+
+    async def spans_ending(self, user_ids: Sequence[int], at: datetime) -> dict[int, DecisionSpan]:
+        wanted = set(user_ids)
+        return {s.user_id: s for s in self.t.spans if s.user_id in wanted and s.last_at == at}
+
+    async def extend_spans(self, span_ids: Sequence[int], to: datetime) -> None:
+        wanted = set(span_ids)
+        self.t.spans = [dataclasses.replace(s, last_at=to) if s.id in wanted else s for s in self.t.spans]
+
+    async def add_spans(self, spans: Sequence[DecisionSpan]) -> None:
+        if self.t.keep_analyses:
+            first = len(self.t.spans) + 1
+            self.t.spans.extend(dataclasses.replace(s, id=first + i) for i, s in enumerate(spans))
 
     async def latest_time(self) -> datetime | None:
         return max((a.created_at for a in self.t.analyses), default=None)
@@ -326,6 +363,9 @@ class MemoryEvents:
         stored = dataclasses.replace(event, id=len(self.t.events) + 1)
         self.t.events.append(stored)
         return stored
+
+    async def add_many(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        return [await self.add(e) for e in events]
 
 
 class MemoryUnitOfWork:
@@ -388,3 +428,6 @@ class MemoryStore:
         if type_ != "signal_rejected" or self.tables.keep_analyses:
             event = await self._uow.events.add(event)
         return event
+
+    async def publish_many(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        return [await self.publish(e.user_id, e.type, e.time, e.data) for e in events]

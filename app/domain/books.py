@@ -14,6 +14,9 @@ from typing import Protocol
 
 from app.domain.records import (
     AnalysisRecord,
+    DecisionRecord,
+    DecisionSpan,
+    DecisionTally,
     EventRecord,
     OrderRecord,
     PositionRecord,
@@ -22,7 +25,7 @@ from app.domain.records import (
     TradeRecord,
 )
 from app.domain.risk import TradingConfig
-from app.domain.values import Decision, ExitReason, Order, Reason
+from app.domain.values import ExitReason, Order
 
 
 class ConfigBook(Protocol):
@@ -32,9 +35,15 @@ class ConfigBook(Protocol):
 
     async def create(self, config: TradingConfig, now: datetime) -> None: ...
 
-    async def last_analyzed_at(self, user_id: int) -> datetime | None: ...
+    async def analyzed_at(self, user_ids: Sequence[int]) -> dict[int, datetime]:
+        """When each of the users was last decided (users never decided are left out)."""
+        ...
 
-    async def mark_analyzed(self, user_id: int, when: datetime) -> None: ...
+    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> None: ...
+
+    async def position_timeouts(self, user_ids: Sequence[int]) -> dict[int, int]:
+        """Each user's position timeout in minutes."""
+        ...
 
 
 class TradeBook(Protocol):
@@ -50,6 +59,14 @@ class TradeBook(Protocol):
     async def entries_since(self, user_id: int, since: datetime) -> int: ...
 
     async def recent_results(self, user_id: int, count: int) -> tuple[bool, ...]: ...
+
+    async def entry_counts_since(self, user_ids: Sequence[int], since: datetime) -> dict[int, int]:
+        """entries_since for many users at once (users without entries are left out)."""
+        ...
+
+    async def recent_results_of(self, user_ids: Sequence[int], count: int) -> dict[int, tuple[bool, ...]]:
+        """recent_results for many users at once (users without closed trades are left out)."""
+        ...
 
     async def closed(self, user_id: int) -> list[TradeRecord]: ...
 
@@ -75,6 +92,10 @@ class PositionBook(Protocol):
     async def add(self, position: PositionRecord) -> None: ...
 
     async def for_user(self, user_id: int) -> list[PositionRecord]: ...
+
+    async def for_users(self, user_ids: Sequence[int]) -> dict[int, list[PositionRecord]]:
+        """for_user for many users at once (users without positions are left out)."""
+        ...
 
     async def all(self) -> list[PositionRecord]: ...
 
@@ -102,16 +123,30 @@ class DustBook(Protocol):
 
 
 class AnalysisBook(Protocol):
+    """The decision log: analyses, the users' own decisions on actionable ones, the cycle's tallies, and the spans
+    in which users saw the holds."""
+
     async def add(self, record: AnalysisRecord) -> int: ...
 
-    async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[Reason],
-                           now: datetime, trade_id: int | None = None) -> None: ...
+    async def add_decisions(self, decisions: Sequence[DecisionRecord]) -> None: ...
+
+    async def add_tallies(self, tallies: Sequence[DecisionTally]) -> None: ...
+
+    async def spans_ending(self, user_ids: Sequence[int], at: datetime) -> dict[int, DecisionSpan]:
+        """The users' spans whose last cycle was `at` (the spans a cycle after it may extend)."""
+        ...
+
+    async def extend_spans(self, span_ids: Sequence[int], to: datetime) -> None: ...
+
+    async def add_spans(self, spans: Sequence[DecisionSpan]) -> None: ...
 
     async def latest_time(self) -> datetime | None: ...
 
 
 class EventBook(Protocol):
     async def add(self, event: EventRecord) -> EventRecord: ...
+
+    async def add_many(self, events: Sequence[EventRecord]) -> list[EventRecord]: ...
 
 
 class EngineBooks(Protocol):

@@ -52,27 +52,35 @@ class Exits(Desk):
         self._exit_locks: dict[int, asyncio.Lock] = {}
 
     async def check_open_positions(self, now: datetime) -> int:
-        """Book TP/SL exits, finish exits under way, re-protect lost lists and force-close stale positions."""
+        """Book TP/SL exits, finish exits under way, re-protect lost lists and force-close stale positions. The
+        positions and their users' timeouts are read once; a position is read again only when it calls for an
+        exit (a manual close may have changed it since)."""
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.all()
-            timeouts = {user_id: (await uow.configs.get(user_id)).position_timeout_minutes
-                        for user_id in {p.user_id for p in positions}}
+            timeouts = await uow.configs.position_timeouts(sorted({p.user_id for p in positions}))
         closed = 0
         for listed in positions:
             async with self._exit_lock(listed.user_id):
-                position = await self.open_position(listed.trade_id)
-                if position is None:
-                    continue  # closed meanwhile (a manual close)
-                closed += await self._checked(position, timeouts[position.user_id], now)
+                closed += await self._checked(listed, timeouts[listed.user_id], now)
         return closed
 
     def _exit_lock(self, user_id: int) -> asyncio.Lock:
         return self._exit_locks.setdefault(user_id, asyncio.Lock())
 
-    async def _checked(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> int:
-        """_check_position with its errors logged and reported; 1 when the position was closed."""
+    async def _checked(self, listed: PositionRecord, timeout_minutes: int, now: datetime) -> int:
+        """_check_position with its errors logged and reported; 1 when the position was closed. `listed` is the
+        position as the cycle read it: while the exchange says nothing is due, that read is enough."""
+        position = listed
         try:
-            return int(await self._check_position(position, timeout_minutes, now))
+            act, answer = await self._calls_for_action(listed, timeout_minutes, now)
+            if not act:
+                return 0
+            fresh = await self.open_position(listed.trade_id)
+            if fresh is None:
+                return 0  # closed meanwhile (a manual close)
+            position = fresh
+            known = answer if fresh.oco_order_id == listed.oco_order_id else None
+            return int(await self._check_position(position, timeout_minutes, now, known))
         except TemporaryExchangeError as e:
             log.info("position %s not checked this cycle: %s", position.trade_id, e)
         except (ExchangeError, ConfigurationError) as e:
@@ -82,14 +90,32 @@ class Exits(Desk):
             log.exception("position %s of user %s: exit check failed", position.trade_id, position.user_id)
         return 0
 
-    async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> bool:
+    async def _calls_for_action(self, position: PositionRecord, timeout_minutes: int,
+                                now: datetime) -> tuple[bool, OcoOrder | OrderNotFound | None]:
+        """Whether _check_position has anything to do (an exit under way, no list, a list the exchange does not know
+        or that ended, or the timeout), with the exchange's answer about the list when it was asked (one question
+        for a protected position, not asked again)."""
+        if position.closing_reason is not None or position.oco_order_id is None or _due(position, timeout_minutes, now):
+            return True, None
+        exchange = await self.exchanges.for_user(position.user_id)
+        try:
+            oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
+        except OrderNotFound as e:
+            return True, e
+        return _exit_reason(oco) is not None, oco
+
+    async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime,
+                              known: OcoOrder | OrderNotFound | None = None) -> bool:
+        """`known`: the exchange's answer about the position's list in this check, if it was asked already."""
         exchange = await self.exchanges.for_user(position.user_id)
         if position.closing_reason is not None:  # an exit under way: finish it
             return await self._finish_exit(exchange, position, now) is not None
         if position.oco_order_id is None:
             return False  # reconciliation protects it
         try:
-            oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
+            if isinstance(known, OrderNotFound):
+                raise known
+            oco = known or await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
         except OrderNotFound:
             return await self._protection_gone(exchange, position, timeout_minutes, now)
         reason = _exit_reason(oco)

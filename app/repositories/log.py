@@ -1,23 +1,28 @@
-"""The logs: each analysis with the users' decisions on it, and the events the bot published per user."""
+"""The logs: each analysis with the users' decisions on it, its tallies and the users' decision spans, and the
+events the bot published per user."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, time
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.records import AnalysisRecord, EventRecord
-from app.domain.values import Decision
+from app.domain.records import AnalysisRecord, DecisionRecord, DecisionSpan, DecisionTally, EventRecord
+from app.domain.values import Decision, SignalType
 from app.models import Analysis, AnalysisDecision, Event
+from app.models import DecisionSpan as SpanRow
+from app.models import DecisionTally as TallyRow
+from app.repositories.trading import chunks
 
 _ANALYSIS_FIELDS = (
     "symbol", "created_at", "analyzer", "signal", "confidence", "reasoning", "regime", "confluence_score",
     "last_price", "entry_price", "stop_loss", "take_profit", "model", "prompt", "prompt_version", "prompt_hash",
     "raw_response", "latency_ms", "input_tokens", "output_tokens", "cost_usd", "fallback_used", "error",
 )
+OUTSIDE_HOURS = "outside trading hours"  # the text of RiskRules.check_trading_hours' reason
 
 
 def _analysis(row: Analysis, decision: AnalysisDecision | None = None) -> AnalysisRecord:
@@ -26,6 +31,38 @@ def _analysis(row: Analysis, decision: AnalysisDecision | None = None) -> Analys
         values["decision"] = Decision(decision.decision)
         values["reasons"] = tuple(json.loads(decision.reasons))
     return AnalysisRecord(id=row.id, **values)
+
+
+def _hhmm(value: time | None) -> str | None:
+    return value.strftime("%H:%M") if value is not None else None
+
+
+def _time(value: str | None) -> time | None:
+    return time.fromisoformat(value) if value is not None else None
+
+
+def _span(row: SpanRow) -> DecisionSpan:
+    return DecisionSpan(row.user_id, row.analyzer, tuple(s for s in row.symbols.split(",") if s),
+                        _time(row.hours_start), _time(row.hours_end), row.first_at, row.last_at, row.id)
+
+
+def _in_hours(start: time | None, end: time | None, at: datetime) -> bool:
+    """TradingConfig.in_trading_hours for the hours a span kept."""
+    if start is None or end is None:
+        return True
+    now = at.time()
+    return start <= now < end if start <= end else (now >= start or now < end)
+
+
+def _hold_seen(row: Analysis, span: SpanRow) -> AnalysisRecord:
+    """A hold as the user of `span` saw it: skipped, for the hold, or for their trading hours (checked first)."""
+    if not _in_hours(_time(span.hours_start), _time(span.hours_end), row.created_at):
+        reason = OUTSIDE_HOURS
+    else:
+        reason = f"hold: {row.reasoning}" if row.reasoning else "hold"  # app.domain.values.hold_reason
+    record = _analysis(row)
+    record.decision, record.reasons = Decision.SKIPPED, (reason,)
+    return record
 
 
 class AnalysisRepository:
@@ -38,16 +75,68 @@ class AnalysisRepository:
         await self.session.flush()
         return row.id
 
-    async def add_decision(
-        self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[str], now: datetime,
-        trade_id: int | None = None,
-    ) -> None:
-        self.session.add(AnalysisDecision(
-            analysis_id=analysis_id, user_id=user_id, decision=decision.value, reasons=json.dumps(list(reasons)),
-            trade_id=trade_id, created_at=now,
-        ))
+    async def add_decisions(self, decisions: Sequence[DecisionRecord]) -> None:
+        if decisions:
+            await self.session.execute(insert(AnalysisDecision), [
+                {"analysis_id": d.analysis_id, "user_id": d.user_id, "decision": d.decision.value,
+                 "reasons": json.dumps(list(d.reasons)), "trade_id": d.trade_id, "created_at": d.created_at}
+                for d in decisions
+            ])
+
+    async def add_tallies(self, tallies: Sequence[DecisionTally]) -> None:
+        if tallies:
+            await self.session.execute(insert(TallyRow), [
+                {"analysis_id": t.analysis_id, "decision": t.decision.value, "reason": t.reason, "count": t.count}
+                for t in tallies
+            ])
+
+    async def tallies(self, analysis_id: int) -> dict[tuple[Decision, str], int]:
+        """An analysis's outcomes over every user: (decision, reason code) -> count, summed over its rows."""
+        rows = await self.session.execute(
+            select(TallyRow.decision, TallyRow.reason, func.sum(TallyRow.count))
+            .where(TallyRow.analysis_id == analysis_id).group_by(TallyRow.decision, TallyRow.reason)
+        )
+        return {(Decision(decision), reason): int(count) for decision, reason, count in rows}
+
+    async def spans_ending(self, user_ids: Sequence[int], at: datetime) -> dict[int, DecisionSpan]:
+        found: dict[int, DecisionSpan] = {}
+        for part in chunks(user_ids):
+            rows = await self.session.scalars(
+                select(SpanRow).where(SpanRow.user_id.in_(part), SpanRow.last_at == at).order_by(SpanRow.id)
+            )
+            found.update((row.user_id, _span(row)) for row in rows)
+        return found
+
+    async def extend_spans(self, span_ids: Sequence[int], to: datetime) -> None:
+        for part in chunks(span_ids):
+            await self.session.execute(
+                update(SpanRow).where(SpanRow.id.in_(part)).values(last_at=to)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def add_spans(self, spans: Sequence[DecisionSpan]) -> None:
+        if spans:
+            await self.session.execute(insert(SpanRow), [
+                {"user_id": s.user_id, "analyzer": s.analyzer, "symbols": f",{','.join(s.symbols)},",
+                 "hours_start": _hhmm(s.hours_start), "hours_end": _hhmm(s.hours_end), "first_at": s.first_at,
+                 "last_at": s.last_at}
+                for s in spans
+            ])
+
+    async def spans(self, user_id: int) -> list[DecisionSpan]:
+        rows = await self.session.scalars(select(SpanRow).where(SpanRow.user_id == user_id).order_by(SpanRow.id))
+        return [_span(r) for r in rows]
 
     async def for_user(self, user_id: int, symbol: str | None = None, limit: int = 50) -> list[AnalysisRecord]:
+        """The user's decision log, newest first: their own decisions (on buys and sells) and the holds they saw,
+        which are the analysis rows inside their decision spans (the same for everyone: no row of their own)."""
+        own = await self._own_decisions(user_id, symbol, limit)
+        decided = {r.id for r in own}
+        holds = [r for r in await self._holds_seen(user_id, symbol, limit) if r.id not in decided]
+        merged = sorted([*own, *holds], key=lambda r: (r.created_at, r.id or 0), reverse=True)
+        return merged[:limit]
+
+    async def _own_decisions(self, user_id: int, symbol: str | None, limit: int) -> list[AnalysisRecord]:
         query = (
             select(Analysis, AnalysisDecision)
             .join(AnalysisDecision, AnalysisDecision.analysis_id == Analysis.id)
@@ -57,6 +146,19 @@ class AnalysisRepository:
             query = query.where(Analysis.symbol == symbol)
         rows = (await self.session.execute(query.order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit))).all()
         return [_analysis(a, d) for a, d in rows]
+
+    async def _holds_seen(self, user_id: int, symbol: str | None, limit: int) -> list[AnalysisRecord]:
+        query = (
+            select(Analysis, SpanRow)
+            .join(SpanRow, (SpanRow.user_id == user_id) & (SpanRow.analyzer == Analysis.analyzer)
+                  & (Analysis.created_at >= SpanRow.first_at) & (Analysis.created_at <= SpanRow.last_at)
+                  & SpanRow.symbols.contains("," + Analysis.symbol + ","))
+            .where(Analysis.signal == SignalType.HOLD.value)
+        )
+        if symbol:
+            query = query.where(Analysis.symbol == symbol)
+        rows = (await self.session.execute(query.order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit))).all()
+        return [_hold_seen(a, span) for a, span in rows]
 
     async def latest_time(self) -> datetime | None:
         return await self.session.scalar(select(func.max(Analysis.created_at)))
@@ -78,6 +180,17 @@ class EventRepository:
         self.session.add(row)
         await self.session.flush()
         return EventRecord(event.user_id, event.type, event.time, event.data, row.id)
+
+    async def add_many(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        """Many events in one statement, each returned with its id, in order."""
+        if not events:
+            return []
+        ids = await self.session.scalars(
+            insert(Event).returning(Event.id, sort_by_parameter_order=True),
+            [{"user_id": e.user_id, "type": e.type, "time": e.time, "data": json.dumps(e.data, default=str)}
+             for e in events],
+        )
+        return [EventRecord(e.user_id, e.type, e.time, e.data, event_id) for e, event_id in zip(events, ids, strict=True)]
 
     async def for_user(self, user_id: int, limit: int = 100) -> list[EventRecord]:
         rows = await self.session.scalars(

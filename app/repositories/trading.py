@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import datetime, time
 from decimal import Decimal
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import PortfolioStats, PositionRecord, Remainder, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.values import ZERO, ExitReason, TradeStatus, TradingMode
 from app.models import DustBalance, OpenPosition, Portfolio, Trade, TradingConfigRow, User
+
+IN_LIST_SIZE = 1000  # ids per `IN (...)`: far below SQLite's and asyncpg's limits on bound parameters
+
+
+def chunks(ids: Sequence[int], size: int = IN_LIST_SIZE) -> Iterator[Sequence[int]]:
+    """The ids in slices a query can bind: set-based reads and writes of many users take one statement per slice."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 def _hhmm(value: str | None) -> time | None:
@@ -125,11 +134,32 @@ class ConfigRepository:
         )).all()
         return [_config(row, TradingMode(mode)) for row, mode in rows]
 
-    async def last_analyzed_at(self, user_id: int) -> datetime | None:
-        return (await self._row(user_id)).last_analyzed_at
+    async def analyzed_at(self, user_ids: Sequence[int]) -> dict[int, datetime]:
+        found: dict[int, datetime] = {}
+        for part in chunks(user_ids):
+            rows = await self.session.execute(
+                select(TradingConfigRow.user_id, TradingConfigRow.last_analyzed_at)
+                .where(TradingConfigRow.user_id.in_(part), TradingConfigRow.last_analyzed_at.is_not(None))
+            )
+            found.update((user_id, when) for user_id, when in rows if when is not None)
+        return found
 
-    async def mark_analyzed(self, user_id: int, when: datetime) -> None:
-        (await self._row(user_id)).last_analyzed_at = when
+    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> None:
+        for part in chunks(user_ids):
+            await self.session.execute(
+                update(TradingConfigRow).where(TradingConfigRow.user_id.in_(part)).values(last_analyzed_at=when)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def position_timeouts(self, user_ids: Sequence[int]) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for part in chunks(user_ids):
+            rows = await self.session.execute(
+                select(TradingConfigRow.user_id, TradingConfigRow.position_timeout_minutes)
+                .where(TradingConfigRow.user_id.in_(part))
+            )
+            found.update((key, value) for key, value in rows)
+        return found
 
 
 class TradeRepository:
@@ -195,6 +225,32 @@ class TradeRepository:
         )
         return tuple((r.profit_loss or ZERO) > 0 for r in rows)
 
+    async def entry_counts_since(self, user_ids: Sequence[int], since: datetime) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for part in chunks(user_ids):
+            rows = await self.session.execute(
+                select(Trade.user_id, func.count()).where(Trade.user_id.in_(part), Trade.executed_at >= since)
+                .group_by(Trade.user_id)
+            )
+            found.update((key, value) for key, value in rows)
+        return found
+
+    async def recent_results_of(self, user_ids: Sequence[int], count: int) -> dict[int, tuple[bool, ...]]:
+        """Each user's last `count` closed trades, newest first, in one window query per slice of users."""
+        found: dict[int, list[bool]] = {}
+        for part in chunks(user_ids):
+            newest = func.row_number().over(partition_by=Trade.user_id,
+                                            order_by=(Trade.closed_at.desc(), Trade.id.desc()))
+            ranked = (select(Trade.user_id, Trade.profit_loss, newest.label("n"))
+                      .where(Trade.user_id.in_(part), Trade.status == TradeStatus.CLOSED.value).subquery())
+            rows = await self.session.execute(
+                select(ranked.c.user_id, ranked.c.profit_loss).where(ranked.c.n <= count)
+                .order_by(ranked.c.user_id, ranked.c.n)
+            )
+            for user_id, profit in rows:
+                found.setdefault(user_id, []).append((profit or ZERO) > 0)
+        return {user_id: tuple(results) for user_id, results in found.items()}
+
     async def closed(self, user_id: int) -> list[TradeRecord]:
         rows = await self.session.scalars(
             select(Trade).where(Trade.user_id == user_id, Trade.status == TradeStatus.CLOSED.value)
@@ -217,6 +273,17 @@ class PositionRepository:
             select(OpenPosition).where(OpenPosition.user_id == user_id).order_by(OpenPosition.opened_at, OpenPosition.id)
         )
         return [_position(r) for r in rows]
+
+    async def for_users(self, user_ids: Sequence[int]) -> dict[int, list[PositionRecord]]:
+        found: dict[int, list[PositionRecord]] = {}
+        for part in chunks(user_ids):
+            rows = await self.session.scalars(
+                select(OpenPosition).where(OpenPosition.user_id.in_(part))
+                .order_by(OpenPosition.user_id, OpenPosition.opened_at, OpenPosition.id)
+            )
+            for row in rows:
+                found.setdefault(row.user_id, []).append(_position(row))
+        return found
 
     async def all(self) -> list[PositionRecord]:
         rows = await self.session.scalars(select(OpenPosition).order_by(OpenPosition.user_id, OpenPosition.id))
