@@ -208,9 +208,10 @@ class Decisions(Desk):
         if trade is not None:
             batch.outcome.entries += 1
             batch.record(user, analysis, Decision.EXECUTED, decision.profile_note(), now, trade.id)
-            async with self.uow() as uow:  # the next symbol's checks see the new position
-                user.see(await uow.positions.for_user(config.user_id))
-            user.entries_today = user.recent_results = None  # and its counts are read again
+            if symbol != config.symbols[-1]:
+                async with self.uow() as uow:  # the next symbol's checks see the new position
+                    user.see(await uow.positions.for_user(config.user_id))
+                user.entries_today = user.recent_results = None  # and its counts are read again
 
     async def _risk_context(self, user: _UserCycle, symbol: str, now: datetime) -> UserRiskContext:
         config = user.config

@@ -16,6 +16,7 @@ from app.engine.analysis import SymbolAnalysis
 from app.engine.bookkeeping import entry_fill, reanchor
 from app.engine.desk import Desk, EngineParts
 from app.engine.exits import Exits
+from app.engine.protection import FirstList, first_list_id, list_row
 from app.engine.settings import EntryPlan, trades_log
 
 
@@ -56,8 +57,8 @@ class Entries(Desk):
             raise ConfigurationError(f"entry {row.client_order_id} has no stop or target on its row")
         plan = EntryPlan(row.price or order.avg_price, row.stop_price, row.take_profit, row.confidence or 0,
                          row.analysis_id)
-        trade = await self._book_entry(row.user_id, order, plan, row.created_at or now, now)
-        await self.exits.secure(exchange, trade, now)
+        trade, first = await self._book_entry(row.user_id, order, plan, row.created_at or now, now)
+        await self.exits.secure(exchange, trade, now, first)
         return trade
 
     async def _send_entry(self, exchange: ExchangeAdapter, symbol: str, quantity: Decimal, client_id: str,
@@ -81,7 +82,9 @@ class Entries(Desk):
         return order
 
     async def _book_entry(self, user_id: int, order: Order, plan: EntryPlan, executed_at: datetime,
-                          now: datetime) -> TradeRecord:
+                          now: datetime) -> tuple[TradeRecord, FirstList]:
+        """The trade and its position, the entry's row updated from the exchange, and the row of the position's
+        first protection list: one transaction."""
         exchange = await self.exchanges.for_user(user_id)
         rules = await exchange.get_symbol_rules(order.symbol)
         fill = entry_fill(order, rules)
@@ -100,12 +103,14 @@ class Entries(Desk):
                 ai_signal_confidence=plan.confidence, entry_client_order_id=order.client_order_id,
                 entry_fee=fill.fee_usdt, fees=fill.fee_usdt, executed_at=executed_at, analysis_id=plan.analysis_id,
             ))
-            await uow.positions.add(PositionRecord(
-                trade.id, user_id, order.symbol, quantity, fill.price, stop, target, None, executed_at,
-            ))
+            position = PositionRecord(trade.id, user_id, order.symbol, quantity, fill.price, stop, target, None,
+                                      executed_at)
+            await uow.positions.add(position)
             await uow.orders.record_exchange_state(order.client_order_id, order, now)
             await uow.orders.mark(order.client_order_id, RowStatus.of(order.status), now, trade_id=trade.id)
+            first = FirstList(position, list_row(position, first_list_id(order.client_order_id)))
+            await uow.orders.add(first.row, now)
             await uow.commit()
         trades_log.info("ENTRY user=%s %s qty=%s @ %s stop=%s target=%s", user_id, order.symbol,
                         fill.amount, fill.price, stop, target)
-        return trade
+        return trade, first

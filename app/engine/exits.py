@@ -36,7 +36,7 @@ from app.domain.values import (
 )
 from app.engine.bookkeeping import profit_pct, recorded_exit_fill, round_trip_profit
 from app.engine.desk import Desk, EngineParts
-from app.engine.protection import Protection
+from app.engine.protection import FirstList, Protection
 from app.engine.settings import log, trades_log
 
 
@@ -368,13 +368,17 @@ class Exits(Desk):
         await self.emit(trade.user_id, PositionClosed(trade.id, trade.symbol, reason.value, fill.price, profit), now)
         return closed
 
-    async def secure(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime) -> bool:
+    async def secure(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime,
+                     first: FirstList | None = None) -> bool:
         """Protect the trade's position; if protection cannot be placed, sell at once (EMERGENCY): a position
-        without protection is never left open. True when it is protected."""
-        error = await self.protection.protect(exchange, trade, now)
+        without protection is never left open. True when it is protected. `first`: a position just booked with the
+        row of its first list."""
+        error = await self.protection.protect(exchange, trade, now, first)
+        if error is None:
+            return True
         position = await self.open_position(trade.id)
-        if error is None or position is None:
-            return error is None
+        if position is None:
+            return False
         log.error("no protection for trade %s (%s): selling at market", trade.id, error)
         closed = await self.close_position(exchange, position, ExitReason.EMERGENCY, now)
         await self.emit(trade.user_id, EmergencyExit(trade.id, trade.symbol, f"protection could not be placed: {error}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.errors import ExchangeError, OrderStatusUnknown, RateLimited
@@ -13,29 +14,59 @@ from app.engine.bookkeeping import stop_limit_price
 from app.engine.desk import Desk
 
 
+def list_row(position: PositionRecord, list_id: str) -> OrderRecord:
+    """The order row of a list protecting `position`, written before the list is sent."""
+    return OrderRecord(
+        client_order_id=list_id, user_id=position.user_id, purpose=Purpose.PROTECT, symbol=position.symbol,
+        side=Side.SELL, type=OrderType.OCO, quantity=position.amount, status=RowStatus.PENDING_SEND,
+        price=position.take_profit, stop_price=position.stop_loss, trade_id=position.trade_id,
+    )
+
+
+def first_list_id(trade_entry_client_order_id: str) -> str:
+    return f"{trade_entry_client_order_id}-p1"
+
+
+@dataclass(frozen=True, slots=True)
+class FirstList:
+    """A new position and the row of its first list, written in the transaction that booked the position (the row
+    exists before the list is sent, as every order's does, without a transaction of its own)."""
+
+    position: PositionRecord
+    row: OrderRecord
+
+
 class Protection(Desk):
     """Places a position's OCO with retries, waiting out rate limits, and links it to the position."""
 
-    async def protect(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime) -> str | None:
+    async def protect(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime,
+                      first: FirstList | None = None) -> str | None:
         """Place the OCO (with retries, waiting out a rate limit). None once the position is protected (or no longer
-        needs it: gone, or being closed); else why it could not be placed."""
-        async with self.uow() as uow:
-            position = await uow.positions.get(trade.id)
-            attempt = len(await uow.orders.for_trade(trade.id, Purpose.PROTECT))
-        if position is None or position.closing_reason is not None:
-            return None
+        needs it: gone, or being closed); else why it could not be placed. `first`: the position was just booked
+        with its first list's row."""
+        if first is None:
+            async with self.uow() as uow:
+                position = await uow.positions.get(trade.id)
+                attempt = len(await uow.orders.for_trade(trade.id, Purpose.PROTECT))
+            if position is None or position.closing_reason is not None:
+                return None
+        else:
+            position, attempt = first.position, 0
         rules = await exchange.get_symbol_rules(trade.symbol)
-        failures, waited_s, last_error = 0, 0.0, ""
+        failures, waited_s, last_error, written = 0, 0.0, "", first is not None
         while failures < self.settings.oco_place_retries:
             attempt += 1
             try:
-                oco = await self._send_oco(exchange, position, f"{trade.entry_client_order_id}-p{attempt}", rules, now)
+                oco = await self._send_oco(exchange, position, f"{trade.entry_client_order_id}-p{attempt}", rules, now,
+                                           written)
             except RateLimited as e:  # nothing was sent: wait it out when the budget allows, then try again
                 last_error = str(e)
                 if not await self.wait_out(e, waited_s):
                     break
                 waited_s += e.retry_after_s
                 continue
+            finally:
+                written = False
             if isinstance(oco, OcoOrder):
                 await self.link(trade, position, oco, now)
                 return None
@@ -43,14 +74,12 @@ class Protection(Desk):
         return last_error or "not placed"
 
     async def _send_oco(self, exchange: ExchangeAdapter, position: PositionRecord, list_id: str, rules: SymbolRules,
-                        now: datetime) -> OcoOrder | str:
-        """The OCO, or why it failed. A rate limit (nothing sent) is raised for the caller to wait out."""
+                        now: datetime, written: bool = False) -> OcoOrder | str:
+        """The OCO, or why it failed (its row written first, unless `written` already). A rate limit (nothing
+        sent) is raised for the caller to wait out."""
         limit = stop_limit_price(position.stop_loss, self.parts.limits.stop_limit_gap_pct, rules)
-        await self.write_order(OrderRecord(
-            client_order_id=list_id, user_id=position.user_id, purpose=Purpose.PROTECT, symbol=position.symbol,
-            side=Side.SELL, type=OrderType.OCO, quantity=position.amount, status=RowStatus.PENDING_SEND,
-            price=position.take_profit, stop_price=position.stop_loss, trade_id=position.trade_id,
-        ), now)
+        if not written:
+            await self.write_order(list_row(position, list_id), now)
         try:
             oco = await exchange.place_oco_order(
                 position.symbol, position.amount, position.take_profit, position.stop_loss, limit, list_id

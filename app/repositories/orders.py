@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import OrderRecord, Purpose, RowStatus
@@ -28,18 +28,27 @@ def _order(row: OrderRow) -> OrderRecord:
 class OrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        # rows this unit of work read or wrote, by client id: its later marks and updates need no SELECT
+        self._rows: dict[str, OrderRow] = {}
 
     async def add(self, order: OrderRecord, now: datetime) -> None:
         values = {k: getattr(order, k) for k in OrderRecord.__dataclass_fields__ if k != "created_at"}
-        self.session.add(OrderRow(**values, created_at=now, updated_at=now))
+        row = OrderRow(**values, created_at=now, updated_at=now)
+        self.session.add(row)
         await self.session.flush()
+        self._rows[order.client_order_id] = row
 
     async def get(self, client_order_id: str) -> OrderRecord | None:
         row = await self._row(client_order_id)
         return _order(row) if row else None
 
     async def _row(self, client_order_id: str) -> OrderRow | None:
-        return await self.session.scalar(select(OrderRow).where(OrderRow.client_order_id == client_order_id))
+        row = self._rows.get(client_order_id)
+        if row is None:
+            row = await self.session.scalar(select(OrderRow).where(OrderRow.client_order_id == client_order_id))
+            if row is not None:
+                self._rows[client_order_id] = row
+        return row
 
     async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime) -> None:
         row = await self._row(client_order_id)
@@ -57,15 +66,21 @@ class OrderRepository:
 
     async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,
                    trade_id: int | None = None) -> None:
-        row = await self._row(client_order_id)
-        if row is None:
-            raise LookupError(f"no order row for client id {client_order_id}")
-        row.status = status
-        row.updated_at = now
+        values: dict[str, object] = {"status": status.value, "updated_at": now}
         if error is not None:
-            row.error = error
+            values["error"] = error
         if trade_id is not None:
-            row.trade_id = trade_id
+            values["trade_id"] = trade_id
+        row = self._rows.get(client_order_id)
+        if row is not None:  # read or written in this unit of work: changed in place
+            for name, value in values.items():
+                setattr(row, name, value)
+            return
+        result = await self.session.execute(  # else one UPDATE, without reading the row first
+            update(OrderRow).where(OrderRow.client_order_id == client_order_id).values(**values)
+        )
+        if not getattr(result, "rowcount", 0):
+            raise LookupError(f"no order row for client id {client_order_id}")
 
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
         query = select(OrderRow).where(OrderRow.trade_id == trade_id, OrderRow.purpose == purpose)

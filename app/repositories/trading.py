@@ -262,11 +262,22 @@ class TradeRepository:
 class PositionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._rows: dict[int, OpenPosition] = {}  # by trade id, as this unit of work read or wrote them
 
     async def add(self, position: PositionRecord) -> None:
         values = {k: getattr(position, k) for k in PositionRecord.__dataclass_fields__}
-        self.session.add(OpenPosition(**values))
+        row = OpenPosition(**values)
+        self.session.add(row)
         await self.session.flush()
+        self._rows[position.trade_id] = row
+
+    async def _row(self, trade_id: int) -> OpenPosition | None:
+        row = self._rows.get(trade_id)
+        if row is None:
+            row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
+            if row is not None:
+                self._rows[trade_id] = row
+        return row
 
     async def for_user(self, user_id: int) -> list[PositionRecord]:
         rows = await self.session.scalars(
@@ -290,22 +301,26 @@ class PositionRepository:
         return [_position(r) for r in rows]
 
     async def get(self, trade_id: int) -> PositionRecord | None:
-        row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
+        row = await self._row(trade_id)
         return _position(row) if row else None
 
     async def set_protection(self, trade_id: int, oco_order_id: str | None, stop: Decimal, target: Decimal) -> None:
-        row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
-        if row is not None:
-            row.oco_order_id = oco_order_id
-            row.stop_loss = stop
-            row.take_profit = target
+        row = self._rows.get(trade_id)
+        if row is None:  # one UPDATE, without reading the row first
+            await self.session.execute(update(OpenPosition).where(OpenPosition.trade_id == trade_id)
+                                       .values(oco_order_id=oco_order_id, stop_loss=stop, take_profit=target))
+            return
+        row.oco_order_id = oco_order_id
+        row.stop_loss = stop
+        row.take_profit = target
 
     async def mark_closing(self, trade_id: int, reason: ExitReason) -> None:
-        row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
+        row = await self._row(trade_id)
         if row is not None and row.closing_reason is None:
             row.closing_reason = reason.value
 
     async def remove(self, trade_id: int) -> bool:
+        self._rows.pop(trade_id, None)
         result = await self.session.execute(delete(OpenPosition).where(OpenPosition.trade_id == trade_id))
         return bool(getattr(result, "rowcount", 0))
 
