@@ -47,6 +47,7 @@ from app.marketdata.candles import CandleStore
 from app.marketdata.directory import CandleDirectory, Coverage
 from app.notify.websocket import WebSocketManager
 from app.repositories import UnitOfWork, UnitOfWorkFactory
+from app.repositories.retention import RetentionPolicy, RetentionPruner
 from app.risk.manager import RiskManager
 from app.services.security import CredentialCipher, LoginGuard, PasswordHasher, TokenService
 from app.venues.binance.client import BinanceService, default_base_url
@@ -294,6 +295,11 @@ def public_market_client(settings: Settings, clock: Clock) -> BinanceService:
     return BinanceService("", "", base_url, clock, time_sync=time_sync)
 
 
+def retention_policy(s: Settings) -> RetentionPolicy:
+    return RetentionPolicy(s.retention_analyses_days, s.retention_decisions_days, s.retention_events_days,
+                           s.retention_batch_rows)
+
+
 def login_limits(s: Settings) -> LoginLimits:
     return LoginLimits(
         user_max_failures=s.login_max_failures, user_window_s=s.login_lockout_seconds,
@@ -426,6 +432,8 @@ def build_trading_bot(container: Container) -> TradingBot:
         container.websockets.publish, container.market_clock, container.analysts, container.metrics,
         symbols=container.symbols, publish_many=container.websockets.publish_many,
     )
+    bot.housekeeping = RetentionPruner(container.uow, retention_policy(container.settings)).prune
+    bot.housekeeping_interval_s = container.settings.retention_interval_seconds
     bot.state = container.settings.trading_state
     return bot
 

@@ -9,7 +9,7 @@ protected by protection.py.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
@@ -35,14 +35,15 @@ from app.engine.metrics import Metrics
 from app.engine.protection import Protection
 from app.engine.reconciliation import Reconciler
 from app.engine.selection import SymbolChoices
-from app.engine.settings import CANDLES, WARM_UP, BotSettings, EntryPlan, RiskChecker
+from app.engine.settings import CANDLES, WARM_UP, BotSettings, EntryPlan, RiskChecker, log
 
 UowFactory = Books  # the name the container and backtest import
+Housekeeping = Callable[[datetime], Awaitable[Mapping[str, int]]]  # tidies the books at a time: rows deleted per table
 
 __all__ = [
     "CANDLES", "WARM_UP", "AnalysesAhead", "BotSettings", "CycleScoped", "CycleSummary", "EntryPlan",
-    "ExchangeProvider", "FeatureBuilder", "Publish", "PublishMany", "RiskChecker", "SymbolAnalysis", "TradingBot",
-    "UowFactory", "analyze_with",
+    "ExchangeProvider", "FeatureBuilder", "Housekeeping", "Publish", "PublishMany", "RiskChecker", "SymbolAnalysis",
+    "TradingBot", "UowFactory", "analyze_with",
 ]
 
 
@@ -64,6 +65,8 @@ class TradingBot:
         metrics: Metrics | None = None,
         symbols: SymbolDirectory | None = None,
         publish_many: PublishMany | None = None,
+        housekeeping: Housekeeping | None = None,
+        housekeeping_interval_s: float = 3600.0,
     ) -> None:
         self.parts = EngineParts(uow, exchanges, publish, clock, limits, settings or BotSettings(), metrics or Metrics(),
                                  publish_many)
@@ -76,6 +79,8 @@ class TradingBot:
         self.choices = SymbolChoices(symbols)
         self.state = TradingState.ACTIVE
         self.last_cycle: datetime | None = None  # users decided then continue their decision spans
+        self.housekeeping, self.housekeeping_interval_s = housekeeping, housekeeping_interval_s
+        self._kept_house_at: datetime | None = None
 
     async def run_cycle(self, now: datetime) -> CycleSummary:
         """One cycle: finish what is unfinished and monitor exits first, then analyse each symbol once, then decide
@@ -112,6 +117,23 @@ class TradingBot:
     def _accounts_for_the_cycle(self) -> AbstractAsyncContextManager[object]:
         exchanges = self.parts.exchanges
         return exchanges.cycle() if isinstance(exchanges, CycleScoped) else contextlib.nullcontext()
+
+    async def keep_house(self, now: datetime) -> None:
+        """Between cycles, at most once per housekeeping interval: the books' housekeeping (retention's pruning),
+        whose failure is logged and tried again next time, never raised into the loop."""
+        if self.housekeeping is None:
+            return
+        last = self._kept_house_at
+        if last is not None and (now - last).total_seconds() < self.housekeeping_interval_s:
+            return
+        self._kept_house_at = now
+        try:
+            deleted = await self.housekeeping(now)
+        except Exception:
+            log.exception("housekeeping at %s failed", now.isoformat())
+            return
+        if any(deleted.values()):
+            log.info("housekeeping at %s deleted %s", now.isoformat(), dict(deleted))
 
     async def _active_configs(self) -> list[TradingConfig]:
         async with self.parts.books() as uow:
