@@ -19,12 +19,12 @@ from datetime import datetime, timedelta
 
 from app.domain.errors import ConfigurationError, ExchangeError
 from app.domain.events import EngineError, SignalAnalysed, SignalRejected
-from app.domain.records import DecisionRecord, DecisionSpan, DecisionTally, PositionRecord
+from app.domain.records import DecisionRecord, DecisionSpan, DecisionTally, PositionRecord, TradeRecord
 from app.domain.risk import TradingConfig, UserRiskContext
 from app.domain.values import PROFILE_NOTE, Decision, Reason, RiskDecision, SignalType
 from app.engine.analysis import SymbolAnalysis
 from app.engine.desk import Desk, EngineParts
-from app.engine.entries import Entries
+from app.engine.entries import ApprovedEntry, Entries
 from app.engine.settings import RiskChecker, log
 
 Analyses = Mapping[tuple[str, str], SymbolAnalysis]  # (symbol, analyst kind) -> the cycle's published analysis
@@ -110,8 +110,7 @@ class Decisions(Desk):
             judged = [user for user in users if not self._decide_quietly(user, analyses, now, batch)]
             if judged:
                 await self._read_risk_counts(judged, now)
-            for user in judged:
-                await self._decide_rest(user, analyses, now, batch)
+            await self._decide_judged(judged, analyses, now, batch)
             await self._write_batch(users, spans, batch, now)
         return batch.outcome
 
@@ -170,28 +169,53 @@ class Decisions(Desk):
             user.entries_today = entries.get(user.config.user_id, 0)
             user.recent_results = results.get(user.config.user_id, ())
 
-    async def _decide_rest(self, user: _UserCycle, analyses: Analyses, now: datetime, batch: _BatchLog) -> None:
-        """The user's symbols from the first one the pre-checks let through, one at a time (an entry changes what
-        the next symbol's checks see)."""
+    async def _decide_judged(self, users: Sequence[_UserCycle], analyses: Analyses, now: datetime,
+                             batch: _BatchLog) -> None:
+        """The users with a signal for the risk manager, in rounds: each user's symbols in order up to their next
+        approved entry, then the round's entries carried out together (one user's entry changes what their next
+        symbol's checks see), until every symbol is decided."""
+        pending = list(users)
+        while pending:
+            round_: list[tuple[_UserCycle, ApprovedEntry]] = []
+            for user in pending:
+                approved = await self._next_entry(user, analyses, now, batch)
+                if approved is not None:
+                    round_.append((user, approved))
+            if not round_:
+                return
+            trades = await self.entries.execute_many([approved for _, approved in round_], now)
+            pending = await self._entered(round_, trades, now, batch)
+
+    async def _next_entry(self, user: _UserCycle, analyses: Analyses, now: datetime,
+                          batch: _BatchLog) -> ApprovedEntry | None:
+        """The user's symbols from `next_symbol` on, each skipped or rejected, up to the first approved entry."""
         config = user.config
-        for symbol in config.symbols[user.next_symbol:]:
+        while user.next_symbol < len(config.symbols):
+            symbol = config.symbols[user.next_symbol]
+            user.next_symbol += 1
             analysis = analyses.get((symbol, config.analyzer))
             if analysis is None:
                 continue
             try:
-                await self._decide(user, analysis, now, batch)
+                approved = await self._judge(user, analysis, now, batch)
             except (ExchangeError, ConfigurationError) as e:
                 log.error("user %s, %s: %s", config.user_id, symbol, e)
                 await self.emit(config.user_id, EngineError(str(e), symbol=symbol), now)
+                continue
+            if approved is not None:
+                return approved
+        return None
 
-    async def _decide(self, user: _UserCycle, analysis: SymbolAnalysis, now: datetime, batch: _BatchLog) -> None:
+    async def _judge(self, user: _UserCycle, analysis: SymbolAnalysis, now: datetime,
+                     batch: _BatchLog) -> ApprovedEntry | None:
+        """A symbol's skip or the risk manager's verdict; the entry when it is approved."""
         config = user.config
         symbol, signal = analysis.symbol, analysis.report.signal
         skip = self.risk_manager.skip_reason(config, symbol, signal, user.held, now)
         if skip is not None:
             self.metrics.count_signal(signal.signal, Decision.SKIPPED)
             batch.record(user, analysis, Decision.SKIPPED, [skip], now)
-            return
+            return None
         await self.emit(config.user_id, SignalAnalysed(symbol, signal.signal.value, signal.confidence, analysis.regime,
                                                        round(analysis.confluence, 2)), now)
         features = analysis.entry_features()
@@ -202,16 +226,30 @@ class Decisions(Desk):
         if not decision.approved:
             self.metrics.count_signal(signal.signal, Decision.REJECTED)
             await self._reject(user, analysis, decision, now, batch)
-            return
-        trade = await self.entries.execute(config, symbol, decision, analysis, now)
-        self.metrics.count_signal(signal.signal, "executed" if trade else "failed")
-        if trade is not None:
-            batch.outcome.entries += 1
-            batch.record(user, analysis, Decision.EXECUTED, decision.profile_note(), now, trade.id)
-            if symbol != config.symbols[-1]:
-                async with self.uow() as uow:  # the next symbol's checks see the new position
-                    user.see(await uow.positions.for_user(config.user_id))
-                user.entries_today = user.recent_results = None  # and its counts are read again
+            return None
+        return ApprovedEntry(config, symbol, decision, analysis)
+
+    async def _entered(self, round_: Sequence[tuple[_UserCycle, ApprovedEntry]], trades: Sequence[TradeRecord | None],
+                       now: datetime, batch: _BatchLog) -> list[_UserCycle]:
+        """A round's entries in the log; the users with symbols left, who see their new positions."""
+        more, bought = [], []
+        for (user, approved), trade in zip(round_, trades, strict=True):
+            self.metrics.count_signal(approved.analysis.report.signal.signal, "executed" if trade else "failed")
+            if trade is not None:
+                batch.outcome.entries += 1
+                batch.record(user, approved.analysis, Decision.EXECUTED, approved.decision.profile_note(), now,
+                             trade.id)
+            if user.next_symbol < len(user.config.symbols):
+                more.append(user)
+                if trade is not None:
+                    bought.append(user)
+        if bought:
+            async with self.uow() as uow:  # the next symbol's checks see the new position, and its counts
+                positions = await uow.positions.for_users([u.config.user_id for u in bought])
+            for user in bought:
+                user.see(positions.get(user.config.user_id, []))
+            await self._read_risk_counts(bought, now)
+        return more
 
     async def _risk_context(self, user: _UserCycle, symbol: str, now: datetime) -> UserRiskContext:
         config = user.config

@@ -368,12 +368,12 @@ class Exits(Desk):
         await self.emit(trade.user_id, PositionClosed(trade.id, trade.symbol, reason.value, fill.price, profit), now)
         return closed
 
-    async def secure(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime,
-                     first: FirstList | None = None) -> bool:
+    async def secure(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime, failures: int = 0,
+                     last_error: str = "") -> bool:
         """Protect the trade's position; if protection cannot be placed, sell at once (EMERGENCY): a position
-        without protection is never left open. True when it is protected. `first`: a position just booked with the
-        row of its first list."""
-        error = await self.protection.protect(exchange, trade, now, first)
+        without protection is never left open. True when it is protected. `failures` and `last_error`: attempts
+        this cycle made already (see Protection.protect)."""
+        error = await self.protection.protect(exchange, trade, now, failures, last_error)
         if error is None:
             return True
         position = await self.open_position(trade.id)
@@ -384,6 +384,30 @@ class Exits(Desk):
         await self.emit(trade.user_id, EmergencyExit(trade.id, trade.symbol, f"protection could not be placed: {error}",
                                                      closed.exit_price if closed else None), now)
         return False
+
+    async def secure_all(self, new: Sequence[tuple[ExchangeAdapter, TradeRecord, FirstList]], now: datetime) -> None:
+        """Protect new positions, each booked with the row of its first list: every first list placed, the placed
+        ones linked together; a position whose first list was not placed goes the whole way of `secure` (more
+        attempts, each with its row, else the emergency sale)."""
+        placed: list[tuple[TradeRecord, PositionRecord, OcoOrder]] = []
+        again: list[tuple[ExchangeAdapter, TradeRecord, int, str]] = []
+        for exchange, trade, first in new:
+            try:
+                oco = await self.protection.place_first(exchange, first, now)
+            except (ExchangeError, ConfigurationError) as e:  # a rate limit (nothing was sent) is not a failure
+                again.append((exchange, trade, 0, str(e)))
+                continue
+            if isinstance(oco, OcoOrder):
+                placed.append((trade, first.position, oco))
+            else:
+                again.append((exchange, trade, 1, oco))
+        await self.protection.link_all(placed, now)
+        for exchange, trade, failures, error in again:
+            try:
+                await self.secure(exchange, trade, now, failures, error)
+            except (ExchangeError, ConfigurationError) as e:  # reconciliation protects it next cycle
+                log.error("trade %s of user %s not protected yet: %s", trade.id, trade.user_id, e)
+                await self.emit(trade.user_id, EngineError(str(e), trade_id=trade.id), now)
 
 
 # lists that can neither fill nor be live any more: the exchange said so (ALL_DONE, REJECT), or refused them when sent

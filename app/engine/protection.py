@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,39 +40,39 @@ class FirstList:
 class Protection(Desk):
     """Places a position's OCO with retries, waiting out rate limits, and links it to the position."""
 
-    async def protect(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime,
-                      first: FirstList | None = None) -> str | None:
+    async def protect(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime, failures: int = 0,
+                      last_error: str = "") -> str | None:
         """Place the OCO (with retries, waiting out a rate limit). None once the position is protected (or no longer
-        needs it: gone, or being closed); else why it could not be placed. `first`: the position was just booked
-        with its first list's row."""
-        if first is None:
-            async with self.uow() as uow:
-                position = await uow.positions.get(trade.id)
-                attempt = len(await uow.orders.for_trade(trade.id, Purpose.PROTECT))
-            if position is None or position.closing_reason is not None:
-                return None
-        else:
-            position, attempt = first.position, 0
+        needs it: gone, or being closed); else why it could not be placed. `failures`: attempts that already
+        failed in this cycle (a new position's first list), counted against OCO_PLACE_RETRIES."""
+        async with self.uow() as uow:
+            position = await uow.positions.get(trade.id)
+            attempt = len(await uow.orders.for_trade(trade.id, Purpose.PROTECT))
+        if position is None or position.closing_reason is not None:
+            return None
         rules = await exchange.get_symbol_rules(trade.symbol)
-        failures, waited_s, last_error, written = 0, 0.0, "", first is not None
+        waited_s = 0.0
         while failures < self.settings.oco_place_retries:
             attempt += 1
             try:
-                oco = await self._send_oco(exchange, position, f"{trade.entry_client_order_id}-p{attempt}", rules, now,
-                                           written)
+                oco = await self._send_oco(exchange, position, f"{trade.entry_client_order_id}-p{attempt}", rules, now)
             except RateLimited as e:  # nothing was sent: wait it out when the budget allows, then try again
                 last_error = str(e)
                 if not await self.wait_out(e, waited_s):
                     break
                 waited_s += e.retry_after_s
                 continue
-            finally:
-                written = False
             if isinstance(oco, OcoOrder):
-                await self.link(trade, position, oco, now)
+                await self.link_all([(trade, position, oco)], now)
                 return None
             failures, last_error = failures + 1, oco
         return last_error or "not placed"
+
+    async def place_first(self, exchange: ExchangeAdapter, first: FirstList, now: datetime) -> OcoOrder | str:
+        """A new position's first list, whose row was written with the position: the list, or why it failed. A
+        rate limit (nothing sent) is raised."""
+        rules = await exchange.get_symbol_rules(first.position.symbol)
+        return await self._send_oco(exchange, first.position, first.row.client_order_id, rules, now, written=True)
 
     async def _send_oco(self, exchange: ExchangeAdapter, position: PositionRecord, list_id: str, rules: SymbolRules,
                         now: datetime, written: bool = False) -> OcoOrder | str:
@@ -99,12 +100,18 @@ class Protection(Desk):
         self.metrics.orders_placed.labels(type="oco", outcome=oco.list_status.value).inc()
         return oco  # its row takes the list's status when it is linked
 
-    async def link(self, trade: TradeRecord, position: PositionRecord, oco: OcoOrder, now: datetime) -> None:
-        """The list protects the position: its row takes the exchange's status and the position points at it."""
+    async def link_all(self, placed: Sequence[tuple[TradeRecord, PositionRecord, OcoOrder]], now: datetime) -> None:
+        """Each list protects its position: its row takes the exchange's status and the position points at it (one
+        transaction for all), then each trade is announced."""
+        if not placed:
+            return
         async with self.uow() as uow:
-            await uow.orders.mark(oco.list_client_order_id, RowStatus.of(oco.list_status), now)
-            await uow.positions.set_protection(trade.id, oco.list_client_order_id, position.stop_loss,
-                                               position.take_profit)
+            for trade, position, oco in placed:
+                await uow.orders.mark(oco.list_client_order_id, RowStatus.of(oco.list_status), now)
+                await uow.positions.set_protection(trade.id, oco.list_client_order_id, position.stop_loss,
+                                                   position.take_profit)
             await uow.commit()
-        await self.emit(trade.user_id, TradeExecuted(trade.id, trade.symbol, trade.amount, trade.price, position.stop_loss,
-                                                     position.take_profit, oco.list_client_order_id), now)
+        for trade, position, oco in placed:
+            await self.emit(trade.user_id, TradeExecuted(trade.id, trade.symbol, trade.amount, trade.price,
+                                                         position.stop_loss, position.take_profit,
+                                                         oco.list_client_order_id), now)

@@ -148,7 +148,7 @@ class Reconciler(Desk):
                 await self._not_found(exchange, position, attempt.client_order_id, now)
                 continue
             if oco.is_open or oco.filled_leg is not None:  # a filled one is booked by this cycle's exit check
-                await self.protection.link(trade, position, oco, now)
+                await self.protection.link_all([(trade, position, oco)], now)
                 await self.report_repair(position, "re-protected", now, f"linked order list {oco.list_client_order_id}")
                 return
             await self.mark_order(attempt.client_order_id, RowStatus.of(oco.list_status), now)
