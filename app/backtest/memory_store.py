@@ -198,6 +198,10 @@ class MemoryOrders:
         else:
             self.t.unbooked_entries.pop(client_id, None)
 
+    async def add_many(self, orders: Sequence[OrderRecord], now: datetime) -> None:
+        for order in orders:
+            await self.add(order, now)
+
     async def get(self, client_order_id: str) -> OrderRecord | None:
         return self.t.orders.get(client_order_id)
 
@@ -224,6 +228,10 @@ class MemoryOrders:
         if trade_id is not None:
             row = dataclasses.replace(row, trade_id=trade_id)
         self._store(row)
+
+    async def mark_many(self, marks: Sequence[tuple[str, RowStatus]], now: datetime) -> None:
+        for client_order_id, status in marks:
+            await self.mark(client_order_id, status, now)
 
     async def unbooked_entries(self) -> list[OrderRecord]:
         return list(self.t.unbooked_entries.values())
@@ -266,6 +274,10 @@ class MemoryPositions:
                 dataclasses.replace(row, oco_order_id=oco_order_id, stop_loss=stop, take_profit=target),
                 _POSITION_MONEY,
             )
+
+    async def set_protections(self, links: Sequence[tuple[int, str, Decimal, Decimal]]) -> None:
+        for trade_id, list_id, stop, target in links:
+            await self.set_protection(trade_id, list_id, stop, target)
 
     async def mark_closing(self, trade_id: int, reason: ExitReason) -> None:
         row = self.t.positions.get(trade_id)

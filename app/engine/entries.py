@@ -87,8 +87,7 @@ class Entries(Desk):
         assert len({a.config.user_id for a in approved}) == len(approved), "one entry per user at a time"
         entries = [_Entry(self._entry_row(a, now), await self.exchanges.for_user(a.config.user_id)) for a in approved]
         async with self.uow() as uow:
-            for entry in entries:
-                await uow.orders.add(entry.row, now)
+            await uow.orders.add_many([entry.row for entry in entries], now)
             await uow.commit()
         marks = [mark for entry in entries if (mark := await self._send_entry(entry, now)) is not None]
         await self._record_marks(marks, now)
@@ -170,6 +169,7 @@ class Entries(Desk):
         async with self.uow() as uow:
             for entry, booking in plans:
                 entry.trade, entry.first = await self._book_entry(uow, entry, booking, now)
+            await uow.orders.add_many([entry.first.row for entry, _ in plans if entry.first is not None], now)
             await uow.commit()
         for entry, booking in plans:
             trades_log.info("ENTRY user=%s %s qty=%s @ %s stop=%s target=%s", entry.row.user_id, entry.row.symbol,
@@ -211,9 +211,7 @@ class Entries(Desk):
         await uow.positions.add(position)
         await uow.orders.record_exchange_state(order.client_order_id, order, now)
         await uow.orders.mark(order.client_order_id, RowStatus.of(order.status), now, trade_id=trade.id)
-        first = FirstList(position, list_row(position, first_list_id(order.client_order_id)))
-        await uow.orders.add(first.row, now)
-        return trade, first
+        return trade, FirstList(position, list_row(position, first_list_id(order.client_order_id)))  # its row: _book
 
     async def _report(self, row: OrderRecord, error: Exception, now: datetime) -> None:
         log.error("user %s, %s: %s", row.user_id, row.symbol, error)

@@ -106,10 +106,10 @@ class Protection(Desk):
         if not placed:
             return
         async with self.uow() as uow:
-            for trade, position, oco in placed:
-                await uow.orders.mark(oco.list_client_order_id, RowStatus.of(oco.list_status), now)
-                await uow.positions.set_protection(trade.id, oco.list_client_order_id, position.stop_loss,
-                                                   position.take_profit)
+            await uow.orders.mark_many([(oco.list_client_order_id, RowStatus.of(oco.list_status))
+                                        for _, _, oco in placed], now)
+            await uow.positions.set_protections([(trade.id, oco.list_client_order_id, position.stop_loss,
+                                                  position.take_profit) for trade, position, oco in placed])
             await uow.commit()
         for trade, position, oco in placed:
             await self.emit(trade.user_id, TradeExecuted(trade.id, trade.symbol, trade.amount, trade.price,

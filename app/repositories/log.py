@@ -185,11 +185,16 @@ class EventRepository:
         """Many events in one statement, each returned with its id, in order."""
         if not events:
             return []
-        ids = await self.session.scalars(
-            insert(Event).returning(Event.id, sort_by_parameter_order=True),
-            [{"user_id": e.user_id, "type": e.type, "time": e.time, "data": json.dumps(e.data, default=str)}
-             for e in events],
-        )
+        rows = [{"user_id": e.user_id, "type": e.type, "time": e.time, "data": json.dumps(e.data, default=str)}
+                for e in events]
+        if self.session.get_bind().dialect.name == "sqlite":
+            # SQLite cannot return a batch's ids in order (SQLAlchemy sends one INSERT per row for that); its one
+            # writer at a time gives the batch the next ids in order, read back in the same transaction
+            await self.session.execute(insert(Event), rows)
+            newest = await self.session.scalars(select(Event.id).order_by(Event.id.desc()).limit(len(rows)))
+            ids = sorted(newest)
+        else:
+            ids = list(await self.session.scalars(insert(Event).returning(Event.id, sort_by_parameter_order=True), rows))
         return [EventRecord(e.user_id, e.type, e.time, e.data, event_id) for e, event_id in zip(events, ids, strict=True)]
 
     async def for_user(self, user_id: int, limit: int = 100) -> list[EventRecord]:

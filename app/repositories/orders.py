@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import OrderRecord, Purpose, RowStatus
@@ -37,6 +39,15 @@ class OrderRepository:
         self.session.add(row)
         await self.session.flush()
         self._rows[order.client_order_id] = row
+
+    async def add_many(self, orders: Sequence[OrderRecord], now: datetime) -> None:
+        """One INSERT for them all (the rows are not kept in this unit of work: a later mark is one UPDATE)."""
+        if orders:
+            await self.session.execute(insert(OrderRow), [
+                {**{k: getattr(o, k) for k in OrderRecord.__dataclass_fields__ if k != "created_at"},
+                 "created_at": now, "updated_at": now}
+                for o in orders
+            ])
 
     async def get(self, client_order_id: str) -> OrderRecord | None:
         row = await self._row(client_order_id)
@@ -81,6 +92,15 @@ class OrderRepository:
         )
         if not getattr(result, "rowcount", 0):
             raise LookupError(f"no order row for client id {client_order_id}")
+
+    async def mark_many(self, marks: Sequence[tuple[str, RowStatus]], now: datetime) -> None:
+        if marks:
+            table = cast(Table, OrderRow.__table__)  # Core: an UPDATE sent once for many rows
+            await self.session.execute(
+                update(table).where(table.c.client_order_id == bindparam("client_id"))
+                .values(status=bindparam("new_status"), updated_at=now),
+                [{"client_id": client_id, "new_status": status.value} for client_id, status in marks],
+            )
 
     async def for_trade(self, trade_id: int, purpose: str) -> list[OrderRecord]:
         query = select(OrderRow).where(OrderRow.trade_id == trade_id, OrderRow.purpose == purpose)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime, time
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import PortfolioStats, PositionRecord, Remainder, TradeRecord
@@ -314,6 +315,19 @@ class PositionRepository:
         row.stop_loss = stop
         row.take_profit = target
 
+    async def set_protections(self, links: Sequence[tuple[int, str, Decimal, Decimal]]) -> None:
+        if links:
+            table = cast(Table, OpenPosition.__table__)  # Core: an UPDATE sent once for many rows
+            await self.session.execute(
+                update(table).where(table.c.trade_id == bindparam("trade"))
+                .values(oco_order_id=bindparam("list_id"), stop_loss=bindparam("stop"), take_profit=bindparam("target")),
+                [{"trade": t, "list_id": list_id, "stop": stop, "target": target} for t, list_id, stop, target in links],
+            )
+            for trade_id, list_id, stop, target in links:  # rows this unit of work holds follow
+                row = self._rows.get(trade_id)
+                if row is not None:
+                    row.oco_order_id, row.stop_loss, row.take_profit = list_id, stop, target
+
     async def mark_closing(self, trade_id: int, reason: ExitReason) -> None:
         row = await self._row(trade_id)
         if row is not None and row.closing_reason is None:
@@ -362,14 +376,23 @@ class DustRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._read: dict[tuple[int, str], DustBalance | None] = {}  # rows (or their absence) this unit of work read
+
+    async def _row(self, user_id: int, symbol: str) -> DustBalance | None:
+        key = (user_id, symbol)
+        if key not in self._read:
+            self._read[key] = await self.session.get(DustBalance, key)
+        return self._read[key]
 
     async def get(self, user_id: int, symbol: str) -> Remainder:
-        row = await self.session.get(DustBalance, (user_id, symbol))
+        row = await self._row(user_id, symbol)
         return Remainder(row.amount, row.cost) if row is not None else Remainder()
 
     async def set(self, user_id: int, symbol: str, remainder: Remainder) -> None:
-        row = await self.session.get(DustBalance, (user_id, symbol))
+        row = await self._row(user_id, symbol)
         if row is None:
-            self.session.add(DustBalance(user_id=user_id, symbol=symbol, amount=remainder.amount, cost=remainder.cost))
+            row = DustBalance(user_id=user_id, symbol=symbol, amount=remainder.amount, cost=remainder.cost)
+            self.session.add(row)
+            self._read[(user_id, symbol)] = row
         else:
             row.amount, row.cost = remainder.amount, remainder.cost
