@@ -211,13 +211,16 @@ class MemoryOrders:
             raise LookupError(f"no order row for client id {client_order_id}")
         return row
 
-    async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime) -> None:
+    async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime,
+                                    trade_id: int | None = None) -> None:
         fills = order.fills
+        row = self._row(client_order_id)
         self._store(_canonical_fields(dataclasses.replace(
-            self._row(client_order_id), status=RowStatus.of(order.status), exchange_order_id=str(order.order_id),
+            row, status=RowStatus.of(order.status), exchange_order_id=str(order.order_id),
             executed_qty=order.executed_qty, cumulative_quote_qty=order.cumulative_quote_qty,
             commission=sum((f.commission for f in fills), ZERO),
             commission_asset=fills[0].commission_asset if fills else None, transact_time=order.transact_time,
+            trade_id=row.trade_id if trade_id is None else trade_id,
         ), _ORDER_MONEY))
 
     async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,

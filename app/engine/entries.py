@@ -209,8 +209,7 @@ class Entries(Desk):
         position = PositionRecord(trade.id, user_id, order.symbol, quantity, fill.price, booking.stop, booking.target,
                                   None, executed_at)
         await uow.positions.add(position)
-        await uow.orders.record_exchange_state(order.client_order_id, order, now)
-        await uow.orders.mark(order.client_order_id, RowStatus.of(order.status), now, trade_id=trade.id)
+        await uow.orders.record_exchange_state(order.client_order_id, order, now, trade_id=trade.id)
         return trade, FirstList(position, list_row(position, first_list_id(order.client_order_id)))  # its row: _book
 
     async def _report(self, row: OrderRecord, error: Exception, now: datetime) -> None:

@@ -61,19 +61,18 @@ class OrderRepository:
                 self._rows[client_order_id] = row
         return row
 
-    async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime) -> None:
-        row = await self._row(client_order_id)
-        if row is None:
-            raise LookupError(f"no order row for client id {client_order_id}")
-        row.status = order.status.value
-        row.exchange_order_id = str(order.order_id)
-        row.executed_qty = order.executed_qty
-        row.cumulative_quote_qty = order.cumulative_quote_qty
+    async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime,
+                                    trade_id: int | None = None) -> None:
         fills = order.fills
-        row.commission = sum((f.commission for f in fills), ZERO)
-        row.commission_asset = fills[0].commission_asset if fills else None
-        row.transact_time = order.transact_time
-        row.updated_at = now
+        values: dict[str, object] = {
+            "status": order.status.value, "exchange_order_id": str(order.order_id), "executed_qty": order.executed_qty,
+            "cumulative_quote_qty": order.cumulative_quote_qty, "commission": sum((f.commission for f in fills), ZERO),
+            "commission_asset": fills[0].commission_asset if fills else None, "transact_time": order.transact_time,
+            "updated_at": now,
+        }
+        if trade_id is not None:
+            values["trade_id"] = trade_id
+        await self._update(client_order_id, values)
 
     async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,
                    trade_id: int | None = None) -> None:
@@ -82,6 +81,9 @@ class OrderRepository:
             values["error"] = error
         if trade_id is not None:
             values["trade_id"] = trade_id
+        await self._update(client_order_id, values)
+
+    async def _update(self, client_order_id: str, values: dict[str, object]) -> None:
         row = self._rows.get(client_order_id)
         if row is not None:  # read or written in this unit of work: changed in place
             for name, value in values.items():
