@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -122,6 +122,9 @@ class MemoryTrades:
         bisect.insort(times, stored.executed_at)
         return stored
 
+    async def add_many(self, trades: Sequence[TradeRecord]) -> list[TradeRecord]:
+        return [await self.add(t) for t in trades]
+
     async def get(self, user_id: int, trade_id: int) -> TradeRecord | None:
         found = self.t.trades.get(trade_id)
         return found if found is not None and found.user_id == user_id else None
@@ -223,6 +226,10 @@ class MemoryOrders:
             trade_id=row.trade_id if trade_id is None else trade_id,
         ), _ORDER_MONEY))
 
+    async def record_exchange_states(self, states: Sequence[tuple[str, Order, int | None]], now: datetime) -> None:
+        for client_order_id, order, trade_id in states:
+            await self.record_exchange_state(client_order_id, order, now, trade_id)
+
     async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,
                    trade_id: int | None = None) -> None:
         row = dataclasses.replace(self._row(client_order_id), status=status)
@@ -250,6 +257,10 @@ class MemoryPositions:
 
     async def add(self, position: PositionRecord) -> None:
         self.t.positions[position.trade_id] = _canonical_fields(position, _POSITION_MONEY)
+
+    async def add_many(self, positions: Sequence[PositionRecord]) -> None:
+        for position in positions:
+            await self.add(position)
 
     async def for_user(self, user_id: int) -> list[PositionRecord]:
         rows = [p for p in self.t.positions.values() if p.user_id == user_id]
@@ -327,6 +338,13 @@ class MemoryDust:
 
     async def set(self, user_id: int, symbol: str, remainder: Remainder) -> None:
         self.t.dust[(user_id, symbol)] = Remainder(canonical(remainder.amount), canonical(remainder.cost))
+
+    async def get_many(self, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Remainder]:
+        return {k: self.t.dust.get(k, NOTHING_CARRIED) for k in keys}
+
+    async def set_many(self, remainders: Mapping[tuple[int, str], Remainder]) -> None:
+        for (user_id, symbol), remainder in remainders.items():
+            await self.set(user_id, symbol, remainder)
 
 
 class MemoryAnalyses:

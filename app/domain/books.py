@@ -6,7 +6,7 @@ it; mypy checks every call the engine makes against these signatures and both im
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from decimal import Decimal
@@ -49,6 +49,10 @@ class ConfigBook(Protocol):
 class TradeBook(Protocol):
     async def add(self, trade: TradeRecord) -> TradeRecord: ...
 
+    async def add_many(self, trades: Sequence[TradeRecord]) -> list[TradeRecord]:
+        """Each trade with its id, in order (entry client ids are unique)."""
+        ...
+
     async def get(self, user_id: int, trade_id: int) -> TradeRecord | None: ...
 
     async def by_entry(self, entry_client_order_id: str) -> TradeRecord | None: ...
@@ -87,6 +91,10 @@ class OrderBook(Protocol):
         """The row takes the exchange's state of the order (its status too), and the trade it belongs to if given."""
         ...
 
+    async def record_exchange_states(self, states: Sequence[tuple[str, Order, int | None]], now: datetime) -> None:
+        """record_exchange_state for many rows at once: (client order id, order, trade id) each."""
+        ...
+
     async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,
                    trade_id: int | None = None) -> None: ...
 
@@ -101,6 +109,8 @@ class OrderBook(Protocol):
 
 class PositionBook(Protocol):
     async def add(self, position: PositionRecord) -> None: ...
+
+    async def add_many(self, positions: Sequence[PositionRecord]) -> None: ...
 
     async def for_user(self, user_id: int) -> list[PositionRecord]: ...
 
@@ -135,6 +145,12 @@ class DustBook(Protocol):
     async def get(self, user_id: int, symbol: str) -> Remainder: ...
 
     async def set(self, user_id: int, symbol: str, remainder: Remainder) -> None: ...
+
+    async def get_many(self, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Remainder]:
+        """get for many (user id, symbol) at once: every key answered (nothing carried: an empty Remainder)."""
+        ...
+
+    async def set_many(self, remainders: Mapping[tuple[int, str], Remainder]) -> None: ...
 
 
 class AnalysisBook(Protocol):

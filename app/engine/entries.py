@@ -167,9 +167,7 @@ class Entries(Desk):
         if not plans:
             return
         async with self.uow() as uow:
-            for entry, booking in plans:
-                entry.trade, entry.first = await self._book_entry(uow, entry, booking, now)
-            await uow.orders.add_many([entry.first.row for entry, _ in plans if entry.first is not None], now)
+            await self._book_entries(uow, plans, now)
             await uow.commit()
         for entry, booking in plans:
             trades_log.info("ENTRY user=%s %s qty=%s @ %s stop=%s target=%s", entry.row.user_id, entry.row.symbol,
@@ -189,28 +187,28 @@ class Entries(Desk):
         free_base = (await exchange.get_account_balance(rules.base_asset)).free
         return _Booking(plan, rules, fill, stop, target, free_base)
 
-    async def _book_entry(self, uow: EngineBooks, entry: _Entry, booking: _Booking,
-                          now: datetime) -> tuple[TradeRecord, FirstList]:
-        row, order, fill = entry.row, entry.order, booking.fill
-        assert order is not None
-        user_id, executed_at = row.user_id, row.created_at or now
+    async def _book_entries(self, uow: EngineBooks, plans: Sequence[tuple[_Entry, _Booking]], now: datetime) -> None:
+        """Each entry's trade and position (set on the entry), its row updated from the exchange, the remainder its
+        rounding leaves, and the row of its position's first list; a statement per kind of row for them all."""
+        keys = [(entry.row.user_id, entry.row.symbol) for entry, _ in plans]
+        assert len(set(keys)) == len(keys), "one entry per user and symbol at a time"
+        carried = await uow.dust.get_many(keys)
         # what rounding to the step left behind last time rides along (its cost stays carried until the exit that
         # sells it); what this entry's rounding leaves is carried in its place
-        carried = await uow.dust.get(user_id, order.symbol)
-        sellable = min(fill.held + carried.amount, booking.free_base)
-        quantity = booking.rules.round_qty(sellable)
-        await uow.dust.set(user_id, order.symbol, Remainder(sellable - quantity, carried.cost))
-        trade: TradeRecord = await uow.trades.add(TradeRecord(
-            id=0, user_id=user_id, symbol=order.symbol, side=Side.BUY.value, status=TradeStatus.FILLED,
-            amount=fill.amount, price=fill.price, stop_loss=booking.stop, take_profit=booking.target,
-            ai_signal_confidence=booking.plan.confidence, entry_client_order_id=order.client_order_id,
-            entry_fee=fill.fee_usdt, fees=fill.fee_usdt, executed_at=executed_at, analysis_id=booking.plan.analysis_id,
-        ))
-        position = PositionRecord(trade.id, user_id, order.symbol, quantity, fill.price, booking.stop, booking.target,
-                                  None, executed_at)
-        await uow.positions.add(position)
-        await uow.orders.record_exchange_state(order.client_order_id, order, now, trade_id=trade.id)
-        return trade, FirstList(position, list_row(position, first_list_id(order.client_order_id)))  # its row: _book
+        sellable = {key: min(b.fill.held + carried[key].amount, b.free_base) for key, (_, b) in zip(keys, plans, strict=True)}
+        quantities = {key: b.rules.round_qty(sellable[key]) for key, (_, b) in zip(keys, plans, strict=True)}
+        await uow.dust.set_many({key: Remainder(sellable[key] - quantities[key], carried[key].cost) for key in keys})
+        trades = await uow.trades.add_many([_trade(entry, booking, now) for entry, booking in plans])
+        for (entry, booking), trade, key in zip(plans, trades, keys, strict=True):
+            position = PositionRecord(trade.id, entry.row.user_id, entry.row.symbol, quantities[key], booking.fill.price,
+                                      booking.stop, booking.target, None, trade.executed_at)
+            entry.trade = trade
+            entry.first = FirstList(position, list_row(position, first_list_id(entry.row.client_order_id)))
+        firsts = [entry.first for entry, _ in plans if entry.first is not None]
+        await uow.positions.add_many([first.position for first in firsts])
+        await uow.orders.record_exchange_states([(entry.row.client_order_id, entry.order, entry.trade.id)
+                                                 for entry, _ in plans if entry.order and entry.trade], now)
+        await uow.orders.add_many([first.row for first in firsts], now)
 
     async def _report(self, row: OrderRecord, error: Exception, now: datetime) -> None:
         log.error("user %s, %s: %s", row.user_id, row.symbol, error)
@@ -225,3 +223,15 @@ class _Booking:
     stop: Decimal
     target: Decimal
     free_base: Decimal
+
+
+def _trade(entry: _Entry, booking: _Booking, now: datetime) -> TradeRecord:
+    """The trade an entry's fill books. Its time is the bot's own: when the entry's row was written."""
+    row, fill = entry.row, booking.fill
+    return TradeRecord(
+        id=0, user_id=row.user_id, symbol=row.symbol, side=Side.BUY.value, status=TradeStatus.FILLED,
+        amount=fill.amount, price=fill.price, stop_loss=booking.stop, take_profit=booking.target,
+        ai_signal_confidence=booking.plan.confidence, entry_client_order_id=row.client_order_id,
+        entry_fee=fill.fee_usdt, fees=fill.fee_usdt, executed_at=row.created_at or now,
+        analysis_id=booking.plan.analysis_id,
+    )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import OrderRecord, Purpose, RowStatus
@@ -25,6 +25,16 @@ def _order(row: OrderRow) -> OrderRecord:
         commission_asset=row.commission_asset, error=row.error, created_at=row.created_at,
         transact_time=row.transact_time,
     )
+
+
+def _exchange_state(order: Order) -> dict[str, object]:
+    """What an order row records of the exchange's answer."""
+    fills = order.fills
+    return {
+        "status": order.status.value, "exchange_order_id": str(order.order_id), "executed_qty": order.executed_qty,
+        "cumulative_quote_qty": order.cumulative_quote_qty, "commission": sum((f.commission for f in fills), ZERO),
+        "commission_asset": fills[0].commission_asset if fills else None, "transact_time": order.transact_time,
+    }
 
 
 class OrderRepository:
@@ -63,16 +73,30 @@ class OrderRepository:
 
     async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime,
                                     trade_id: int | None = None) -> None:
-        fills = order.fills
-        values: dict[str, object] = {
-            "status": order.status.value, "exchange_order_id": str(order.order_id), "executed_qty": order.executed_qty,
-            "cumulative_quote_qty": order.cumulative_quote_qty, "commission": sum((f.commission for f in fills), ZERO),
-            "commission_asset": fills[0].commission_asset if fills else None, "transact_time": order.transact_time,
-            "updated_at": now,
-        }
+        values: dict[str, object] = {**_exchange_state(order), "updated_at": now}
         if trade_id is not None:
             values["trade_id"] = trade_id
         await self._update(client_order_id, values)
+
+    async def record_exchange_states(self, states: Sequence[tuple[str, Order, int | None]], now: datetime) -> None:
+        """Rows this unit of work holds change in place; the others take one UPDATE sent once for them all."""
+        held = [s for s in states if s[0] in self._rows]
+        for client_order_id, order, trade_id in held:
+            await self.record_exchange_state(client_order_id, order, now, trade_id)
+        others = [s for s in states if s[0] not in self._rows]
+        if not others:
+            return
+        table = cast(Table, OrderRow.__table__)
+        columns = ("status", "exchange_order_id", "executed_qty", "cumulative_quote_qty", "commission",
+                   "commission_asset", "transact_time")
+        await self.session.execute(
+            update(table).where(table.c.client_order_id == bindparam("client_id"))
+            .values(updated_at=now, trade_id=func.coalesce(bindparam("trade", type_=Integer), table.c.trade_id),
+                    **{name: bindparam(f"new_{name}") for name in columns}),
+            [{"client_id": client_order_id, "trade": trade_id,
+              **{f"new_{name}": value for name, value in _exchange_state(order).items()}}
+             for client_order_id, order, trade_id in others],
+        )
 
     async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,
                    trade_id: int | None = None) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, time
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Select, Table, bindparam, delete, func, select, update
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import PortfolioStats, PositionRecord, Remainder, TradeRecord
@@ -176,6 +177,26 @@ class TradeRepository:
         await self.session.flush()
         return _trade(row)
 
+    async def add_many(self, trades: Sequence[TradeRecord]) -> list[TradeRecord]:
+        """One INSERT for them all, then their ids read back by their unique entry client ids (a batch's ids cannot
+        be returned in order on SQLite)."""
+        if not trades:
+            return []
+        rows = []
+        for trade in trades:
+            values = {k: getattr(trade, k) for k in TradeRecord.__dataclass_fields__ if k != "id"}
+            values["status"] = trade.status.value
+            values["exit_reason"] = trade.exit_reason.value if trade.exit_reason else None
+            rows.append(values)
+        await self.session.execute(insert(Trade), rows)
+        client_ids = [t.entry_client_order_id for t in trades]
+        ids: dict[str, int] = {}
+        for start in range(0, len(client_ids), IN_LIST_SIZE):
+            found = await self.session.execute(select(Trade.entry_client_order_id, Trade.id)
+                                               .where(Trade.entry_client_order_id.in_(client_ids[start:start + IN_LIST_SIZE])))
+            ids.update((client_id, trade_id) for client_id, trade_id in found)
+        return [dataclasses.replace(t, id=ids[t.entry_client_order_id]) for t in trades]
+
     async def get(self, user_id: int, trade_id: int) -> TradeRecord | None:
         row = await self.session.get(Trade, trade_id)
         return _trade(row) if row is not None and row.user_id == user_id else None
@@ -271,6 +292,12 @@ class PositionRepository:
         self.session.add(row)
         await self.session.flush()
         self._rows[position.trade_id] = row
+
+    async def add_many(self, positions: Sequence[PositionRecord]) -> None:
+        if positions:
+            await self.session.execute(insert(OpenPosition), [
+                {k: getattr(p, k) for k in PositionRecord.__dataclass_fields__} for p in positions
+            ])
 
     async def _row(self, trade_id: int) -> OpenPosition | None:
         row = self._rows.get(trade_id)
@@ -396,3 +423,30 @@ class DustRepository:
             self._read[(user_id, symbol)] = row
         else:
             row.amount, row.cost = remainder.amount, remainder.cost
+
+    async def get_many(self, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Remainder]:
+        unread = [k for k in keys if k not in self._read]
+        for start in range(0, len(unread), IN_LIST_SIZE):
+            part = unread[start:start + IN_LIST_SIZE]
+            rows = await self.session.scalars(
+                select(DustBalance).where(tuple_(DustBalance.user_id, DustBalance.symbol).in_(part)))
+            found = {(r.user_id, r.symbol): r for r in rows}
+            self._read.update((k, found.get(k)) for k in part)
+        return {k: Remainder(row.amount, row.cost) if (row := self._read[k]) is not None else Remainder()
+                for k in keys}
+
+    async def set_many(self, remainders: Mapping[tuple[int, str], Remainder]) -> None:
+        """The rows read in this unit of work change in place (flushed together), the others are inserted at once."""
+        await self.get_many(list(remainders))
+        new = [key for key in remainders if self._read[key] is None]
+        for key, remainder in remainders.items():
+            row = self._read[key]
+            if row is not None:
+                row.amount, row.cost = remainder.amount, remainder.cost
+        if new:
+            await self.session.execute(insert(DustBalance), [
+                {"user_id": user_id, "symbol": symbol, "amount": remainders[(user_id, symbol)].amount,
+                 "cost": remainders[(user_id, symbol)].cost} for user_id, symbol in new
+            ])
+            for key in new:  # read again if asked: the rows now exist
+                del self._read[key]
