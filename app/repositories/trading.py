@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, time
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,11 +75,17 @@ def _trade(row: Trade) -> TradeRecord:
     )
 
 
-def _position(row: OpenPosition) -> PositionRecord:
+def _position(row: Any) -> PositionRecord:  # an OpenPosition, or a row of _POSITION_COLUMNS
     return PositionRecord(
         row.trade_id, row.user_id, row.symbol, row.amount, row.entry_price, row.stop_loss, row.take_profit,
         row.oco_order_id, row.opened_at, ExitReason(row.closing_reason) if row.closing_reason else None,
     )
+
+
+# the columns a position record is read from: plain rows, without the ORM's bookkeeping (a cycle reads every position)
+_POSITION_COLUMNS = (OpenPosition.trade_id, OpenPosition.user_id, OpenPosition.symbol, OpenPosition.amount,
+                     OpenPosition.entry_price, OpenPosition.stop_loss, OpenPosition.take_profit,
+                     OpenPosition.oco_order_id, OpenPosition.opened_at, OpenPosition.closing_reason)
 
 
 def _config_with_mode() -> Select[TradingConfigRow, str]:
@@ -308,16 +314,17 @@ class PositionRepository:
         return row
 
     async def for_user(self, user_id: int) -> list[PositionRecord]:
-        rows = await self.session.scalars(
-            select(OpenPosition).where(OpenPosition.user_id == user_id).order_by(OpenPosition.opened_at, OpenPosition.id)
+        rows = await self.session.execute(
+            select(*_POSITION_COLUMNS).where(OpenPosition.user_id == user_id)
+            .order_by(OpenPosition.opened_at, OpenPosition.id)
         )
         return [_position(r) for r in rows]
 
     async def for_users(self, user_ids: Sequence[int]) -> dict[int, list[PositionRecord]]:
         found: dict[int, list[PositionRecord]] = {}
         for part in chunks(user_ids):
-            rows = await self.session.scalars(
-                select(OpenPosition).where(OpenPosition.user_id.in_(part))
+            rows = await self.session.execute(
+                select(*_POSITION_COLUMNS).where(OpenPosition.user_id.in_(part))
                 .order_by(OpenPosition.user_id, OpenPosition.opened_at, OpenPosition.id)
             )
             for row in rows:
@@ -325,7 +332,7 @@ class PositionRepository:
         return found
 
     async def all(self) -> list[PositionRecord]:
-        rows = await self.session.scalars(select(OpenPosition).order_by(OpenPosition.user_id, OpenPosition.id))
+        rows = await self.session.execute(select(*_POSITION_COLUMNS).order_by(OpenPosition.user_id, OpenPosition.id))
         return [_position(r) for r in rows]
 
     async def get(self, trade_id: int) -> PositionRecord | None:
