@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from app.domain.books import EngineBooks
 from app.domain.errors import (
     ConfigurationError,
     ExchangeError,
@@ -59,9 +60,10 @@ class Exits(Desk):
             positions: list[PositionRecord] = await uow.positions.all()
             timeouts = await uow.configs.position_timeouts(sorted({p.user_id for p in positions}))
         closed = 0
-        for listed in positions:
-            async with self._exit_lock(listed.user_id):
-                closed += await self._checked(listed, timeouts[listed.user_id], now)
+        async with self.events_held():  # a cycle's closes announced together
+            for listed in positions:
+                async with self._exit_lock(listed.user_id):
+                    closed += await self._checked(listed, timeouts[listed.user_id], now)
         return closed
 
     def _exit_lock(self, user_id: int) -> asyncio.Lock:
@@ -218,20 +220,18 @@ class Exits(Desk):
             attempts = await uow.orders.for_trade(position.trade_id, Purpose.PROTECT)
         lists = {row.client_order_id for row in attempts if row.status not in _DONE_LISTS}
         lists.update([position.oco_order_id] if position.oco_order_id is not None else [])
-        filled: Order | None = None
-        for list_id in sorted(lists):
-            legs = await self._cancelled_legs(exchange, position.symbol, list_id)
-            await self._record_leg_fills(position, legs, now)
-            async with self.uow() as uow:
+        # the exchange first (an error leaves everything to be asked again), then what it said, in one transaction
+        found = [(list_id, await self._cancelled_legs(exchange, position.symbol, list_id)) for list_id in sorted(lists)]
+        async with self.uow() as uow:
+            for list_id, legs in found:
+                await self._record_leg_fills(uow, position, legs, now)
                 if await uow.orders.get(list_id) is not None:  # a list adopted from elsewhere may have no row
                     status = RowStatus.ALL_DONE if legs else RowStatus.NOT_FOUND
                     await uow.orders.mark(list_id, status, now, None if legs else "not on the exchange")
-                    await uow.commit()
-            filled = filled or next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
-        if position.oco_order_id is not None:  # its row took its state above
-            async with self.uow() as uow:
+            if position.oco_order_id is not None:  # its row took its state above
                 await uow.positions.set_protection(position.trade_id, None, position.stop_loss, position.take_profit)
-                await uow.commit()
+            await uow.commit()
+        filled = next((leg for _, legs in found for leg in legs if leg.status == OrderStatus.FILLED), None)
         return _leg_reason(filled) if filled is not None else None
 
     async def _cancelled_legs(self, exchange: ExchangeAdapter, symbol: str, list_id: str) -> list[Order]:
@@ -253,19 +253,19 @@ class Exits(Desk):
             raise TemporaryExchangeError(f"order list {list_id} could not be cancelled yet")
         return legs
 
-    async def _record_leg_fills(self, position: PositionRecord, legs: Sequence[Order], now: datetime) -> None:
+    @staticmethod
+    async def _record_leg_fills(uow: EngineBooks, position: PositionRecord, legs: Sequence[Order],
+                                now: datetime) -> None:
         """Legs that sold something become exit rows of the trade: the close is booked from its exit rows."""
-        async with self.uow() as uow:
-            for leg in (leg for leg in legs if leg.executed_qty > 0):
-                if await uow.orders.get(leg.client_order_id) is None:
-                    await uow.orders.add(OrderRecord(
-                        client_order_id=leg.client_order_id, user_id=position.user_id, purpose=Purpose.EXIT,
-                        symbol=position.symbol, side=leg.side, type=leg.type, quantity=leg.orig_qty,
-                        status=RowStatus.of(leg.status), trade_id=position.trade_id, price=leg.price,
-                        stop_price=leg.stop_price,
-                    ), now)
-                await uow.orders.record_exchange_state(leg.client_order_id, leg, now)
-            await uow.commit()
+        for leg in (leg for leg in legs if leg.executed_qty > 0):
+            if await uow.orders.get(leg.client_order_id) is None:
+                await uow.orders.add(OrderRecord(
+                    client_order_id=leg.client_order_id, user_id=position.user_id, purpose=Purpose.EXIT,
+                    symbol=position.symbol, side=leg.side, type=leg.type, quantity=leg.orig_qty,
+                    status=RowStatus.of(leg.status), trade_id=position.trade_id, price=leg.price,
+                    stop_price=leg.stop_price,
+                ), now)
+            await uow.orders.record_exchange_state(leg.client_order_id, leg, now)
 
     async def _unlink(self, position: PositionRecord, now: datetime, why: str | None = None,
                       status: RowStatus = RowStatus.ALL_DONE) -> None:

@@ -363,8 +363,12 @@ class PositionRepository:
                     row.oco_order_id, row.stop_loss, row.take_profit = list_id, stop, target
 
     async def mark_closing(self, trade_id: int, reason: ExitReason) -> None:
-        row = await self._row(trade_id)
-        if row is not None and row.closing_reason is None:
+        row = self._rows.get(trade_id)
+        if row is None:  # one UPDATE, without reading the row first
+            await self.session.execute(update(OpenPosition).where(OpenPosition.trade_id == trade_id,
+                                                                  OpenPosition.closing_reason.is_(None))
+                                       .values(closing_reason=reason.value))
+        elif row.closing_reason is None:
             row.closing_reason = reason.value
 
     async def remove(self, trade_id: int) -> bool:
