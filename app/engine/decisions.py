@@ -21,7 +21,7 @@ from app.domain.errors import ConfigurationError, ExchangeError
 from app.domain.events import EngineError, SignalAnalysed, SignalRejected
 from app.domain.records import DecisionRecord, DecisionSpan, DecisionTally, PositionRecord, TradeRecord
 from app.domain.risk import TradingConfig, UserRiskContext
-from app.domain.values import PROFILE_NOTE, Decision, Reason, RiskDecision, SignalType
+from app.domain.values import PROFILE_NOTE, SKIPS_FROM_SPANS, Decision, Reason, RiskDecision
 from app.engine.analysis import SymbolAnalysis
 from app.engine.desk import Desk, EngineParts
 from app.engine.entries import ApprovedEntry, Entries
@@ -71,9 +71,15 @@ class BatchOutcome:
                 for (analysis_id, decision, reason), count in sorted(self.tallies.items())]
 
 
+ENTRY_FAILED = Reason("entry failed", "the entry was approved but bought nothing (the event log says why)")
+
+
 @dataclass(slots=True)
 class _BatchLog:
-    """The batch's decision log: every decision tallied, the users' own rows where the signal was actionable."""
+    """The batch's decision log: every decision tallied, a user's own row where something happened to them (an entry,
+    a rejection, a skip at their position cap, an entry or a check that failed). A hold, a skip outside the user's
+    hours or of a symbol they hold are everyone's or theirs by choice: the log answers them from the user's decision
+    span and the analysis row (app/repositories/log.py), with the same text."""
 
     outcome: BatchOutcome
     rows: list[DecisionRecord] = field(default_factory=list)
@@ -85,7 +91,7 @@ class _BatchLog:
                      "; ".join(reasons))
         counted = [r.code for r in reasons if r.code != PROFILE_NOTE] or [""]
         self.outcome.tallies.update((analysis.analysis_id, decision, code) for code in counted)
-        if analysis.report.signal.signal != SignalType.HOLD:  # a hold is everyone's: its analysis row tells it
+        if not (decision == Decision.SKIPPED and counted[0] in SKIPS_FROM_SPANS):
             self.rows.append(DecisionRecord(analysis.analysis_id, user.config.user_id, decision, tuple(reasons), now,
                                             trade_id))
 
@@ -200,6 +206,7 @@ class Decisions(Desk):
                 approved = await self._judge(user, analysis, now, batch)
             except (ExchangeError, ConfigurationError) as e:
                 log.error("user %s, %s: %s", config.user_id, symbol, e)
+                batch.record(user, analysis, Decision.SKIPPED, [Reason("error", f"not judged: {e}")], now)
                 await self.emit(config.user_id, EngineError(str(e), symbol=symbol), now)
                 continue
             if approved is not None:
@@ -239,6 +246,8 @@ class Decisions(Desk):
                 batch.outcome.entries += 1
                 batch.record(user, approved.analysis, Decision.EXECUTED, approved.decision.profile_note(), now,
                              trade.id)
+            else:
+                batch.record(user, approved.analysis, Decision.SKIPPED, [ENTRY_FAILED], now)
             if user.next_symbol < len(user.config.symbols):
                 more.append(user)
                 if trade is not None:

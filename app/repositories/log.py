@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import AnalysisRecord, DecisionRecord, DecisionSpan, DecisionTally, EventRecord
-from app.domain.values import Decision, SignalType
+from app.domain.values import OUTSIDE_HOURS, Decision, SignalType, already_holding_text, hold_text
 from app.models import Analysis, AnalysisDecision, Event
 from app.models import DecisionSpan as SpanRow
 from app.models import DecisionTally as TallyRow
@@ -22,7 +22,6 @@ _ANALYSIS_FIELDS = (
     "last_price", "entry_price", "stop_loss", "take_profit", "model", "prompt", "prompt_version", "prompt_hash",
     "raw_response", "latency_ms", "input_tokens", "output_tokens", "cost_usd", "fallback_used", "error",
 )
-OUTSIDE_HOURS = "outside trading hours"  # the text of RiskRules.check_trading_hours' reason
 
 
 def _analysis(row: Analysis, decision: AnalysisDecision | None = None) -> AnalysisRecord:
@@ -54,12 +53,15 @@ def _in_hours(start: time | None, end: time | None, at: datetime) -> bool:
     return start <= now < end if start <= end else (now >= start or now < end)
 
 
-def _hold_seen(row: Analysis, span: SpanRow) -> AnalysisRecord:
-    """A hold as the user of `span` saw it: skipped, for the hold, or for their trading hours (checked first)."""
+def _skip_seen(row: Analysis, span: SpanRow) -> AnalysisRecord:
+    """An analysis inside the user's span without a row of theirs: a skip the engine only tallied, in the order its
+    pre-checks ask: outside their trading hours, a hold, or (a buy or a sell) a symbol they held."""
     if not _in_hours(_time(span.hours_start), _time(span.hours_end), row.created_at):
         reason = OUTSIDE_HOURS
+    elif row.signal == SignalType.HOLD.value:
+        reason = hold_text(row.reasoning)
     else:
-        reason = f"hold: {row.reasoning}" if row.reasoning else "hold"  # app.domain.values.hold_reason
+        reason = already_holding_text(row.symbol)
     record = _analysis(row)
     record.decision, record.reasons = Decision.SKIPPED, (reason,)
     return record
@@ -128,12 +130,12 @@ class AnalysisRepository:
         return [_span(r) for r in rows]
 
     async def for_user(self, user_id: int, symbol: str | None = None, limit: int = 50) -> list[AnalysisRecord]:
-        """The user's decision log, newest first: their own decisions (on buys and sells) and the holds they saw,
-        which are the analysis rows inside their decision spans (the same for everyone: no row of their own)."""
+        """The user's decision log, newest first: their own rows (where something happened to them) and the skips
+        the engine only tallied, which are the analysis rows inside their decision spans without a row of theirs."""
         own = await self._own_decisions(user_id, symbol, limit)
         decided = {r.id for r in own}
-        holds = [r for r in await self._holds_seen(user_id, symbol, limit) if r.id not in decided]
-        merged = sorted([*own, *holds], key=lambda r: (r.created_at, r.id or 0), reverse=True)
+        skips = [r for r in await self._analyses_seen(user_id, symbol, limit) if r.id not in decided]
+        merged = sorted([*own, *skips], key=lambda r: (r.created_at, r.id or 0), reverse=True)
         return merged[:limit]
 
     async def _own_decisions(self, user_id: int, symbol: str | None, limit: int) -> list[AnalysisRecord]:
@@ -147,18 +149,19 @@ class AnalysisRepository:
         rows = (await self.session.execute(query.order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit))).all()
         return [_analysis(a, d) for a, d in rows]
 
-    async def _holds_seen(self, user_id: int, symbol: str | None, limit: int) -> list[AnalysisRecord]:
+    async def _analyses_seen(self, user_id: int, symbol: str | None, limit: int) -> list[AnalysisRecord]:
+        """The newest analyses the user was decided on (inside their spans), each as the skip it was unless they
+        have a row of their own for it."""
         query = (
             select(Analysis, SpanRow)
             .join(SpanRow, (SpanRow.user_id == user_id) & (SpanRow.analyzer == Analysis.analyzer)
                   & (Analysis.created_at >= SpanRow.first_at) & (Analysis.created_at <= SpanRow.last_at)
                   & SpanRow.symbols.contains("," + Analysis.symbol + ","))
-            .where(Analysis.signal == SignalType.HOLD.value)
         )
         if symbol:
             query = query.where(Analysis.symbol == symbol)
         rows = (await self.session.execute(query.order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit))).all()
-        return [_hold_seen(a, span) for a, span in rows]
+        return [_skip_seen(a, span) for a, span in rows]
 
     async def latest_time(self) -> datetime | None:
         return await self.session.scalar(select(func.max(Analysis.created_at)))

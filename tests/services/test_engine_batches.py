@@ -127,11 +127,19 @@ async def test_a_users_own_row_only_where_something_happened(settings: Settings)
     async with container.uow() as uow:
         executed = await uow.session.scalar(select(func.count()).select_from(AnalysisDecision)
                                             .where(AnalysisDecision.decision == Decision.EXECUTED.value))
+        rows = await uow.session.scalar(select(func.count()).select_from(AnalysisDecision))
+    await _cycle(container, clock)  # the buy goes on: every user holds the symbol
+    async with container.uow() as uow:
+        held = await uow.session.scalar(select(func.count()).select_from(AnalysisDecision))
         seen = await uow.analyses.for_user(ids[0], limit=500)
     assert executed == len(ids)
-    assert len(seen) == (cycles + 1) * len(SYMBOLS), "every analysis the user was decided on, holds included"
+    assert held == rows, "skipping a symbol the user holds is nobody's row"
+    assert len(seen) == (cycles + 2) * len(SYMBOLS), "every analysis the user was decided on, holds included"
     assert Counter(r.decision for r in seen)[Decision.EXECUTED] == 1
     assert all(r.reasons and r.reasons[0].startswith("hold") for r in seen if r.signal == "hold")
+    bought = next(r for r in seen if r.decision == Decision.EXECUTED)
+    assert [r.reasons for r in seen if r.signal == "buy" and r.created_at > bought.created_at] == \
+        [(f"already holding {bought.symbol}",)]
     await container.db.dispose()
 
 
