@@ -371,13 +371,13 @@ class MemoryAnalyses:
         if self.t.keep_analyses:
             self.t.tallies.extend(tallies)
 
-    async def spans_ending(self, user_ids: Sequence[int], at: datetime) -> dict[int, DecisionSpan]:
+    async def open_spans(self, user_ids: Sequence[int]) -> dict[int, DecisionSpan]:
         wanted = set(user_ids)
-        return {s.user_id: s for s in self.t.spans if s.user_id in wanted and s.last_at == at}
+        return {s.user_id: s for s in self.t.spans if s.user_id in wanted and s.last_at is None}
 
-    async def extend_spans(self, span_ids: Sequence[int], to: datetime) -> None:
-        wanted = set(span_ids)
-        self.t.spans = [dataclasses.replace(s, last_at=to) if s.id in wanted else s for s in self.t.spans]
+    async def close_spans(self, ends: Sequence[tuple[int, datetime]]) -> None:
+        last = dict(ends)
+        self.t.spans = [dataclasses.replace(s, last_at=last[s.id]) if s.id in last else s for s in self.t.spans]
 
     async def add_spans(self, spans: Sequence[DecisionSpan]) -> None:
         if self.t.keep_analyses:

@@ -163,11 +163,13 @@ class AnalysisBook(Protocol):
 
     async def add_tallies(self, tallies: Sequence[DecisionTally]) -> None: ...
 
-    async def spans_ending(self, user_ids: Sequence[int], at: datetime) -> dict[int, DecisionSpan]:
-        """The users' spans whose last cycle was `at` (the spans a cycle after it may extend)."""
+    async def open_spans(self, user_ids: Sequence[int]) -> dict[int, DecisionSpan]:
+        """Each user's open span (the one their decisions go on in), if any."""
         ...
 
-    async def extend_spans(self, span_ids: Sequence[int], to: datetime) -> None: ...
+    async def close_spans(self, ends: Sequence[tuple[int, datetime]]) -> None:
+        """(span id, its last cycle) each."""
+        ...
 
     async def add_spans(self, spans: Sequence[DecisionSpan]) -> None: ...
 

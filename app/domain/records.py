@@ -222,8 +222,9 @@ class DecisionTally:
 @dataclass(frozen=True, slots=True)
 class DecisionSpan:
     """Consecutive cycles (first_at to last_at) in which a user was decided with the same analyst, symbols and
-    trading hours: every hold analysed for those inside it is a decision the user saw (skipped: hold, or outside
-    trading hours), answered from the analysis row without a row of the user's own."""
+    trading hours: every analysis for those inside it that has no row of the user's is a skip the user saw (a hold,
+    a symbol held, outside trading hours), answered from the analysis row. While it is open (last_at None) it ends
+    with the user's last decision (their config's last_analyzed_at): going on costs no write."""
 
     user_id: int
     analyzer: str
@@ -231,7 +232,7 @@ class DecisionSpan:
     hours_start: time | None
     hours_end: time | None
     first_at: datetime
-    last_at: datetime
+    last_at: datetime | None = None
     id: int = 0
 
     def same_terms(self, other: DecisionSpan) -> bool:

@@ -128,17 +128,17 @@ class Decisions(Desk):
                 await uow.commit()
 
     async def _read_batch(self, configs: Sequence[TradingConfig], now: datetime, in_doubt: Mapping[int, set[str]],
-                          previous_cycle: datetime | None) -> tuple[list[_UserCycle], dict[int, DecisionSpan]]:
-        """The users due (the rate limit), with their positions, and the decision spans they may continue."""
+                          previous_cycle: datetime | None) -> tuple[list[_UserCycle], _Spans]:
+        """The users due (the rate limit), with their positions, and what their decision spans do this cycle."""
         ids = [c.user_id for c in configs]
         async with self.uow() as uow:
             last = await uow.configs.analyzed_at(ids)
             due = [c for c in configs if self._remaining_rate_limit(last.get(c.user_id), now) <= 0]
             due_ids = [c.user_id for c in due]
             positions = await uow.positions.for_users(due_ids) if due_ids else {}
-            spans = await uow.analyses.spans_ending(due_ids, previous_cycle) if due_ids and previous_cycle else {}
+            spans = await uow.analyses.open_spans(due_ids) if due_ids else {}
         users = [_UserCycle(c, positions.get(c.user_id, []), frozenset(in_doubt.get(c.user_id, ()))) for c in due]
-        return users, spans
+        return users, _spans(due, spans, last, previous_cycle, now)
 
     def _remaining_rate_limit(self, last: datetime | None, now: datetime) -> float:
         """Seconds until the user may be analysed again (0 when due)."""
@@ -283,17 +283,14 @@ class Decisions(Desk):
         await self.emit(user.config.user_id, SignalRejected(analysis.symbol, signal.signal.value, signal.confidence,
                                                             list(decision.reasons)), now)
 
-    async def _write_batch(self, users: Sequence[_UserCycle], spans: Mapping[int, DecisionSpan], batch: _BatchLog,
-                           now: datetime) -> None:
-        """The batch's own decision rows, the users' decision spans (continued, or begun) and their analysis time,
-        in one transaction."""
-        ids = [u.config.user_id for u in users]
-        continued, begun = _spans(users, spans, now)
+    async def _write_batch(self, users: Sequence[_UserCycle], spans: _Spans, batch: _BatchLog, now: datetime) -> None:
+        """The batch's own decision rows, the decision spans that end or begin, and the users' analysis time (which
+        every open span goes on to), in one transaction."""
         async with self.uow() as uow:
             await uow.analyses.add_decisions(batch.rows)
-            await uow.analyses.extend_spans(continued, now)
-            await uow.analyses.add_spans(begun)
-            await uow.configs.mark_analyzed(ids, now)
+            await uow.analyses.close_spans(spans.closed)
+            await uow.analyses.add_spans(spans.begun)
+            await uow.configs.mark_analyzed([u.config.user_id for u in users], now)
             await uow.commit()
 
 
@@ -301,17 +298,23 @@ def _day_start(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _spans(users: Sequence[_UserCycle], ending: Mapping[int, DecisionSpan],
-           now: datetime) -> tuple[list[int], list[DecisionSpan]]:
-    """Which users' spans go on to this cycle (the same terms as their span that ended with the previous cycle),
-    and the spans that begin now."""
-    continued, begun = [], []
-    for user in users:
-        c = user.config
-        span = DecisionSpan(c.user_id, c.analyzer, c.symbols, c.trading_hours_start, c.trading_hours_end, now, now)
-        previous = ending.get(c.user_id)
-        if previous is not None and previous.same_terms(span):
-            continued.append(previous.id)
-        else:
-            begun.append(span)
-    return continued, begun
+@dataclass(frozen=True, slots=True)
+class _Spans:
+    closed: list[tuple[int, datetime]]  # (span id, its last cycle)
+    begun: list[DecisionSpan]
+
+
+def _spans(configs: Sequence[TradingConfig], open_spans: Mapping[int, DecisionSpan], last: Mapping[int, datetime],
+           previous_cycle: datetime | None, now: datetime) -> _Spans:
+    """A user's open span goes on (nothing to write) when its terms are the user's and the user was decided in the
+    previous cycle; else it is closed at the user's last decision and a span begins now."""
+    closed, begun = [], []
+    for c in configs:
+        span = DecisionSpan(c.user_id, c.analyzer, c.symbols, c.trading_hours_start, c.trading_hours_end, now)
+        current, decided = open_spans.get(c.user_id), last.get(c.user_id)
+        if current is not None and current.same_terms(span) and previous_cycle is not None and decided == previous_cycle:
+            continue
+        if current is not None:
+            closed.append((current.id, decided or current.first_at))
+        begun.append(span)
+    return _Spans(closed, begun)

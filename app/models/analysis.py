@@ -70,7 +70,9 @@ class DecisionTally(Base):
 
 class DecisionSpan(Base):
     """Consecutive cycles in which a user was decided on the same terms (analyst, resolved symbols, trading hours):
-    the holds analysed for those terms inside it are the user's decisions without a row of their own."""
+    the analyses for those terms inside it without a row of the user's are the skips they saw. An open span (no
+    last_at) ends with the user's last_analyzed_at, so going on writes nothing; it is closed when the terms change or
+    a cycle passes the user by."""
 
     __tablename__ = "decision_spans"
     __table_args__ = (Index("ix_decision_spans_user_id_last_at", "user_id", "last_at"),)
@@ -82,4 +84,4 @@ class DecisionSpan(Base):
     hours_start: Mapped[str | None] = mapped_column(String(5), nullable=True)
     hours_end: Mapped[str | None] = mapped_column(String(5), nullable=True)
     first_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, time
+from typing import cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import AnalysisRecord, DecisionRecord, DecisionSpan, DecisionTally, EventRecord
 from app.domain.values import OUTSIDE_HOURS, Decision, SignalType, already_holding_text, hold_text
-from app.models import Analysis, AnalysisDecision, Event
+from app.models import Analysis, AnalysisDecision, Event, TradingConfigRow
 from app.models import DecisionSpan as SpanRow
 from app.models import DecisionTally as TallyRow
 from app.repositories.trading import chunks
@@ -100,21 +101,20 @@ class AnalysisRepository:
         )
         return {(Decision(decision), reason): int(count) for decision, reason, count in rows}
 
-    async def spans_ending(self, user_ids: Sequence[int], at: datetime) -> dict[int, DecisionSpan]:
+    async def open_spans(self, user_ids: Sequence[int]) -> dict[int, DecisionSpan]:
         found: dict[int, DecisionSpan] = {}
         for part in chunks(user_ids):
             rows = await self.session.scalars(
-                select(SpanRow).where(SpanRow.user_id.in_(part), SpanRow.last_at == at).order_by(SpanRow.id)
+                select(SpanRow).where(SpanRow.user_id.in_(part), SpanRow.last_at.is_(None)).order_by(SpanRow.id)
             )
             found.update((row.user_id, _span(row)) for row in rows)
         return found
 
-    async def extend_spans(self, span_ids: Sequence[int], to: datetime) -> None:
-        for part in chunks(span_ids):
-            await self.session.execute(
-                update(SpanRow).where(SpanRow.id.in_(part)).values(last_at=to)
-                .execution_options(synchronize_session=False)
-            )
+    async def close_spans(self, ends: Sequence[tuple[int, datetime]]) -> None:
+        if ends:
+            table = cast(Table, SpanRow.__table__)
+            await self.session.execute(update(table).where(table.c.id == bindparam("span")).values(last_at=bindparam("end")),
+                                       [{"span": span_id, "end": end} for span_id, end in ends])
 
     async def add_spans(self, spans: Sequence[DecisionSpan]) -> None:
         if spans:
@@ -152,10 +152,12 @@ class AnalysisRepository:
     async def _analyses_seen(self, user_id: int, symbol: str | None, limit: int) -> list[AnalysisRecord]:
         """The newest analyses the user was decided on (inside their spans), each as the skip it was unless they
         have a row of their own for it."""
+        ends = func.coalesce(SpanRow.last_at, select(TradingConfigRow.last_analyzed_at)
+                             .where(TradingConfigRow.user_id == user_id).scalar_subquery())
         query = (
             select(Analysis, SpanRow)
             .join(SpanRow, (SpanRow.user_id == user_id) & (SpanRow.analyzer == Analysis.analyzer)
-                  & (Analysis.created_at >= SpanRow.first_at) & (Analysis.created_at <= SpanRow.last_at)
+                  & (Analysis.created_at >= SpanRow.first_at) & (Analysis.created_at <= ends)
                   & SpanRow.symbols.contains("," + Analysis.symbol + ","))
         )
         if symbol:

@@ -45,7 +45,7 @@ class RetentionPruner:
                 exists(select(OrderRow.id).where(OrderRow.analysis_id == Analysis.id))
             # their tallies and users' rows go with them (ON DELETE CASCADE)
             deleted["analyses"] = await self._delete(Analysis.id, (Analysis.created_at < cutoff) & ~named)
-            deleted["decision_spans"] = await self._delete(DecisionSpan.id, DecisionSpan.last_at < cutoff)
+            deleted["decision_spans"] = await self._delete(DecisionSpan.id, DecisionSpan.last_at < cutoff)  # closed
         if p.events_days:
             deleted["events"] = await self._delete(Event.id, Event.time < now - timedelta(days=p.events_days))
         return deleted

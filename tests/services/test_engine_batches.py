@@ -121,7 +121,7 @@ async def test_a_users_own_row_only_where_something_happened(settings: Settings)
     assert rows == 0
     assert [tuple(t) for t in tallies] == [("skipped", "hold", cycles * len(SYMBOLS) * len(ids))]
     assert sorted(user for user, *_ in spans) == ids, "one span per user: its cycles in a row"
-    assert {(first, last) for _, first, last in spans} == {(QUIET_START + timedelta(minutes=5), clock.now())}
+    assert {(first, last) for _, first, last in spans} == {(QUIET_START + timedelta(minutes=5), None)}, "still open"
 
     await _cycle(container, clock)  # every user buys
     async with container.uow() as uow:
@@ -155,3 +155,22 @@ async def test_positioned_users_read_their_paper_accounts_once_per_cycle(setting
     assert len(accounts) == 1 and "version" in accounts[0] and "state" not in accounts[0].split("FROM")[0], accounts
     assert len(seen) <= 25, seen
     await container.db.dispose()
+
+
+async def test_the_log_shows_only_the_cycles_a_user_was_decided_in(settings: Settings) -> None:
+    """With a rate limit of two cycles the user is decided every other cycle: their log has those cycles' analyses
+    and none of the others', though no row of theirs was written."""
+    slow = settings.model_copy(update={"user_rate_limit_seconds": 600})
+    container, clock, ids = await _population(slow, 1)
+    decided = []
+    for _ in range(4):
+        await _cycle(container, clock)
+        async with container.uow() as uow:
+            if (await uow.configs.analyzed_at(ids))[ids[0]] == clock.now():
+                decided.append(clock.now())
+    async with container.uow() as uow:
+        seen = await uow.analyses.for_user(ids[0], limit=500)
+        rows = await uow.session.scalar(select(func.count()).select_from(AnalysisDecision))
+    await container.db.dispose()
+    assert rows == 0 and decided == [QUIET_START + timedelta(minutes=m) for m in (5, 15)]
+    assert sorted({r.created_at for r in seen}) == decided and len(seen) == len(decided) * len(SYMBOLS)

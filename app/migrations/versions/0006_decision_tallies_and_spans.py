@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column('hours_start', sa.String(length=5), nullable=True),
         sa.Column('hours_end', sa.String(length=5), nullable=True),
         sa.Column('first_at', app.models.base.UTCDateTime(), nullable=False),
-        sa.Column('last_at', app.models.base.UTCDateTime(), nullable=False),
+        sa.Column('last_at', app.models.base.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_decision_spans_user_id_users'),
                                 ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_decision_spans')),
