@@ -97,7 +97,8 @@ class _BatchLog:
 
 
 class Decisions(Desk):
-    """Each user's cycle: rate limit, each symbol's skip reason or risk decision, and the approved entries."""
+    """Users' cycles, a batch at a time: rate limit, each symbol's skip reason or risk decision, the approved entries,
+    and the decision log."""
 
     def __init__(self, parts: EngineParts, risk_manager: RiskChecker, entries: Entries) -> None:
         super().__init__(parts)

@@ -136,6 +136,10 @@ class Desk:
         users' rejections, instead of one each), in the order they were emitted."""
         task = asyncio.current_task()
         assert task is not None
+        outer = self.parts.held_events.get(task)
+        if outer is not None:  # held already: the outer hold publishes them
+            yield
+            return
         held: list[EventRecord] = []
         self.parts.held_events[task] = held
         try:
