@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     trading_interval_seconds: int = Field(300, ge=1)
     user_rate_limit_seconds: int = Field(300, ge=0)
 
+    # Scale (README "Scale")
+    engine_user_batch: int = Field(1000, ge=1, le=100_000)  # users decided together: a few queries, one write
+    paper_account_cache: int = Field(20_000, ge=0)  # paper accounts kept in memory between cycles (while current)
+    retention_analyses_days: int = Field(90, ge=0)  # 0 keeps them forever; analyses a trade or order names are kept
+    retention_decisions_days: int = Field(90, ge=0)  # users' decision rows (an entry's row stays with its trade)
+    retention_events_days: int = Field(30, ge=0)
+    retention_interval_seconds: int = Field(3600, ge=60)  # how often the loop prunes, between cycles
+    retention_batch_rows: int = Field(5000, ge=100, le=100_000)  # rows deleted per statement and commit
+
     # Risk rules (DESIGN.md section 5)
     # the rule-based confidence is a rank (app/analysts/rule_confidence.py): 60 turns away setups scoring below
     # about the lowest fifth of the calibration's, the part that won least often; higher bars found no better

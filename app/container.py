@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -33,6 +34,7 @@ from app.engine.bot import (
     BotSettings,
     ExchangeProvider,
     Publish,
+    PublishMany,
     TradingBot,
     UowFactory,
 )
@@ -45,11 +47,13 @@ from app.marketdata.candles import CandleStore
 from app.marketdata.directory import CandleDirectory, Coverage
 from app.notify.websocket import WebSocketManager
 from app.repositories import UnitOfWork, UnitOfWorkFactory
+from app.repositories.retention import RetentionPolicy, RetentionPruner
 from app.risk.manager import RiskManager
 from app.services.security import CredentialCipher, LoginGuard, PasswordHasher, TokenService
 from app.venues.binance.client import BinanceService, default_base_url
 from app.venues.binance.directory import VenueDirectory
 from app.venues.binance.server_time import ServerTimeSyncs
+from app.venues.paper.account_cache import CachedSimAccountStore
 from app.venues.paper.accounts import InMemorySimAccountStore, SimAccountState
 from app.venues.paper.exchange import MockBinanceService
 from app.venues.paper.live_market import LiveMarket
@@ -72,7 +76,8 @@ class Container:
         key = settings.credentials_key.get_secret_value() if settings.credentials_key else None
         self.cipher = CredentialCipher(key)
         self.metrics = Metrics()
-        self.websockets = WebSocketManager(EventTable(self.uow))
+        events = EventTable(self.uow)
+        self.websockets = WebSocketManager(events, events.many)
         self.candles = load_paper_candles(settings)
         self.market_clock: Clock = market_clock or self.clock
         self.market = SimulatedMarket(self.candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
@@ -93,10 +98,10 @@ class Container:
         if self.settings.use_mock_binance and self.settings.market_source == "live":  # paper on the venue's market
             self.market_data = self.venue = public_market_client(self.settings, clock)
             market = LiveMarket(self.venue, self.settings.sim_slippage_pct, self.settings.sim_fee_rate)
-            self.exchanges = PaperExchanges(market, DatabaseSimAccountStore(self.uow, clock), clock)
+            self.exchanges = PaperExchanges(market, self._paper_accounts(clock), clock)
             self.symbols = VenueDirectory(self.venue, clock)
             return
-        paper = PaperExchanges(self.market, DatabaseSimAccountStore(self.uow, clock), clock)
+        paper = PaperExchanges(self.market, self._paper_accounts(clock), clock)
         if self.settings.use_mock_binance:
             self.exchanges = paper
             self.market_data = MockBinanceService("market-data", self.market, InMemorySimAccountStore(), clock)
@@ -112,6 +117,9 @@ class Container:
         self.market_data = self.venue = BinanceService(public_key, public_secret, base_url, clock,
                                                        time_sync=time_syncs.for_venue(base_url))
         self.symbols = VenueDirectory(self.venue, clock)
+
+    def _paper_accounts(self, clock: Clock) -> CachedSimAccountStore:
+        return database_sim_accounts(self.uow, clock, self.settings.paper_account_cache)
 
     def rebind_market_clock(self, clock: Clock) -> None:
         """Puts every market-time component on a new clock (a replay learns its start time only at start-up)."""
@@ -248,7 +256,7 @@ WEB_DIR = Path(__file__).parent / "web"
 
 
 class EventTable:
-    """Where the WebSocket manager keeps every event it pushes: the events table, one commit each."""
+    """Where the WebSocket manager keeps every event it pushes: the events table, one commit each (or for many)."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self.uow = uow
@@ -256,6 +264,12 @@ class EventTable:
     async def __call__(self, event: EventRecord) -> EventRecord:
         async with self.uow() as uow:
             stored = await uow.events.add(event)
+            await uow.commit()
+            return stored
+
+    async def many(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        async with self.uow() as uow:
+            stored = await uow.events.add_many(events)
             await uow.commit()
             return stored
 
@@ -281,6 +295,11 @@ def public_market_client(settings: Settings, clock: Clock) -> BinanceService:
     return BinanceService("", "", base_url, clock, time_sync=time_sync)
 
 
+def retention_policy(s: Settings) -> RetentionPolicy:
+    return RetentionPolicy(s.retention_analyses_days, s.retention_decisions_days, s.retention_events_days,
+                           s.retention_batch_rows)
+
+
 def login_limits(s: Settings) -> LoginLimits:
     return LoginLimits(
         user_max_failures=s.login_max_failures, user_window_s=s.login_lockout_seconds,
@@ -295,20 +314,35 @@ def paper_account_id(user_id: int) -> str:
 
 
 class DatabaseSimAccountStore:
-    """Keeps simulated exchange accounts in the sim_accounts table, so paper accounts survive restarts."""
+    """Keeps simulated exchange accounts in the sim_accounts table, so paper accounts survive restarts: the rows as
+    the paper venue's CachedSimAccountStore reads and saves them (versioned; see app/venues/paper/account_cache.py)."""
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
         self.uow, self.clock = uow, clock
 
     async def load(self, account_id: str) -> SimAccountState | None:
-        async with self.uow() as uow:
-            data = await uow.sim_accounts.load(account_id)
-        return SimAccountState.from_dict(data) if data is not None else None
+        """The account as stored, read now (tests and tools: the engine reads through its cache)."""
+        found = (await self.read([account_id])).get(account_id)
+        return SimAccountState.from_dict(found[1]) if found is not None else None
 
-    async def save(self, account_id: str, state: SimAccountState) -> None:
+    async def versions(self, account_ids: Sequence[str]) -> dict[str, int]:
         async with self.uow() as uow:
-            await uow.sim_accounts.save(account_id, state.to_dict(), self.clock.now())
+            return await uow.sim_accounts.versions(account_ids)
+
+    async def read(self, account_ids: Sequence[str]) -> dict[str, tuple[int, dict[str, Any]]]:
+        async with self.uow() as uow:
+            return await uow.sim_accounts.read(account_ids)
+
+    async def save_over(self, account_id: str, state: dict[str, Any], version: int | None) -> int | None:
+        async with self.uow() as uow:
+            saved = await uow.sim_accounts.save_over(account_id, state, version, self.clock.now())
             await uow.commit()
+        return saved
+
+
+def database_sim_accounts(uow: UnitOfWorkFactory, clock: Clock, capacity: int) -> CachedSimAccountStore:
+    """Paper accounts in the database, each read once per cycle and kept between cycles while it is current."""
+    return CachedSimAccountStore(DatabaseSimAccountStore(uow, clock), capacity)
 
 
 class LiveExchanges:
@@ -346,7 +380,7 @@ class LiveExchanges:
 class PaperExchanges:
     """One simulated exchange account per user, built once and kept (its lock serialises that user's orders)."""
 
-    def __init__(self, market: PaperMarket, store: DatabaseSimAccountStore | InMemorySimAccountStore,
+    def __init__(self, market: PaperMarket, store: CachedSimAccountStore | InMemorySimAccountStore,
                  clock: Clock) -> None:
         self.market, self.store, self.clock = market, store, clock
         self._services: dict[int, MockBinanceService] = {}
@@ -357,6 +391,11 @@ class PaperExchanges:
             service = MockBinanceService(paper_account_id(user_id), self.market, self.store, self.clock)
             self._services[user_id] = service
         return service
+
+    def cycle(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """A cycle reads each account at most once (the engine's CycleScoped)."""
+        store = self.store
+        return store.cycle() if isinstance(store, CachedSimAccountStore) else contextlib.nullcontext()
 
 
 def build_gemini_analyzer(s: Settings, wall_clock: Clock, rules: RuleBasedAnalyzer) -> GeminiAnalyzer:
@@ -391,8 +430,10 @@ def build_trading_bot(container: Container) -> TradingBot:
     bot = assemble_trading_bot(
         container.settings, container.uow, container.exchanges, container.market_data,
         container.websockets.publish, container.market_clock, container.analysts, container.metrics,
-        symbols=container.symbols,
+        symbols=container.symbols, publish_many=container.websockets.publish_many,
     )
+    bot.housekeeping = RetentionPruner(container.uow, retention_policy(container.settings)).prune
+    bot.housekeeping_interval_s = container.settings.retention_interval_seconds
     bot.state = container.settings.trading_state
     return bot
 
@@ -407,17 +448,18 @@ def feature_builder(settings: Settings, batch_indicators: bool = False) -> Marke
 def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: ExchangeProvider, market: ExchangeAdapter,
                          publish: Publish, clock: Clock, analysts: dict[str, SignalProvider],
                          metrics: Metrics | None = None, features: MarketFeatureBuilder | None = None,
-                         symbols: SymbolDirectory | None = None) -> TradingBot:
+                         symbols: SymbolDirectory | None = None, publish_many: PublishMany | None = None) -> TradingBot:
     """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
     features = features or feature_builder(settings)
     risk_manager = RiskManager(settings.risk_limits())
     return TradingBot(
         uow=uow, exchanges=exchanges, market=market, analysts=analysts, symbols=symbols,
         build_features=features.build, risk_manager=risk_manager, publish=publish,
-        clock=clock, limits=risk_manager.limits, metrics=metrics,
+        clock=clock, limits=risk_manager.limits, metrics=metrics, publish_many=publish_many,
         settings=BotSettings(
             user_rate_limit_s=settings.user_rate_limit_seconds,
             oco_place_retries=settings.oco_place_retries,
+            user_batch_size=settings.engine_user_batch,
         ),
     )
 
@@ -455,6 +497,7 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
     }
     features = feature_builder(settings, batch_indicators=True)
     bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts,
-                               features=features, symbols=CandleDirectory(candles, market.all_rules()))
+                               features=features, symbols=CandleDirectory(candles, market.all_rules()),
+                               publish_many=store.publish_many)
     return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock, features=features,
                           workers=settings.backtest_workers)

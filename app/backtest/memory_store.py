@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from app.domain.records import (
     AnalysisRecord,
+    DecisionRecord,
+    DecisionSpan,
+    DecisionTally,
     EventRecord,
     OrderRecord,
     PortfolioStats,
@@ -20,7 +23,7 @@ from app.domain.records import (
     TradeRecord,
 )
 from app.domain.risk import TradingConfig
-from app.domain.values import PROFILE_NOTE, ZERO, Decision, ExitReason, Order, Reason, TradeStatus, canonical
+from app.domain.values import PROFILE_NOTE, ZERO, Decision, ExitReason, Order, TradeStatus, canonical
 
 
 def _canonical_fields(record: Any, names: Sequence[str]) -> Any:
@@ -62,11 +65,13 @@ class MemoryTables:
         self.dust: dict[tuple[int, str], Remainder] = {}
         self.analyses: list[AnalysisRecord] = []
         self.decisions: list[AnalysisDecisionRow] = []
+        self.tallies: list[DecisionTally] = []
+        self.spans: list[DecisionSpan] = []
         self.events: list[EventRecord] = []
         self.analysis_count = 0
-        self.decision_counts: dict[tuple[str, str], int] = {}  # (decision, reason key) -> count
+        self.decision_counts: dict[tuple[str, str], int] = {}  # (decision, reason key) -> count, from the tallies
         self.event_counts: dict[str, int] = {}
-        self.keep_analyses = False  # the decision log grows by one row per symbol and cycle: tests switch it on
+        self.keep_analyses = False  # the decision log (analyses, rows, tallies, spans): tests switch it on
 
 
 def _closing_key(trade: TradeRecord) -> tuple[datetime, int]:
@@ -93,13 +98,16 @@ class MemoryConfigs:
     async def active(self) -> list[TradingConfig]:
         return [c for _, c in sorted(self.t.configs.items()) if c.is_active]
 
-    async def last_analyzed_at(self, user_id: int) -> datetime | None:
-        await self.get(user_id)
-        return self.t.last_analyzed.get(user_id)
+    async def analyzed_at(self, user_ids: Sequence[int]) -> dict[int, datetime]:
+        last = self.t.last_analyzed
+        return {u: last[u] for u in user_ids if u in last}
 
-    async def mark_analyzed(self, user_id: int, when: datetime) -> None:
-        await self.get(user_id)
-        self.t.last_analyzed[user_id] = when
+    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> None:
+        for user_id in user_ids:
+            self.t.last_analyzed[user_id] = when
+
+    async def position_timeouts(self, user_ids: Sequence[int]) -> dict[int, int]:
+        return {u: c.position_timeout_minutes for u in user_ids if (c := self.t.configs.get(u)) is not None}
 
 
 class MemoryTrades:
@@ -113,6 +121,9 @@ class MemoryTrades:
         times = self.t.entry_times.setdefault(stored.user_id, [])
         bisect.insort(times, stored.executed_at)
         return stored
+
+    async def add_many(self, trades: Sequence[TradeRecord]) -> list[TradeRecord]:
+        return [await self.add(t) for t in trades]
 
     async def get(self, user_id: int, trade_id: int) -> TradeRecord | None:
         found = self.t.trades.get(trade_id)
@@ -148,6 +159,14 @@ class MemoryTrades:
         closed = self.t.closed.get(user_id, [])
         return tuple((r.profit_loss or ZERO) > 0 for r in reversed(closed[-count:])) if count > 0 else ()
 
+    async def entry_counts_since(self, user_ids: Sequence[int], since: datetime) -> dict[int, int]:
+        counts = {u: await self.entries_since(u, since) for u in user_ids}
+        return {u: n for u, n in counts.items() if n}
+
+    async def recent_results_of(self, user_ids: Sequence[int], count: int) -> dict[int, tuple[bool, ...]]:
+        results = {u: await self.recent_results(u, count) for u in user_ids}
+        return {u: r for u, r in results.items() if r}
+
     async def closed(self, user_id: int) -> list[TradeRecord]:
         return list(self.t.closed.get(user_id, []))
 
@@ -182,6 +201,10 @@ class MemoryOrders:
         else:
             self.t.unbooked_entries.pop(client_id, None)
 
+    async def add_many(self, orders: Sequence[OrderRecord], now: datetime) -> None:
+        for order in orders:
+            await self.add(order, now)
+
     async def get(self, client_order_id: str) -> OrderRecord | None:
         return self.t.orders.get(client_order_id)
 
@@ -191,14 +214,21 @@ class MemoryOrders:
             raise LookupError(f"no order row for client id {client_order_id}")
         return row
 
-    async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime) -> None:
+    async def record_exchange_state(self, client_order_id: str, order: Order, now: datetime,
+                                    trade_id: int | None = None) -> None:
         fills = order.fills
+        row = self._row(client_order_id)
         self._store(_canonical_fields(dataclasses.replace(
-            self._row(client_order_id), status=RowStatus.of(order.status), exchange_order_id=str(order.order_id),
+            row, status=RowStatus.of(order.status), exchange_order_id=str(order.order_id),
             executed_qty=order.executed_qty, cumulative_quote_qty=order.cumulative_quote_qty,
             commission=sum((f.commission for f in fills), ZERO),
             commission_asset=fills[0].commission_asset if fills else None, transact_time=order.transact_time,
+            trade_id=row.trade_id if trade_id is None else trade_id,
         ), _ORDER_MONEY))
+
+    async def record_exchange_states(self, states: Sequence[tuple[str, Order, int | None]], now: datetime) -> None:
+        for client_order_id, order, trade_id in states:
+            await self.record_exchange_state(client_order_id, order, now, trade_id)
 
     async def mark(self, client_order_id: str, status: RowStatus, now: datetime, error: str | None = None,
                    trade_id: int | None = None) -> None:
@@ -208,6 +238,10 @@ class MemoryOrders:
         if trade_id is not None:
             row = dataclasses.replace(row, trade_id=trade_id)
         self._store(row)
+
+    async def mark_many(self, marks: Sequence[tuple[str, RowStatus]], now: datetime) -> None:
+        for client_order_id, status in marks:
+            await self.mark(client_order_id, status, now)
 
     async def unbooked_entries(self) -> list[OrderRecord]:
         return list(self.t.unbooked_entries.values())
@@ -224,11 +258,19 @@ class MemoryPositions:
     async def add(self, position: PositionRecord) -> None:
         self.t.positions[position.trade_id] = _canonical_fields(position, _POSITION_MONEY)
 
+    async def add_many(self, positions: Sequence[PositionRecord]) -> None:
+        for position in positions:
+            await self.add(position)
+
     async def for_user(self, user_id: int) -> list[PositionRecord]:
         rows = [p for p in self.t.positions.values() if p.user_id == user_id]
         if len(rows) > 1:
             rows.sort(key=lambda p: p.opened_at)  # stable: ties keep row order, as `ORDER BY opened_at, id`
         return rows
+
+    async def for_users(self, user_ids: Sequence[int]) -> dict[int, list[PositionRecord]]:
+        found = {u: await self.for_user(u) for u in user_ids}
+        return {u: rows for u, rows in found.items() if rows}
 
     async def all(self) -> list[PositionRecord]:
         rows = list(self.t.positions.values())
@@ -246,6 +288,10 @@ class MemoryPositions:
                 dataclasses.replace(row, oco_order_id=oco_order_id, stop_loss=stop, take_profit=target),
                 _POSITION_MONEY,
             )
+
+    async def set_protections(self, links: Sequence[tuple[int, str, Decimal, Decimal]]) -> None:
+        for trade_id, list_id, stop, target in links:
+            await self.set_protection(trade_id, list_id, stop, target)
 
     async def mark_closing(self, trade_id: int, reason: ExitReason) -> None:
         row = self.t.positions.get(trade_id)
@@ -293,6 +339,13 @@ class MemoryDust:
     async def set(self, user_id: int, symbol: str, remainder: Remainder) -> None:
         self.t.dust[(user_id, symbol)] = Remainder(canonical(remainder.amount), canonical(remainder.cost))
 
+    async def get_many(self, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Remainder]:
+        return {k: self.t.dust.get(k, NOTHING_CARRIED) for k in keys}
+
+    async def set_many(self, remainders: Mapping[tuple[int, str], Remainder]) -> None:
+        for (user_id, symbol), remainder in remainders.items():
+            await self.set(user_id, symbol, remainder)
+
 
 class MemoryAnalyses:
     def __init__(self, t: MemoryTables) -> None:
@@ -304,15 +357,32 @@ class MemoryAnalyses:
             self.t.analyses.append(dataclasses.replace(record, id=self.t.analysis_count))
         return self.t.analysis_count
 
-    async def add_decision(self, analysis_id: int, user_id: int, decision: Decision, reasons: Sequence[Reason],
-                           now: datetime, trade_id: int | None = None) -> None:
-        for reason in reasons:
-            if reason.code == PROFILE_NOTE:
-                continue
-            key = (str(decision), reason.code)  # str() of a StrEnum is its value, without .value's cost
-            self.t.decision_counts[key] = self.t.decision_counts.get(key, 0) + 1
+    async def add_decisions(self, decisions: Sequence[DecisionRecord]) -> None:
         if self.t.keep_analyses:
-            self.t.decisions.append(AnalysisDecisionRow(analysis_id, user_id, decision, tuple(reasons), now, trade_id))
+            self.t.decisions.extend(AnalysisDecisionRow(d.analysis_id, d.user_id, d.decision, d.reasons, d.created_at,
+                                                        d.trade_id) for d in decisions)
+
+    async def add_tallies(self, tallies: Sequence[DecisionTally]) -> None:
+        counts = self.t.decision_counts
+        for tally in tallies:
+            if tally.reason and tally.reason != PROFILE_NOTE:  # an entry's tally names no rule
+                key = (str(tally.decision), tally.reason)  # str() of a StrEnum is its value, without .value's cost
+                counts[key] = counts.get(key, 0) + tally.count
+        if self.t.keep_analyses:
+            self.t.tallies.extend(tallies)
+
+    async def open_spans(self, user_ids: Sequence[int]) -> dict[int, DecisionSpan]:
+        wanted = set(user_ids)
+        return {s.user_id: s for s in self.t.spans if s.user_id in wanted and s.last_at is None}
+
+    async def close_spans(self, ends: Sequence[tuple[int, datetime]]) -> None:
+        last = dict(ends)
+        self.t.spans = [dataclasses.replace(s, last_at=last[s.id]) if s.id in last else s for s in self.t.spans]
+
+    async def add_spans(self, spans: Sequence[DecisionSpan]) -> None:
+        if self.t.keep_analyses:
+            first = len(self.t.spans) + 1
+            self.t.spans.extend(dataclasses.replace(s, id=first + i) for i, s in enumerate(spans))
 
     async def latest_time(self) -> datetime | None:
         return max((a.created_at for a in self.t.analyses), default=None)
@@ -326,6 +396,9 @@ class MemoryEvents:
         stored = dataclasses.replace(event, id=len(self.t.events) + 1)
         self.t.events.append(stored)
         return stored
+
+    async def add_many(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        return [await self.add(e) for e in events]
 
 
 class MemoryUnitOfWork:
@@ -388,3 +461,6 @@ class MemoryStore:
         if type_ != "signal_rejected" or self.tables.keep_analyses:
             event = await self._uow.events.add(event)
         return event
+
+    async def publish_many(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        return [await self.publish(e.user_id, e.type, e.time, e.data) for e in events]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -192,6 +192,52 @@ class AnalysisRecord:
     id: int | None = None
     decision: Decision | None = None
     reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One user's own row in the decision log: what an actionable signal (a buy or a sell) meant for that user
+    (executed, rejected, or skipped: already holding, at the position cap, outside trading hours). A hold is the same
+    for everyone: it is only tallied (DecisionTally), and a user sees it through their span (DecisionSpan)."""
+
+    analysis_id: int
+    user_id: int
+    decision: Decision
+    reasons: tuple[str, ...]
+    created_at: datetime
+    trade_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionTally:
+    """How often one outcome met an analysis in one cycle, over every user decided on it: a decision and one of its
+    reasons' codes (each reason of a decision counts once, an entry's under ""). The cycle's summary per symbol."""
+
+    analysis_id: int
+    decision: Decision
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionSpan:
+    """Consecutive cycles (first_at to last_at) in which a user was decided with the same analyst, symbols and
+    trading hours: every analysis for those inside it that has no row of the user's is a skip the user saw (a hold,
+    a symbol held, outside trading hours), answered from the analysis row. While it is open (last_at None) it ends
+    with the user's last decision (their config's last_analyzed_at): going on costs no write."""
+
+    user_id: int
+    analyzer: str
+    symbols: tuple[str, ...]
+    hours_start: time | None
+    hours_end: time | None
+    first_at: datetime
+    last_at: datetime | None = None
+    id: int = 0
+
+    def same_terms(self, other: DecisionSpan) -> bool:
+        return (self.analyzer, self.symbols, self.hours_start, self.hours_end) == \
+            (other.analyzer, other.symbols, other.hours_start, other.hours_end)
 
 
 @dataclass(frozen=True, slots=True)

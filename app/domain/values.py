@@ -326,10 +326,25 @@ class Reason(str):
 
 PROFILE_NOTE = "profile"  # a decision's note naming its asset profile: logged with the reasons, never counted as one
 
+# skips whose code is one of these are tallied, not written per user: the decision log answers them from the user's
+# decision spans (DecisionSpan) and the analysis row, with these very texts
+HOLD = "hold"
+OUTSIDE_HOURS = "outside trading hours"
+ALREADY_HOLDING = "already holding"
+SKIPS_FROM_SPANS = frozenset({HOLD, OUTSIDE_HOURS, ALREADY_HOLDING})
+
+
+def hold_text(reasoning: str) -> str:
+    return f"{HOLD}: {reasoning}" if reasoning else HOLD
+
+
+def already_holding_text(symbol: str) -> str:
+    return f"{ALREADY_HOLDING} {symbol}"
+
 
 def hold_reason(signal: Signal) -> Reason:
     """How a hold is recorded (decision log, rejections): `hold`, with the analyst's reasoning when it gave one."""
-    return Reason("hold", f"hold: {signal.reasoning}" if signal.reasoning else "hold")
+    return Reason(HOLD, hold_text(signal.reasoning))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ protected by protection.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 from app.domain.books import Books
@@ -25,22 +27,23 @@ from app.engine.analysis import (
     SymbolAnalysis,
     analyze_with,
 )
-from app.engine.decisions import Decisions
-from app.engine.desk import EngineParts, ExchangeProvider, Publish
+from app.engine.decisions import Analyses, BatchOutcome, Decisions
+from app.engine.desk import CycleScoped, EngineParts, ExchangeProvider, Publish, PublishMany
 from app.engine.entries import Entries
 from app.engine.exits import Exits
 from app.engine.metrics import Metrics
 from app.engine.protection import Protection
 from app.engine.reconciliation import Reconciler
 from app.engine.selection import SymbolChoices
-from app.engine.settings import CANDLES, WARM_UP, BotSettings, EntryPlan, RiskChecker
+from app.engine.settings import CANDLES, WARM_UP, BotSettings, EntryPlan, RiskChecker, log
 
 UowFactory = Books  # the name the container and backtest import
+Housekeeping = Callable[[datetime], Awaitable[Mapping[str, int]]]  # tidies the books at a time: rows deleted per table
 
 __all__ = [
-    "CANDLES", "WARM_UP", "AnalysesAhead", "BotSettings", "CycleSummary", "EntryPlan", "ExchangeProvider",
-    "FeatureBuilder", "Publish", "RiskChecker", "SymbolAnalysis", "TradingBot", "UowFactory", "analyze_with",
-
+    "CANDLES", "WARM_UP", "AnalysesAhead", "BotSettings", "CycleScoped", "CycleSummary", "EntryPlan",
+    "ExchangeProvider", "FeatureBuilder", "Housekeeping", "Publish", "PublishMany", "RiskChecker", "SymbolAnalysis",
+    "TradingBot", "UowFactory", "analyze_with",
 ]
 
 
@@ -61,8 +64,12 @@ class TradingBot:
         settings: BotSettings | None = None,
         metrics: Metrics | None = None,
         symbols: SymbolDirectory | None = None,
+        publish_many: PublishMany | None = None,
+        housekeeping: Housekeeping | None = None,
+        housekeeping_interval_s: float = 3600.0,
     ) -> None:
-        self.parts = EngineParts(uow, exchanges, publish, clock, limits, settings or BotSettings(), metrics or Metrics())
+        self.parts = EngineParts(uow, exchanges, publish, clock, limits, settings or BotSettings(), metrics or Metrics(),
+                                 publish_many)
         self.analysis = MarketAnalysis(uow, market, analysts, build_features)
         self.protection = Protection(self.parts)
         self.exits = Exits(self.parts, self.protection)
@@ -71,23 +78,62 @@ class TradingBot:
         self.reconciler = Reconciler(self.parts, self.entries)
         self.choices = SymbolChoices(symbols)
         self.state = TradingState.ACTIVE
+        self.last_cycle: datetime | None = None  # users decided then continue their decision spans
+        self.housekeeping, self.housekeeping_interval_s = housekeeping, housekeeping_interval_s
+        self._kept_house_at: datetime | None = None
 
     async def run_cycle(self, now: datetime) -> CycleSummary:
         """One cycle: finish what is unfinished and monitor exits first, then analyse each symbol once, then decide
-        per user."""
+        the users, a batch at a time. The paper accounts are read once for the cycle."""
         summary = CycleSummary(now)
-        reconciled = await self.reconciler.reconcile(now)
-        summary.exits += await self.exits.check_open_positions(now)
-        if self.state != TradingState.ACTIVE:
-            return summary  # REDUCING and HALTED open nothing; exits and protection above still run
-        active = [c for c in await self._active_configs() if c.user_id not in reconciled.unresolved]
-        configs = await self.choices.resolve(active, now)
-        analyses = await self.analysis.analyze_symbols(configs, now)
-        summary.analyses = len(analyses)
-        for config in configs:
-            await self.decisions.process_user(config, analyses, now, summary,
-                                              frozenset(reconciled.in_doubt.get(config.user_id, ())))
+        previous, self.last_cycle = self.last_cycle, now
+        async with self._accounts_for_the_cycle():
+            reconciled = await self.reconciler.reconcile(now)
+            summary.exits += await self.exits.check_open_positions(now)
+            if self.state != TradingState.ACTIVE:
+                return summary  # REDUCING and HALTED open nothing; exits and protection above still run
+            active = [c for c in await self._active_configs() if c.user_id not in reconciled.unresolved]
+            configs = await self.choices.resolve(active, now)
+            analyses = await self.analysis.analyze_symbols(configs, now)
+            summary.analyses = len(analyses)
+            outcome = await self.decide_users(configs, analyses, now, reconciled.in_doubt, previous)
+        summary.entries += outcome.entries
+        for code, count in outcome.rejections.items():
+            summary.rejections[code] = summary.rejections.get(code, 0) + count
         return summary
+
+    async def decide_users(self, configs: Sequence[TradingConfig], analyses: Analyses, now: datetime,
+                           in_doubt: Mapping[int, set[str]], previous_cycle: datetime | None) -> BatchOutcome:
+        """Every user on the cycle's analyses, in batches of BotSettings.user_batch_size (each a few queries and one
+        write); the cycle's tallies, one row per analysis and outcome, are written at the end."""
+        outcome = BatchOutcome()
+        size = self.parts.settings.user_batch_size
+        for start in range(0, len(configs), size):
+            batch = configs[start:start + size]
+            outcome.add(await self.decisions.decide_batch(batch, analyses, now, in_doubt, previous_cycle))
+        await self.decisions.write_tallies(outcome.tally_records())
+        return outcome
+
+    def _accounts_for_the_cycle(self) -> AbstractAsyncContextManager[object]:
+        exchanges = self.parts.exchanges
+        return exchanges.cycle() if isinstance(exchanges, CycleScoped) else contextlib.nullcontext()
+
+    async def keep_house(self, now: datetime) -> None:
+        """Between cycles, at most once per housekeeping interval: the books' housekeeping (retention's pruning),
+        whose failure is logged and tried again next time, never raised into the loop."""
+        if self.housekeeping is None:
+            return
+        last = self._kept_house_at
+        if last is not None and (now - last).total_seconds() < self.housekeeping_interval_s:
+            return
+        self._kept_house_at = now
+        try:
+            deleted = await self.housekeeping(now)
+        except Exception:
+            log.exception("housekeeping at %s failed", now.isoformat())
+            return
+        if any(deleted.values()):
+            log.info("housekeeping at %s deleted %s", now.isoformat(), dict(deleted))
 
     async def _active_configs(self) -> list[TradingConfig]:
         async with self.parts.books() as uow:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from app.domain.books import EngineBooks
 from app.domain.errors import (
     ConfigurationError,
     ExchangeError,
@@ -35,7 +36,7 @@ from app.domain.values import (
 )
 from app.engine.bookkeeping import profit_pct, recorded_exit_fill, remainder_cost, round_trip_profit
 from app.engine.desk import Desk, EngineParts
-from app.engine.protection import Protection
+from app.engine.protection import FirstList, Protection
 from app.engine.settings import log, trades_log
 
 
@@ -51,27 +52,36 @@ class Exits(Desk):
         self._exit_locks: dict[int, asyncio.Lock] = {}
 
     async def check_open_positions(self, now: datetime) -> int:
-        """Book TP/SL exits, finish exits under way, re-protect lost lists and force-close stale positions."""
+        """Book TP/SL exits, finish exits under way, re-protect lost lists and force-close stale positions. The
+        positions and their users' timeouts are read once; a position is read again only when it calls for an
+        exit (a manual close may have changed it since)."""
         async with self.uow() as uow:
             positions: list[PositionRecord] = await uow.positions.all()
-            timeouts = {user_id: (await uow.configs.get(user_id)).position_timeout_minutes
-                        for user_id in {p.user_id for p in positions}}
+            timeouts = await uow.configs.position_timeouts(sorted({p.user_id for p in positions}))
         closed = 0
-        for listed in positions:
-            async with self._exit_lock(listed.user_id):
-                position = await self.open_position(listed.trade_id)
-                if position is None:
-                    continue  # closed meanwhile (a manual close)
-                closed += await self._checked(position, timeouts[position.user_id], now)
+        async with self.events_held():  # a cycle's closes announced together
+            for listed in positions:
+                async with self._exit_lock(listed.user_id):
+                    closed += await self._checked(listed, timeouts[listed.user_id], now)
         return closed
 
     def _exit_lock(self, user_id: int) -> asyncio.Lock:
         return self._exit_locks.setdefault(user_id, asyncio.Lock())
 
-    async def _checked(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> int:
-        """_check_position with its errors logged and reported; 1 when the position was closed."""
+    async def _checked(self, listed: PositionRecord, timeout_minutes: int, now: datetime) -> int:
+        """_check_position with its errors logged and reported; 1 when the position was closed. `listed` is the
+        position as the cycle read it: while the exchange says nothing is due, that read is enough."""
+        position = listed
         try:
-            return int(await self._check_position(position, timeout_minutes, now))
+            act, answer = await self._calls_for_action(listed, timeout_minutes, now)
+            if not act:
+                return 0
+            fresh = await self.open_position(listed.trade_id)
+            if fresh is None:
+                return 0  # closed meanwhile (a manual close)
+            position = fresh
+            known = answer if fresh.oco_order_id == listed.oco_order_id else None
+            return int(await self._check_position(position, timeout_minutes, now, known))
         except TemporaryExchangeError as e:
             log.info("position %s not checked this cycle: %s", position.trade_id, e)
         except (ExchangeError, ConfigurationError) as e:
@@ -81,14 +91,32 @@ class Exits(Desk):
             log.exception("position %s of user %s: exit check failed", position.trade_id, position.user_id)
         return 0
 
-    async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime) -> bool:
+    async def _calls_for_action(self, position: PositionRecord, timeout_minutes: int,
+                                now: datetime) -> tuple[bool, OcoOrder | OrderNotFound | None]:
+        """Whether _check_position has anything to do (an exit under way, no list, a list the exchange does not know
+        or that ended, or the timeout), with the exchange's answer about the list when it was asked (one question
+        for a protected position, not asked again)."""
+        if position.closing_reason is not None or position.oco_order_id is None or _due(position, timeout_minutes, now):
+            return True, None
+        exchange = await self.exchanges.for_user(position.user_id)
+        try:
+            oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
+        except OrderNotFound as e:
+            return True, e
+        return _exit_reason(oco) is not None, oco
+
+    async def _check_position(self, position: PositionRecord, timeout_minutes: int, now: datetime,
+                              known: OcoOrder | OrderNotFound | None = None) -> bool:
+        """`known`: the exchange's answer about the position's list in this check, if it was asked already."""
         exchange = await self.exchanges.for_user(position.user_id)
         if position.closing_reason is not None:  # an exit under way: finish it
             return await self._finish_exit(exchange, position, now) is not None
         if position.oco_order_id is None:
             return False  # reconciliation protects it
         try:
-            oco = await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
+            if isinstance(known, OrderNotFound):
+                raise known
+            oco = known or await exchange.get_oco_order_status(position.symbol, position.oco_order_id)
         except OrderNotFound:
             return await self._protection_gone(exchange, position, timeout_minutes, now)
         reason = _exit_reason(oco)
@@ -191,20 +219,18 @@ class Exits(Desk):
             attempts = await uow.orders.for_trade(position.trade_id, Purpose.PROTECT)
         lists = {row.client_order_id for row in attempts if row.status not in _DONE_LISTS}
         lists.update([position.oco_order_id] if position.oco_order_id is not None else [])
-        filled: Order | None = None
-        for list_id in sorted(lists):
-            legs = await self._cancelled_legs(exchange, position.symbol, list_id)
-            await self._record_leg_fills(position, legs, now)
-            async with self.uow() as uow:
+        # the exchange first (an error leaves everything to be asked again), then what it said, in one transaction
+        found = [(list_id, await self._cancelled_legs(exchange, position.symbol, list_id)) for list_id in sorted(lists)]
+        async with self.uow() as uow:
+            for list_id, legs in found:
+                await self._record_leg_fills(uow, position, legs, now)
                 if await uow.orders.get(list_id) is not None:  # a list adopted from elsewhere may have no row
                     status = RowStatus.ALL_DONE if legs else RowStatus.NOT_FOUND
                     await uow.orders.mark(list_id, status, now, None if legs else "not on the exchange")
-                    await uow.commit()
-            filled = filled or next((leg for leg in legs if leg.status == OrderStatus.FILLED), None)
-        if position.oco_order_id is not None:  # its row took its state above
-            async with self.uow() as uow:
+            if position.oco_order_id is not None:  # its row took its state above
                 await uow.positions.set_protection(position.trade_id, None, position.stop_loss, position.take_profit)
-                await uow.commit()
+            await uow.commit()
+        filled = next((leg for _, legs in found for leg in legs if leg.status == OrderStatus.FILLED), None)
         return _leg_reason(filled) if filled is not None else None
 
     async def _cancelled_legs(self, exchange: ExchangeAdapter, symbol: str, list_id: str) -> list[Order]:
@@ -226,19 +252,19 @@ class Exits(Desk):
             raise TemporaryExchangeError(f"order list {list_id} could not be cancelled yet")
         return legs
 
-    async def _record_leg_fills(self, position: PositionRecord, legs: Sequence[Order], now: datetime) -> None:
+    @staticmethod
+    async def _record_leg_fills(uow: EngineBooks, position: PositionRecord, legs: Sequence[Order],
+                                now: datetime) -> None:
         """Legs that sold something become exit rows of the trade: the close is booked from its exit rows."""
-        async with self.uow() as uow:
-            for leg in (leg for leg in legs if leg.executed_qty > 0):
-                if await uow.orders.get(leg.client_order_id) is None:
-                    await uow.orders.add(OrderRecord(
-                        client_order_id=leg.client_order_id, user_id=position.user_id, purpose=Purpose.EXIT,
-                        symbol=position.symbol, side=leg.side, type=leg.type, quantity=leg.orig_qty,
-                        status=RowStatus.of(leg.status), trade_id=position.trade_id, price=leg.price,
-                        stop_price=leg.stop_price,
-                    ), now)
-                await uow.orders.record_exchange_state(leg.client_order_id, leg, now)
-            await uow.commit()
+        for leg in (leg for leg in legs if leg.executed_qty > 0):
+            if await uow.orders.get(leg.client_order_id) is None:
+                await uow.orders.add(OrderRecord(
+                    client_order_id=leg.client_order_id, user_id=position.user_id, purpose=Purpose.EXIT,
+                    symbol=position.symbol, side=leg.side, type=leg.type, quantity=leg.orig_qty,
+                    status=RowStatus.of(leg.status), trade_id=position.trade_id, price=leg.price,
+                    stop_price=leg.stop_price,
+                ), now)
+            await uow.orders.record_exchange_state(leg.client_order_id, leg, now)
 
     async def _unlink(self, position: PositionRecord, now: datetime, why: str | None = None,
                       status: RowStatus = RowStatus.ALL_DONE) -> None:
@@ -341,18 +367,46 @@ class Exits(Desk):
         await self.emit(trade.user_id, PositionClosed(trade.id, trade.symbol, reason.value, fill.price, profit), now)
         return closed
 
-    async def secure(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime) -> bool:
+    async def secure(self, exchange: ExchangeAdapter, trade: TradeRecord, now: datetime, failures: int = 0,
+                     last_error: str = "") -> bool:
         """Protect the trade's position; if protection cannot be placed, sell at once (EMERGENCY): a position
-        without protection is never left open. True when it is protected."""
-        error = await self.protection.protect(exchange, trade, now)
+        without protection is never left open. True when it is protected. `failures` and `last_error`: attempts
+        this cycle made already (see Protection.protect)."""
+        error = await self.protection.protect(exchange, trade, now, failures, last_error)
+        if error is None:
+            return True
         position = await self.open_position(trade.id)
-        if error is None or position is None:
-            return error is None
+        if position is None:
+            return False
         log.error("no protection for trade %s (%s): selling at market", trade.id, error)
         closed = await self.close_position(exchange, position, ExitReason.EMERGENCY, now)
         await self.emit(trade.user_id, EmergencyExit(trade.id, trade.symbol, f"protection could not be placed: {error}",
                                                      closed.exit_price if closed else None), now)
         return False
+
+    async def secure_all(self, new: Sequence[tuple[ExchangeAdapter, TradeRecord, FirstList]], now: datetime) -> None:
+        """Protect new positions, each booked with the row of its first list: every first list placed, the placed
+        ones linked together; a position whose first list was not placed goes the whole way of `secure` (more
+        attempts, each with its row, else the emergency sale)."""
+        placed: list[tuple[TradeRecord, PositionRecord, OcoOrder]] = []
+        again: list[tuple[ExchangeAdapter, TradeRecord, int, str]] = []
+        for exchange, trade, first in new:
+            try:
+                oco = await self.protection.place_first(exchange, first, now)
+            except (ExchangeError, ConfigurationError) as e:  # a rate limit (nothing was sent) is not a failure
+                again.append((exchange, trade, 0, str(e)))
+                continue
+            if isinstance(oco, OcoOrder):
+                placed.append((trade, first.position, oco))
+            else:
+                again.append((exchange, trade, 1, oco))
+        await self.protection.link_all(placed, now)
+        for exchange, trade, failures, error in again:
+            try:
+                await self.secure(exchange, trade, now, failures, error)
+            except (ExchangeError, ConfigurationError) as e:  # reconciliation protects it next cycle
+                log.error("trade %s of user %s not protected yet: %s", trade.id, trade.user_id, e)
+                await self.emit(trade.user_id, EngineError(str(e), trade_id=trade.id), now)
 
 
 # lists that can neither fill nor be live any more: the exchange said so (ALL_DONE, REJECT), or refused them when sent

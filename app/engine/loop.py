@@ -44,6 +44,7 @@ class TradingLoop:
                              dict(sorted(summary.rejections.items())))
             if self.observe is not None:
                 self.observe(elapsed)
+            await self.bot.keep_house(self.next_cycle_at)  # between cycles, off the cycle's clock
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.trading_loop(), name="trading-loop")

@@ -67,10 +67,12 @@ class Reconciler(Desk):
                 except (ExchangeError, ConfigurationError) as e:
                     log.error("position %s not protected yet: %s", position.trade_id, e)
                     unresolved.add(position.user_id)
-        for user_id in sorted({p.user_id for p in positions} - unresolved):
-            own = {p.oco_order_id for p in positions if p.user_id == user_id}
+        lists: dict[int, set[str | None]] = {}
+        for p in positions:
+            lists.setdefault(p.user_id, set()).add(p.oco_order_id)
+        for user_id in sorted(set(lists) - unresolved):
             try:
-                await self._adopt_strangers(user_id, own, now)
+                await self._adopt_strangers(user_id, lists[user_id], now)
             except (ExchangeError, ConfigurationError) as e:
                 log.error("user %s: open order lists not checked: %s", user_id, e)
         return Reconciled(unresolved, in_doubt)
@@ -148,7 +150,7 @@ class Reconciler(Desk):
                 await self._not_found(exchange, position, attempt.client_order_id, now)
                 continue
             if oco.is_open or oco.filled_leg is not None:  # a filled one is booked by this cycle's exit check
-                await self.protection.link(trade, position, oco, now)
+                await self.protection.link_all([(trade, position, oco)], now)
                 await self.report_repair(position, "re-protected", now, f"linked order list {oco.list_client_order_id}")
                 return
             await self.mark_order(attempt.client_order_id, RowStatus.of(oco.list_status), now)

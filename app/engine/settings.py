@@ -36,6 +36,7 @@ class BotSettings:
     exit_attempts: int = 3  # market sells per exit and cycle (a partly filled sell is followed by one for the rest)
     max_order_wait_s: float = 120.0  # how long protection and exits wait out rate limits within one cycle
     quote_asset: str = "USDT"
+    user_batch_size: int = 1000  # users decided together: their state read in a few queries, written in one
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """SQLAlchemy tables only: every table of DESIGN.md section 8."""
 
-from app.models.analysis import Analysis, AnalysisDecision
+from app.models.analysis import Analysis, AnalysisDecision, DecisionSpan, DecisionTally
 from app.models.base import Base
 from app.models.event import Event
 from app.models.portfolio import DustBalance, Portfolio
@@ -11,6 +11,8 @@ __all__ = [
     "Analysis",
     "AnalysisDecision",
     "Base",
+    "DecisionSpan",
+    "DecisionTally",
     "DustBalance",
     "Event",
     "ExchangeCredential",

@@ -45,6 +45,8 @@ class Money(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
+        if isinstance(value, str) and "e" not in value and "E" not in value and not ("." in value and value[-1] == "0"):
+            return Decimal(value)  # SQLite's text, written canonical: already what canonical() would give
         return canonical(Decimal(str(value)) if not isinstance(value, Decimal) else value)
 
 

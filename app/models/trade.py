@@ -56,7 +56,7 @@ class Trade(Base):
     profit_loss_percentage: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     duration_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    analysis_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    analysis_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
 class OrderRow(Base):
@@ -78,7 +78,7 @@ class OrderRow(Base):
     stop_price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     take_profit: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)  # an entry's planned target
     confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    analysis_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    analysis_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     status: Mapped[str] = mapped_column(String(20))  # PENDING_SEND, then the exchange's status
     exchange_order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     executed_qty: Mapped[Decimal] = mapped_column(Money())

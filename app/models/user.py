@@ -55,10 +55,13 @@ class LoginThrottle(Base):
 
 
 class SimAccount(Base):
-    """The simulated exchange's state for one paper account, as JSON (Decimals as strings)."""
+    """The simulated exchange's state for one paper account, as JSON (Decimals as strings). `version` counts its
+    saves: a process that cached the state reads only the version to know it is current, and saves only over the
+    version it read (compare and set), so no two processes overwrite each other."""
 
     __tablename__ = "sim_accounts"
 
     account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     state: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

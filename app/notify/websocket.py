@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ class Socket(Protocol):
 
 
 EventStore = Callable[[EventRecord], Awaitable[EventRecord]]
+EventStoreMany = Callable[[Sequence[EventRecord]], Awaitable[list[EventRecord]]]  # in one transaction
 
 
 def event_message(event: EventRecord) -> str:
@@ -27,8 +28,9 @@ def event_message(event: EventRecord) -> str:
 
 
 class WebSocketManager:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, store_many: EventStoreMany | None = None) -> None:
         self._store = store
+        self._store_many = store_many
         self.active_connections: dict[int, set[Socket]] = defaultdict(set)
 
     def connect(self, user_id: int, socket: Socket) -> None:
@@ -51,4 +53,20 @@ class WebSocketManager:
             except Exception:
                 log.info("dropping a closed socket of user %s", user_id)
                 self.disconnect(user_id, socket)
+        return stored
+
+    async def publish_many(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        """Store the events together (one transaction when the store can), then send each, in order."""
+        if self._store_many is not None:
+            stored = await self._store_many(events)
+        else:
+            stored = [await self._store(event) for event in events]
+        for event in stored:
+            message = event_message(event)
+            for socket in list(self.active_connections.get(event.user_id, ())):
+                try:
+                    await socket.send_text(message)
+                except Exception:
+                    log.info("dropping a closed socket of user %s", event.user_id)
+                    self.disconnect(event.user_id, socket)
         return stored

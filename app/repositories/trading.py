@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, time
 from decimal import Decimal
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import PortfolioStats, PositionRecord, Remainder, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.values import ZERO, ExitReason, TradeStatus, TradingMode
 from app.models import DustBalance, OpenPosition, Portfolio, Trade, TradingConfigRow, User
+
+IN_LIST_SIZE = 1000  # ids per `IN (...)`: far below SQLite's and asyncpg's limits on bound parameters
+
+
+def chunks(ids: Sequence[int], size: int = IN_LIST_SIZE) -> Iterator[Sequence[int]]:
+    """The ids in slices a query can bind: set-based reads and writes of many users take one statement per slice."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 def _hhmm(value: str | None) -> time | None:
@@ -64,11 +75,17 @@ def _trade(row: Trade) -> TradeRecord:
     )
 
 
-def _position(row: OpenPosition) -> PositionRecord:
+def _position(row: Any) -> PositionRecord:  # an OpenPosition, or a row of _POSITION_COLUMNS
     return PositionRecord(
         row.trade_id, row.user_id, row.symbol, row.amount, row.entry_price, row.stop_loss, row.take_profit,
         row.oco_order_id, row.opened_at, ExitReason(row.closing_reason) if row.closing_reason else None,
     )
+
+
+# the columns a position record is read from: plain rows, without the ORM's bookkeeping (a cycle reads every position)
+_POSITION_COLUMNS = (OpenPosition.trade_id, OpenPosition.user_id, OpenPosition.symbol, OpenPosition.amount,
+                     OpenPosition.entry_price, OpenPosition.stop_loss, OpenPosition.take_profit,
+                     OpenPosition.oco_order_id, OpenPosition.opened_at, OpenPosition.closing_reason)
 
 
 def _config_with_mode() -> Select[TradingConfigRow, str]:
@@ -125,11 +142,32 @@ class ConfigRepository:
         )).all()
         return [_config(row, TradingMode(mode)) for row, mode in rows]
 
-    async def last_analyzed_at(self, user_id: int) -> datetime | None:
-        return (await self._row(user_id)).last_analyzed_at
+    async def analyzed_at(self, user_ids: Sequence[int]) -> dict[int, datetime]:
+        found: dict[int, datetime] = {}
+        for part in chunks(user_ids):
+            rows = await self.session.execute(
+                select(TradingConfigRow.user_id, TradingConfigRow.last_analyzed_at)
+                .where(TradingConfigRow.user_id.in_(part), TradingConfigRow.last_analyzed_at.is_not(None))
+            )
+            found.update((user_id, when) for user_id, when in rows if when is not None)
+        return found
 
-    async def mark_analyzed(self, user_id: int, when: datetime) -> None:
-        (await self._row(user_id)).last_analyzed_at = when
+    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> None:
+        for part in chunks(user_ids):
+            await self.session.execute(
+                update(TradingConfigRow).where(TradingConfigRow.user_id.in_(part)).values(last_analyzed_at=when)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def position_timeouts(self, user_ids: Sequence[int]) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for part in chunks(user_ids):
+            rows = await self.session.execute(
+                select(TradingConfigRow.user_id, TradingConfigRow.position_timeout_minutes)
+                .where(TradingConfigRow.user_id.in_(part))
+            )
+            found.update((key, value) for key, value in rows)
+        return found
 
 
 class TradeRepository:
@@ -144,6 +182,26 @@ class TradeRepository:
         self.session.add(row)
         await self.session.flush()
         return _trade(row)
+
+    async def add_many(self, trades: Sequence[TradeRecord]) -> list[TradeRecord]:
+        """One INSERT for them all, then their ids read back by their unique entry client ids (a batch's ids cannot
+        be returned in order on SQLite)."""
+        if not trades:
+            return []
+        rows = []
+        for trade in trades:
+            values = {k: getattr(trade, k) for k in TradeRecord.__dataclass_fields__ if k != "id"}
+            values["status"] = trade.status.value
+            values["exit_reason"] = trade.exit_reason.value if trade.exit_reason else None
+            rows.append(values)
+        await self.session.execute(insert(Trade), rows)
+        client_ids = [t.entry_client_order_id for t in trades]
+        ids: dict[str, int] = {}
+        for start in range(0, len(client_ids), IN_LIST_SIZE):
+            found = await self.session.execute(select(Trade.entry_client_order_id, Trade.id)
+                                               .where(Trade.entry_client_order_id.in_(client_ids[start:start + IN_LIST_SIZE])))
+            ids.update((client_id, trade_id) for client_id, trade_id in found)
+        return [dataclasses.replace(t, id=ids[t.entry_client_order_id]) for t in trades]
 
     async def get(self, user_id: int, trade_id: int) -> TradeRecord | None:
         row = await self.session.get(Trade, trade_id)
@@ -195,6 +253,32 @@ class TradeRepository:
         )
         return tuple((r.profit_loss or ZERO) > 0 for r in rows)
 
+    async def entry_counts_since(self, user_ids: Sequence[int], since: datetime) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for part in chunks(user_ids):
+            rows = await self.session.execute(
+                select(Trade.user_id, func.count()).where(Trade.user_id.in_(part), Trade.executed_at >= since)
+                .group_by(Trade.user_id)
+            )
+            found.update((key, value) for key, value in rows)
+        return found
+
+    async def recent_results_of(self, user_ids: Sequence[int], count: int) -> dict[int, tuple[bool, ...]]:
+        """Each user's last `count` closed trades, newest first, in one window query per slice of users."""
+        found: dict[int, list[bool]] = {}
+        for part in chunks(user_ids):
+            newest = func.row_number().over(partition_by=Trade.user_id,
+                                            order_by=(Trade.closed_at.desc(), Trade.id.desc()))
+            ranked = (select(Trade.user_id, Trade.profit_loss, newest.label("n"))
+                      .where(Trade.user_id.in_(part), Trade.status == TradeStatus.CLOSED.value).subquery())
+            rows = await self.session.execute(
+                select(ranked.c.user_id, ranked.c.profit_loss).where(ranked.c.n <= count)
+                .order_by(ranked.c.user_id, ranked.c.n)
+            )
+            for user_id, profit in rows:
+                found.setdefault(user_id, []).append((profit or ZERO) > 0)
+        return {user_id: tuple(results) for user_id, results in found.items()}
+
     async def closed(self, user_id: int) -> list[TradeRecord]:
         rows = await self.session.scalars(
             select(Trade).where(Trade.user_id == user_id, Trade.status == TradeStatus.CLOSED.value)
@@ -206,39 +290,89 @@ class TradeRepository:
 class PositionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._rows: dict[int, OpenPosition] = {}  # by trade id, as this unit of work read or wrote them
 
     async def add(self, position: PositionRecord) -> None:
         values = {k: getattr(position, k) for k in PositionRecord.__dataclass_fields__}
-        self.session.add(OpenPosition(**values))
+        row = OpenPosition(**values)
+        self.session.add(row)
         await self.session.flush()
+        self._rows[position.trade_id] = row
+
+    async def add_many(self, positions: Sequence[PositionRecord]) -> None:
+        if positions:
+            await self.session.execute(insert(OpenPosition), [
+                {k: getattr(p, k) for k in PositionRecord.__dataclass_fields__} for p in positions
+            ])
+
+    async def _row(self, trade_id: int) -> OpenPosition | None:
+        row = self._rows.get(trade_id)
+        if row is None:
+            row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
+            if row is not None:
+                self._rows[trade_id] = row
+        return row
 
     async def for_user(self, user_id: int) -> list[PositionRecord]:
-        rows = await self.session.scalars(
-            select(OpenPosition).where(OpenPosition.user_id == user_id).order_by(OpenPosition.opened_at, OpenPosition.id)
+        rows = await self.session.execute(
+            select(*_POSITION_COLUMNS).where(OpenPosition.user_id == user_id)
+            .order_by(OpenPosition.opened_at, OpenPosition.id)
         )
         return [_position(r) for r in rows]
 
+    async def for_users(self, user_ids: Sequence[int]) -> dict[int, list[PositionRecord]]:
+        found: dict[int, list[PositionRecord]] = {}
+        for part in chunks(user_ids):
+            rows = await self.session.execute(
+                select(*_POSITION_COLUMNS).where(OpenPosition.user_id.in_(part))
+                .order_by(OpenPosition.user_id, OpenPosition.opened_at, OpenPosition.id)
+            )
+            for row in rows:
+                found.setdefault(row.user_id, []).append(_position(row))
+        return found
+
     async def all(self) -> list[PositionRecord]:
-        rows = await self.session.scalars(select(OpenPosition).order_by(OpenPosition.user_id, OpenPosition.id))
+        rows = await self.session.execute(select(*_POSITION_COLUMNS).order_by(OpenPosition.user_id, OpenPosition.id))
         return [_position(r) for r in rows]
 
     async def get(self, trade_id: int) -> PositionRecord | None:
-        row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
+        row = await self._row(trade_id)
         return _position(row) if row else None
 
     async def set_protection(self, trade_id: int, oco_order_id: str | None, stop: Decimal, target: Decimal) -> None:
-        row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
-        if row is not None:
-            row.oco_order_id = oco_order_id
-            row.stop_loss = stop
-            row.take_profit = target
+        row = self._rows.get(trade_id)
+        if row is None:  # one UPDATE, without reading the row first
+            await self.session.execute(update(OpenPosition).where(OpenPosition.trade_id == trade_id)
+                                       .values(oco_order_id=oco_order_id, stop_loss=stop, take_profit=target))
+            return
+        row.oco_order_id = oco_order_id
+        row.stop_loss = stop
+        row.take_profit = target
+
+    async def set_protections(self, links: Sequence[tuple[int, str, Decimal, Decimal]]) -> None:
+        if links:
+            table = cast(Table, OpenPosition.__table__)  # Core: an UPDATE sent once for many rows
+            await self.session.execute(
+                update(table).where(table.c.trade_id == bindparam("trade"))
+                .values(oco_order_id=bindparam("list_id"), stop_loss=bindparam("stop"), take_profit=bindparam("target")),
+                [{"trade": t, "list_id": list_id, "stop": stop, "target": target} for t, list_id, stop, target in links],
+            )
+            for trade_id, list_id, stop, target in links:  # rows this unit of work holds follow
+                row = self._rows.get(trade_id)
+                if row is not None:
+                    row.oco_order_id, row.stop_loss, row.take_profit = list_id, stop, target
 
     async def mark_closing(self, trade_id: int, reason: ExitReason) -> None:
-        row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
-        if row is not None and row.closing_reason is None:
+        row = self._rows.get(trade_id)
+        if row is None:  # one UPDATE, without reading the row first
+            await self.session.execute(update(OpenPosition).where(OpenPosition.trade_id == trade_id,
+                                                                  OpenPosition.closing_reason.is_(None))
+                                       .values(closing_reason=reason.value))
+        elif row.closing_reason is None:
             row.closing_reason = reason.value
 
     async def remove(self, trade_id: int) -> bool:
+        self._rows.pop(trade_id, None)
         result = await self.session.execute(delete(OpenPosition).where(OpenPosition.trade_id == trade_id))
         return bool(getattr(result, "rowcount", 0))
 
@@ -280,14 +414,50 @@ class DustRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._read: dict[tuple[int, str], DustBalance | None] = {}  # rows (or their absence) this unit of work read
+
+    async def _row(self, user_id: int, symbol: str) -> DustBalance | None:
+        key = (user_id, symbol)
+        if key not in self._read:
+            self._read[key] = await self.session.get(DustBalance, key)
+        return self._read[key]
 
     async def get(self, user_id: int, symbol: str) -> Remainder:
-        row = await self.session.get(DustBalance, (user_id, symbol))
+        row = await self._row(user_id, symbol)
         return Remainder(row.amount, row.cost) if row is not None else Remainder()
 
     async def set(self, user_id: int, symbol: str, remainder: Remainder) -> None:
-        row = await self.session.get(DustBalance, (user_id, symbol))
+        row = await self._row(user_id, symbol)
         if row is None:
-            self.session.add(DustBalance(user_id=user_id, symbol=symbol, amount=remainder.amount, cost=remainder.cost))
+            row = DustBalance(user_id=user_id, symbol=symbol, amount=remainder.amount, cost=remainder.cost)
+            self.session.add(row)
+            self._read[(user_id, symbol)] = row
         else:
             row.amount, row.cost = remainder.amount, remainder.cost
+
+    async def get_many(self, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Remainder]:
+        unread = [k for k in keys if k not in self._read]
+        for start in range(0, len(unread), IN_LIST_SIZE):
+            part = unread[start:start + IN_LIST_SIZE]
+            rows = await self.session.scalars(
+                select(DustBalance).where(tuple_(DustBalance.user_id, DustBalance.symbol).in_(part)))
+            found = {(r.user_id, r.symbol): r for r in rows}
+            self._read.update((k, found.get(k)) for k in part)
+        return {k: Remainder(row.amount, row.cost) if (row := self._read[k]) is not None else Remainder()
+                for k in keys}
+
+    async def set_many(self, remainders: Mapping[tuple[int, str], Remainder]) -> None:
+        """The rows read in this unit of work change in place (flushed together), the others are inserted at once."""
+        await self.get_many(list(remainders))
+        new = [key for key in remainders if self._read[key] is None]
+        for key, remainder in remainders.items():
+            row = self._read[key]
+            if row is not None:
+                row.amount, row.cost = remainder.amount, remainder.cost
+        if new:
+            await self.session.execute(insert(DustBalance), [
+                {"user_id": user_id, "symbol": symbol, "amount": remainders[(user_id, symbol)].amount,
+                 "cost": remainders[(user_id, symbol)].cost} for user_id, symbol in new
+            ])
+            for key in new:  # read again if asked: the rows now exist
+                del self._read[key]

@@ -7,7 +7,17 @@ from datetime import datetime
 from decimal import Decimal
 
 from app.domain.risk import RiskLimits, TradingConfig, UserRiskContext
-from app.domain.values import Reason, RegimeAnalysis, Signal, SignalType, SymbolRules, hold_reason
+from app.domain.values import (
+    ALREADY_HOLDING,
+    OUTSIDE_HOURS,
+    Reason,
+    RegimeAnalysis,
+    Signal,
+    SignalType,
+    SymbolRules,
+    already_holding_text,
+    hold_reason,
+)
 
 HUNDRED = Decimal("100")
 
@@ -30,7 +40,7 @@ class RiskRules:
 
     @staticmethod
     def check_trading_hours(config: TradingConfig, now: datetime) -> Reason | None:
-        return None if config.in_trading_hours(now.time()) else Reason("outside trading hours", "outside trading hours")
+        return None if config.in_trading_hours(now.time()) else Reason(OUTSIDE_HOURS, OUTSIDE_HOURS)
 
     @staticmethod
     def check_symbol_trading(rules: SymbolRules) -> Reason | None:
@@ -62,7 +72,7 @@ class RiskRules:
 
     @staticmethod
     def check_symbol_not_held(symbol: str, open_symbols: tuple[str, ...]) -> Reason | None:
-        return Reason("already holding", f"already holding {symbol}") if symbol in open_symbols else None
+        return Reason(ALREADY_HOLDING, already_holding_text(symbol)) if symbol in open_symbols else None
 
     @staticmethod
     def check_daily_limit(context: UserRiskContext) -> Reason | None:

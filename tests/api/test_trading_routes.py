@@ -184,3 +184,43 @@ async def test_positions_close_and_performance_through_the_api(settings: Setting
         portfolio = (await client.get("/portfolio", headers=headers)).json()
         assert Decimal(portfolio["total_value_usdt"]) > Decimal("9900")
     await container.db.dispose()
+
+
+async def test_the_decision_log_shows_what_the_user_saw(settings: Settings) -> None:
+    """Holds are nobody's own row: the log answers them from the analyses inside the user's decision spans, as
+    skipped with the hold, only for the cycles the user was trading, on the symbols they traded then."""
+    clock = SimulatedClock(datetime(2025, 10, 1, 0, 5, tzinfo=UTC))  # holds all night on the bundled candles
+    container = Container(settings, market_clock=clock)
+    transport = httpx.ASGITransport(app=create_app(container))
+
+    async def cycles(count: int) -> None:
+        for _ in range(count):
+            clock.advance(timedelta(minutes=5))
+            await container.bot.run_cycle(clock.now())
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        alice, _ = await register(client)
+        bob, _ = await register(client, "bob")
+        await client.put("/trading/config", headers=alice, json={"symbols": ["BTCUSDT", "ETHUSDT"]})
+        await client.put("/trading/config", headers=bob, json={"symbols": ["SOLUSDT"]})
+        for headers in (alice, bob):
+            assert (await client.post("/trading/start", headers=headers)).status_code == 200
+        await cycles(3)
+        assert (await client.post("/trading/stop", headers=alice)).status_code == 200
+        await cycles(2)  # bob trades on alone: alice saw none of these
+        await client.put("/trading/config", headers=alice, json={"symbols": ["ETHUSDT"]})
+        assert (await client.post("/trading/start", headers=alice)).status_code == 200
+        await cycles(2)
+        items = (await client.get("/trading/analyses?limit=500", headers=alice)).json()["items"]
+        only_eth = (await client.get("/trading/analyses?symbol=ETHUSDT&limit=3", headers=alice)).json()["items"]
+        bobs = (await client.get("/trading/analyses?limit=500", headers=bob)).json()["items"]
+    await container.db.dispose()
+    assert [(i["symbol"], i["created_at"][11:16]) for i in items] == [  # newest first
+        ("ETHUSDT", "00:40"), ("ETHUSDT", "00:35"),
+        ("ETHUSDT", "00:20"), ("BTCUSDT", "00:20"), ("ETHUSDT", "00:15"), ("BTCUSDT", "00:15"),
+        ("ETHUSDT", "00:10"), ("BTCUSDT", "00:10"),
+    ]
+    assert {i["signal"] for i in items} == {"hold"}
+    assert all(i["decision"] == "skipped" and i["reasons"][0].startswith("hold") for i in items)
+    assert [i["id"] for i in only_eth] == [i["id"] for i in items if i["symbol"] == "ETHUSDT"][:3]
+    assert len(bobs) == 7 and {i["symbol"] for i in bobs} == {"SOLUSDT"}

@@ -238,15 +238,16 @@ async def test_killed_at_each_step_of_an_entry_recovers_on_restart(
 
 
 async def test_exits_while_the_bot_was_down_are_booked_at_their_fill_time(settings: Settings) -> None:
-    container, clock, users = await _engine(settings, users=1)
+    day = settings.model_copy(update={"position_timeout_minutes": 24 * 60})
+    container, clock, users = await _engine(day, users=1)
     while not (await _trades(container, users[0])):
         clock.advance(timedelta(minutes=5))
         await container.bot.run_cycle(clock.now())
-    clock.advance(timedelta(hours=7, minutes=55))  # down for almost the whole timeout: no cycles
+    clock.advance(timedelta(hours=23, minutes=55))  # down for almost the whole timeout: no cycles
     restart = clock.now()
     await container.bot.run_cycle(restart)
     closed = [t for t in await _trades(container, users[0]) if t.status == TradeStatus.CLOSED]
-    assert closed, "on real candles at least one bracket finishes within eight hours"
+    assert closed, "on real candles at least one bracket finishes within a day"
     for trade in closed:
         assert trade.exit_reason in (ExitReason.TAKE_PROFIT, ExitReason.STOP_LOSS)
         assert trade.closed_at is not None and trade.closed_at < restart

@@ -9,9 +9,10 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from app.domain.clock import Clock, ms_from_utc
-from app.domain.errors import InsufficientFunds
+from app.domain.errors import InsufficientFunds, TemporaryExchangeError
 from app.domain.values import Balance, Candle, ListStatus, OcoOrder, Order, Side, SymbolRules, Timeframe
 from app.venues.binance.protocol import MAX_KLINES
+from app.venues.paper.account_cache import StaleAccount
 from app.venues.paper.accounts import (
     SimAccountState,
     SimAccountStore,
@@ -33,6 +34,7 @@ from app.venues.paper.orders import (
 )
 
 T = TypeVar("T")
+STALE_RETRIES = 3  # a call redone on a fresh read this many times before it gives up (TemporaryExchangeError)
 
 
 class MockBinanceService:
@@ -168,17 +170,26 @@ class MockBinanceService:
         self, action: Callable[[SimAccountState, int], T], symbol: str | None = None, *, price: bool = False
     ) -> T:
         """Load, have the market fetch what the call reads (the symbol's rules, its price if asked, the candles the
-        catch-up walks), catch up with every candle closed since the last call, act, and save if anything changed."""
+        catch-up walks), catch up with every candle closed since the last call, act, and save if anything changed.
+        A save that another process beat (StaleAccount: nothing was saved) is redone on the account as it is now."""
         async with self._lock:
-            state = await self._store.load(self._account_id) or SimAccountState()
-            revision = state.revision
-            now_ms = ms_from_utc(self._clock.now())
-            needs = MarketNeeds(symbol, price, self._matcher.candles_needed(state, now_ms))
-            await self._market.prepare(needs, now_ms)
-            self._matcher.catch_up(state, now_ms)
-            try:
-                return action(state, now_ms)
-            finally:
-                if state.revision != revision:
-                    prune_finished(state)
-                    await self._store.save(self._account_id, state)
+            for _ in range(STALE_RETRIES):
+                try:
+                    return await self._attempt(action, symbol, price)
+                except StaleAccount:
+                    continue
+            raise TemporaryExchangeError(f"paper account {self._account_id} changed under {STALE_RETRIES} calls in a row")
+
+    async def _attempt(self, action: Callable[[SimAccountState, int], T], symbol: str | None, price: bool) -> T:
+        state = await self._store.load(self._account_id) or SimAccountState()
+        revision = state.revision
+        now_ms = ms_from_utc(self._clock.now())
+        needs = MarketNeeds(symbol, price, self._matcher.candles_needed(state, now_ms))
+        await self._market.prepare(needs, now_ms)
+        self._matcher.catch_up(state, now_ms)
+        try:
+            return action(state, now_ms)
+        finally:
+            if state.revision != revision:
+                prune_finished(state)
+                await self._store.save(self._account_id, state)
