@@ -20,7 +20,7 @@ from app.analysts.rules import RuleBasedAnalyzer
 from app.backtest.memory_store import MemoryStore
 from app.backtest.runner import BacktestEngine
 from app.config import Settings
-from app.db import Database
+from app.db import Database, PoolSettings
 from app.domain.analysts import AnalystKind
 from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock
 from app.domain.errors import ConfigurationError, DataError, TemporaryExchangeError, TradingError
@@ -44,6 +44,7 @@ from app.features.regime import MarketRegimeAnalyzer
 from app.marketdata.candles import CandleStore
 from app.marketdata.directory import CandleDirectory, Coverage
 from app.notify.websocket import WebSocketManager
+from app.read_caches import LiveBalances, PriceBoard, TtlCache, UserDirectory, paper_balances
 from app.repositories import UnitOfWork, UnitOfWorkFactory
 from app.risk.manager import RiskManager
 from app.services.security import CredentialCipher, LoginGuard, PasswordHasher, TokenService
@@ -63,7 +64,7 @@ class Container:
                  run_engine: bool = False) -> None:
         self.settings = settings
         self.clock: Clock = clock or WallClock()
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, pool_settings(settings))
         self.uow = UnitOfWorkFactory(self.db.sessions)
         self.hasher = PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_cost,
                                      settings.password_hash_workers, settings.password_hash_queue)
@@ -72,6 +73,7 @@ class Container:
         key = settings.credentials_key.get_secret_value() if settings.credentials_key else None
         self.cipher = CredentialCipher(key)
         self.metrics = Metrics()
+        self.users = UserDirectory(self.uow, TtlCache(self.clock, settings.user_cache_seconds))
         self.websockets = WebSocketManager(EventTable(self.uow))
         self.candles = load_paper_candles(settings)
         self.market_clock: Clock = market_clock or self.clock
@@ -81,6 +83,8 @@ class Container:
         self.symbols: SymbolDirectory
         self.venue: BinanceService | None = None  # the live market-data client, which also reads the venue's time
         self._bind_exchanges(self.market_clock)
+        price_ttl_s = settings.price_cache_seconds if settings.uses_live_market else 0
+        self.prices = PriceBoard(lambda: self.market_data, TtlCache(self.clock, price_ttl_s))
         self.analysts = build_analysts(settings, self.clock)  # on the wall clock: a replay does not rebuild them
         self.bot = build_trading_bot(self)
         self.loop: TradingLoop | None = None
@@ -90,6 +94,13 @@ class Container:
         return self.settings.trading_config(user_id)
 
     def _bind_exchanges(self, clock: Clock) -> None:
+        self._bind_venues(clock)
+        self.live_balances: LiveBalances | None = None
+        if isinstance(self.exchanges, LiveExchanges):
+            cache: TtlCache[int, list[Balance]] = TtlCache(self.clock, self.settings.live_balance_cache_seconds)
+            self.live_balances = LiveBalances(self.exchanges, cache)
+
+    def _bind_venues(self, clock: Clock) -> None:
         if self.settings.use_mock_binance and self.settings.market_source == "live":  # paper on the venue's market
             self.market_data = self.venue = public_market_client(self.settings, clock)
             market = LiveMarket(self.venue, self.settings.sim_slippage_pct, self.settings.sim_fee_rate)
@@ -135,9 +146,12 @@ class Container:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in answer.items()}
 
     def forget_exchange(self, user_id: int) -> None:
-        """A user's keys changed: the next cycle builds a fresh adapter."""
+        """A user's keys (and mode) changed: the next cycle builds a fresh adapter, the next request reads the user."""
+        self.users.forget(user_id)
         if isinstance(self.exchanges, LiveExchanges):
             self.exchanges.forget(user_id)
+        if self.live_balances is not None:
+            self.live_balances.forget(user_id)
 
     async def listed_symbols(self) -> Mapping[str, SymbolRules]:
         """What users choose from: the venue's pairs (live) or the symbols with candles (paper), with their rules."""
@@ -172,13 +186,17 @@ class Container:
         state.move("USDT", free_delta=self.settings.paper_start_balance)
         await uow.sim_accounts.save(paper_account_id(user_id), state.to_dict(), self.clock.now())
 
-    async def balances(self, user: UserAccount) -> list[Balance]:
-        exchange = await self.exchanges.for_user(user.id)
-        return await exchange.get_balances()
+    async def balances(self, uow: UnitOfWork, user: UserAccount, refresh: bool = False) -> list[Balance]:
+        """A paper account as the books hold it, read in the request's own unit of work (the engine's last word:
+        what fills between cycles is booked by the next one, together with the trade); a live account as the
+        venue answers, reused for LIVE_BALANCE_CACHE_SECONDS unless `refresh`."""
+        if self.live_balances is None:
+            return paper_balances(await uow.sim_accounts.balances(paper_account_id(user.id)))
+        return await self.live_balances.read(uow, user.id, refresh)
 
     async def current_prices(self, user: UserAccount, symbols: Iterable[str]) -> dict[str, Decimal]:
         listed = await self.listed_symbols()
-        return {symbol: await self.market_data.get_symbol_price(symbol) for symbol in symbols if symbol in listed}
+        return await self.prices.prices(symbol for symbol in symbols if symbol in listed)
 
     async def close_trade(self, user: UserAccount, trade_id: int, reason: ExitReason) -> TradeRecord:
         return await self.bot.close_trade(user.id, trade_id, reason)
@@ -186,7 +204,7 @@ class Container:
     async def exchange_health(self) -> str:
         try:
             listed = await self.listed_symbols()
-            await self.market_data.get_symbol_price(next(iter(listed)))
+            await self.prices.price(next(iter(listed)))
         except (TradingError, StopIteration):
             return "degraded"
         return "ok"
@@ -281,6 +299,10 @@ def public_market_client(settings: Settings, clock: Clock) -> BinanceService:
     return BinanceService("", "", base_url, clock, time_sync=time_sync)
 
 
+def pool_settings(s: Settings) -> PoolSettings:
+    return PoolSettings(s.db_pool_size, s.db_max_overflow, s.db_pool_timeout_seconds)
+
+
 def login_limits(s: Settings) -> LoginLimits:
     return LoginLimits(
         user_max_failures=s.login_max_failures, user_window_s=s.login_lockout_seconds,
@@ -321,12 +343,16 @@ class LiveExchanges:
         self.time_syncs = time_syncs or ServerTimeSyncs(clock)
         self._services: dict[int, BinanceService] = {}
 
-    async def for_user(self, user_id: int) -> BinanceService:
+    async def for_user(self, user_id: int, uow: UnitOfWork | None = None) -> BinanceService:
+        """The user's adapter; its keys are read through `uow` when given (a request's own), else a new one."""
         service = self._services.get(user_id)
         if service is not None:
             return service
-        async with self.uow() as uow:
+        if uow is not None:
             credentials = await uow.credentials.get(user_id)
+        else:
+            async with self.uow() as own:
+                credentials = await own.credentials.get(user_id)
         if credentials is None:
             raise ConfigurationError(f"user {user_id} has no exchange keys: PUT /account/exchange-keys first")
         base_url = self.base_url or default_base_url(credentials.mode != TradingMode.LIVE.value)
