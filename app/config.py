@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     user_cache_seconds: float = Field(30.0, ge=0, le=3600)  # the user a token names, reused this long per process
     live_balance_cache_seconds: float = Field(10.0, ge=0, le=3600)  # a live account's balances, reused this long
     price_cache_seconds: float = Field(2.0, ge=0, le=60)  # live market prices shown by the API, reused this long
-    event_poll_seconds: float = Field(1.0, gt=0, le=60)  # API processes read new events for their WebSockets
+    handoff_poll_seconds: float = Field(1.0, gt=0, le=60)  # how often one process looks for what another left:
+    # new events for an API process's WebSockets, manual closes for the leading engine
     manual_close_wait_seconds: float = Field(10.0, ge=0, le=120)  # an API process waits this long for the engine
 
     # Exchange
@@ -209,6 +210,14 @@ class Settings(BaseSettings):
         if len(secret) < MIN_JWT_SECRET_LENGTH:
             return [f"JWT_SECRET has {len(secret)} characters; at least {MIN_JWT_SECRET_LENGTH} are needed "
                     "(`trdbot keygen` prints one)"]
+        return []
+
+    def worker_problems(self) -> list[str]:
+        """What keeps the API and the engine from running in processes of their own."""
+        if self.database_url.startswith("sqlite") and (":memory:" in self.database_url or
+                                                        self.database_url.endswith("://")):
+            return ["an in-memory SQLite database belongs to one process: API workers need a database file or "
+                    "PostgreSQL (or serve without --workers)"]
         return []
 
     def live_problems(self) -> list[str]:

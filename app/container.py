@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +41,8 @@ from app.engine.metrics import Metrics
 from app.features.builder import MarketFeatureBuilder
 from app.features.levels import SupportResistanceDetector
 from app.features.regime import MarketRegimeAnalyzer
+from app.handoffs import CloseDesk, CloseRequests, EventFeed
+from app.leadership import EngineLeadership, leader_lock
 from app.marketdata.candles import CandleStore
 from app.marketdata.directory import CandleDirectory, Coverage
 from app.notify.websocket import WebSocketManager
@@ -60,8 +62,13 @@ log = logging.getLogger(__name__)
 
 
 class Container:
+    """Every service of one process. `run_engine`: this process is a candidate for the engine (it runs the loop
+    while it holds the leader lock); `engine_apart`: an API process whose engine runs in another process (manual
+    closes are handed to it, the WebSockets are fed from the events table); `migrate`: apply the migrations at
+    start (`serve --workers` applies them once, before any process starts)."""
+
     def __init__(self, settings: Settings, clock: Clock | None = None, market_clock: Clock | None = None,
-                 run_engine: bool = False) -> None:
+                 run_engine: bool = False, engine_apart: bool = False, migrate: bool = True) -> None:
         self.settings = settings
         self.clock: Clock = clock or WallClock()
         self.db = Database(settings.database_url, pool_settings(settings))
@@ -74,7 +81,9 @@ class Container:
         self.cipher = CredentialCipher(key)
         self.metrics = Metrics()
         self.users = UserDirectory(self.uow, TtlCache(self.clock, settings.user_cache_seconds))
-        self.websockets = WebSocketManager(EventTable(self.uow))
+        self.websockets = WebSocketManager(EventTable(self.uow, on_stored=lambda event: self.event_feed.note(event)))
+        self.event_feed = EventFeed(self.uow, self.websockets, self.clock, settings.handoff_poll_seconds)
+        self.close_requests = CloseRequests(self.uow, self.clock, settings.manual_close_wait_seconds)
         self.candles = load_paper_candles(settings)
         self.market_clock: Clock = market_clock or self.clock
         self.market = SimulatedMarket(self.candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
@@ -88,7 +97,8 @@ class Container:
         self.analysts = build_analysts(settings, self.clock)  # on the wall clock: a replay does not rebuild them
         self.bot = build_trading_bot(self)
         self.loop: TradingLoop | None = None
-        self.run_engine = run_engine
+        self.leadership: EngineLeadership | None = None
+        self.run_engine, self.engine_apart, self.migrate = run_engine, engine_apart, migrate
 
     def default_config(self, user_id: int) -> TradingConfig:
         return self.settings.trading_config(user_id)
@@ -198,8 +208,25 @@ class Container:
         listed = await self.listed_symbols()
         return await self.prices.prices(symbol for symbol in symbols if symbol in listed)
 
-    async def close_trade(self, user: UserAccount, trade_id: int, reason: ExitReason) -> TradeRecord:
-        return await self.bot.close_trade(user.id, trade_id, reason)
+    @property
+    def engine_here(self) -> bool:
+        """Whether orders may be sent from this process: no engine elsewhere, or this process leads it."""
+        if self.engine_apart:
+            return False
+        return self.leadership is None or self.leadership.is_leader
+
+    @property
+    def feeds_websockets(self) -> bool:
+        """Whether another process may store events for this one's WebSockets (a served API beside an engine)."""
+        return self.engine_apart or self.run_engine
+
+    async def close_trade(self, uow: UnitOfWork, user: UserAccount, trade_id: int) -> TradeRecord:
+        """A manual close: by the engine here (after the request's reads are ended, so the request holds no
+        connection while the engine takes its own), else handed to the engine that leads."""
+        if not self.engine_here:
+            return await self.close_requests.close(uow, user.id, trade_id)
+        await uow.rollback()
+        return await self.bot.close_trade(user.id, trade_id, ExitReason.MANUAL)
 
     async def exchange_health(self) -> str:
         try:
@@ -214,8 +241,8 @@ class Container:
         if WEB_DIR.is_dir() and (WEB_DIR / "index.html").exists():
             app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="dashboard")
 
-    async def start(self, migrate: bool = True) -> None:
-        if migrate:
+    async def start(self, migrate: bool | None = None) -> None:
+        if self.migrate if migrate is None else migrate:
             await self.db.migrate()
         if self.settings.follows_venue_clock:
             await self.follow_the_venue_clock()
@@ -227,11 +254,20 @@ class Container:
             except TradingError as e:
                 log.warning("the venue's exchangeInfo cannot be read now (%s): it is asked again when needed", e)
         if self.run_engine:
-            self.loop = TradingLoop(
-                self.bot, self.market_clock, self.settings.trading_interval_seconds,
-                observe=self.metrics.cycle_duration.observe,
-            )
-            self.loop.start()
+            await self.stand_for_leader()
+
+    async def stand_for_leader(self) -> None:
+        """Join the election of the engine's leader: lead at once if no other process does, else stand by and ask
+        again every LEADER_RETRY_SECONDS (at most half a cycle, so a dead leader's next cycle is not missed)."""
+        s = self.settings
+        self.loop = TradingLoop(self.bot, self.market_clock, s.trading_interval_seconds,
+                                observe=self.metrics.cycle_duration.observe)
+        desk = CloseDesk(self.uow, self.bot.close_trade, self.clock, s.handoff_poll_seconds)
+        retry_s = min(s.leader_retry_seconds, s.trading_interval_seconds / 2)
+        self.leadership = EngineLeadership(leader_lock(s.database_url), LeaderDuties(self.loop, desk), self.clock,
+                                           retry_s)
+        await self.leadership.step()
+        self.leadership.start()
 
     async def follow_the_venue_clock(self) -> None:
         """MARKET_CLOCK=venue: cycles, timeouts, rate-limit waits and stamps run on the venue's server time, so the
@@ -255,7 +291,10 @@ class Container:
         return await self.venue.server_time_ms()
 
     async def stop(self) -> None:
-        if self.loop is not None:
+        await self.event_feed.poller.stop()
+        if self.leadership is not None:
+            await self.leadership.stop()
+        elif self.loop is not None:
             await self.loop.stop()
         if self.venue is not None:
             await self.venue.aclose()
@@ -268,14 +307,31 @@ WEB_DIR = Path(__file__).parent / "web"
 class EventTable:
     """Where the WebSocket manager keeps every event it pushes: the events table, one commit each."""
 
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
-        self.uow = uow
+    def __init__(self, uow: UnitOfWorkFactory, on_stored: Callable[[EventRecord], None] | None = None) -> None:
+        self.uow, self.on_stored = uow, on_stored
 
     async def __call__(self, event: EventRecord) -> EventRecord:
         async with self.uow() as uow:
             stored = await uow.events.add(event)
             await uow.commit()
-            return stored
+        if self.on_stored is not None:
+            self.on_stored(stored)
+        return stored
+
+
+class LeaderDuties:
+    """What only the leading engine runs: the trading loop, and the desk that closes what API processes marked."""
+
+    def __init__(self, loop: TradingLoop, desk: CloseDesk) -> None:
+        self.loop, self.desk = loop, desk
+
+    def start(self) -> None:
+        self.loop.start()
+        self.desk.poller.start()
+
+    async def stop(self) -> None:
+        await self.desk.poller.stop()
+        await self.loop.stop()
 
 
 def load_paper_candles(settings: Settings) -> CandleStore:

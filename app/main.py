@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time as _perf
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect, status
@@ -33,18 +33,28 @@ def _default_container() -> Container:
     return Container(settings)
 
 
-def create_app(container: Container | None = None) -> FastAPI:
-    container = container or _default_container()
-    docs = container.settings.api_docs
-
+def _lifespan(container: Container, ready: Callable[[Container], None] | None
+              ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await container.start()
+        if container.feeds_websockets:
+            container.event_feed.poller.start()
+        if ready is not None:
+            ready(container)
         try:
             yield
         finally:
             await container.stop()
 
+    return lifespan
+
+
+def create_app(container: Container | None = None, ready: Callable[[Container], None] | None = None) -> FastAPI:
+    """The API on `container`; `ready` runs once the container has started (a served process tunes itself there)."""
+    container = container or _default_container()
+    docs = container.settings.api_docs
+    lifespan = _lifespan(container, ready)
     app = FastAPI(title="TRD Bot", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json" if docs else None)
     app.state.container = container

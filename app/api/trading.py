@@ -27,7 +27,7 @@ from app.domain.errors import RuleViolation
 from app.domain.records import AnalysisRecord, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.symbols import TOP_RULE, normalised
-from app.domain.values import ExitReason, TradeStatus
+from app.domain.values import TradeStatus
 from app.user_config import ConfigUpdate
 
 router = APIRouter(prefix="/trading", tags=["trading"], route_class=CheckedJsonRoute, responses=answers(401))
@@ -178,7 +178,7 @@ async def close_trade(trade_id: TradeId, user: CurrentUser, container: Container
     if trade.status != TradeStatus.FILLED:
         raise HTTPException(status.HTTP_409_CONFLICT, f"trade {trade_id} is {trade.status.value}, not open")
     try:
-        closed = await container.close_trade(user, trade_id, ExitReason.MANUAL)
+        closed = await container.close_trade(uow, user, trade_id)
     except RuleViolation as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
     return trade_public(closed)

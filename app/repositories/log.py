@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -82,5 +82,15 @@ class EventRepository:
     async def for_user(self, user_id: int, limit: int = 100) -> list[EventRecord]:
         rows = await self.session.scalars(
             select(Event).where(Event.user_id == user_id).order_by(Event.id.desc()).limit(limit)
+        )
+        return [EventRecord(r.user_id, r.type, r.time, json.loads(r.data), r.id) for r in rows]
+
+    async def latest_id(self) -> int:
+        return await self.session.scalar(select(func.max(Event.id))) or 0
+
+    async def after(self, event_id: int, user_ids: Collection[int], limit: int = 500) -> list[EventRecord]:
+        """The given users' events stored past `event_id`, oldest first."""
+        rows = await self.session.scalars(
+            select(Event).where(Event.id > event_id, Event.user_id.in_(user_ids)).order_by(Event.id).limit(limit)
         )
         return [EventRecord(r.user_id, r.type, r.time, json.loads(r.data), r.id) for r in rows]

@@ -226,6 +226,13 @@ class PositionRepository:
         row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
         return _position(row) if row else None
 
+    async def closing(self, reason: ExitReason) -> list[PositionRecord]:
+        """Positions whose exit for `reason` was asked for and is not finished yet."""
+        rows = await self.session.scalars(
+            select(OpenPosition).where(OpenPosition.closing_reason == reason.value).order_by(OpenPosition.trade_id)
+        )
+        return [_position(r) for r in rows]
+
     async def set_protection(self, trade_id: int, oco_order_id: str | None, stop: Decimal, target: Decimal) -> None:
         row = await self.session.scalar(select(OpenPosition).where(OpenPosition.trade_id == trade_id))
         if row is not None:
