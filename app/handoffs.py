@@ -54,12 +54,13 @@ class Poller:
 
 class EventFeed:
     """Pushes to this process's WebSockets the events other processes stored (the engine's, another worker's), read
-    from the events table for the users with a socket here; what this process published itself is not sent twice."""
+    from the events table for the users with a socket here; what this process published itself is not sent twice,
+    and what was stored before the feed started (or before the user connected) is history, not news."""
 
     def __init__(self, uow: UnitOfWorkFactory, sockets: WebSocketManager, clock: Clock, poll_s: float) -> None:
         self.uow, self.sockets = uow, sockets
-        self.seen_up_to: int | None = None  # events before the feed started are history, not news
-        self._delivered: OrderedDict[int, None] = OrderedDict()
+        self.seen_up_to: int | None = None
+        self._known: OrderedDict[int, None] = OrderedDict()  # ids already read (delivered or not news)
         self.poller = Poller("event-feed", self.step, clock, poll_s)
 
     def note(self, event: EventRecord) -> None:
@@ -68,23 +69,26 @@ class EventFeed:
             self._remember(event.id)
 
     async def step(self) -> None:
+        first = self.seen_up_to is None
         async with self.uow() as uow:
             if self.seen_up_to is None:
                 self.seen_up_to = await uow.events.latest_id()
-                return
-            users = self.sockets.connected_users()
-            events = await uow.events.after(max(0, self.seen_up_to - LOOKBACK_IDS), users) if users else []
-            latest = await uow.events.latest_id()
-        for event in events:
-            if event.id is not None and event.id not in self._delivered:
-                self._remember(event.id)
+            stored = await uow.events.ids_after(max(0, self.seen_up_to - LOOKBACK_IDS))
+            fresh = [(event_id, user_id) for event_id, user_id in stored if event_id not in self._known]
+            users = set() if first else self.sockets.connected_users()
+            wanted = {event_id for event_id, user_id in fresh if user_id in users}
+            news = await uow.events.after(min(wanted) - 1, users) if wanted else []
+        for event_id, _ in fresh:
+            self._remember(event_id)
+        self.seen_up_to = max([self.seen_up_to, *(event_id for event_id, _ in stored)])
+        for event in news:
+            if event.id in wanted:
                 await self.sockets.deliver(event)
-        self.seen_up_to = max(self.seen_up_to, latest)
 
     def _remember(self, event_id: int) -> None:
-        self._delivered[event_id] = None
-        while len(self._delivered) > REMEMBERED_IDS:
-            self._delivered.popitem(last=False)
+        self._known[event_id] = None
+        while len(self._known) > REMEMBERED_IDS:
+            self._known.popitem(last=False)
 
 
 class CloseRequests:

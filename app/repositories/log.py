@@ -88,6 +88,11 @@ class EventRepository:
     async def latest_id(self) -> int:
         return await self.session.scalar(select(func.max(Event.id))) or 0
 
+    async def ids_after(self, event_id: int) -> list[tuple[int, int]]:
+        """(id, user id) of every event stored past `event_id`."""
+        rows = await self.session.execute(select(Event.id, Event.user_id).where(Event.id > event_id))
+        return [(event, user) for event, user in rows.all()]
+
     async def after(self, event_id: int, user_ids: Collection[int], limit: int = 500) -> list[EventRecord]:
         """The given users' events stored past `event_id`, oldest first."""
         rows = await self.session.scalars(
