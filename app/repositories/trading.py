@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, time
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Row, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import PortfolioStats, PositionRecord, Remainder, TradeRecord
@@ -37,7 +38,7 @@ def _config(row: TradingConfigRow, mode: TradingMode) -> TradingConfig:
     )
 
 
-def _trade(row: Trade) -> TradeRecord:
+def _trade(row: Trade | Row[Any]) -> TradeRecord:
     return TradeRecord(
         id=row.id,
         user_id=row.user_id,
@@ -156,14 +157,25 @@ class TradeRepository:
     async def page(
         self, user_id: int, status: str | None = None, symbol: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[TradeRecord], int]:
-        query = select(Trade).where(Trade.user_id == user_id)
+        """One page of a user's trades, newest first, and how many match. Plain rows, not ORM objects (a page is
+        read, never changed), one more than asked for: when that one is missing the total is known without
+        counting, which is every page of a user whose trades fit on it."""
+        table = Trade.__table__
+        conditions = [table.c.user_id == user_id]
         if status:
-            query = query.where(Trade.status == status)
+            conditions.append(table.c.status == status)
         if symbol:
-            query = query.where(Trade.symbol == symbol)
-        total = await self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = await self.session.scalars(query.order_by(Trade.executed_at.desc(), Trade.id.desc()).limit(limit).offset(offset))
-        return [_trade(r) for r in rows], total
+            conditions.append(table.c.symbol == symbol)
+        query = (select(table).where(*conditions).order_by(table.c.executed_at.desc(), table.c.id.desc())
+                 .limit(limit + 1).offset(offset))
+        rows = (await self.session.execute(query)).all()
+        if rows and len(rows) <= limit:
+            total = offset + len(rows)
+        elif not rows and offset == 0:
+            total = 0
+        else:
+            total = await self.session.scalar(select(func.count()).select_from(table).where(*conditions)) or 0
+        return [_trade(r) for r in rows[:limit]], total
 
     async def close(
         self, trade_id: int, exit_price: Decimal, exit_reason: ExitReason, exit_fee: Decimal,
