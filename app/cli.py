@@ -42,13 +42,15 @@ def private_files(database_url: str | None = None) -> Iterator[None]:
         os.umask(previous)
 
 
-def _uvicorn(app: Any, args: argparse.Namespace, log_level: str, forwarded_allow_ips: str | None) -> None:
+def _uvicorn(app: Any, args: argparse.Namespace, log_level: str, forwarded_allow_ips: str | None,
+             access_log: bool = True) -> None:
     import uvicorn
 
     from app.logging_setup import uvicorn_log_config
 
     uvicorn.run(app, host=args.host, port=args.port, log_level=log_level, log_config=uvicorn_log_config(),
-                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
+                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips,
+                access_log=access_log)
 
 
 def _demo_secrets(var_dir: Path) -> dict[str, str]:
@@ -109,7 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("trdbot").info("serve: %s on %s:%s, API and engine in one process", mode, args.host,
                                          args.port)
         container = serving_container(settings, url, run_engine=True)
-        _uvicorn(create_app(container, ready=tuned), args, "info", settings.forwarded_allow_ips)
+        _uvicorn(create_app(container, ready=tuned), args, "info", settings.forwarded_allow_ips, settings.access_log)
     return 0
 
 

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(5, ge=0, le=100)  # opened beyond the pool under a burst, closed after
     db_pool_timeout_seconds: float = Field(5.0, gt=0, le=300)  # a request waiting longer for one answers 503
     leader_retry_seconds: float = Field(5.0, gt=0, le=300)  # how often a standby engine asks for the leader lock
+    engine_nice: int = Field(10, ge=0, le=19)  # the engine process's niceness: requests before cycles for the CPU
+    access_log: bool = True  # uvicorn's line per request (a reverse proxy often keeps its own)
     gc_freeze: bool = True  # move the start-up heap out of the collector's sight once the process is ready
     gc_gen0_threshold: int = Field(20000, ge=100, le=1_000_000)  # allocations between young collections
     user_cache_seconds: float = Field(30.0, ge=0, le=3600)  # the user a token names, reused this long per process

@@ -66,6 +66,8 @@ def api_worker_app() -> FastAPI:
 async def run_engine(container: Container, parent_pid: int | None = None) -> None:
     """The engine alone (no HTTP): it stands for leader and trades while it leads, until SIGTERM or SIGINT, or until
     the supervisor that started it is gone (an orphan must not keep the lock)."""
+    if container.settings.engine_nice:
+        os.nice(container.settings.engine_nice)  # a cycle takes seconds; a request should take milliseconds
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -157,7 +159,7 @@ def supervise(settings: Settings, listen: Listen, workers: int, public_url: str,
     engine = EngineProcess([sys.executable, "-m", "app.cli", "engine", "--no-migrate",
                             "--parent-pid", str(os.getpid()), "--url", public_url])
     config = uvicorn.Config("app.serving:api_worker_app", factory=True, host=listen.host, port=listen.port,
-                            workers=workers, log_config=uvicorn_log_config(),
+                            workers=workers, log_config=uvicorn_log_config(), access_log=settings.access_log,
                             proxy_headers=listen.forwarded_allow_ips is not None,
                             forwarded_allow_ips=listen.forwarded_allow_ips)
     socket = config.bind_socket()

@@ -38,13 +38,17 @@ def _config(row: TradingConfigRow, mode: TradingMode) -> TradingConfig:
     )
 
 
+_TRADE_STATUSES = {status.value: status for status in TradeStatus}  # a dict look-up, not an enum call, per row
+_EXIT_REASONS = {reason.value: reason for reason in ExitReason}
+
+
 def _trade(row: Trade | Row[Any]) -> TradeRecord:
     return TradeRecord(
         id=row.id,
         user_id=row.user_id,
         symbol=row.symbol,
         side=row.side,
-        status=TradeStatus(row.status),
+        status=_TRADE_STATUSES[row.status],
         amount=row.amount,
         price=row.price,
         stop_loss=row.stop_loss,
@@ -55,7 +59,7 @@ def _trade(row: Trade | Row[Any]) -> TradeRecord:
         executed_at=row.executed_at,
         fees=row.fees,
         exit_price=row.exit_price,
-        exit_reason=ExitReason(row.exit_reason) if row.exit_reason else None,
+        exit_reason=_EXIT_REASONS[row.exit_reason] if row.exit_reason else None,
         exit_fee=row.exit_fee,
         profit_loss=row.profit_loss,
         profit_loss_percentage=row.profit_loss_percentage,
