@@ -148,7 +148,8 @@ def seed(url: str, checkout: Path, users: int, trades: int, active: int, orders:
     started = time.perf_counter()
     asyncio.run(_empty(url))
     env = {**os.environ, "PYTHONPATH": str(checkout), "DATABASE_URL": url}
-    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, cwd=checkout, check=True,
+                   capture_output=True)
     asyncio.run(_insert_history(url, users, trades, active, orders))
     return time.perf_counter() - started
 

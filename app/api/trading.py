@@ -35,8 +35,7 @@ TradeId = Annotated[int, Path(ge=-MAX_ID, le=MAX_ID)]
 
 
 def trade_public(trade: TradeRecord) -> TradePublic:
-    """The record's fields as they are (the books' values need no validation: a page of 50 skips 50 of them)."""
-    return TradePublic.model_construct(
+    return TradePublic(
         id=trade.id, symbol=trade.symbol, side=trade.side, amount=trade.amount, price=trade.price,
         status=trade.status.value, stop_loss=trade.stop_loss, take_profit=trade.take_profit,
         ai_signal_confidence=trade.ai_signal_confidence, executed_at=trade.executed_at, exit_price=trade.exit_price,
