@@ -22,7 +22,7 @@ from app.backtest.runner import BacktestEngine
 from app.config import Settings
 from app.db import Database, PoolSettings
 from app.domain.analysts import AnalystKind
-from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock
+from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock, ms_from_utc, utc_from_ms
 from app.domain.errors import ConfigurationError, DataError, TemporaryExchangeError, TradingError
 from app.domain.ports import ExchangeAdapter, SignalProvider, SymbolDirectory
 from app.domain.records import EventRecord, LoginLimits, TradeRecord, UserAccount
@@ -46,7 +46,7 @@ from app.leadership import EngineLeadership, leader_lock
 from app.marketdata.candles import CandleStore
 from app.marketdata.directory import CandleDirectory, Coverage
 from app.notify.websocket import WebSocketManager
-from app.read_caches import LiveBalances, PriceBoard, TtlCache, UserDirectory, paper_balances
+from app.read_caches import CheckedCache, LiveBalances, PriceBoard, TtlCache, UserDirectory, paper_balances
 from app.repositories import UnitOfWork, UnitOfWorkFactory
 from app.risk.manager import RiskManager
 from app.services.security import CredentialCipher, LoginGuard, PasswordHasher, TokenService
@@ -81,6 +81,8 @@ class Container:
         self.cipher = CredentialCipher(key)
         self.metrics = Metrics()
         self.users = UserDirectory(self.uow, TtlCache(self.clock, settings.user_cache_seconds))
+        self.trade_pages: CheckedCache[tuple[object, ...], bytes] = CheckedCache(self.clock,
+                                                                                settings.trade_page_cache_seconds)
         self.websockets = WebSocketManager(EventTable(self.uow, on_stored=lambda event: self.event_feed.note(event)))
         self.event_feed = EventFeed(self.uow, self.websockets, self.clock, settings.handoff_poll_seconds)
         self.close_requests = CloseRequests(self.uow, self.clock, settings.manual_close_wait_seconds)
@@ -188,7 +190,14 @@ class Container:
         return self.bot.state
 
     def next_cycle_at(self) -> datetime | None:
-        return self.loop.next_cycle_at if self.loop is not None else None
+        """When the engine's next cycle starts: its loop's plan when it runs here, else (an engine leads elsewhere)
+        the next interval boundary of the market clock, the one every leader's loop waits for."""
+        if self.loop is not None and self.loop.next_cycle_at is not None and self.engine_here:
+            return self.loop.next_cycle_at
+        if not self.in_service:
+            return None
+        step_ms = self.settings.trading_interval_seconds * 1000
+        return utc_from_ms((ms_from_utc(self.market_clock.now()) // step_ms + 1) * step_ms)
 
     async def open_paper_account(self, uow: UnitOfWork, user_id: int) -> None:
         """Funds the user's simulated exchange account in the registration's own transaction."""
@@ -216,8 +225,9 @@ class Container:
         return self.leadership is None or self.leadership.is_leader
 
     @property
-    def feeds_websockets(self) -> bool:
-        """Whether another process may store events for this one's WebSockets (a served API beside an engine)."""
+    def in_service(self) -> bool:
+        """A process of `serve` or `trdbot engine`: an engine runs, here or in another process (which may store
+        events for this process's WebSockets)."""
         return self.engine_apart or self.run_engine
 
     async def close_trade(self, uow: UnitOfWork, user: UserAccount, trade_id: int) -> TradeRecord:

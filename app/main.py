@@ -74,7 +74,7 @@ def _lifespan(container: Container, ready: Callable[[Container], None] | None
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await container.start()
-        if container.feeds_websockets:
+        if container.in_service:
             container.event_feed.poller.start()
         if ready is not None:
             ready(container)

@@ -48,6 +48,21 @@ class TtlCache(Generic[K, V]):
         self._items.pop(key, None)
 
 
+class CheckedCache(Generic[K, V]):
+    """Values each kept with the fingerprint of what they were made from: one is served while the fingerprint the
+    caller reads now is the same and it is younger than `ttl_s` (a bound on anything the fingerprint misses)."""
+
+    def __init__(self, clock: Clock, ttl_s: float, max_items: int = 5_000) -> None:
+        self._items: TtlCache[K, tuple[object, V]] = TtlCache(clock, ttl_s, max_items)
+
+    def get(self, key: K, fingerprint: object) -> V | None:
+        found = self._items.get(key)
+        return found[1] if found is not None and found[0] == fingerprint else None
+
+    def put(self, key: K, fingerprint: object, value: V) -> None:
+        self._items.put(key, (fingerprint, value))
+
+
 class UserDirectory:
     """The user a token names, read in a unit of work of its own that ends before the route starts (so a request
     never holds two connections), then kept USER_CACHE_SECONDS: most requests need no query for it at all."""

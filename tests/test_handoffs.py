@@ -143,3 +143,13 @@ async def test_an_api_process_answers_409_when_the_engine_does_not_close_in_time
         assert await uow.positions.for_user(user_id) == []
     await api.db.dispose()
     await engine.db.dispose()
+
+
+async def test_an_api_process_tells_when_the_leaders_next_cycle_starts(settings: Settings) -> None:
+    clock = SimulatedClock(datetime(2025, 9, 8, 12, 3, 20, tzinfo=UTC))
+    api = Container(settings, market_clock=clock, engine_apart=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(api)), base_url="http://test") as client:
+        headers, _ = await register(client)
+        status = (await client.get("/trading/status", headers=headers)).json()
+    assert status["next_cycle_at"] == "2025-09-08T12:05:00Z"
+    await api.db.dispose()

@@ -181,6 +181,13 @@ class TradeRepository:
             total = await self.session.scalar(select(func.count()).select_from(table).where(*conditions)) or 0
         return [_trade(r) for r in rows[:limit]], total
 
+    async def fingerprint(self, user_id: int) -> tuple[int, int]:
+        """(trades, closed trades) of a user: trades change only by being added or closed, so a page read while
+        these were the same is still the page."""
+        closed = func.count().filter(Trade.status == TradeStatus.CLOSED.value)
+        found = (await self.session.execute(select(func.count(), closed).where(Trade.user_id == user_id))).one()
+        return int(found[0]), int(found[1])
+
     async def close(
         self, trade_id: int, exit_price: Decimal, exit_reason: ExitReason, exit_fee: Decimal,
         profit_loss: Decimal, profit_loss_percentage: Decimal, closed_at: datetime,
