@@ -105,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
         if workers:
             logging.getLogger("trdbot").info("serve: %s on %s:%s, %d API processes and an engine process", mode,
                                              args.host, args.port, workers)
-            listen = Listen(args.host, args.port, settings.forwarded_allow_ips)
+            listen = Listen(args.host, args.port, settings.forwarded_allow_ips, settings.access_log)
             overrides = {"MARKET_CLOCK": args.market_clock, "MARKET_SOURCE": args.market_source}
             return supervise(settings, listen, workers, url, {k: v for k, v in overrides.items() if v})
         logging.getLogger("trdbot").info("serve: %s on %s:%s, API and engine in one process", mode, args.host,

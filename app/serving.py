@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -92,11 +94,92 @@ async def _watch_parent(parent_pid: int, stopping: asyncio.Event) -> None:
 
 # ---------------------------------------------------------------- the supervisor
 
+STARTUP_FAILURE = 3  # uvicorn's exit code when the app cannot start: starting it again would fail the same way
+BACKLOG = 2048
+
+
 @dataclass
 class Listen:
     host: str
     port: int
     forwarded_allow_ips: str | None = None
+    access_log: bool = True
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket of the address's SO_REUSEPORT group: each API process accepts on one of its own, and the kernel
+    spreads new connections over them by their addresses. (One socket shared by every process hands most
+    connections to whichever process happens to wait on it: measured, all 12 keep-alive connections of a load test
+    on one of two workers, whose queue grew to seconds while the other idled.)"""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _api_worker(listen: Listen, sock: socket.socket) -> None:
+    """An API process: uvicorn on the socket it was given, the app from `api_worker_app`."""
+    import uvicorn
+
+    config = uvicorn.Config("app.serving:api_worker_app", factory=True, host=listen.host, port=listen.port,
+                            log_config=uvicorn_log_config(), access_log=listen.access_log, backlog=BACKLOG,
+                            proxy_headers=listen.forwarded_allow_ips is not None,
+                            forwarded_allow_ips=listen.forwarded_allow_ips)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+class ApiWorkers:
+    """N API processes, each on a listening socket of its own (bound here, so a replacement takes over its
+    socket's queue), started again when one ends."""
+
+    def __init__(self, listen: Listen, workers: int) -> None:
+        first = listening_socket(listen.host, listen.port)
+        port = first.getsockname()[1]
+        self.listen = Listen(listen.host, port, listen.forwarded_allow_ips, listen.access_log)
+        self.sockets = [first, *(listening_socket(listen.host, port) for _ in range(workers - 1))]
+        self._spawn = multiprocessing.get_context("spawn")
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+
+    def _start(self, sock: socket.socket) -> multiprocessing.process.BaseProcess:
+        process = self._spawn.Process(target=_api_worker, args=(self.listen, sock), name="trdbot-api")
+        process.start()
+        log.info("API process started [%s]", process.pid)
+        return process
+
+    def run(self, stopping: threading.Event) -> int:
+        """Keep every worker running until `stopping` is set (or a worker cannot start); returns an exit code."""
+        self.processes = [self._start(sock) for sock in self.sockets]
+        code = 0
+        while not stopping.wait(0.5):
+            for index, process in enumerate(self.processes):
+                if process.is_alive():
+                    continue
+                if process.exitcode == STARTUP_FAILURE:
+                    log.error("API process [%s] could not start: stopping", process.pid)
+                    stopping.set()
+                    code = STARTUP_FAILURE
+                    break
+                log.error("API process [%s] ended with %s: starting another", process.pid, process.exitcode)
+                self.processes[index] = self._start(self.sockets[index])
+        self.stop()
+        return code
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn finishes the requests under way, then the lifespan ends
+        for process in self.processes:
+            process.join(ENGINE_STOP_TIMEOUT_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for sock in self.sockets:
+            sock.close()
 
 
 class EngineProcess:
@@ -146,28 +229,21 @@ class EngineProcess:
 
 def supervise(settings: Settings, listen: Listen, workers: int, public_url: str,
               environment: dict[str, str] | None = None) -> int:
-    """`serve --workers N`: the migrations once, then one engine process and N API processes on one socket
-    (uvicorn's process manager: it restarts a worker that dies or hangs), until SIGINT or SIGTERM. `environment`
-    holds the command line's settings, which every process reads from its environment."""
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
+    """`serve --workers N`: the migrations once, then one engine process and N API processes, until SIGINT or
+    SIGTERM. `environment` holds the command line's settings, which every process reads from its environment."""
     from app.db import upgrade
 
     upgrade(settings.database_url)
     os.environ.update({**(environment or {}), PUBLIC_URL_ENV: public_url})  # this process only supervises
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    api = ApiWorkers(listen, workers)
+    log.info("serving on http://%s:%d with %d API processes", listen.host, api.listen.port, workers)
     engine = EngineProcess([sys.executable, "-m", "app.cli", "engine", "--no-migrate",
                             "--parent-pid", str(os.getpid()), "--url", public_url])
-    config = uvicorn.Config("app.serving:api_worker_app", factory=True, host=listen.host, port=listen.port,
-                            workers=workers, log_config=uvicorn_log_config(), access_log=settings.access_log,
-                            proxy_headers=listen.forwarded_allow_ips is not None,
-                            forwarded_allow_ips=listen.forwarded_allow_ips)
-    socket = config.bind_socket()
     engine.start()
     try:
-        Multiprocess(config, sockets=[socket]).run()
+        return api.run(stopping)
     finally:
         engine.stop()
-        with contextlib.suppress(OSError):
-            socket.close()
-    return 0

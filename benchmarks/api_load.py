@@ -8,9 +8,9 @@
 Open loop: request i is sent at start + i / RATE whatever happened to the earlier ones, on keep-alive connections
 opened as needed, and its latency runs from that scheduled moment to the last byte of the answer (a server that
 stalls delays every request due meanwhile, as it would real clients). Each route runs DURATION seconds after a
-few seconds of warm-up; the report gives the achieved rate, p50 / p90 / p99 / max, errors (by status), timeouts
-(no answer within --timeout), the CPU the API processes, the engine and PostgreSQL spent per request, and the
-engine's cycles meanwhile (from its metrics log).
+warm-up at the same rate (not counted); the report gives the achieved rate, p50 / p90 / p99 / max, errors (by
+status), timeouts (no answer within --timeout), the CPU the API processes, the engine and PostgreSQL spent per
+request, the engine's cycles meanwhile (from its metrics log) and the machine's load (it may be shared).
 
 The database is emptied and seeded on every run (its migrations are the served checkout's). `--workers 0` serves
 the API and the engine in one process, as `serve` without `--workers` does (and as the code before issue 19
@@ -332,6 +332,7 @@ class RouteResult:
     database_cpu_ms_per_request: float
     engine_cycles: int
     engine_cycle_mean_s: float | None
+    load_average: float  # the machine's 1-minute load when the route ended (this machine may be shared)
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -388,7 +389,7 @@ async def measure(args: argparse.Namespace, server: Server, tokens: list[str]) -
     try:
         for route in args.routes:
             path = ROUTES[route]
-            await run_route(client, path, tokens, min(args.rate, 50), args.warm_up, args.timeout, rng)
+            await run_route(client, path, tokens, args.rate, args.warm_up, args.timeout, rng)
             before, since = cpu_sample(server, postmaster), datetime.now(UTC)
             latencies, statuses, timeouts, lag_ms = await run_route(client, path, tokens, args.rate, args.duration,
                                                                     args.timeout, rng)
@@ -408,6 +409,7 @@ async def measure(args: argparse.Namespace, server: Server, tokens: list[str]) -
                 engine_cpu_s=round(after.engine_s - before.engine_s, 1),
                 database_cpu_ms_per_request=round((after.database_s - before.database_s) * per_request, 2),
                 engine_cycles=len(cycles), engine_cycle_mean_s=round(statistics.mean(cycles), 1) if cycles else None,
+                load_average=os.getloadavg()[0],
                 statuses=dict(statuses),
             ))
             print(_line(results[-1]), flush=True)
@@ -422,7 +424,8 @@ def _line(r: RouteResult) -> str:
     return (f"{r.route:26} {r.achieved_rate:6.1f}/s of {r.rate:g}/s  p50 {r.p50_ms:8.1f}  p90 {r.p90_ms:8.1f}  "
             f"p99 {r.p99_ms:8.1f}  max {r.max_ms:8.1f} ms  errors {errors}  timeouts {r.timeouts}  "
             f"CPU/request: API {r.api_cpu_ms_per_request} ms, PostgreSQL {r.database_cpu_ms_per_request} ms  "
-            f"engine {r.engine_cpu_s} s CPU, {cycles}  (generator late by up to {r.generator_lag_max_ms} ms)")
+            f"engine {r.engine_cpu_s} s CPU, {cycles}  (generator late by up to {r.generator_lag_max_ms} ms; "
+            f"load {r.load_average:.1f})")
 
 
 async def wait_ready(server: Server, timeout_s: float = 120) -> None:
@@ -450,7 +453,8 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=150, help="finished orders kept in each paper account")
     parser.add_argument("--rate", type=float, default=200, help="requests per second")
     parser.add_argument("--duration", type=float, default=30, help="seconds per route")
-    parser.add_argument("--warm-up", type=float, default=5, help="seconds at up to 50/s before each route")
+    parser.add_argument("--warm-up", type=float, default=10, help="seconds at RATE before each route, not counted "
+                        "(a serving process has its caches warm: 10 s at 200/s asks for each of 1,000 users twice)")
     parser.add_argument("--timeout", type=float, default=10, help="seconds before a request counts as timed out")
     parser.add_argument("--routes", type=lambda t: t.split(","), default=["trades", "portfolio"],
                         help=f"comma-separated of {', '.join(ROUTES)}")
