@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -121,9 +122,22 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """SO_REUSEPORT would share a port with another server of the same user: bind it alone first (OSError: taken)."""
+    if port:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+
+
 def _api_worker(listen: Listen, sock: socket.socket) -> None:
-    """An API process: uvicorn on the socket it was given, the app from `api_worker_app`."""
+    """An API process: uvicorn on the socket it was given, the app from `api_worker_app`; it stops (as on SIGTERM)
+    when the supervisor is gone."""
     import uvicorn
+
+    parent = os.getppid()
+    threading.Thread(target=_stop_without_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
     config = uvicorn.Config("app.serving:api_worker_app", factory=True, host=listen.host, port=listen.port,
                             log_config=uvicorn_log_config(), access_log=listen.access_log, backlog=BACKLOG,
@@ -133,11 +147,18 @@ def _api_worker(listen: Listen, sock: socket.socket) -> None:
         uvicorn.Server(config).run(sockets=[sock])
 
 
+def _stop_without_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 class ApiWorkers:
     """N API processes, each on a listening socket of its own (bound here, so a replacement takes over its
     socket's queue), started again when one ends."""
 
     def __init__(self, listen: Listen, workers: int) -> None:
+        _refuse_a_taken_port(listen.host, listen.port)
         first = listening_socket(listen.host, listen.port)
         port = first.getsockname()[1]
         self.listen = Listen(listen.host, port, listen.forwarded_allow_ips, listen.access_log)
@@ -233,12 +254,16 @@ def supervise(settings: Settings, listen: Listen, workers: int, public_url: str,
     SIGTERM. `environment` holds the command line's settings, which every process reads from its environment."""
     from app.db import upgrade
 
+    try:
+        api = ApiWorkers(listen, workers)
+    except OSError as e:
+        log.error("cannot listen on %s:%s: %s", listen.host, listen.port, e)
+        return 1
     upgrade(settings.database_url)
     os.environ.update({**(environment or {}), PUBLIC_URL_ENV: public_url})  # this process only supervises
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    api = ApiWorkers(listen, workers)
     log.info("serving on http://%s:%d with %d API processes", listen.host, api.listen.port, workers)
     engine = EngineProcess([sys.executable, "-m", "app.cli", "engine", "--no-migrate",
                             "--parent-pid", str(os.getpid()), "--url", public_url])

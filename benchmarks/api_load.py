@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROUTES = {"trades": "/trading/trades?limit=50", "portfolio": "/portfolio", "status": "/trading/status",
           "performance": "/portfolio/performance", "health": "/health"}
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+TIMELINES: list[list[tuple[float, float]]] = []  # (sent at, latency ms) of each answered request, per run
 CYCLE_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})Z .*cycle=\S+ seconds=([\d.]+)")
 
 
@@ -220,12 +221,17 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _cpu_s(pid: int) -> float:
+def _cpu_s(pid: int, with_reaped_children: bool = False) -> float:
+    """CPU seconds of a process (and, if asked, of its children that have ended: PostgreSQL's backends come
+    and go)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) * TICK_S
+    ticks = int(fields[11]) + int(fields[12])
+    if with_reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks * TICK_S
 
 
 def _postmaster(database_url: str) -> int | None:
@@ -256,7 +262,7 @@ def cpu_sample(server: Server, postmaster: int | None) -> CpuSample:
     api = sum(_cpu_s(p) for p in pids if "app.cli engine" not in _cmdline(p))
     database = 0.0
     if postmaster is not None:
-        database = sum(_cpu_s(p) for p in [postmaster, *_children(postmaster)])
+        database = _cpu_s(postmaster, with_reaped_children=True) + sum(_cpu_s(p) for p in _children(postmaster))
     return CpuSample(api, engine, database)
 
 
@@ -364,10 +370,13 @@ async def run_route(client: RawClient, path: str, tokens: list[str], rate: float
             statuses[type(e).__name__] += 1
             return
         latencies.append((loop.time() - scheduled) * 1000)
+        timeline.append((round(scheduled - start, 3), round(latencies[-1], 1)))
         statuses[str(status)] += 1
 
     total = int(rate * duration_s)
     start = loop.time() + 0.05
+    timeline: list[tuple[float, float]] = []
+    TIMELINES.append(timeline)
     tasks = []
     for i in range(total):
         scheduled = start + i / rate
@@ -485,7 +494,8 @@ def main() -> None:
             server.stop()
         if args.json:
             args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                             "results": [asdict(r) for r in results]}, indent=2))
+                                             "results": [asdict(r) for r in results],
+                                             "timelines": TIMELINES[1::2]}, indent=1))
 
 
 if __name__ == "__main__":
