@@ -84,7 +84,8 @@ class Container:
         self.trade_pages: CheckedCache[tuple[object, ...], bytes] = CheckedCache(self.clock,
                                                                                 settings.trade_page_cache_seconds)
         self.websockets = WebSocketManager(EventTable(self.uow, on_stored=lambda event: self.event_feed.note(event)))
-        self.event_feed = EventFeed(self.uow, self.websockets, self.clock, settings.handoff_poll_seconds)
+        self.event_feed = EventFeed(self.uow, self.websockets, self.clock, settings.handoff_poll_seconds,
+                                    keys_changed=lambda user_id: self.forget_exchange(user_id))
         self.close_requests = CloseRequests(self.uow, self.clock, settings.manual_close_wait_seconds)
         self.candles = load_paper_candles(settings)
         self.market_clock: Clock = market_clock or self.clock
@@ -226,8 +227,8 @@ class Container:
 
     @property
     def in_service(self) -> bool:
-        """A process of `serve` or `trdbot engine`: an engine runs, here or in another process (which may store
-        events for this process's WebSockets)."""
+        """A process of `serve` or `trdbot engine`: an engine runs, here or in another process, and other processes
+        may store what this one must know (events for its WebSockets, a user's new exchange keys)."""
         return self.engine_apart or self.run_engine
 
     async def close_trade(self, uow: UnitOfWork, user: UserAccount, trade_id: int) -> TradeRecord:
@@ -263,6 +264,8 @@ class Container:
                 log.info("the venue lists %d pairs", len(await self.symbols.listed()))
             except TradingError as e:
                 log.warning("the venue's exchangeInfo cannot be read now (%s): it is asked again when needed", e)
+        if self.in_service:  # what other processes store: events for this one's sockets, changed exchange keys
+            self.event_feed.poller.start()
         if self.run_engine:
             await self.stand_for_leader()
 

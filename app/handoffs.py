@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from app.domain.clock import Clock
 from app.domain.errors import RuleViolation
+from app.domain.events import ExchangeKeysChanged
 from app.domain.records import EventRecord, TradeRecord
 from app.domain.values import ExitReason, TradeStatus
 from app.notify.websocket import WebSocketManager
@@ -53,12 +54,14 @@ class Poller:
 
 
 class EventFeed:
-    """Pushes to this process's WebSockets the events other processes stored (the engine's, another worker's), read
-    from the events table for the users with a socket here; what this process published itself is not sent twice,
-    and what was stored before the feed started (or before the user connected) is history, not news."""
+    """What other processes stored in the events table, read every `poll_s` seconds: the events of the users with
+    a WebSocket here are pushed to it (what this process published itself is not sent twice, and what was stored
+    before the feed started, or before the user connected, is history, not news), and a change of a user's
+    exchange keys made elsewhere is handed to `keys_changed` (the adapters built with the old keys must go)."""
 
-    def __init__(self, uow: UnitOfWorkFactory, sockets: WebSocketManager, clock: Clock, poll_s: float) -> None:
-        self.uow, self.sockets = uow, sockets
+    def __init__(self, uow: UnitOfWorkFactory, sockets: WebSocketManager, clock: Clock, poll_s: float,
+                 keys_changed: Callable[[int], None] | None = None) -> None:
+        self.uow, self.sockets, self.keys_changed = uow, sockets, keys_changed
         self.seen_up_to: int | None = None
         self._known: OrderedDict[int, None] = OrderedDict()  # ids already read (delivered or not news)
         self.poller = Poller("event-feed", self.step, clock, poll_s)
@@ -74,13 +77,16 @@ class EventFeed:
             if self.seen_up_to is None:
                 self.seen_up_to = await uow.events.latest_id()
             stored = await uow.events.ids_after(max(0, self.seen_up_to - LOOKBACK_IDS))
-            fresh = [(event_id, user_id) for event_id, user_id in stored if event_id not in self._known]
-            users = set() if first else self.sockets.connected_users()
-            wanted = {event_id for event_id, user_id in fresh if user_id in users}
+            fresh = [] if first else [(i, user, type_) for i, user, type_ in stored if i not in self._known]
+            users = self.sockets.connected_users()
+            wanted = {event_id for event_id, user_id, _ in fresh if user_id in users}
             news = await uow.events.after(min(wanted) - 1, users) if wanted else []
-        for event_id, _ in fresh:
+        for event_id, *_ in stored:
             self._remember(event_id)
-        self.seen_up_to = max([self.seen_up_to, *(event_id for event_id, _ in stored)])
+        self.seen_up_to = max([self.seen_up_to, *(event_id for event_id, *_ in stored)])
+        for _, user_id, type_ in fresh:
+            if type_ == ExchangeKeysChanged.type and self.keys_changed is not None:
+                self.keys_changed(user_id)
         for event in news:
             if event.id in wanted:
                 await self.sockets.deliver(event)

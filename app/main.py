@@ -74,8 +74,6 @@ def _lifespan(container: Container, ready: Callable[[Container], None] | None
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await container.start()
-        if container.in_service:
-            container.event_feed.poller.start()
         if ready is not None:
             ready(container)
         try:

@@ -14,6 +14,7 @@ import pytest
 from app.config import Settings
 from app.container import Container
 from app.domain.clock import SimulatedClock
+from app.domain.errors import ConfigurationError
 from app.domain.records import EventRecord
 from app.domain.values import ExitReason
 from app.handoffs import CloseDesk
@@ -153,3 +154,32 @@ async def test_an_api_process_tells_when_the_leaders_next_cycle_starts(settings:
         status = (await client.get("/trading/status", headers=headers)).json()
     assert status["next_cycle_at"] == "2025-09-08T12:05:00Z"
     await api.db.dispose()
+
+
+async def test_new_exchange_keys_stored_by_an_api_process_reach_the_engines_adapters(settings: Settings) -> None:
+    """The engine keeps one adapter per user, built with the user's keys: a change of keys made through an API
+    process must retire it there too (else it trades on with keys the user replaced, or removed)."""
+    live = settings.model_copy(update={"use_mock_binance": False})
+    api, engine = Container(live, engine_apart=True), Container(live, run_engine=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(api)), base_url="http://test") as client:
+        headers, user_id = await register(client)
+        await engine.event_feed.step()
+
+        async def put_keys(key: str) -> None:
+            answer = await client.put("/account/exchange-keys", headers=headers,
+                                      json={"api_key": key, "api_secret": "s" * 64, "mode": "testnet"})
+            assert answer.status_code == 200, answer.text
+
+        await put_keys("A" * 64)
+        first = await engine.exchanges.for_user(user_id)
+        assert await engine.exchanges.for_user(user_id) is first, "one adapter per user, kept"
+        await put_keys("B" * 64)
+        await engine.event_feed.step()
+        second = await engine.exchanges.for_user(user_id)
+        assert second is not first and second is await engine.exchanges.for_user(user_id)
+        assert (await client.delete("/account/exchange-keys", headers=headers)).status_code == 204
+        await engine.event_feed.step()
+        with pytest.raises(ConfigurationError):
+            await engine.exchanges.for_user(user_id)
+    for container in (api, engine):
+        await container.db.dispose()

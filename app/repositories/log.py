@@ -88,10 +88,10 @@ class EventRepository:
     async def latest_id(self) -> int:
         return await self.session.scalar(select(func.max(Event.id))) or 0
 
-    async def ids_after(self, event_id: int) -> list[tuple[int, int]]:
-        """(id, user id) of every event stored past `event_id`."""
-        rows = await self.session.execute(select(Event.id, Event.user_id).where(Event.id > event_id))
-        return [(event, user) for event, user in rows.all()]
+    async def ids_after(self, event_id: int) -> list[tuple[int, int, str]]:
+        """(id, user id, type) of every event stored past `event_id`."""
+        rows = await self.session.execute(select(Event.id, Event.user_id, Event.type).where(Event.id > event_id))
+        return [(event, user, type_) for event, user, type_ in rows.all()]
 
     async def after(self, event_id: int, user_ids: Collection[int], limit: int = 500) -> list[EventRecord]:
         """The given users' events stored past `event_id`, oldest first."""
