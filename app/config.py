@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     access_log: bool = True  # uvicorn's line per request (a reverse proxy often keeps its own)
     gc_freeze: bool = True  # move the start-up heap out of the collector's sight once the process is ready
     gc_gen0_threshold: int = Field(20000, ge=100, le=1_000_000)  # allocations between young collections
-    user_cache_seconds: float = Field(30.0, ge=0, le=3600)  # the user a token names, reused this long per process
-    trade_page_cache_seconds: float = Field(60.0, ge=0, le=3600)  # a page of trades, reused while they are unchanged
+    user_cache_seconds: float = Field(300.0, ge=0, le=3600)  # the user a token names, reused this long per process
+    trade_page_cache_seconds: float = Field(300.0, ge=0, le=3600)  # a page of trades, reused while they are unchanged
     live_balance_cache_seconds: float = Field(10.0, ge=0, le=3600)  # a live account's balances, reused this long
     price_cache_seconds: float = Field(2.0, ge=0, le=60)  # live market prices shown by the API, reused this long
     handoff_poll_seconds: float = Field(1.0, gt=0, le=60)  # how often one process looks for what another left:

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -283,15 +283,21 @@ def engine_cycles(log_dir: Path, since: datetime, until: datetime) -> list[float
 
 class RawClient:
     """A minimal HTTP/1.1 keep-alive client (GET only, Content-Length answers): a tenth of httpx's CPU per
-    request, so the generator does not compete with the server it measures."""
+    request, so the generator does not compete with the server it measures. Its connections take turns (the one
+    idle longest goes next), as the many clients of a service do: reusing the last one returned would funnel
+    every request through the two or three connections that happen to be fastest, hence through one worker."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
+
+    async def open(self, connections: int) -> None:
+        for _ in range(connections):
+            self._idle.append(await asyncio.open_connection(self.host, self.port))
 
     async def get(self, path: str, token: str) -> int:
         while self._idle:  # a kept connection the server may have closed meanwhile (its keep-alive timeout)
-            reader, writer = self._idle.pop()
+            reader, writer = self._idle.popleft()
             try:
                 return await self._get(reader, writer, path, token)
             except (OSError, asyncio.IncompleteReadError):
@@ -392,6 +398,7 @@ async def run_route(client: RawClient, path: str, tokens: list[str], rate: float
 
 async def measure(args: argparse.Namespace, server: Server, tokens: list[str]) -> list[RouteResult]:
     client = RawClient("127.0.0.1", server.port)
+    await client.open(args.connections)
     rng = random.Random(19)
     postmaster = _postmaster(args.database_url)
     results = []
@@ -462,8 +469,10 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=150, help="finished orders kept in each paper account")
     parser.add_argument("--rate", type=float, default=200, help="requests per second")
     parser.add_argument("--duration", type=float, default=30, help="seconds per route")
-    parser.add_argument("--warm-up", type=float, default=10, help="seconds at RATE before each route, not counted "
-                        "(a serving process has its caches warm: 10 s at 200/s asks for each of 1,000 users twice)")
+    parser.add_argument("--warm-up", type=float, default=30, help="seconds at RATE before each route, not counted "
+                        "(a serving process has its caches warm: 30 s at 200/s asks for each of 1,000 users 6 times)")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections opened at the start, "
+                        "taking turns (more are opened while all are busy)")
     parser.add_argument("--timeout", type=float, default=10, help="seconds before a request counts as timed out")
     parser.add_argument("--routes", type=lambda t: t.split(","), default=["trades", "portfolio"],
                         help=f"comma-separated of {', '.join(ROUTES)}")
