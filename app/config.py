@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     gc_freeze: bool = True  # move the start-up heap out of the collector's sight once the process is ready
     gc_gen0_threshold: int = Field(20000, ge=100, le=1_000_000)  # allocations between young collections
     user_cache_seconds: float = Field(300.0, ge=0, le=3600)  # the user a token names, reused this long per process
-    trade_page_cache_seconds: float = Field(300.0, ge=0, le=3600)  # a page of trades, reused while they are unchanged
+    books_cache_seconds: float = Field(300.0, ge=0, le=3600)  # a page of trades or paper balances, reused while
+    # the books say they are unchanged (checked on every request), at most this long
     live_balance_cache_seconds: float = Field(10.0, ge=0, le=3600)  # a live account's balances, reused this long
     price_cache_seconds: float = Field(2.0, ge=0, le=60)  # live market prices shown by the API, reused this long
     handoff_poll_seconds: float = Field(1.0, gt=0, le=60)  # how often one process looks for what another left:

@@ -46,7 +46,8 @@ from app.leadership import EngineLeadership, leader_lock
 from app.marketdata.candles import CandleStore
 from app.marketdata.directory import CandleDirectory, Coverage
 from app.notify.websocket import WebSocketManager
-from app.read_caches import CheckedCache, LiveBalances, PriceBoard, TtlCache, UserDirectory, paper_balances
+from app.read_caches import CheckedCache, LiveBalances, PriceBoard, TtlCache, UserDirectory
+from app.read_caches import paper_balances as stored_paper_balances
 from app.repositories import UnitOfWork, UnitOfWorkFactory
 from app.risk.manager import RiskManager
 from app.services.security import CredentialCipher, LoginGuard, PasswordHasher, TokenService
@@ -82,7 +83,8 @@ class Container:
         self.metrics = Metrics()
         self.users = UserDirectory(self.uow, TtlCache(self.clock, settings.user_cache_seconds))
         self.trade_pages: CheckedCache[tuple[object, ...], bytes] = CheckedCache(self.clock,
-                                                                                settings.trade_page_cache_seconds)
+                                                                                settings.books_cache_seconds)
+        self.paper_balances: CheckedCache[int, list[Balance]] = CheckedCache(self.clock, settings.books_cache_seconds)
         self.websockets = WebSocketManager(EventTable(self.uow, on_stored=lambda event: self.event_feed.note(event)))
         self.event_feed = EventFeed(self.uow, self.websockets, self.clock, settings.handoff_poll_seconds,
                                     keys_changed=lambda user_id: self.forget_exchange(user_id))
@@ -211,8 +213,19 @@ class Container:
         what fills between cycles is booked by the next one, together with the trade); a live account as the
         venue answers, reused for LIVE_BALANCE_CACHE_SECONDS unless `refresh`."""
         if self.live_balances is None:
-            return paper_balances(await uow.sim_accounts.balances(paper_account_id(user.id)))
+            return await self._paper_balances(uow, user.id)
         return await self.live_balances.read(uow, user.id, refresh)
+
+    async def _paper_balances(self, uow: UnitOfWork, user_id: int) -> list[Balance]:
+        """Read again only when the account was saved since (its JSON, a thousand orders, is then parsed by the
+        database for its balances)."""
+        account = paper_account_id(user_id)
+        saved_at = await uow.sim_accounts.changed_at(account)
+        balances = self.paper_balances.get(user_id, saved_at)
+        if balances is None:
+            balances = stored_paper_balances(await uow.sim_accounts.balances(account))
+            self.paper_balances.put(user_id, saved_at, balances)
+        return balances
 
     async def current_prices(self, user: UserAccount, symbols: Iterable[str]) -> dict[str, Decimal]:
         listed = await self.listed_symbols()

@@ -147,7 +147,7 @@ async def list_trades(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Response:
-    """The page as JSON, made again only when the user's trades changed since (or TRADE_PAGE_CACHE_SECONDS passed):
+    """The page as JSON, made again only when the user's trades changed since (or BOOKS_CACHE_SECONDS passed):
     a trade list changes a few times a day and is asked for on every dashboard refresh."""
     status = status_.value if status_ else None
     key, fingerprint = (user.id, status, symbol, limit, offset), await uow.trades.fingerprint(user.id)

@@ -22,6 +22,10 @@ class SimAccountRepository:
         row = await self.session.get(SimAccount, account_id)
         return json.loads(row.state) if row else None
 
+    async def changed_at(self, account_id: str) -> datetime | None:
+        """When the account was last saved (a cheap look at whether a copy read before is still the account)."""
+        return await self.session.scalar(select(SimAccount.updated_at).where(SimAccount.account_id == account_id))
+
     async def balances(self, account_id: str) -> dict[str, list[str]] | None:
         """Only the account's balances (asset -> [free, locked] as decimal strings), picked out of the JSON by the
         database: an account keeps up to a thousand finished orders that a balance read does not need."""

@@ -1,5 +1,5 @@
-"""A page of trades is made once and served again until the user's trades change (added or closed) or its time
-runs out."""
+"""A page of trades and a paper account's balances are read once and served again until the books change (trades
+added or closed, the account saved) or their time runs out."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def _add(container: Container, user_id: int, n: int) -> int:
 
 async def test_a_page_is_served_again_until_the_trades_change_or_its_time_is_up(settings: Settings) -> None:
     clock = SimulatedClock(T0)
-    container = Container(settings.model_copy(update={"trade_page_cache_seconds": 60}), clock=clock)
+    container = Container(settings.model_copy(update={"books_cache_seconds": 60}), clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(container)),
                                  base_url="http://test") as client:
         headers, user_id = await register(client)
@@ -66,7 +66,39 @@ async def test_a_page_is_served_again_until_the_trades_change_or_its_time_is_up(
         clock.advance(timedelta(seconds=59))
         assert [s for *_, s in await listed()] == ["SOLUSDT", "ETHUSDT"]
         clock.advance(timedelta(seconds=1))
-        assert [s for *_, s in await listed()] == ["BNBUSDT", "BNBUSDT"], "kept past TRADE_PAGE_CACHE_SECONDS"
+        assert [s for *_, s in await listed()] == ["BNBUSDT", "BNBUSDT"], "kept past BOOKS_CACHE_SECONDS"
         other = (await client.get("/trading/trades?status=closed", headers=headers)).json()
         assert [t["price"] for t in other["items"]] == ["100"] and other["total"] == 1
+    await container.db.dispose()
+
+
+async def test_paper_balances_are_read_again_once_the_account_is_saved(settings: Settings) -> None:
+    clock = SimulatedClock(T0)
+    container = Container(settings.model_copy(update={"books_cache_seconds": 60}), clock=clock)
+
+    async def store(user_id: int, usdt: str) -> None:
+        async with container.uow() as uow:
+            state = await uow.sim_accounts.load(f"paper-{user_id}")
+            assert state is not None
+            state["balances"]["USDT"] = [usdt, "0"]
+            await uow.sim_accounts.save(f"paper-{user_id}", state, clock.now())
+            await uow.commit()
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(container)),
+                                 base_url="http://test") as client:
+        headers, user_id = await register(client)
+
+        async def usdt() -> str:
+            return str((await client.get("/portfolio", headers=headers)).json()["total_value_usdt"])
+
+        assert await usdt() == "10000"
+        clock.advance(timedelta(seconds=1))
+        await store(user_id, "9000")
+        assert await usdt() == "9000", "a saved account is read again"
+        async with container.uow() as uow:  # a change that is no save (the engine's every change is one)
+            await uow.session.execute(text("UPDATE sim_accounts SET state = replace(state, '9000', '8000')"))
+            await uow.commit()
+        assert await usdt() == "9000", "read again without a save"
+        clock.advance(timedelta(seconds=60))
+        assert await usdt() == "8000", "kept past BOOKS_CACHE_SECONDS"
     await container.db.dispose()
