@@ -1,4 +1,4 @@
-"""The `trdbot` command line: demo, serve, backtest, exchange-sim, data, decisions, db upgrade, keygen."""
+"""The `trdbot` command line: demo, serve, engine, backtest, exchange-sim, data, decisions, db upgrade, keygen."""
 
 from __future__ import annotations
 
@@ -42,13 +42,15 @@ def private_files(database_url: str | None = None) -> Iterator[None]:
         os.umask(previous)
 
 
-def _uvicorn(app: Any, args: argparse.Namespace, log_level: str, forwarded_allow_ips: str | None) -> None:
+def _uvicorn(app: Any, args: argparse.Namespace, log_level: str, forwarded_allow_ips: str | None,
+             access_log: bool = True) -> None:
     import uvicorn
 
     from app.logging_setup import uvicorn_log_config
 
     uvicorn.run(app, host=args.host, port=args.port, log_level=log_level, log_config=uvicorn_log_config(),
-                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
+                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips,
+                access_log=access_log)
 
 
 def _demo_secrets(var_dir: Path) -> dict[str, str]:
@@ -64,36 +66,69 @@ def _demo_secrets(var_dir: Path) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve_settings(args: argparse.Namespace, command: str) -> Settings | None:
+    """The environment's settings with the command's overrides, or None after printing why they cannot be served."""
     from pydantic import ValidationError
 
     from app.config import Settings
-    from app.container import Container
-    from app.demo import ReplayContainer
-    from app.logging_setup import configure_logging
-    from app.main import create_app
 
     overrides = {"market_clock": args.market_clock, "market_source": args.market_source}
     try:
         settings = Settings(**{name: value for name, value in overrides.items() if value})
     except ValidationError as e:
-        print(f"trdbot serve: bad settings:\n{e}", file=sys.stderr)
-        return 2
+        print(f"trdbot {command}: bad settings:\n{e}", file=sys.stderr)
+        return None
     problems = settings.live_problems() if settings.is_live else settings.serve_problems()
-    mode = _serve_mode(settings)
     if problems:
         for problem in problems:
-            print(f"refusing to start ({mode}): {problem}", file=sys.stderr)
+            print(f"refusing to start ({_serve_mode(settings)}): {problem}", file=sys.stderr)
+        return None
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from app.logging_setup import configure_logging
+    from app.main import create_app
+    from app.serving import Listen, serving_container, supervise, tuned
+
+    settings = _serve_settings(args, "serve")
+    if settings is None:
+        return 2
+    workers = settings.api_workers if args.workers is None else args.workers
+    mode = _serve_mode(settings)
+    if workers and (problems := settings.worker_problems()):
+        print(f"refusing to start ({mode}): {problems[0]}", file=sys.stderr)
+        return 2
+    url = f"http://{args.host}:{args.port}/"
+    with private_files(settings.database_url):
+        configure_logging(settings.log_dir, settings.log_level)
+        if workers:
+            logging.getLogger("trdbot").info("serve: %s on %s:%s, %d API processes and an engine process", mode,
+                                             args.host, args.port, workers)
+            listen = Listen(args.host, args.port, settings.forwarded_allow_ips, settings.access_log)
+            overrides = {"MARKET_CLOCK": args.market_clock, "MARKET_SOURCE": args.market_source}
+            return supervise(settings, listen, workers, url, {k: v for k, v in overrides.items() if v})
+        logging.getLogger("trdbot").info("serve: %s on %s:%s, API and engine in one process", mode, args.host,
+                                         args.port)
+        container = serving_container(settings, url, run_engine=True)
+        _uvicorn(create_app(container, ready=tuned), args, "info", settings.forwarded_allow_ips, settings.access_log)
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.logging_setup import configure_logging
+    from app.serving import run_engine, serving_container
+
+    settings = _serve_settings(args, "engine")
+    if settings is None:
         return 2
     with private_files(settings.database_url):
         configure_logging(settings.log_dir, settings.log_level)
-        logging.getLogger("trdbot").info("serve: %s on %s:%s", mode, args.host, args.port)
-        if settings.use_mock_binance and settings.market_source == "replay":
-            url = f"http://{args.host}:{args.port}/"
-            container: Container = ReplayContainer(settings, settings.replay_speed, url)
-        else:
-            container = Container(settings, run_engine=True)
-        _uvicorn(create_app(container), args, "info", settings.forwarded_allow_ips)
+        logging.getLogger("trdbot").info("engine: %s, pid %d", _serve_mode(settings), os.getpid())
+        container = serving_container(settings, args.url, run_engine=True, migrate=not args.no_migrate)
+        asyncio.run(run_engine(container, args.parent_pid))
     return 0
 
 
@@ -407,6 +442,15 @@ def _add_data(commands: Any) -> None:
     listing.set_defaults(run=_data_list)
 
 
+def _add_market_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--market-clock", choices=("wall", "venue"),
+                         help="live mode: market time from the wall clock, or from the venue's server time (e.g. "
+                              "`trdbot exchange-sim --speed 60`); default MARKET_CLOCK, else wall")
+    command.add_argument("--market-source", choices=("replay", "live"),
+                         help="paper mode: replay the candle files at REPLAY_SPEED, or trade on the live market's "
+                              "public data from BINANCE_BASE_URL (no key); default MARKET_SOURCE, else replay")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trdbot", description="TRD Bot: day-trading Binance spot pairs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -420,13 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="API, dashboard and engine as configured by the environment")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--market-clock", choices=("wall", "venue"),
-                       help="live mode: market time from the wall clock, or from the venue's server time (e.g. "
-                            "`trdbot exchange-sim --speed 60`); default MARKET_CLOCK, else wall")
-    serve.add_argument("--market-source", choices=("replay", "live"),
-                       help="paper mode: replay the candle files at REPLAY_SPEED, or trade on the live market's "
-                            "public data from BINANCE_BASE_URL (no key); default MARKET_SOURCE, else replay")
+    _add_market_options(serve)
+    serve.add_argument("--workers", type=_workers, help="API processes beside one engine process (default "
+                       "API_WORKERS, else 0: the API and the engine in one process); the engine trades only in "
+                       "the process that holds the database's leader lock")
     serve.set_defaults(run=_serve)
+
+    engine = commands.add_parser("engine", help="the engine alone, without the API: it trades while it holds the "
+                                 "database's leader lock and stands by otherwise")
+    _add_market_options(engine)
+    engine.add_argument("--no-migrate", action="store_true", help="do not apply the migrations at start")
+    engine.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # serve --workers: stop when it is gone
+    engine.add_argument("--url", default="", help=argparse.SUPPRESS)  # serve --workers: the API's address
+    engine.set_defaults(run=_engine)
 
     _add_backtest(commands)
 

@@ -52,6 +52,25 @@ class Settings(BaseSettings):
     paper_start_balance: Decimal = Field(Decimal("10000"), gt=0)
     trading_state: TradingState = TradingState.ACTIVE
 
+    # Processes, connections and memory (README: Deploying `serve`)
+    api_workers: int = Field(0, ge=0, le=64)  # API processes beside one engine process; 0: one process for both
+    db_pool_size: int = Field(5, ge=1, le=100)  # connections each process keeps open
+    db_max_overflow: int = Field(5, ge=0, le=100)  # opened beyond the pool under a burst, closed after
+    db_pool_timeout_seconds: float = Field(5.0, gt=0, le=300)  # a request waiting longer for one answers 503
+    leader_retry_seconds: float = Field(5.0, gt=0, le=300)  # how often a standby engine asks for the leader lock
+    engine_nice: int = Field(10, ge=0, le=19)  # the engine process's niceness: requests before cycles for the CPU
+    access_log: bool = True  # uvicorn's line per request (a reverse proxy often keeps its own)
+    gc_freeze: bool = True  # move the start-up heap out of the collector's sight once the process is ready
+    gc_gen0_threshold: int = Field(20000, ge=100, le=1_000_000)  # allocations between young collections
+    user_cache_seconds: float = Field(300.0, ge=0, le=3600)  # the user a token names, reused this long per process
+    books_cache_seconds: float = Field(300.0, ge=0, le=3600)  # a page of trades or paper balances, reused while
+    # the books say they are unchanged (checked on every request), at most this long
+    live_balance_cache_seconds: float = Field(10.0, ge=0, le=3600)  # a live account's balances, reused this long
+    price_cache_seconds: float = Field(2.0, ge=0, le=60)  # live market prices shown by the API, reused this long
+    handoff_poll_seconds: float = Field(1.0, gt=0, le=60)  # how often one process looks for what another left:
+    # new events for an API process's WebSockets, manual closes for the leading engine
+    manual_close_wait_seconds: float = Field(10.0, ge=0, le=120)  # an API process waits this long for the engine
+
     # Exchange
     use_mock_binance: bool = True
     binance_api_key: SecretStr | None = None
@@ -207,6 +226,14 @@ class Settings(BaseSettings):
         if len(secret) < MIN_JWT_SECRET_LENGTH:
             return [f"JWT_SECRET has {len(secret)} characters; at least {MIN_JWT_SECRET_LENGTH} are needed "
                     "(`trdbot keygen` prints one)"]
+        return []
+
+    def worker_problems(self) -> list[str]:
+        """What keeps the API and the engine from running in processes of their own."""
+        if self.database_url.startswith("sqlite") and (":memory:" in self.database_url or
+                                                        self.database_url.endswith("://")):
+            return ["an in-memory SQLite database belongs to one process: API workers need a database file or "
+                    "PostgreSQL (or serve without --workers)"]
         return []
 
     def live_problems(self) -> list[str]:

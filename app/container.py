@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,9 +21,9 @@ from app.analysts.rules import RuleBasedAnalyzer
 from app.backtest.memory_store import MemoryStore
 from app.backtest.runner import BacktestEngine
 from app.config import Settings
-from app.db import Database
+from app.db import Database, PoolSettings
 from app.domain.analysts import AnalystKind
-from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock
+from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock, ms_from_utc, utc_from_ms
 from app.domain.errors import ConfigurationError, DataError, TemporaryExchangeError, TradingError
 from app.domain.ports import ExchangeAdapter, SignalProvider, SymbolDirectory
 from app.domain.records import EventRecord, LoginLimits, TradeRecord, UserAccount
@@ -43,9 +43,13 @@ from app.engine.metrics import Metrics
 from app.features.builder import MarketFeatureBuilder
 from app.features.levels import SupportResistanceDetector
 from app.features.regime import MarketRegimeAnalyzer
+from app.handoffs import CloseDesk, CloseRequests, EventFeed
+from app.leadership import EngineLeadership, leader_lock
 from app.marketdata.candles import CandleStore
 from app.marketdata.directory import CandleDirectory, Coverage
 from app.notify.websocket import WebSocketManager
+from app.read_caches import CheckedCache, LiveBalances, PriceBoard, TtlCache, UserDirectory
+from app.read_caches import paper_balances as stored_paper_balances
 from app.repositories import UnitOfWork, UnitOfWorkFactory
 from app.repositories.retention import RetentionPolicy, RetentionPruner
 from app.risk.manager import RiskManager
@@ -63,11 +67,16 @@ log = logging.getLogger(__name__)
 
 
 class Container:
+    """Every service of one process. `run_engine`: this process is a candidate for the engine (it runs the loop
+    while it holds the leader lock); `engine_apart`: an API process whose engine runs in another process (manual
+    closes are handed to it, the WebSockets are fed from the events table); `migrate`: apply the migrations at
+    start (`serve --workers` applies them once, before any process starts)."""
+
     def __init__(self, settings: Settings, clock: Clock | None = None, market_clock: Clock | None = None,
-                 run_engine: bool = False) -> None:
+                 run_engine: bool = False, engine_apart: bool = False, migrate: bool = True) -> None:
         self.settings = settings
         self.clock: Clock = clock or WallClock()
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, pool_settings(settings))
         self.uow = UnitOfWorkFactory(self.db.sessions)
         self.hasher = PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_cost,
                                      settings.password_hash_workers, settings.password_hash_queue)
@@ -76,8 +85,15 @@ class Container:
         key = settings.credentials_key.get_secret_value() if settings.credentials_key else None
         self.cipher = CredentialCipher(key)
         self.metrics = Metrics()
-        events = EventTable(self.uow)
+        self.users = UserDirectory(self.uow, TtlCache(self.clock, settings.user_cache_seconds))
+        self.trade_pages: CheckedCache[tuple[object, ...], bytes] = CheckedCache(self.clock,
+                                                                                settings.books_cache_seconds)
+        self.paper_balances: CheckedCache[int, list[Balance]] = CheckedCache(self.clock, settings.books_cache_seconds)
+        events = EventTable(self.uow, on_stored=lambda event: self.event_feed.note(event))
         self.websockets = WebSocketManager(events, events.many)
+        self.event_feed = EventFeed(self.uow, self.websockets, self.clock, settings.handoff_poll_seconds,
+                                    keys_changed=lambda user_id: self.forget_exchange(user_id))
+        self.close_requests = CloseRequests(self.uow, self.clock, settings.manual_close_wait_seconds)
         self.candles = load_paper_candles(settings)
         self.market_clock: Clock = market_clock or self.clock
         self.market = SimulatedMarket(self.candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
@@ -86,15 +102,25 @@ class Container:
         self.symbols: SymbolDirectory
         self.venue: BinanceService | None = None  # the live market-data client, which also reads the venue's time
         self._bind_exchanges(self.market_clock)
+        price_ttl_s = settings.price_cache_seconds if settings.uses_live_market else 0
+        self.prices = PriceBoard(lambda: self.market_data, TtlCache(self.clock, price_ttl_s))
         self.analysts = build_analysts(settings, self.clock)  # on the wall clock: a replay does not rebuild them
         self.bot = build_trading_bot(self)
         self.loop: TradingLoop | None = None
-        self.run_engine = run_engine
+        self.leadership: EngineLeadership | None = None
+        self.run_engine, self.engine_apart, self.migrate = run_engine, engine_apart, migrate
 
     def default_config(self, user_id: int) -> TradingConfig:
         return self.settings.trading_config(user_id)
 
     def _bind_exchanges(self, clock: Clock) -> None:
+        self._bind_venues(clock)
+        self.live_balances: LiveBalances | None = None
+        if isinstance(self.exchanges, LiveExchanges):
+            cache: TtlCache[int, list[Balance]] = TtlCache(self.clock, self.settings.live_balance_cache_seconds)
+            self.live_balances = LiveBalances(self.exchanges, cache)
+
+    def _bind_venues(self, clock: Clock) -> None:
         if self.settings.use_mock_binance and self.settings.market_source == "live":  # paper on the venue's market
             self.market_data = self.venue = public_market_client(self.settings, clock)
             market = LiveMarket(self.venue, self.settings.sim_slippage_pct, self.settings.sim_fee_rate)
@@ -143,9 +169,12 @@ class Container:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in answer.items()}
 
     def forget_exchange(self, user_id: int) -> None:
-        """A user's keys changed: the next cycle builds a fresh adapter."""
+        """A user's keys (and mode) changed: the next cycle builds a fresh adapter, the next request reads the user."""
+        self.users.forget(user_id)
         if isinstance(self.exchanges, LiveExchanges):
             self.exchanges.forget(user_id)
+        if self.live_balances is not None:
+            self.live_balances.forget(user_id)
 
     async def listed_symbols(self) -> Mapping[str, SymbolRules]:
         """What users choose from: the venue's pairs (live) or the symbols with candles (paper), with their rules."""
@@ -172,7 +201,14 @@ class Container:
         return self.bot.state
 
     def next_cycle_at(self) -> datetime | None:
-        return self.loop.next_cycle_at if self.loop is not None else None
+        """When the engine's next cycle starts: its loop's plan when it runs here, else (an engine leads elsewhere)
+        the next interval boundary of the market clock, the one every leader's loop waits for."""
+        if self.loop is not None and self.loop.next_cycle_at is not None and self.engine_here:
+            return self.loop.next_cycle_at
+        if not self.in_service:
+            return None
+        step_ms = self.settings.trading_interval_seconds * 1000
+        return utc_from_ms((ms_from_utc(self.market_clock.now()) // step_ms + 1) * step_ms)
 
     async def open_paper_account(self, uow: UnitOfWork, user_id: int) -> None:
         """Funds the user's simulated exchange account in the registration's own transaction."""
@@ -180,21 +216,54 @@ class Container:
         state.move("USDT", free_delta=self.settings.paper_start_balance)
         await uow.sim_accounts.save(paper_account_id(user_id), state.to_dict(), self.clock.now())
 
-    async def balances(self, user: UserAccount) -> list[Balance]:
-        exchange = await self.exchanges.for_user(user.id)
-        return await exchange.get_balances()
+    async def balances(self, uow: UnitOfWork, user: UserAccount, refresh: bool = False) -> list[Balance]:
+        """A paper account as the books hold it, read in the request's own unit of work (the engine's last word:
+        what fills between cycles is booked by the next one, together with the trade); a live account as the
+        venue answers, reused for LIVE_BALANCE_CACHE_SECONDS unless `refresh`."""
+        if self.live_balances is None:
+            return await self._paper_balances(uow, user.id)
+        return await self.live_balances.read(uow, user.id, refresh)
+
+    async def _paper_balances(self, uow: UnitOfWork, user_id: int) -> list[Balance]:
+        """Read again only when the account was saved since (its JSON, a thousand orders, is then parsed by the
+        database for its balances)."""
+        account = paper_account_id(user_id)
+        version = await uow.sim_accounts.version(account)
+        balances = self.paper_balances.get(user_id, version)
+        if balances is None:
+            balances = stored_paper_balances(await uow.sim_accounts.balances(account))
+            self.paper_balances.put(user_id, version, balances)
+        return balances
 
     async def current_prices(self, user: UserAccount, symbols: Iterable[str]) -> dict[str, Decimal]:
         listed = await self.listed_symbols()
-        return {symbol: await self.market_data.get_symbol_price(symbol) for symbol in symbols if symbol in listed}
+        return await self.prices.prices(symbol for symbol in symbols if symbol in listed)
 
-    async def close_trade(self, user: UserAccount, trade_id: int, reason: ExitReason) -> TradeRecord:
-        return await self.bot.close_trade(user.id, trade_id, reason)
+    @property
+    def engine_here(self) -> bool:
+        """Whether orders may be sent from this process: no engine elsewhere, or this process leads it."""
+        if self.engine_apart:
+            return False
+        return self.leadership is None or self.leadership.is_leader
+
+    @property
+    def in_service(self) -> bool:
+        """A process of `serve` or `trdbot engine`: an engine runs, here or in another process, and other processes
+        may store what this one must know (events for its WebSockets, a user's new exchange keys)."""
+        return self.engine_apart or self.run_engine
+
+    async def close_trade(self, uow: UnitOfWork, user: UserAccount, trade_id: int) -> TradeRecord:
+        """A manual close: by the engine here (after the request's reads are ended, so the request holds no
+        connection while the engine takes its own), else handed to the engine that leads."""
+        if not self.engine_here:
+            return await self.close_requests.close(uow, user.id, trade_id)
+        await uow.rollback()
+        return await self.bot.close_trade(user.id, trade_id, ExitReason.MANUAL)
 
     async def exchange_health(self) -> str:
         try:
             listed = await self.listed_symbols()
-            await self.market_data.get_symbol_price(next(iter(listed)))
+            await self.prices.price(next(iter(listed)))
         except (TradingError, StopIteration):
             return "degraded"
         return "ok"
@@ -204,8 +273,8 @@ class Container:
         if WEB_DIR.is_dir() and (WEB_DIR / "index.html").exists():
             app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="dashboard")
 
-    async def start(self, migrate: bool = True) -> None:
-        if migrate:
+    async def start(self, migrate: bool | None = None) -> None:
+        if self.migrate if migrate is None else migrate:
             await self.db.migrate()
         if self.settings.follows_venue_clock:
             await self.follow_the_venue_clock()
@@ -216,12 +285,23 @@ class Container:
                 log.info("the venue lists %d pairs", len(await self.symbols.listed()))
             except TradingError as e:
                 log.warning("the venue's exchangeInfo cannot be read now (%s): it is asked again when needed", e)
+        if self.in_service:  # what other processes store: events for this one's sockets, changed exchange keys
+            self.event_feed.poller.start()
         if self.run_engine:
-            self.loop = TradingLoop(
-                self.bot, self.market_clock, self.settings.trading_interval_seconds,
-                observe=self.metrics.cycle_duration.observe,
-            )
-            self.loop.start()
+            await self.stand_for_leader()
+
+    async def stand_for_leader(self) -> None:
+        """Join the election of the engine's leader: lead at once if no other process does, else stand by and ask
+        again every LEADER_RETRY_SECONDS (at most half a cycle, so a dead leader's next cycle is not missed)."""
+        s = self.settings
+        self.loop = TradingLoop(self.bot, self.market_clock, s.trading_interval_seconds,
+                                observe=self.metrics.cycle_duration.observe)
+        desk = CloseDesk(self.uow, self.bot.close_trade, self.clock, s.handoff_poll_seconds)
+        retry_s = min(s.leader_retry_seconds, s.trading_interval_seconds / 2)
+        self.leadership = EngineLeadership(leader_lock(s.database_url), LeaderDuties(self.loop, desk), self.clock,
+                                           retry_s)
+        await self.leadership.step()
+        self.leadership.start()
 
     async def follow_the_venue_clock(self) -> None:
         """MARKET_CLOCK=venue: cycles, timeouts, rate-limit waits and stamps run on the venue's server time, so the
@@ -245,7 +325,10 @@ class Container:
         return await self.venue.server_time_ms()
 
     async def stop(self) -> None:
-        if self.loop is not None:
+        await self.event_feed.poller.stop()
+        if self.leadership is not None:
+            await self.leadership.stop()
+        elif self.loop is not None:
             await self.loop.stop()
         if self.venue is not None:
             await self.venue.aclose()
@@ -258,20 +341,40 @@ WEB_DIR = Path(__file__).parent / "web"
 class EventTable:
     """Where the WebSocket manager keeps every event it pushes: the events table, one commit each (or for many)."""
 
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
-        self.uow = uow
+    def __init__(self, uow: UnitOfWorkFactory, on_stored: Callable[[EventRecord], None] | None = None) -> None:
+        self.uow, self.on_stored = uow, on_stored
 
     async def __call__(self, event: EventRecord) -> EventRecord:
         async with self.uow() as uow:
             stored = await uow.events.add(event)
             await uow.commit()
-            return stored
+        if self.on_stored is not None:
+            self.on_stored(stored)
+        return stored
 
     async def many(self, events: Sequence[EventRecord]) -> list[EventRecord]:
         async with self.uow() as uow:
             stored = await uow.events.add_many(events)
             await uow.commit()
-            return stored
+        if self.on_stored is not None:
+            for event in stored:
+                self.on_stored(event)
+        return stored
+
+
+class LeaderDuties:
+    """What only the leading engine runs: the trading loop, and the desk that closes what API processes marked."""
+
+    def __init__(self, loop: TradingLoop, desk: CloseDesk) -> None:
+        self.loop, self.desk = loop, desk
+
+    def start(self) -> None:
+        self.loop.start()
+        self.desk.poller.start()
+
+    async def stop(self) -> None:
+        await self.desk.poller.stop()
+        await self.loop.stop()
 
 
 def load_paper_candles(settings: Settings) -> CandleStore:
@@ -298,6 +401,10 @@ def public_market_client(settings: Settings, clock: Clock) -> BinanceService:
 def retention_policy(s: Settings) -> RetentionPolicy:
     return RetentionPolicy(s.retention_analyses_days, s.retention_decisions_days, s.retention_events_days,
                            s.retention_batch_rows)
+
+
+def pool_settings(s: Settings) -> PoolSettings:
+    return PoolSettings(s.db_pool_size, s.db_max_overflow, s.db_pool_timeout_seconds)
 
 
 def login_limits(s: Settings) -> LoginLimits:
@@ -355,12 +462,16 @@ class LiveExchanges:
         self.time_syncs = time_syncs or ServerTimeSyncs(clock)
         self._services: dict[int, BinanceService] = {}
 
-    async def for_user(self, user_id: int) -> BinanceService:
+    async def for_user(self, user_id: int, uow: UnitOfWork | None = None) -> BinanceService:
+        """The user's adapter; its keys are read through `uow` when given (a request's own), else a new one."""
         service = self._services.get(user_id)
         if service is not None:
             return service
-        async with self.uow() as uow:
+        if uow is not None:
             credentials = await uow.credentials.get(user_id)
+        else:
+            async with self.uow() as own:
+                credentials = await own.credentials.get(user_id)
         if credentials is None:
             raise ConfigurationError(f"user {user_id} has no exchange keys: PUT /account/exchange-keys first")
         base_url = self.base_url or default_base_url(credentials.mode != TradingMode.LIVE.value)

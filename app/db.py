@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,31 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
+@dataclass(frozen=True)
+class PoolSettings:
+    """Connections per process: `size` kept open, `overflow` more under a burst, `timeout_s` to wait for one."""
+
+    size: int = 5
+    overflow: int = 5
+    timeout_s: float = 5.0
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"pool_size": self.size, "max_overflow": self.overflow, "pool_timeout": self.timeout_s}
+
+
+def create_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     parsed = make_url(url)
+    options = (pool or PoolSettings()).engine_options()
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
+        if not database or database == ":memory:":  # one connection shared by everything: no pool to size
+            options = {}
+        else:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, **options)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, **options)
 
 
 def alembic_config(url: str) -> Config:
@@ -51,9 +67,9 @@ def upgrade(url: str, revision: str = "head") -> None:
 class Database:
     """Owns the engine and hands out sessions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool: PoolSettings | None = None) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, pool)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     @property

@@ -56,15 +56,19 @@ class ReplayContainer(Container):
     With a password it also keeps a demo user who is already trading.
     """
 
-    def __init__(self, settings: Settings, speed: float, url: str, password: str | None = None) -> None:
+    def __init__(self, settings: Settings, speed: float, url: str, password: str | None = None, *,
+                 run_engine: bool = True, engine_apart: bool = False, migrate: bool = True) -> None:
         self._speed, self._url, self._password = speed, url, password
-        super().__init__(settings, clock=WallClock(), run_engine=True)
+        super().__init__(settings, clock=WallClock(), run_engine=run_engine, engine_apart=engine_apart,
+                         migrate=migrate)
 
-    async def start(self, migrate: bool = True) -> None:
-        await self.db.migrate()
+    async def start(self, migrate: bool | None = None) -> None:
+        if self.migrate if migrate is None else migrate:
+            await self.db.migrate()
         start = replay_start(self, await _latest_market_time(self))
         self.rebind_market_clock(ReplayClock(start, self._speed))
-        print(f"\nTRD Bot: {self._url}  (market replay from {start:%Y-%m-%d %H:%M} UTC at {self._speed:g}x)")
+        if self.run_engine:  # the one process that prints for a person (an engine, or the API and engine in one)
+            print(f"\nTRD Bot: {self._url}  (market replay from {start:%Y-%m-%d %H:%M} UTC at {self._speed:g}x)")
         if self._password is not None:
             await ensure_demo_user(self, self._password)
             print(f"  log in as  username: {DEMO_USER}   password: {self._password}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time as _perf
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect, status
+from fastapi import FastAPI, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import account, auth, market, portfolio, trading
 from app.api.errors import install_error_handlers
@@ -17,12 +18,47 @@ from app.api.schemas import Health
 from app.config import Settings
 from app.container import Container
 from app.domain.errors import ConfigurationError
+from app.engine.metrics import Metrics
 from app.services.security import InvalidTokenError
 
 
-def _route_template(request: Request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", "unmatched")
+class RequestMetrics:
+    """Counts every HTTP answer by route template and status, and times it (plain ASGI, with each label set's
+    child looked up once: this runs on every request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+        self._counts: dict[tuple[str, str, int], Any] = {}
+        self._latencies: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = _perf.perf_counter()
+        status = 500
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        finally:
+            self._observe(scope["method"], getattr(scope.get("route"), "path", "unmatched"), status,
+                          _perf.perf_counter() - started)
+
+    def _observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        count = self._counts.get((method, route, status))
+        if count is None:
+            count = self._counts[(method, route, status)] = self.metrics.requests.labels(method, route, str(status))
+        latency = self._latencies.get((method, route))
+        if latency is None:
+            latency = self._latencies[(method, route)] = self.metrics.request_latency.labels(method, route)
+        count.inc()
+        latency.observe(seconds)
 
 
 def _default_container() -> Container:
@@ -33,18 +69,26 @@ def _default_container() -> Container:
     return Container(settings)
 
 
-def create_app(container: Container | None = None) -> FastAPI:
-    container = container or _default_container()
-    docs = container.settings.api_docs
-
+def _lifespan(container: Container, ready: Callable[[Container], None] | None
+              ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await container.start()
+        if ready is not None:
+            ready(container)
         try:
             yield
         finally:
             await container.stop()
 
+    return lifespan
+
+
+def create_app(container: Container | None = None, ready: Callable[[Container], None] | None = None) -> FastAPI:
+    """The API on `container`; `ready` runs once the container has started (a served process tunes itself there)."""
+    container = container or _default_container()
+    docs = container.settings.api_docs
+    lifespan = _lifespan(container, ready)
     app = FastAPI(title="TRD Bot", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json" if docs else None)
     app.state.container = container
@@ -53,15 +97,6 @@ def create_app(container: Container | None = None) -> FastAPI:
         mount_docs(app)
     for router in (auth.router, trading.router, portfolio.router, account.router, market.router):
         app.include_router(router)
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = _perf.perf_counter()
-        response = await call_next(request)
-        route = _route_template(request)
-        container.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        container.metrics.request_latency.labels(request.method, route).observe(_perf.perf_counter() - started)
-        return response
 
     @app.get("/health", response_model=Health, tags=["service"],
              responses={503: {"model": Health, "description": "the database does not answer"}})
@@ -98,6 +133,7 @@ def create_app(container: Container | None = None) -> FastAPI:
             container.websockets.disconnect(claims.user_id, socket)
 
     container.mount_dashboard(app)
+    app.add_middleware(RequestMetrics, metrics=container.metrics)
     app.add_middleware(BodyLimit, max_bytes=container.settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     return app

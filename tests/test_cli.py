@@ -41,6 +41,19 @@ def test_serve_on_the_live_market_takes_the_venue_clock_and_names_its_mode(
     assert "refusing to start (paper mode on the live market): JWT_SECRET" in err
 
 
+def test_serve_refuses_workers_on_an_in_memory_database(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An in-memory SQLite database belongs to one process: API processes beside an engine could not share it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USE_MOCK_BINANCE", "true")
+    monkeypatch.setenv("JWT_SECRET", "cli-test-secret-0123456789-0123456789-abcdef")
+    monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///:memory:")
+    assert main(["serve", "--port", "1", "--workers", "2"]) == 2
+    assert "in-memory SQLite database belongs to one process" in capsys.readouterr().err
+    monkeypatch.setenv("API_WORKERS", "3")
+    assert main(["serve", "--port", "1"]) == 2, "API_WORKERS asks for workers as --workers does"
+
+
 def test_demo_generates_secrets_once(tmp_path: Path) -> None:
     first = _demo_secrets(tmp_path)
     second = _demo_secrets(tmp_path)

@@ -9,6 +9,7 @@ from app.api.errors import answers
 from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import ExchangeKeysPublic, ExchangeKeysUpdate
 from app.domain.errors import ConfigurationError
+from app.domain.events import ExchangeKeysChanged
 from app.domain.values import TradingMode
 from app.services.security import mask_key
 
@@ -26,7 +27,7 @@ async def put_keys(body: ExchangeKeysUpdate, user: CurrentUser, container: Conta
     await uow.credentials.upsert(user.id, key_token, secret_token, masked, body.mode, container.clock.now())
     await uow.users.set_mode(user.id, TradingMode(body.mode))
     await uow.commit()
-    container.forget_exchange(user.id)
+    await _keys_changed(container, user.id, body.mode)
     return ExchangeKeysPublic(api_key_masked=masked, mode=body.mode)
 
 
@@ -43,5 +44,13 @@ async def delete_keys(user: CurrentUser, container: ContainerDep, uow: Uow) -> R
     await uow.credentials.delete(user.id)
     await uow.users.set_mode(user.id, TradingMode.PAPER)
     await uow.commit()
-    container.forget_exchange(user.id)
+    await _keys_changed(container, user.id, TradingMode.PAPER.value)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _keys_changed(container: ContainerDep, user_id: int, mode: str) -> None:
+    """Adapters built with the old keys go, here at once and in every other process (the engine's too) when it
+    reads the event."""
+    container.forget_exchange(user_id)
+    event = ExchangeKeysChanged(mode)
+    await container.websockets.publish(user_id, event.type, container.clock.now(), event.data())

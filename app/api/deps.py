@@ -39,15 +39,17 @@ UNAUTHORIZED = HTTPException(
 
 
 async def current_user(
-    container: ContainerDep, uow: Uow, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    container: ContainerDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> UserAccount:
+    """The token's user, from the per-process user cache or a unit of work of its own that has ended before the
+    route runs: a request holds at most one connection (the route's), whatever the route waits for."""
     if credentials is None:
         raise UNAUTHORIZED
     try:
         claims = container.tokens.verify(credentials.credentials, container.clock.now())
     except InvalidTokenError as e:
         raise UNAUTHORIZED from e
-    user = await uow.users.get(claims.user_id)
+    user = await container.users.get(claims.user_id)
     if user is None:
         raise UNAUTHORIZED
     return user

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.domain.errors import ConfigurationError, ExchangeError, RateLimited, TemporaryExchangeError
 
@@ -39,7 +40,8 @@ DESCRIPTIONS = {
     422: "invalid input; each error names its field",
     429: "too many failed logins: wait Retry-After seconds",
     502: "the exchange refused the request (e.g. the account's API keys)",
-    503: "temporarily unavailable (the exchange, or password checks are saturated): retry later",
+    503: "temporarily unavailable (the exchange, or password checks or database connections are saturated): "
+         "retry later",
 }
 
 
@@ -118,8 +120,15 @@ async def exchange_refused(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"the exchange refused the request: {exc}"}, status_code=status.HTTP_502_BAD_GATEWAY)
 
 
+async def database_busy(_: Request, exc: Exception) -> JSONResponse:
+    """Every connection of the pool stayed busy for DB_POOL_TIMEOUT_SECONDS: an overload to retry, not a fault."""
+    return JSONResponse({"detail": "the database is busy, retry in a moment"},
+                        status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(TemporaryExchangeError, exchange_unavailable)
     app.add_exception_handler(ExchangeError, exchange_refused)
     app.add_exception_handler(ConfigurationError, exchange_refused)
+    app.add_exception_handler(PoolTimeout, database_busy)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from app.api.deps import ContainerDep, CurrentUser, Uow
 from app.api.errors import answers
@@ -18,8 +19,15 @@ router = APIRouter(prefix="/portfolio", tags=["portfolio"], route_class=CheckedJ
 
 
 @router.get("", response_model=PortfolioPublic, responses=answers(502, 503))
-async def portfolio(user: CurrentUser, container: ContainerDep) -> PortfolioPublic:
-    balances = [b for b in await container.balances(user) if b.total > 0]
+async def portfolio(
+    user: CurrentUser,
+    container: ContainerDep,
+    uow: Uow,
+    refresh: Annotated[bool, Query(description="live accounts: ask the exchange now instead of reusing its answer "
+                                               "of the last LIVE_BALANCE_CACHE_SECONDS")] = False,
+) -> PortfolioPublic:
+    """Balances as the books hold them (paper) or as the exchange last told (live), valued at current prices."""
+    balances = [b for b in await container.balances(uow, user, refresh) if b.total > 0]
     prices = await container.current_prices(user, {b.asset + "USDT" for b in balances if b.asset != "USDT"})
     total = sum(
         (b.total if b.asset == "USDT" else b.total * prices.get(b.asset + "USDT", ZERO) for b in balances), ZERO

@@ -6,8 +6,9 @@ import dataclasses
 from datetime import datetime, time
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter
 
 from app.api.deps import ContainerDep, CurrentUser, Uow
 from app.api.errors import answers
@@ -27,7 +28,7 @@ from app.domain.errors import RuleViolation
 from app.domain.records import AnalysisRecord, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.symbols import TOP_RULE, normalised
-from app.domain.values import ExitReason, TradeStatus
+from app.domain.values import TradeStatus
 from app.user_config import ConfigUpdate
 
 router = APIRouter(prefix="/trading", tags=["trading"], route_class=CheckedJsonRoute, responses=answers(401))
@@ -133,17 +134,29 @@ async def _checked_symbols(container: ContainerDep, field: str, items: list[str]
     return normal
 
 
+TRADE_PAGE = TypeAdapter(TradePage)
+
+
 @router.get("/trades", response_model=TradePage)
 async def list_trades(
     user: CurrentUser,
+    container: ContainerDep,
     uow: Uow,
     status_: Annotated[TradeStatus | None, Query(alias="status")] = None,
     symbol: Annotated[str | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-) -> TradePage:
-    items, total = await uow.trades.page(user.id, status_.value if status_ else None, symbol, limit, offset)
-    return TradePage(items=[trade_public(t) for t in items], total=total)
+) -> Response:
+    """The page as JSON, made again only when the user's trades changed since (or BOOKS_CACHE_SECONDS passed):
+    a trade list changes a few times a day and is asked for on every dashboard refresh."""
+    status = status_.value if status_ else None
+    key, fingerprint = (user.id, status, symbol, limit, offset), await uow.trades.fingerprint(user.id)
+    body = container.trade_pages.get(key, fingerprint)
+    if body is None:
+        items, total = await uow.trades.page(user.id, status, symbol, limit, offset)
+        body = TRADE_PAGE.dump_json(TradePage(items=[trade_public(t) for t in items], total=total))
+        container.trade_pages.put(key, fingerprint, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/trades/{trade_id}", response_model=TradePublic, responses=answers(404))
@@ -178,7 +191,7 @@ async def close_trade(trade_id: TradeId, user: CurrentUser, container: Container
     if trade.status != TradeStatus.FILLED:
         raise HTTPException(status.HTTP_409_CONFLICT, f"trade {trade_id} is {trade.status.value}, not open")
     try:
-        closed = await container.close_trade(user, trade_id, ExitReason.MANUAL)
+        closed = await container.close_trade(uow, user, trade_id)
     except RuleViolation as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
     return trade_public(closed)

@@ -102,3 +102,12 @@ class EngineError(Event):
     @classmethod
     def _optional(cls) -> frozenset[str]:
         return frozenset({"symbol", "trade_id"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeKeysChanged(Event):
+    """The user stored new exchange keys (or removed them: `paper`); every process drops the adapters built with
+    the old ones when it reads this."""
+
+    type: ClassVar[str] = "exchange_keys"
+    mode: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Context, Decimal
 from enum import StrEnum
 
 ZERO = Decimal("0")
@@ -287,10 +287,20 @@ def format_decimal(value: Decimal, quantum: Decimal | None = None) -> str:
     return text
 
 
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)  # normalize() without rounding any digit away
+_ONE = Decimal(1)
+
+
 def canonical(value: Decimal) -> Decimal:
     """What a Money column reads back: trailing zeros dropped, never exponent form (so SQLite, PostgreSQL and the
-    backtest's in-memory books hold the same value)."""
-    return Decimal(format_decimal(value))
+    backtest's in-memory books hold the same value). The same as Decimal(format_decimal(value)), at less than half
+    its cost (every Money value read from the books passes here)."""
+    if not value.is_finite():
+        return Decimal(format_decimal(value))
+    normal = value.normalize(_EXACT)
+    if normal.adjusted() >= 0 and normal == normal.to_integral_value():  # 1E+2 is written 100
+        return normal.quantize(_ONE, context=_EXACT)
+    return normal
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Money, UTCDateTime
@@ -57,6 +57,9 @@ class Trade(Base):
     duration_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     analysis_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+    # a user's trades newest first (the API's pages) without sorting them all
+    __table_args__ = (Index("ix_trades_user_id_executed_at_id", "user_id", "executed_at", "id"),)
 
 
 class OrderRow(Base):

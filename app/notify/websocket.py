@@ -43,17 +43,24 @@ class WebSocketManager:
             if not sockets:
                 del self.active_connections[user_id]
 
+    def connected_users(self) -> set[int]:
+        return set(self.active_connections)
+
     async def publish(self, user_id: int, type_: str, time: datetime, data: dict[str, Any]) -> EventRecord:
-        """Store the event, then send it to every socket the user has open; a dead socket is dropped."""
+        """Store the event, then send it to every socket the user has open here."""
         stored = await self._store(EventRecord(user_id, type_, time, data))
-        message = event_message(stored)
-        for socket in list(self.active_connections.get(user_id, ())):
+        await self.deliver(stored)
+        return stored
+
+    async def deliver(self, event: EventRecord) -> None:
+        """Send a stored event to every socket its user has open here; a dead socket is dropped."""
+        message = event_message(event)
+        for socket in list(self.active_connections.get(event.user_id, ())):
             try:
                 await socket.send_text(message)
             except Exception:
-                log.info("dropping a closed socket of user %s", user_id)
-                self.disconnect(user_id, socket)
-        return stored
+                log.info("dropping a closed socket of user %s", event.user_id)
+                self.disconnect(event.user_id, socket)
 
     async def publish_many(self, events: Sequence[EventRecord]) -> list[EventRecord]:
         """Store the events together (one transaction when the store can), then send each, in order."""
@@ -62,11 +69,5 @@ class WebSocketManager:
         else:
             stored = [await self._store(event) for event in events]
         for event in stored:
-            message = event_message(event)
-            for socket in list(self.active_connections.get(event.user_id, ())):
-                try:
-                    await socket.send_text(message)
-                except Exception:
-                    log.info("dropping a closed socket of user %s", event.user_id)
-                    self.disconnect(event.user_id, socket)
+            await self.deliver(event)
         return stored

@@ -4,7 +4,7 @@ events the bot published per user."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, time
 from typing import cast
 
@@ -205,5 +205,20 @@ class EventRepository:
     async def for_user(self, user_id: int, limit: int = 100) -> list[EventRecord]:
         rows = await self.session.scalars(
             select(Event).where(Event.user_id == user_id).order_by(Event.id.desc()).limit(limit)
+        )
+        return [EventRecord(r.user_id, r.type, r.time, json.loads(r.data), r.id) for r in rows]
+
+    async def latest_id(self) -> int:
+        return await self.session.scalar(select(func.max(Event.id))) or 0
+
+    async def ids_after(self, event_id: int) -> list[tuple[int, int, str]]:
+        """(id, user id, type) of every event stored past `event_id`."""
+        rows = await self.session.execute(select(Event.id, Event.user_id, Event.type).where(Event.id > event_id))
+        return [(event, user, type_) for event, user, type_ in rows.all()]
+
+    async def after(self, event_id: int, user_ids: Collection[int], limit: int = 500) -> list[EventRecord]:
+        """The given users' events stored past `event_id`, oldest first."""
+        rows = await self.session.scalars(
+            select(Event).where(Event.id > event_id, Event.user_id.in_(user_ids)).order_by(Event.id).limit(limit)
         )
         return [EventRecord(r.user_id, r.type, r.time, json.loads(r.data), r.id) for r in rows]

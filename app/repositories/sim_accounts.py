@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import JSON, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import SimAccount
@@ -25,6 +25,21 @@ class SimAccountRepository:
     async def load(self, account_id: str) -> dict[str, Any] | None:
         row = await self.session.get(SimAccount, account_id)
         return json.loads(row.state) if row else None
+
+    async def version(self, account_id: str) -> int | None:
+        """How many times the account was saved (a cheap look at whether a copy read before is still the account;
+        two saves in one clock tick still differ)."""
+        return await self.session.scalar(select(SimAccount.version).where(SimAccount.account_id == account_id))
+
+    async def balances(self, account_id: str) -> dict[str, list[str]] | None:
+        """Only the account's balances (asset -> [free, locked] as decimal strings), picked out of the JSON by the
+        database: an account keeps up to a thousand finished orders that a balance read does not need."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            picked = func.json_extract(SimAccount.state, "$.balances")
+        else:
+            picked = func.json_extract_path_text(cast(SimAccount.state, JSON), "balances")
+        text = await self.session.scalar(select(picked).where(SimAccount.account_id == account_id))
+        return json.loads(text) if text is not None else None
 
     async def save(self, account_id: str, state: dict[str, Any], now: datetime) -> None:
         row = await self.session.get(SimAccount, account_id)

@@ -8,7 +8,7 @@ from datetime import datetime, time
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, Select, Table, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import PortfolioStats, PositionRecord, Remainder, TradeRecord
@@ -48,13 +48,17 @@ def _config(row: TradingConfigRow, mode: TradingMode) -> TradingConfig:
     )
 
 
-def _trade(row: Trade) -> TradeRecord:
+_TRADE_STATUSES = {status.value: status for status in TradeStatus}  # a dict look-up, not an enum call, per row
+_EXIT_REASONS = {reason.value: reason for reason in ExitReason}
+
+
+def _trade(row: Trade | Row[Any]) -> TradeRecord:
     return TradeRecord(
         id=row.id,
         user_id=row.user_id,
         symbol=row.symbol,
         side=row.side,
-        status=TradeStatus(row.status),
+        status=_TRADE_STATUSES[row.status],
         amount=row.amount,
         price=row.price,
         stop_loss=row.stop_loss,
@@ -65,7 +69,7 @@ def _trade(row: Trade) -> TradeRecord:
         executed_at=row.executed_at,
         fees=row.fees,
         exit_price=row.exit_price,
-        exit_reason=ExitReason(row.exit_reason) if row.exit_reason else None,
+        exit_reason=_EXIT_REASONS[row.exit_reason] if row.exit_reason else None,
         exit_fee=row.exit_fee,
         profit_loss=row.profit_loss,
         profit_loss_percentage=row.profit_loss_percentage,
@@ -214,14 +218,32 @@ class TradeRepository:
     async def page(
         self, user_id: int, status: str | None = None, symbol: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[TradeRecord], int]:
-        query = select(Trade).where(Trade.user_id == user_id)
+        """One page of a user's trades, newest first, and how many match. Plain rows, not ORM objects (a page is
+        read, never changed), one more than asked for: when that one is missing the total is known without
+        counting, which is every page of a user whose trades fit on it."""
+        table = Trade.__table__
+        conditions = [table.c.user_id == user_id]
         if status:
-            query = query.where(Trade.status == status)
+            conditions.append(table.c.status == status)
         if symbol:
-            query = query.where(Trade.symbol == symbol)
-        total = await self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = await self.session.scalars(query.order_by(Trade.executed_at.desc(), Trade.id.desc()).limit(limit).offset(offset))
-        return [_trade(r) for r in rows], total
+            conditions.append(table.c.symbol == symbol)
+        query = (select(table).where(*conditions).order_by(table.c.executed_at.desc(), table.c.id.desc())
+                 .limit(limit + 1).offset(offset))
+        rows = (await self.session.execute(query)).all()
+        if rows and len(rows) <= limit:
+            total = offset + len(rows)
+        elif not rows and offset == 0:
+            total = 0
+        else:
+            total = await self.session.scalar(select(func.count()).select_from(table).where(*conditions)) or 0
+        return [_trade(r) for r in rows[:limit]], total
+
+    async def fingerprint(self, user_id: int) -> tuple[int, int]:
+        """(trades, closed trades) of a user: trades change only by being added or closed, so a page read while
+        these were the same is still the page."""
+        closed = func.count().filter(Trade.status == TradeStatus.CLOSED.value)
+        found = (await self.session.execute(select(func.count(), closed).where(Trade.user_id == user_id))).one()
+        return int(found[0]), int(found[1])
 
     async def close(
         self, trade_id: int, exit_price: Decimal, exit_reason: ExitReason, exit_fee: Decimal,
@@ -338,6 +360,13 @@ class PositionRepository:
     async def get(self, trade_id: int) -> PositionRecord | None:
         row = await self._row(trade_id)
         return _position(row) if row else None
+
+    async def closing(self, reason: ExitReason) -> list[PositionRecord]:
+        """Positions whose exit for `reason` was asked for and is not finished yet."""
+        rows = await self.session.scalars(
+            select(OpenPosition).where(OpenPosition.closing_reason == reason.value).order_by(OpenPosition.trade_id)
+        )
+        return [_position(r) for r in rows]
 
     async def set_protection(self, trade_id: int, oco_order_id: str | None, stop: Decimal, target: Decimal) -> None:
         row = self._rows.get(trade_id)

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -179,17 +180,33 @@ class InvalidTokenError(Exception):
 
 
 class TokenService:
+    """Issues and checks access tokens. A token that checked out is remembered (its signature and claims cannot
+    change), so the next request with it costs a dictionary look-up and the expiry comparison."""
+
     ALGORITHM = "HS256"
+    REMEMBERED_TOKENS = 10_000
 
     def __init__(self, secret: str, expire_minutes: int) -> None:
         self._secret = secret
         self.expire_minutes = expire_minutes
+        self._verified: OrderedDict[str, TokenClaims] = OrderedDict()
 
     def issue(self, user_id: int, now: datetime) -> str:
         claims = {"sub": str(user_id), "iat": now, "exp": now + timedelta(minutes=self.expire_minutes)}
         return jwt.encode(claims, self._secret, algorithm=self.ALGORITHM)
 
     def verify(self, token: str, now: datetime) -> TokenClaims:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._decode(token, now)
+            self._verified[token] = claims
+            if len(self._verified) > self.REMEMBERED_TOKENS:
+                self._verified.popitem(last=False)
+        if claims.expires_at <= now:
+            raise InvalidTokenError("token expired")
+        return claims
+
+    def _decode(self, token: str, now: datetime) -> TokenClaims:
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=[self.ALGORITHM], options={"require": ["sub", "exp"], "verify_exp": False}
@@ -198,8 +215,6 @@ class TokenService:
             expires_at = datetime.fromtimestamp(int(claims["exp"]), now.tzinfo)
         except (jwt.PyJWTError, ValueError, TypeError) as e:
             raise InvalidTokenError("invalid token") from e
-        if expires_at <= now:
-            raise InvalidTokenError("token expired")
         return TokenClaims(user_id, expires_at)
 
 

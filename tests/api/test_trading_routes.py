@@ -82,6 +82,32 @@ async def test_trades_listing_filters_and_paging(client: httpx.AsyncClient, cont
     assert (await client.get("/trading/trades?limit=501", headers=headers)).status_code == 422
 
 
+async def test_every_page_knows_the_total_newest_first(client: httpx.AsyncClient, container: Container) -> None:
+    """Pages that hold the rest of the trades, pages with more after them, and pages past the end: each total is
+    the number of matching trades, however the repository came by it."""
+    headers, user_id = await register(client)
+    async with container.uow() as uow:
+        for n in range(5):
+            await uow.trades.add(TradeRecord(
+                id=0, user_id=user_id, symbol="ETHUSDT" if n == 4 else "BTCUSDT", side="BUY",
+                status=TradeStatus.CLOSED, amount=Decimal("1"), price=Decimal(100 + n), stop_loss=Decimal("90"),
+                take_profit=Decimal("120"), ai_signal_confidence=70, entry_client_order_id=f"page-{n}",
+                entry_fee=Decimal("0"), executed_at=datetime(2025, 3, 1, 12, min(n, 3), tzinfo=UTC), fees=Decimal("0"),
+            ))
+        await uow.commit()
+
+    async def page(query: str) -> tuple[list[str], int]:
+        body = (await client.get(f"/trading/trades?{query}", headers=headers)).json()
+        return [item["price"] for item in body["items"]], body["total"]
+
+    assert await page("limit=5") == (["104", "103", "102", "101", "100"], 5)  # the same minute: the later id first
+    assert await page("limit=2") == (["104", "103"], 5)
+    assert await page("limit=2&offset=4") == (["100"], 5)
+    assert await page("limit=2&offset=10") == ([], 5)
+    assert await page("limit=3&symbol=BTCUSDT") == (["103", "102", "101"], 4)
+    assert await page("limit=50&symbol=SOLUSDT") == ([], 0)
+
+
 async def test_other_users_trade_is_404(client: httpx.AsyncClient, container: Container) -> None:
     alice, alice_id = await register(client, "alice")
     bob, _ = await register(client, "bob")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from app.config import DEFAULT_JWT_SECRET, Settings
+from app.services.security import InvalidTokenError, TokenService
 from tests.security.conftest import serve_env, start_serve
 
 
@@ -45,3 +47,18 @@ def test_the_asgi_app_refuses_the_placeholder_too(monkeypatch: pytest.MonkeyPatc
 
     with pytest.raises(ConfigurationError, match="JWT_SECRET"):
         app_main.create_app()
+
+
+def test_a_remembered_token_still_expires_and_a_forged_one_is_never_remembered() -> None:
+    """Checked tokens are remembered for speed; the memory must not outlive the expiry nor admit a bad signature."""
+    now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    service = TokenService("s" * 40, expire_minutes=10)
+    token = service.issue(7, now)
+    assert service.verify(token, now).user_id == 7
+    assert service.verify(token, now + timedelta(minutes=9)).user_id == 7
+    with pytest.raises(InvalidTokenError):
+        service.verify(token, now + timedelta(minutes=10))
+    forged = TokenService("f" * 40, expire_minutes=10).issue(7, now)
+    for _ in range(2):
+        with pytest.raises(InvalidTokenError):
+            service.verify(forged, now)

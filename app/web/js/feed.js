@@ -14,6 +14,7 @@ const DESCRIBE = {
   reconciled: (d) => `${d.symbol} #${d.trade_id} ${d.action}: ${d.detail}`,
   error: (d) => `${d.symbol ?? (d.trade_id != null ? `#${d.trade_id}` : "")} ${d.message}`.trim(),
   analysis: (d) => `${d.symbol} ${d.signal} ${d.confidence ?? ""} %`,
+  exchange_keys: (d) => (d.mode === "paper" ? "exchange keys removed: paper trading" : `exchange keys stored (${d.mode})`),
 };
 
 export function describeEvent(message) {
