@@ -4,12 +4,12 @@ the WebSockets an API process holds, and a manual close asked of an API process 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from app.background import cancel_and_wait
 from app.domain.clock import Clock
 from app.domain.errors import RuleViolation
 from app.domain.events import ExchangeKeysChanged
@@ -46,11 +46,8 @@ class Poller:
             self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 class EventFeed:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from app.background import cancel_and_wait
 from app.domain.clock import Clock
 
 log = logging.getLogger("trdbot.leadership")
@@ -205,11 +206,8 @@ class EngineLeadership:
 
     async def stop(self) -> None:
         """Stop the engine if it runs here, then give the lock up, so a standby takes over at its next try."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.is_leader:
             await self.engine.stop()
             self.is_leader = False

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
+from app.background import cancel_and_wait
 from app.domain.clock import Clock, ms_from_utc, utc_from_ms
 from app.engine.bot import TradingBot
 from app.engine.settings import log, metrics_log
@@ -50,8 +50,5 @@ class TradingLoop:
         self._task = asyncio.create_task(self.trading_loop(), name="trading-loop")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
