@@ -1,4 +1,4 @@
-"""The `trdbot` command line: demo, serve, engine, backtest, exchange-sim, data, decisions, db upgrade, keygen."""
+"""The `trdbot` command line: demo, serve, engine, worker, backtest, exchange-sim, data, decisions, db upgrade, keygen."""
 
 from __future__ import annotations
 
@@ -129,6 +129,24 @@ def _engine(args: argparse.Namespace) -> int:
         logging.getLogger("trdbot").info("engine: %s, pid %d", _serve_mode(settings), os.getpid())
         container = serving_container(settings, args.url, run_engine=True, migrate=not args.no_migrate)
         asyncio.run(run_engine(container, args.parent_pid))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.logging_setup import configure_logging
+    from app.serving import run_worker
+
+    settings = _serve_settings(args, "worker")
+    if settings is None:
+        return 2
+    if problems := settings.decide_on_workers_problems():
+        print(f"refusing to start ({_serve_mode(settings)}): {problems[0]}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_dir, settings.log_level)
+    logging.getLogger("trdbot").info("worker: %s, pid %d", _serve_mode(settings), os.getpid())
+    asyncio.run(run_worker(settings, args.concurrency))
     return 0
 
 
@@ -477,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # serve --workers: stop when it is gone
     engine.add_argument("--url", default="", help=argparse.SUPPRESS)  # serve --workers: the API's address
     engine.set_defaults(run=_engine)
+
+    worker = commands.add_parser("worker", help="decide the batches of users the leading engine queues "
+                                 "(ENGINE_DECIDE_ON=workers, PostgreSQL); any number, on any machine")
+    _add_market_options(worker)
+    worker.add_argument("--concurrency", type=_positive, default=1, help="batches decided at once (default 1)")
+    worker.set_defaults(run=_worker)
 
     _add_backtest(commands)
 
