@@ -100,11 +100,10 @@ async def run_worker(settings: Settings, concurrency: int = 1) -> None:
     SIGTERM or SIGINT (the batch under way is finished first). No loop, no API, no migrations."""
     from datetime import UTC, datetime
 
-    from app.domain.clock import SimulatedClock
-    from app.workers import BatchDecider, ensure_queue_schema, task_app, worker_options
+    from app.workers import BatchDecider, CycleClock, ensure_queue_schema, task_app, worker_options
 
     replay = settings.use_mock_binance and settings.market_source == "replay"
-    clock = SimulatedClock(datetime.now(UTC)) if replay else None  # set to each batch's cycle time
+    clock = CycleClock(datetime(2000, 1, 1, tzinfo=UTC)) if replay else None  # set to each batch's cycle time
     container = Container(settings, market_clock=clock, migrate=False)
     await container.start(migrate=False)
     await ensure_queue_schema(settings.database_url)

@@ -27,7 +27,7 @@ import pickle
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -55,6 +55,14 @@ KEEP_CYCLES = timedelta(days=1)  # published cycles older than this are deleted 
 FINAL = {"succeeded", "failed", "cancelled", "aborted"}
 
 Decide = Callable[[datetime, list[int]], Awaitable[None]]
+
+
+class CycleClock(SimulatedClock):
+    """A worker's market clock on the paper replay: each batch runs at its cycle's time, so the paper exchange fills
+    at that time's prices (set even backwards: a straggler of an older cycle runs after a newer one)."""
+
+    def pin(self, when: datetime) -> None:
+        self._now = when.astimezone(UTC)
 
 
 @dataclass(slots=True)
@@ -142,7 +150,6 @@ class WorkerDecisions:
 
     async def __call__(self, configs: Sequence[TradingConfig], analyses: Analyses, now: datetime,
                        in_doubt: Mapping[int, set[str]], previous_cycle: datetime | None) -> BatchOutcome:
-        from datetime import UTC
         cycle = PublishedCycle({c.user_id: c for c in configs}, {k: _portable(a) for k, a in analyses.items()},
                                {u: set(s) for u, s in in_doubt.items()}, previous_cycle)
         await self.store.publish(now, cycle, datetime.now(UTC))
@@ -205,7 +212,7 @@ class BatchDecider:
     `market_clock`: the paper replay's clock, set to the cycle's time so the paper exchange fills at its prices.
     `stall_s` (tests only): the first batch's entries, once sent, pause that long before anything is booked."""
 
-    def __init__(self, bot: TradingBot, engine: AsyncEngine, market_clock: SimulatedClock | None = None,
+    def __init__(self, bot: TradingBot, engine: AsyncEngine, market_clock: CycleClock | None = None,
                  stall_s: float = 0.0) -> None:
         self.bot, self.engine, self.store = bot, engine, CycleStore(engine)
         self.market_clock = market_clock
@@ -232,7 +239,7 @@ class BatchDecider:
         for user_id, symbol in await self._entries_of_the_cycle(user_ids, cycle_at):
             in_doubt.setdefault(user_id, set()).add(symbol)  # an earlier attempt's: never sent twice
         if self.market_clock is not None:
-            self.market_clock.set(cycle_at)
+            self.market_clock.pin(cycle_at)
         bot = self.bot
         async with bot._accounts_for_the_cycle():
             outcome = await bot.decisions.decide_batch(configs, cycle.analyses, cycle_at, in_doubt,
