@@ -79,6 +79,8 @@ def _serve_settings(args: argparse.Namespace, command: str) -> Settings | None:
         print(f"trdbot {command}: bad settings:\n{e}", file=sys.stderr)
         return None
     problems = settings.live_problems() if settings.is_live else settings.serve_problems()
+    if settings.engine_decide_on == "workers" or command == "worker":
+        problems = [*problems, *settings.decide_on_workers_problems()]
     if problems:
         for problem in problems:
             print(f"refusing to start ({_serve_mode(settings)}): {problem}", file=sys.stderr)
@@ -140,9 +142,6 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = _serve_settings(args, "worker")
     if settings is None:
-        return 2
-    if problems := settings.decide_on_workers_problems():
-        print(f"refusing to start ({_serve_mode(settings)}): {problems[0]}", file=sys.stderr)
         return 2
     configure_logging(settings.log_dir, settings.log_level)
     logging.getLogger("trdbot").info("worker: %s, pid %d", _serve_mode(settings), os.getpid())

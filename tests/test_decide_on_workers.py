@@ -98,6 +98,20 @@ def _cycle_buys(accounts: list[tuple[str, object]]) -> Counter[tuple[str, str]]:
     return buys
 
 
+async def test_a_user_is_marked_decided_once_per_cycle(container: Container) -> None:
+    """Two attempts at one batch in one cycle (a batch redone while its first worker still wrote): the second marks
+    no one, so it writes none of the users' rows (app/engine/decisions.py `_write_batch`)."""
+    async with container.uow() as uow:
+        user = await uow.users.add("alice", "alice@example.com", "hash", RESUME_AT)
+        await uow.configs.create(dataclasses.replace(container.default_config(user.id), is_active=True), RESUME_AT)
+        await uow.commit()
+    for when, expected in ((ENTRY_CYCLE, {user.id}), (ENTRY_CYCLE, set()), (RESUME_AT, set()),
+                           (ENTRY_CYCLE.replace(minute=35), {user.id})):
+        async with container.uow() as uow:
+            assert await uow.configs.mark_analyzed([user.id], when) == expected, when
+            await uow.commit()
+
+
 def _alive(processes: dict[str, tuple[subprocess.Popen[bytes], Path]]) -> bool:
     for name, (process, output) in processes.items():
         if process.poll() is not None:
