@@ -1,4 +1,4 @@
-"""The `trdbot` command line: demo, serve, engine, backtest, exchange-sim, data, decisions, db upgrade, keygen."""
+"""The `trdbot` command line: demo, serve, engine, worker, backtest, exchange-sim, data, decisions, db upgrade, keygen."""
 
 from __future__ import annotations
 
@@ -79,6 +79,8 @@ def _serve_settings(args: argparse.Namespace, command: str) -> Settings | None:
         print(f"trdbot {command}: bad settings:\n{e}", file=sys.stderr)
         return None
     problems = settings.live_problems() if settings.is_live else settings.serve_problems()
+    if settings.engine_decide_on == "workers" or command == "worker":
+        problems = [*problems, *settings.decide_on_workers_problems()]
     if problems:
         for problem in problems:
             print(f"refusing to start ({_serve_mode(settings)}): {problem}", file=sys.stderr)
@@ -129,6 +131,21 @@ def _engine(args: argparse.Namespace) -> int:
         logging.getLogger("trdbot").info("engine: %s, pid %d", _serve_mode(settings), os.getpid())
         container = serving_container(settings, args.url, run_engine=True, migrate=not args.no_migrate)
         asyncio.run(run_engine(container, args.parent_pid))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.logging_setup import configure_logging
+    from app.serving import run_worker
+
+    settings = _serve_settings(args, "worker")
+    if settings is None:
+        return 2
+    configure_logging(settings.log_dir, settings.log_level)
+    logging.getLogger("trdbot").info("worker: %s, pid %d", _serve_mode(settings), os.getpid())
+    asyncio.run(run_worker(settings, args.concurrency))
     return 0
 
 
@@ -477,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # serve --workers: stop when it is gone
     engine.add_argument("--url", default="", help=argparse.SUPPRESS)  # serve --workers: the API's address
     engine.set_defaults(run=_engine)
+
+    worker = commands.add_parser("worker", help="decide the batches of users the leading engine queues "
+                                 "(ENGINE_DECIDE_ON=workers, PostgreSQL); any number, on any machine")
+    _add_market_options(worker)
+    worker.add_argument("--concurrency", type=_positive, default=1, help="batches decided at once (default 1)")
+    worker.set_defaults(run=_worker)
 
     _add_backtest(commands)
 

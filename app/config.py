@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     # Scale (README "Scale")
     engine_user_batch: int = Field(1000, ge=1, le=100_000)  # users decided together: a few queries, one write
     paper_account_cache: int = Field(20_000, ge=0)  # paper accounts kept in memory between cycles (while current)
+    # where the users of a cycle are decided: in the engine's process, or by `trdbot worker` processes (PostgreSQL)
+    engine_decide_on: Literal["local", "workers"] = "local"
+    worker_heartbeat_seconds: float = Field(5.0, gt=0, le=300)  # how often a worker tells the database it lives
+    worker_lease_seconds: float = Field(30.0, gt=0, le=3600)  # a batch whose worker was silent this long is redone
+    worker_cycle_deadline_seconds: float | None = Field(None, gt=0)  # how long a leader waits for its batches
+    worker_stall_seconds: float = Field(0.0, ge=0)  # tests only: the first batch's entries, once sent, pause this long
     retention_analyses_days: int = Field(90, ge=0)  # 0 keeps them forever; analyses a trade or order names are kept
     retention_decisions_days: int = Field(90, ge=0)  # users' decision rows (an entry's row stays with its trade)
     retention_events_days: int = Field(30, ge=0)
@@ -234,6 +240,14 @@ class Settings(BaseSettings):
                                                         self.database_url.endswith("://")):
             return ["an in-memory SQLite database belongs to one process: API workers need a database file or "
                     "PostgreSQL (or serve without --workers)"]
+        return []
+
+    def decide_on_workers_problems(self) -> list[str]:
+        """What keeps ENGINE_DECIDE_ON=workers (and `trdbot worker`) from running: the task queue lives in
+        PostgreSQL."""
+        if not self.database_url.startswith("postgresql"):
+            return ["ENGINE_DECIDE_ON=workers and `trdbot worker` need PostgreSQL (the batches are queued in it); "
+                    "with SQLite the engine decides every user itself (ENGINE_DECIDE_ON=local)"]
         return []
 
     def live_problems(self) -> list[str]:

@@ -109,6 +109,7 @@ class Container:
         self.loop: TradingLoop | None = None
         self.leadership: EngineLeadership | None = None
         self.run_engine, self.engine_apart, self.migrate = run_engine, engine_apart, migrate
+        self.task_queue: Any = None  # ENGINE_DECIDE_ON=workers: the procrastinate App the leader enqueues through
 
     def default_config(self, user_id: int) -> TradingConfig:
         return self.settings.trading_config(user_id)
@@ -287,8 +288,25 @@ class Container:
                 log.warning("the venue's exchangeInfo cannot be read now (%s): it is asked again when needed", e)
         if self.in_service:  # what other processes store: events for this one's sockets, changed exchange keys
             self.event_feed.poller.start()
+        if self.run_engine and self.settings.engine_decide_on == "workers":
+            await self.decide_on_workers()
         if self.run_engine:
             await self.stand_for_leader()
+
+    async def decide_on_workers(self) -> None:
+        """ENGINE_DECIDE_ON=workers: this engine, while it leads, hands each cycle's users to `trdbot worker`
+        processes through the task queue in PostgreSQL (app/workers.py)."""
+        from app.workers import WorkerDecisions, ensure_queue_schema, task_app
+
+        s = self.settings
+        if problems := s.decide_on_workers_problems():
+            raise ConfigurationError(problems[0])
+        await ensure_queue_schema(s.database_url)
+        self.task_queue = task_app(s.database_url)
+        await self.task_queue.open_async()
+        deadline_s = s.worker_cycle_deadline_seconds or float(s.trading_interval_seconds)
+        self.bot.decide_elsewhere = WorkerDecisions(self.db.engine, self.task_queue, s.engine_user_batch,
+                                                    s.worker_lease_seconds, deadline_s)
 
     async def stand_for_leader(self) -> None:
         """Join the election of the engine's leader: lead at once if no other process does, else stand by and ask
@@ -332,6 +350,8 @@ class Container:
             await self.loop.stop()
         if self.venue is not None:
             await self.venue.aclose()
+        if self.task_queue is not None:
+            await self.task_queue.close_async()
         await self.db.dispose()
 
 

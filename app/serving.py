@@ -93,6 +93,31 @@ async def _watch_parent(parent_pid: int, stopping: asyncio.Event) -> None:
     stopping.set()
 
 
+# ---------------------------------------------------------------- a worker (ENGINE_DECIDE_ON=workers)
+
+async def run_worker(settings: Settings, concurrency: int = 1) -> None:
+    """`trdbot worker`: decides the batches of users the leading engine queues, on this machine or any other, until
+    SIGTERM or SIGINT (the batch under way is finished first). No loop, no API, no migrations."""
+    from datetime import UTC, datetime
+
+    from app.workers import BatchDecider, CycleClock, ensure_queue_schema, task_app, worker_options
+
+    replay = settings.use_mock_binance and settings.market_source == "replay"
+    clock = CycleClock(datetime(2000, 1, 1, tzinfo=UTC)) if replay else None  # set to each batch's cycle time
+    container = Container(settings, market_clock=clock, migrate=False)
+    await container.start(migrate=False)
+    await ensure_queue_schema(settings.database_url)
+    decide = BatchDecider(container.bot, container.db.engine, clock, settings.worker_stall_seconds)
+    app = task_app(settings.database_url, decide)
+    log.info("worker pid %d: deciding batches (%d at a time)", os.getpid(), concurrency)
+    try:
+        async with app.open_async():
+            await app.run_worker_async(**worker_options(settings.worker_heartbeat_seconds,
+                                                        settings.worker_lease_seconds, concurrency))
+    finally:
+        await container.stop()
+
+
 # ---------------------------------------------------------------- the supervisor
 
 STARTUP_FAILURE = 3  # uvicorn's exit code when the app cannot start: starting it again would fail the same way

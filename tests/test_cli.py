@@ -54,6 +54,20 @@ def test_serve_refuses_workers_on_an_in_memory_database(monkeypatch: pytest.Monk
     assert main(["serve", "--port", "1"]) == 2, "API_WORKERS asks for workers as --workers does"
 
 
+def test_workers_refuse_sqlite(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                               tmp_path: Path) -> None:
+    """The batches' queue lives in PostgreSQL: `trdbot worker` and ENGINE_DECIDE_ON=workers refuse SQLite."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USE_MOCK_BINANCE", "true")
+    monkeypatch.setenv("JWT_SECRET", "cli-test-secret-0123456789-0123456789-abcdef")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'trdbot.db'}")
+    assert main(["worker"]) == 2
+    assert "need PostgreSQL" in capsys.readouterr().err
+    monkeypatch.setenv("ENGINE_DECIDE_ON", "workers")
+    assert main(["engine"]) == 2
+    assert "need PostgreSQL" in capsys.readouterr().err
+
+
 def test_demo_generates_secrets_once(tmp_path: Path) -> None:
     first = _demo_secrets(tmp_path)
     second = _demo_secrets(tmp_path)

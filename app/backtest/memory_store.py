@@ -102,9 +102,14 @@ class MemoryConfigs:
         last = self.t.last_analyzed
         return {u: last[u] for u in user_ids if u in last}
 
-    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> None:
+    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> set[int]:
+        marked = set()
         for user_id in user_ids:
-            self.t.last_analyzed[user_id] = when
+            last = self.t.last_analyzed.get(user_id)
+            if last is None or last < when:
+                self.t.last_analyzed[user_id] = when
+                marked.add(user_id)
+        return marked
 
     async def position_timeouts(self, user_ids: Sequence[int]) -> dict[int, int]:
         return {u: c.position_timeout_minutes for u in user_ids if (c := self.t.configs.get(u)) is not None}

@@ -39,7 +39,10 @@ class ConfigBook(Protocol):
         """When each of the users was last decided (users never decided are left out)."""
         ...
 
-    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> None: ...
+    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> set[int]:
+        """Mark the users decided at `when`, each only if it was not decided at `when` or later already (another
+        process decided it in this cycle): the users marked now."""
+        ...
 
     async def position_timeouts(self, user_ids: Sequence[int]) -> dict[int, int]:
         """Each user's position timeout in minutes."""

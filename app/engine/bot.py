@@ -38,10 +38,13 @@ from app.engine.selection import SymbolChoices
 from app.engine.settings import CANDLES, WARM_UP, BotSettings, EntryPlan, RiskChecker, log
 
 UowFactory = Books  # the name the container and backtest import
+# decides a cycle's users elsewhere (app/workers.py: worker processes), given what `decide_users` is given
+DecideElsewhere = Callable[[Sequence[TradingConfig], Analyses, datetime, Mapping[int, set[str]], datetime | None],
+                           Awaitable[BatchOutcome]]
 Housekeeping = Callable[[datetime], Awaitable[Mapping[str, int]]]  # tidies the books at a time: rows deleted per table
 
 __all__ = [
-    "CANDLES", "WARM_UP", "AnalysesAhead", "BotSettings", "CycleScoped", "CycleSummary", "EntryPlan",
+    "CANDLES", "WARM_UP", "AnalysesAhead", "BotSettings", "CycleScoped", "CycleSummary", "DecideElsewhere", "EntryPlan",
     "ExchangeProvider", "FeatureBuilder", "Housekeeping", "Publish", "PublishMany", "RiskChecker", "SymbolAnalysis",
     "TradingBot", "UowFactory", "analyze_with",
 ]
@@ -81,6 +84,7 @@ class TradingBot:
         self.last_cycle: datetime | None = None  # users decided then continue their decision spans
         self.housekeeping, self.housekeeping_interval_s = housekeeping, housekeeping_interval_s
         self._kept_house_at: datetime | None = None
+        self.decide_elsewhere: DecideElsewhere | None = None  # None: this process decides every user
 
     async def run_cycle(self, now: datetime) -> CycleSummary:
         """One cycle: finish what is unfinished and monitor exits first, then analyse each symbol once, then decide
@@ -96,7 +100,8 @@ class TradingBot:
             configs = await self.choices.resolve(active, now)
             analyses = await self.analysis.analyze_symbols(configs, now)
             summary.analyses = len(analyses)
-            outcome = await self.decide_users(configs, analyses, now, reconciled.in_doubt, previous)
+            decide = self.decide_elsewhere or self.decide_users
+            outcome = await decide(configs, analyses, now, reconciled.in_doubt, previous)
         summary.entries += outcome.entries
         for code, count in outcome.rejections.items():
             summary.rejections[code] = summary.rejections.get(code, 0) + count

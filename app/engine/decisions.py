@@ -60,9 +60,11 @@ class BatchOutcome:
     entries: int = 0
     rejections: Counter[str] = field(default_factory=Counter)
     tallies: Counter[tuple[int, Decision, str]] = field(default_factory=Counter)
+    decided_elsewhere: int = 0  # users another process marked decided in this cycle first: their rows are its
 
     def add(self, other: BatchOutcome) -> None:
         self.entries += other.entries
+        self.decided_elsewhere += other.decided_elsewhere
         self.rejections.update(other.rejections)
         self.tallies.update(other.tallies)
 
@@ -286,12 +288,23 @@ class Decisions(Desk):
 
     async def _write_batch(self, users: Sequence[_UserCycle], spans: _Spans, batch: _BatchLog, now: datetime) -> None:
         """The batch's own decision rows, the decision spans that end or begin, and the users' analysis time (which
-        every open span goes on to), in one transaction."""
+        every open span goes on to), in one transaction. The users are marked first, each only if no other process
+        marked them in this cycle (a batch redone while its first worker still wrote): the rows of a user marked
+        elsewhere are that process's, never written twice."""
         async with self.uow() as uow:
-            await uow.analyses.add_decisions(batch.rows)
-            await uow.analyses.close_spans(spans.closed)
-            await uow.analyses.add_spans(spans.begun)
-            await uow.configs.mark_analyzed([u.config.user_id for u in users], now)
+            ids = [u.config.user_id for u in users]
+            marked = await uow.configs.mark_analyzed(ids, now)
+            rows, closed, begun = batch.rows, spans.closed, spans.begun
+            if len(marked) < len(ids):
+                batch.outcome.decided_elsewhere += len(ids) - len(marked)
+                log.warning("%d users of a batch at %s were decided by another process first: their rows are its",
+                            len(ids) - len(marked), now.isoformat())
+                rows = [r for r in rows if r.user_id in marked]
+                closed = [(span_id, last) for user_id, span_id, last in spans.closed_by if user_id in marked]
+                begun = [span for span in begun if span.user_id in marked]
+            await uow.analyses.add_decisions(rows)
+            await uow.analyses.close_spans(closed)
+            await uow.analyses.add_spans(begun)
             await uow.commit()
 
 
@@ -301,8 +314,12 @@ def _day_start(now: datetime) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class _Spans:
-    closed: list[tuple[int, datetime]]  # (span id, its last cycle)
+    closed_by: list[tuple[int, int, datetime]]  # (user id, span id, its last cycle)
     begun: list[DecisionSpan]
+
+    @property
+    def closed(self) -> list[tuple[int, datetime]]:  # (span id, its last cycle)
+        return [(span_id, last) for _, span_id, last in self.closed_by]
 
 
 def _spans(configs: Sequence[TradingConfig], open_spans: Mapping[int, DecisionSpan], last: Mapping[int, datetime],
@@ -316,6 +333,6 @@ def _spans(configs: Sequence[TradingConfig], open_spans: Mapping[int, DecisionSp
         if current is not None and current.same_terms(span) and previous_cycle is not None and decided == previous_cycle:
             continue
         if current is not None:
-            closed.append((current.id, decided or current.first_at))
+            closed.append((c.user_id, current.id, decided or current.first_at))
         begun.append(span)
     return _Spans(closed, begun)

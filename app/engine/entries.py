@@ -3,7 +3,7 @@ or a batch of users' entries going through the same steps together."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -67,6 +67,8 @@ class Entries(Desk):
     def __init__(self, parts: EngineParts, exits: Exits) -> None:
         super().__init__(parts)
         self.exits = exits
+        # tests only (WORKER_STALL_SECONDS): awaited once the entries are sent and before anything is recorded
+        self.after_sending: Callable[[], Awaitable[None]] | None = None
 
     async def execute(self, config: TradingConfig, symbol: str, decision: RiskDecision,
                       analysis: SymbolAnalysis, now: datetime) -> TradeRecord | None:
@@ -90,6 +92,8 @@ class Entries(Desk):
             await uow.orders.add_many([entry.row for entry in entries], now)
             await uow.commit()
         marks = [mark for entry in entries if (mark := await self._send_entry(entry, now)) is not None]
+        if self.after_sending is not None:
+            await self.after_sending()
         await self._record_marks(marks, now)
         filled = [e for e in entries if e.order is not None and e.order.executed_qty > 0]
         await self._book(filled, now, guarded=True)

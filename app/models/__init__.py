@@ -1,6 +1,6 @@
 """SQLAlchemy tables only: every table of DESIGN.md section 8."""
 
-from app.models.analysis import Analysis, AnalysisDecision, DecisionSpan, DecisionTally
+from app.models.analysis import Analysis, AnalysisDecision, DecisionSpan, DecisionTally, EngineCycle
 from app.models.base import Base
 from app.models.event import Event
 from app.models.portfolio import DustBalance, Portfolio
@@ -14,6 +14,7 @@ __all__ = [
     "DecisionSpan",
     "DecisionTally",
     "DustBalance",
+    "EngineCycle",
     "Event",
     "ExchangeCredential",
     "LoginThrottle",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Money, UTCDateTime
@@ -85,3 +85,16 @@ class DecisionSpan(Base):
     hours_end: Mapped[str | None] = mapped_column(String(5), nullable=True)
     first_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+
+
+class EngineCycle(Base):
+    """A cycle the leader handed to `trdbot worker` processes (ENGINE_DECIDE_ON=workers): what every batch of it is
+    decided on, published once (the users' resolved configs, the cycle's analyses with their features, the entries
+    in doubt, the previous cycle), pickled: only the service's own processes write and read it, on the database they
+    already trust with everything else. Pruned with the analyses."""
+
+    __tablename__ = "engine_cycles"
+
+    cycle_at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -8,7 +8,7 @@ from datetime import datetime, time
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, Select, Table, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.records import PortfolioStats, PositionRecord, Remainder, TradeRecord
@@ -156,12 +156,20 @@ class ConfigRepository:
             found.update((user_id, when) for user_id, when in rows if when is not None)
         return found
 
-    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> None:
+    async def mark_analyzed(self, user_ids: Sequence[int], when: datetime) -> set[int]:
+        """Conditional, so two processes deciding the same user in one cycle (a batch redone while its first worker
+        still writes) mark it once: the second's UPDATE waits for the first's row lock, then finds it marked."""
+        marked: set[int] = set()
         for part in chunks(user_ids):
-            await self.session.execute(
-                update(TradingConfigRow).where(TradingConfigRow.user_id.in_(part)).values(last_analyzed_at=when)
+            rows = await self.session.execute(
+                update(TradingConfigRow)
+                .where(TradingConfigRow.user_id.in_(part),
+                       or_(TradingConfigRow.last_analyzed_at.is_(None), TradingConfigRow.last_analyzed_at < when))
+                .values(last_analyzed_at=when).returning(TradingConfigRow.user_id)
                 .execution_options(synchronize_session=False)
             )
+            marked.update(rows.scalars())
+        return marked
 
     async def position_timeouts(self, user_ids: Sequence[int]) -> dict[int, int]:
         found: dict[int, int] = {}
