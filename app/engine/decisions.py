@@ -51,6 +51,11 @@ class _UserCycle:
         symbols = tuple(p.symbol for p in positions)
         self.held = symbols + tuple(sorted(self.in_doubt - set(symbols))) if self.in_doubt else symbols
 
+    def count_entries(self, booked: int) -> int:
+        """Entries today for the daily limit: the booked ones, and every entry in doubt (it may have bought; a batch
+        redone after its worker died holds the entries the first attempt sent and has not booked yet)."""
+        return booked + len(self.held) - len(self.positions)
+
 
 @dataclass(slots=True)
 class BatchOutcome:
@@ -175,7 +180,7 @@ class Decisions(Desk):
             entries = await uow.trades.entry_counts_since(ids, _day_start(now))
             results = await uow.trades.recent_results_of(ids, self.parts.limits.win_rate_lookback_trades)
         for user in users:
-            user.entries_today = entries.get(user.config.user_id, 0)
+            user.entries_today = user.count_entries(entries.get(user.config.user_id, 0))
             user.recent_results = results.get(user.config.user_id, ())
 
     async def _decide_judged(self, users: Sequence[_UserCycle], analyses: Analyses, now: datetime,
@@ -268,13 +273,14 @@ class Decisions(Desk):
         exchange = await self.exchanges.for_user(config.user_id)
         if user.entries_today is None or user.recent_results is None:
             async with self.uow() as uow:
-                user.entries_today = await uow.trades.entries_since(config.user_id, _day_start(now))
+                user.entries_today = user.count_entries(await uow.trades.entries_since(config.user_id,
+                                                                                        _day_start(now)))
                 user.recent_results = await uow.trades.recent_results(config.user_id,
                                                                       self.parts.limits.win_rate_lookback_trades)
         balance = await exchange.get_account_balance(self.settings.quote_asset)
         return UserRiskContext(
             user_id=config.user_id, config=config, usdt_balance=balance.free,
-            open_symbols=tuple(p.symbol for p in user.positions), entries_today=user.entries_today,
+            open_symbols=user.held, entries_today=user.entries_today,
             recent_results=user.recent_results, rules=await exchange.get_symbol_rules(symbol), cycle_time=now,
         )
 

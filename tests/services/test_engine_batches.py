@@ -174,3 +174,29 @@ async def test_the_log_shows_only_the_cycles_a_user_was_decided_in(settings: Set
     await container.db.dispose()
     assert rows == 0 and decided == [QUIET_START + timedelta(minutes=m) for m in (5, 15)]
     assert sorted({r.created_at for r in seen}) == decided and len(seen) == len(decided) * len(SYMBOLS)
+
+
+async def _entry_cycle_with(settings: Settings, in_doubt: set[str]) -> tuple[int, Counter[str]]:
+    """One user with a daily limit of one entry, decided at the cycle where every symbol says buy, with `in_doubt`
+    entries (sent, not booked: a batch redone after its worker died, or an order the exchange denied knowing)."""
+    await _delete_rows(settings.database_url)
+    container, clock, (user_id,) = await _population(settings.model_copy(update={"daily_trade_limit": 1,
+                                                                               "daily_pacing": False}), 1)
+    while clock.now() < ENTRY_CYCLE - timedelta(minutes=5):
+        await _cycle(container, clock)
+    previous = container.bot.last_cycle
+    clock.advance(timedelta(minutes=5))
+    bot, now = container.bot, clock.now()
+    configs = await bot.choices.resolve(await bot._active_configs(), now)
+    analyses = await bot.analysis.analyze_symbols(configs, now)
+    async with bot._accounts_for_the_cycle():
+        outcome = await bot.decide_users(configs, analyses, now, {user_id: in_doubt}, previous)
+    await container.db.dispose()
+    return outcome.entries, outcome.rejections
+
+
+async def test_an_entry_in_doubt_counts_towards_the_daily_limit(settings: Settings) -> None:
+    entries, _ = await _entry_cycle_with(settings, set())
+    assert entries == 1, "the control: with nothing in doubt the user buys once"
+    entries, rejections = await _entry_cycle_with(settings, {"BTCUSDT"})
+    assert entries == 0 and rejections["daily trade limit reached"] >= 1, rejections
