@@ -30,16 +30,23 @@ VAR_DIR = Path("./var")
 def private_files(database_url: str | None = None) -> Iterator[None]:
     """Files created meanwhile (database, logs, var/) are readable by their owner only; an existing SQLite
     database file is tightened too."""
-    previous = os.umask(0o077)
+    previous = make_files_private(database_url)
     try:
-        if database_url and database_url.startswith("sqlite") and "///" in database_url:
-            for suffix in ("", "-wal", "-shm"):
-                path = Path(database_url.split("///", 1)[1] + suffix)
-                if path.exists():
-                    path.chmod(0o600)
         yield
     finally:
         os.umask(previous)
+
+
+def make_files_private(database_url: str | None = None) -> int:
+    """From now on this process creates files readable by their owner only, and an existing SQLite database file
+    is tightened; returns the umask it replaced."""
+    previous = os.umask(0o077)
+    if database_url and database_url.startswith("sqlite") and "///" in database_url:
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(database_url.split("///", 1)[1] + suffix)
+            if path.exists():
+                path.chmod(0o600)
+    return previous
 
 
 def _uvicorn(app: Any, args: argparse.Namespace, log_level: str, forwarded_allow_ips: str | None,
@@ -91,13 +98,16 @@ def _serve_settings(args: argparse.Namespace, command: str) -> Settings | None:
 def _serve(args: argparse.Namespace) -> int:
     from app.logging_setup import configure_logging
     from app.main import create_app
-    from app.serving import Listen, serving_container, supervise, tuned
+    from app.serving import Listen, port_problem, serving_container, supervise, tuned
 
     settings = _serve_settings(args, "serve")
     if settings is None:
         return 2
     workers = settings.api_workers if args.workers is None else args.workers
     mode = _serve_mode(settings)
+    if problem := port_problem(args.host, args.port, "serve"):
+        print(problem, file=sys.stderr)
+        return 2
     if workers and (problems := settings.worker_problems()):
         print(f"refusing to start ({mode}): {problems[0]}", file=sys.stderr)
         return 2
@@ -160,7 +170,11 @@ def _demo(args: argparse.Namespace) -> int:
     from app.demo import build_demo_container
     from app.logging_setup import configure_logging
     from app.main import create_app
+    from app.serving import port_problem
 
+    if problem := port_problem(args.host, args.port, "demo"):
+        print(problem, file=sys.stderr)
+        return 2
     with private_files(os.environ.get("DATABASE_URL", f"sqlite+aiosqlite:///{VAR_DIR}/demo.db")):
         for key, value in _demo_secrets(VAR_DIR).items():
             os.environ.setdefault(key, value)
@@ -248,9 +262,9 @@ def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     bt.add_argument("--out", type=Path, help="directory for report.json, trades.csv, PNG charts and report.html")
     bt.add_argument("--quiet", action="store_true", help="no progress bar")
     bt.add_argument("--decisions", type=Path, default=REPLAY_STORE,
-                    help=f"recorded LLM answers replayed by --analyzer gemini (default {REPLAY_STORE})")
+                    help=f"recorded LLM answers replayed by --analyzer gemini or openai (default {REPLAY_STORE})")
     bt.add_argument("--live-misses", action="store_true",
-                    help="with --analyzer gemini: ask the live Gemini API when no answer is recorded (costs money)")
+                    help="with --analyzer gemini or openai: ask the live model when no answer is recorded (costs money)")
     bt.add_argument("--workers", type=_workers, help="processes computing each cycle's market analysis ahead of the "
                     "engine (default: BACKTEST_WORKERS, else one per CPU core, none on one core; 0: none)")
     bt.add_argument("--allow-errors", action="store_true",

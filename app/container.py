@@ -612,19 +612,23 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
                           recorded: Mapping[str, RecordedAnswer] | None = None) -> BacktestEngine:
     """The live composition with in-memory books and accounts: TradingBot, simulated exchange, same parts.
 
-    The `gemini` analyst replays recorded answers by prompt hash; a prompt with no recording holds, or, with
-    REPLAY_LIVE_MISSES (`--live-misses`), is asked of the live Gemini analyst.
+    The `gemini` and `openai` analysts replay recorded answers by prompt hash (both ask the same prompt); a prompt
+    with no recording holds, or, with REPLAY_LIVE_MISSES (`--live-misses`), is asked of the live model.
     """
     market = SimulatedMarket(candles, slippage_pct=settings.sim_slippage_pct, fee_rate=settings.sim_fee_rate)
     store = MemoryStore()
     exchanges = PaperExchanges(market, InMemorySimAccountStore(), clock)
     market_data = MockBinanceService("market-data", market, InMemorySimAccountStore(), clock)
     rules = RuleBasedAnalyzer()
-    live = build_gemini_analyzer(settings, WallClock(), rules) if settings.replay_live_misses else None
+    misses = settings.replay_live_misses
+    gemini = build_gemini_analyzer(settings, WallClock(), rules) if misses else None
+    openai = build_openai_analyzer(settings, WallClock(), rules) if misses else None
+    deviation = settings.max_entry_deviation_pct
     analysts: dict[str, SignalProvider] = {
         AnalystKind.RULES: rules,
-        AnalystKind.GEMINI: ReplayAnalyzer(recorded or {}, live=live,
-                                           max_entry_deviation_pct=settings.max_entry_deviation_pct),
+        AnalystKind.GEMINI: ReplayAnalyzer(recorded or {}, live=gemini, max_entry_deviation_pct=deviation),
+        AnalystKind.OPENAI: ReplayAnalyzer(recorded or {}, live=openai, max_entry_deviation_pct=deviation,
+                                           name=AnalystKind.OPENAI.value),
     }
     features = feature_builder(settings, batch_indicators=True)
     bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts,

@@ -62,11 +62,19 @@ class RequestMetrics:
 
 
 def _default_container() -> Container:
-    """`uvicorn app.main:app`: the environment's settings, refused like `trdbot serve` refuses them."""
+    """`uvicorn app.main:app`: what `trdbot serve` runs in one process, the API and the engine (the candle replay on
+    the simulated exchange, else the configured venue), on the environment's settings, refused as serve refuses
+    them. One process owns the loop: a second one on the same database stands by (the leader lock)."""
+    from app.cli import make_files_private
+    from app.logging_setup import configure_logging
+    from app.serving import serving_container
+
     settings = Settings()
     if problems := settings.serve_problems():
         raise ConfigurationError("; ".join(problems))
-    return Container(settings)
+    make_files_private(settings.database_url)
+    configure_logging(settings.log_dir, settings.log_level)
+    return serving_container(settings, "", run_engine=True)
 
 
 def _lifespan(container: Container, ready: Callable[[Container], None] | None
@@ -142,5 +150,7 @@ def create_app(container: Container | None = None, ready: Callable[[Container], 
 def __getattr__(name: str) -> Any:
     """`uvicorn app.main:app` builds the app on first use, not at import."""
     if name == "app":
-        return create_app()
+        from app.serving import tuned
+
+        return create_app(ready=tuned)
     raise AttributeError(name)

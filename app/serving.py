@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
@@ -156,6 +157,22 @@ def _refuse_a_taken_port(host: str, port: int) -> None:
             probe.bind((host, port))
 
 
+def port_problem(host: str, port: int, command: str) -> str | None:
+    """Why `command` cannot listen on host:port, with the option that fixes it (None: it can). Asked before anything
+    prints an address, so no address is shown that is not served."""
+    try:
+        _refuse_a_taken_port(host, port)
+    except OSError as e:
+        taken = e.errno == errno.EADDRINUSE
+        why = "is taken (another server runs there?)" if taken else f"cannot be used ({e.strerror or e})"
+        other = port + 1 if port < 65535 else 8001
+        hint = f'choose another with --port, e.g. `trdbot {command} --port {other}`'
+        if command == "demo":
+            hint += f' or `make demo DEMO_ARGS="--port {other}"`'
+        return f"trdbot {command}: port {port} on {host} {why}; {hint}"
+    return None
+
+
 def _api_worker(listen: Listen, sock: socket.socket) -> None:
     """An API process: uvicorn on the socket it was given, the app from `api_worker_app`; it stops (as on SIGTERM)
     when the supervisor is gone."""
@@ -279,6 +296,9 @@ def supervise(settings: Settings, listen: Listen, workers: int, public_url: str,
     SIGTERM. `environment` holds the command line's settings, which every process reads from its environment."""
     from app.db import upgrade
 
+    if problem := port_problem(listen.host, listen.port, "serve"):
+        print(problem, file=sys.stderr)
+        return 2
     try:
         api = ApiWorkers(listen, workers)
     except OSError as e:

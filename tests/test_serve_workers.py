@@ -163,3 +163,41 @@ def test_killing_the_leading_engine_hands_the_loop_to_the_standby_within_one_cyc
     took_over_s = (_lines(second[1], "leads")[0] - killed_at).total_seconds()
     assert took_over_s < INTERVAL_S, f"the standby led {took_over_s:.1f} s after the leader died"
     assert max(_lines(first[1], "cycle=")) < killed_at <= min(_lines(second[1], "cycle="))
+
+
+def test_uvicorn_app_main_runs_the_engine_as_serve_does(clean_database: str, workdir: Path) -> None:
+    """The seed's quick start, `uvicorn app.main:app`, is `trdbot serve` in one process: the API and the loop."""
+    if clean_database.endswith(":memory:"):
+        pytest.skip("the test reads the database the server wrote")
+    port = _free_port()
+    output = workdir / "uvicorn.log"
+    with output.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)], cwd=workdir,
+                                  env=_env(clean_database, workdir), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def healthy() -> bool:
+            assert server.poll() is None, output.read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _wait_for(healthy, 90, "/health")
+        _wait_for(lambda: _lines(output, "cycle=") != [], 60, "a cycle of the engine")
+    finally:
+        _stop(server)
+    assert "leads: the engine runs here" in output.read_text()
+
+
+@pytest.mark.parametrize("command", ["demo", "serve"])
+def test_a_taken_port_is_refused_with_the_option_that_fixes_it(command: str, workdir: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = _env("sqlite+aiosqlite:///" + str(workdir / "db.sqlite"), workdir)
+        done = subprocess.run([sys.executable, "-m", "app.cli", command, "--port", str(port)], cwd=workdir, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"port {port} on 127.0.0.1 is taken" in done.stderr and f"--port {port + 1}" in done.stderr
+    assert "http://" not in done.stdout, "no address is printed that is not served"

@@ -68,10 +68,9 @@ def merge_recorded_answers(store: Path, incoming: Path) -> tuple[int, int]:
 class ReplayAnalyzer:
     """A DetailedSignalProvider that answers from recordings; a missing answer is hold, or a live call if given."""
 
-    name = "gemini"
-
     def __init__(self, answers: Mapping[str, RecordedAnswer], live: DetailedSignalProvider | None = None,
-                 max_entry_deviation_pct: Decimal = Decimal("1")) -> None:
+                 max_entry_deviation_pct: Decimal = Decimal("1"), name: str = "gemini") -> None:
+        self.name = name  # the analyst it stands in for: both LLM analysts ask the same prompt
         self.answers = answers
         self.live = live
         self.max_entry_deviation_pct = max_entry_deviation_pct

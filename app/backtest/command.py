@@ -185,7 +185,7 @@ def check_symbols(config: TradingConfig, rules: Mapping[str, SymbolRules]) -> No
 
 
 def load_recorded(options: BacktestOptions) -> dict[str, RecordedAnswer]:
-    """`--analyzer gemini` replays recorded answers; it never asks a model about the past."""
+    """`--analyzer gemini` or `openai` replays recorded answers; it never asks a model about the past."""
     if options.analyzer == AnalystKind.RULES:
         return {}
     if options.analyzer not in BACKTEST_ANALYSTS:
@@ -193,7 +193,7 @@ def load_recorded(options: BacktestOptions) -> dict[str, RecordedAnswer]:
     path = options.decisions
     if path is None or not path.exists():
         raise BacktestUsageError(
-            f"--analyzer gemini replays recorded answers, but {path} does not exist: "
+            f"--analyzer {options.analyzer} replays recorded answers, but {path} does not exist: "
             "export them with `trdbot decisions export` and `trdbot decisions import`"
         )
     return read_recorded_answers(path)

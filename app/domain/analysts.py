@@ -14,4 +14,4 @@ class AnalystKind(StrEnum):
 ANALYST_NAMES = tuple(kind.value for kind in AnalystKind)
 # what a backtest can run: the rules, or recorded LLM answers replayed by prompt hash (never a model asked about
 # the past)
-BACKTEST_ANALYSTS = (AnalystKind.RULES.value, AnalystKind.GEMINI.value)
+BACKTEST_ANALYSTS = (AnalystKind.RULES.value, AnalystKind.GEMINI.value, AnalystKind.OPENAI.value)

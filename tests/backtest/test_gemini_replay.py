@@ -88,3 +88,23 @@ async def test_live_misses_ask_the_model_only_for_unrecorded_prompts() -> None:
         replay = engine.bot.analysts["gemini"]
         assert isinstance(replay, ReplayAnalyzer)
         assert replay.misses == len(server.requests) > 0
+
+
+async def test_openai_replays_the_recordings_under_its_own_name() -> None:
+    """Both LLM analysts ask the same prompt, so `--analyzer openai` replays the same store: the same trades as the
+    recording run, and the decision log names the analyst the user chose."""
+    settings = fast_settings()
+    engine, spec = backtest_engine(settings, SYMBOLS, START, END)
+    model = RecordingModel()
+    engine.bot.analysts = {"rules": RuleBasedAnalyzer(), "gemini": model}
+    recorded_run = trade_facts((await run_backtest(engine, dataclasses.replace(
+        spec, config=dataclasses.replace(spec.config, analyzer="gemini")))).trades)
+
+    engine, spec = backtest_engine(settings, SYMBOLS, START, END)
+    replay = engine.bot.analysts["openai"]
+    assert isinstance(replay, ReplayAnalyzer) and replay.name == "openai"
+    replay.answers = model.recorded
+    result = await run_backtest(engine, dataclasses.replace(spec, config=dataclasses.replace(spec.config,
+                                                                                              analyzer="openai")))
+    assert trade_facts(result.trades) == recorded_run and recorded_run
+    assert replay.misses == 0 and replay.hits > 0

@@ -22,7 +22,7 @@ const FIELDS = [
   { name: "trading_hours_end", label: "Trading hours end (UTC)", type: "time", hint: "empty: all day", toApi: asTime },
   { name: "position_timeout_minutes", label: "Position timeout (minutes)", type: "number", hint: "5 to 1440",
     toApi: asInteger },
-  { name: "analyzer", label: "Analyzer", options: ["rules", "gemini"], toApi: (v) => v },
+  { name: "analyzer", label: "Analyzer", options: ["rules", "gemini", "openai"], toApi: (v) => v },
 ];
 const NAMES = FIELDS.map((f) => f.name);
 const PAIR_FIELDS = ["symbols", "exclude_symbols"];
