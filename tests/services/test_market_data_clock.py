@@ -26,6 +26,7 @@ from app.venues.paper.market import SimulatedMarket
 
 VENUE_START = datetime(2025, 9, 8, tzinfo=UTC)
 WALL_START = datetime(2026, 1, 5, 9, 0, 7, tzinfo=UTC)  # our wall clock: nowhere near the venue's
+CYCLES = 6  # 5 venue minutes each: 5 wall seconds at SPEED
 SPEED = 60
 M5_MS = Timeframe.M5.ms
 
@@ -87,6 +88,9 @@ class NewestCandleReader:
             self.done.set()
         return CycleSummary(now)
 
+    async def keep_house(self, now: datetime) -> None:
+        """The loop's step between cycles: nothing to tidy here."""
+
 
 async def test_a_venue_clock_deployment_cycles_every_5_venue_minutes_and_sees_each_candle_close(
         settings: Settings, wall: SimulatedClock, venue: ReplayClock, server: SimulatorThread) -> None:
@@ -100,15 +104,16 @@ async def test_a_venue_clock_deployment_cycles_every_5_venue_minutes_and_sees_ea
     assert isinstance(clock, VenueClock) and clock.rate == SPEED
     assert container.bot.clock is clock and isinstance(container.exchanges, LiveExchanges)
     assert container.exchanges.clock is clock  # every timer of the live path is in market time
-    reader = NewestCandleReader(container.market_data, venue, wall, cycles=10)
+    reader = NewestCandleReader(container.market_data, venue, wall, cycles=CYCLES)
     loop = TradingLoop(reader, clock, 300)  # type: ignore[arg-type]  # only run_cycle is used
     loop.start()
-    await asyncio.wait_for(reader.done.wait(), timeout=60)  # a guard against a hang, not a timing assertion
+    # a guard against a hang, not a timing assertion: the cycles take CYCLES x 5 s, more on a loaded machine
+    await asyncio.wait_for(reader.done.wait(), timeout=180)
     await loop.stop()
     await container.stop()
     times, walls = [seen[0] for seen in reader.seen], [seen[1] for seen in reader.seen]
-    assert times == [times[0] + timedelta(minutes=5 * i) for i in range(10)]
-    assert walls == [walls[0] + timedelta(seconds=300 / SPEED * i) for i in range(10)]
+    assert times == [times[0] + timedelta(minutes=5 * i) for i in range(CYCLES)]
+    assert walls == [walls[0] + timedelta(seconds=300 / SPEED * i) for i in range(CYCLES)]
     assert all(candle.open_time_ms == venue_newest for _, _, candle, venue_newest in reader.seen)
     assert [candle.open_time_ms for _, _, candle, _ in reader.seen] == [ms_from_utc(t) - M5_MS for t in times]
 
