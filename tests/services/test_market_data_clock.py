@@ -105,7 +105,7 @@ async def test_a_venue_clock_deployment_cycles_every_5_venue_minutes_and_sees_ea
     assert container.bot.clock is clock and isinstance(container.exchanges, LiveExchanges)
     assert container.exchanges.clock is clock  # every timer of the live path is in market time
     reader = NewestCandleReader(container.market_data, venue, wall, cycles=CYCLES)
-    loop = TradingLoop(reader, clock, 300)  # type: ignore[arg-type]  # only run_cycle is used
+    loop = TradingLoop(reader, clock, 300)  # type: ignore[arg-type]  # only run_cycle and keep_house are used
     loop.start()
     # a guard against a hang, not a timing assertion: the cycles take CYCLES x 5 s, more on a loaded machine
     await asyncio.wait_for(reader.done.wait(), timeout=180)
