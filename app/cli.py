@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import secrets
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.domain.analysts import BACKTEST_ANALYSTS, AnalystKind
 from app.domain.errors import TradingError
+from app.private_files import private_files
 from app.services.security import CredentialCipher
 
 if TYPE_CHECKING:
@@ -24,29 +24,6 @@ if TYPE_CHECKING:
     from app.marketdata.candles import CandleStore
 
 VAR_DIR = Path("./var")
-
-
-@contextlib.contextmanager
-def private_files(database_url: str | None = None) -> Iterator[None]:
-    """Files created meanwhile (database, logs, var/) are readable by their owner only; an existing SQLite
-    database file is tightened too."""
-    previous = make_files_private(database_url)
-    try:
-        yield
-    finally:
-        os.umask(previous)
-
-
-def make_files_private(database_url: str | None = None) -> int:
-    """From now on this process creates files readable by their owner only, and an existing SQLite database file
-    is tightened; returns the umask it replaced."""
-    previous = os.umask(0o077)
-    if database_url and database_url.startswith("sqlite") and "///" in database_url:
-        for suffix in ("", "-wal", "-shm"):
-            path = Path(database_url.split("///", 1)[1] + suffix)
-            if path.exists():
-                path.chmod(0o600)
-    return previous
 
 
 def _uvicorn(app: Any, args: argparse.Namespace, log_level: str, forwarded_allow_ips: str | None,

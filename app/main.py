@@ -65,8 +65,8 @@ def _default_container() -> Container:
     """`uvicorn app.main:app`: what `trdbot serve` runs in one process, the API and the engine (the candle replay on
     the simulated exchange, else the configured venue), on the environment's settings, refused as serve refuses
     them. One process owns the loop: a second one on the same database stands by (the leader lock)."""
-    from app.cli import make_files_private
     from app.logging_setup import configure_logging
+    from app.private_files import make_files_private
     from app.serving import serving_container
 
     settings = Settings()
