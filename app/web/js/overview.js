@@ -37,7 +37,7 @@ function todayFigure(profit) {
 export function renderOverview({ portfolio, performance, status, positions, profit }) {
   const unrealised = positions.reduce((sum, p) => sum + Number(p.unrealized_pnl ?? 0), 0);
   const figures = [
-    ...figure("Mode", portfolio.mode === "paper" ? "paper (simulated money)" : portfolio.mode),
+    ...figure("Mode", portfolio.mode),
     ...figure("USDT balance", usdtBalance(portfolio)),
     ...figure("Total value (USDT)", usdt(portfolio.total_value_usdt)),
     ...todayFigure(profit),
