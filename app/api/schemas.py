@@ -216,3 +216,58 @@ class Health(BaseModel):
     status: str
     database: str
     exchange: str
+
+
+class PeriodProfitPublic(BaseModel):
+    start: UTC = Field(description="the period's first instant (UTC; weeks start on Monday)")
+    trades: int
+    wins: int
+    losses: int
+    profit: Money = Field(description="net P&L of the trades closed in the period, USDT")
+    profit_pct: Money = Field(description="profit as a percentage of the equity (start balance plus realised P&L) "
+                                          "at the period's start")
+
+
+class ProfitPage(BaseModel):
+    period: Literal["day", "week", "month"]
+    items: list[PeriodProfitPublic] = Field(description="newest first, periods without trades included")
+
+
+class EquityPointPublic(BaseModel):
+    time: UTC
+    realised: Money = Field(description="cumulative realised P&L up to this point")
+    equity: Money
+
+
+class DrawdownPoint(BaseModel):
+    time: UTC
+    pct: Money = Field(description="below the running peak of equity, percent")
+
+
+class EquityCurve(BaseModel):
+    start_balance: Money
+    points: list[EquityPointPublic] = Field(description="one per closed trade, oldest first (the newest `limit`); "
+                                                        "the last is now, with the open positions marked to market")
+    open_value: Money = Field(description="market value of the open positions at current prices")
+    unrealized_pnl: Money = Field(description="open_value less the open positions' entry cost: what the last "
+                                              "point adds to the realised equity")
+    max_drawdown_pct: Money = Field(description="over the whole curve, not only the points returned")
+    drawdown: list[DrawdownPoint]
+    total_points: int
+
+
+class PairPerformance(BaseModel):
+    symbol: str
+    trades: int
+    wins: int
+    win_rate: Money
+    profit: Money
+    avg_duration_s: int
+
+
+class PairsPerformance(BaseModel):
+    pairs: list[PairPerformance] = Field(description="most profitable first")
+    trades: int
+    exit_reasons: dict[str, int]
+    profit_factor: Money | None = Field(description="gross profit / gross loss; null while no trade lost")
+    expectancy: Money = Field(description="average net P&L per closed trade, USDT")

@@ -302,9 +302,11 @@ class TradeRepository:
         return {user_id: tuple(results) for user_id, results in found.items()}
 
     async def closed(self, user_id: int) -> list[TradeRecord]:
-        rows = await self.session.scalars(
-            select(Trade).where(Trade.user_id == user_id, Trade.status == TradeStatus.CLOSED.value)
-            .order_by(Trade.closed_at, Trade.id)
+        """Every closed trade of a user, by exit time (plain rows: the statistics read them, never change them)."""
+        table = Trade.__table__
+        rows = await self.session.execute(
+            select(table).where(table.c.user_id == user_id, table.c.status == TradeStatus.CLOSED.value)
+            .order_by(table.c.closed_at, table.c.id)
         )
         return [_trade(r) for r in rows]
 
