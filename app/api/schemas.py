@@ -271,3 +271,63 @@ class PairsPerformance(BaseModel):
     exit_reasons: dict[str, int]
     profit_factor: Money | None = Field(description="gross profit / gross loss; null while no trade lost")
     expectancy: Money = Field(description="average net P&L per closed trade, USDT")
+
+
+class OcoLegPublic(BaseModel):
+    client_order_id: str
+    kind: Literal["take_profit", "stop_loss"]
+    price: Money | None = Field(description="the target (take profit) or the stop's trigger (stop loss)")
+    status: str | None = Field(description="the leg's exchange state when its fill was recorded as an exit, else "
+                                           "null: the list's status says the rest")
+
+
+class OrderPublic(BaseModel):
+    client_order_id: str
+    purpose: str = Field(description="entry, protect (an OCO list), exit, or adopted")
+    type: str
+    side: str
+    quantity: Money
+    price: Money | None
+    stop_price: Money | None
+    status: str = Field(description="as last recorded from the exchange (PENDING_SEND or UNKNOWN before it answered)")
+    exchange_order_id: str | None
+    executed_qty: Money
+    cumulative_quote_qty: Money
+    average_price: Money | None = Field(description="cumulative_quote_qty / executed_qty, once something filled")
+    commission: Money
+    commission_asset: str | None
+    error: str | None
+    created_at: UTC | None
+    transact_time: UTC | None
+    legs: list[OcoLegPublic] = Field(default_factory=list, description="an OCO list's two legs")
+
+
+class TradeDecisionPublic(BaseModel):
+    analysis_id: int
+    created_at: UTC
+    analyzer: str
+    signal: str
+    confidence: int
+    reasoning: str
+    regime: str
+    confluence_score: Money
+    entry_price: Money | None
+    stop_loss: Money | None
+    take_profit: Money | None
+    decision: str | None
+    reasons: list[str]
+
+
+class TradeFees(BaseModel):
+    entry_fee: Money
+    exit_fee: Money | None
+    total: Money
+
+
+class TradeDetail(BaseModel):
+    trade: TradePublic
+    orders: list[OrderPublic] = Field(description="in the order they were written")
+    fees: TradeFees = Field(description="as the books hold them, in USDT")
+    decision: TradeDecisionPublic | None = Field(description="the analysis that opened the trade and the user's "
+                                                            "decision on it; null when it is no longer kept")
+    duration_seconds: int = Field(description="entry to exit, or to now while the trade is open")

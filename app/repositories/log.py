@@ -165,6 +165,15 @@ class AnalysisRepository:
         rows = (await self.session.execute(query.order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit))).all()
         return [_skip_seen(a, span) for a, span in rows]
 
+    async def decided(self, analysis_id: int, user_id: int) -> AnalysisRecord | None:
+        """One analysis with the user's own decision on it (none if the user has no row for it)."""
+        found = (await self.session.execute(
+            select(Analysis, AnalysisDecision).outerjoin(
+                AnalysisDecision, (AnalysisDecision.analysis_id == Analysis.id) & (AnalysisDecision.user_id == user_id))
+            .where(Analysis.id == analysis_id).order_by(AnalysisDecision.id).limit(1)
+        )).first()
+        return _analysis(found[0], found[1]) if found is not None else None
+
     async def latest_time(self) -> datetime | None:
         return await self.session.scalar(select(func.max(Analysis.created_at)))
 
