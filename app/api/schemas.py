@@ -331,3 +331,15 @@ class TradeDetail(BaseModel):
     decision: TradeDecisionPublic | None = Field(description="the analysis that opened the trade and the user's "
                                                             "decision on it; null when it is no longer kept")
     duration_seconds: int = Field(description="entry to exit, or to now while the trade is open")
+
+
+class EventPublic(BaseModel):
+    id: int
+    type: str
+    time: UTC
+    data: dict[str, object] = Field(description="as the WebSocket sent it (money as decimal strings)")
+
+
+class EventPage(BaseModel):
+    items: list[EventPublic] = Field(description="newest first")
+    next_before_id: int | None = Field(description="pass as before_id for the next (older) page; null on the last")

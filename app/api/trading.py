@@ -34,6 +34,7 @@ from app.api.schemas import (
     TradingStatus,
 )
 from app.domain.errors import RuleViolation
+from app.domain.events import STATUS_EVENT
 from app.domain.records import AnalysisRecord, OrderRecord, Purpose, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.symbols import TOP_RULE, normalised
@@ -85,7 +86,7 @@ async def _set_active(container: ContainerDep, uow: Uow, user_id: int, active: b
     config = await uow.configs.get(user_id)
     await uow.configs.save(dataclasses.replace(config, is_active=active), container.clock.now())
     await uow.commit()
-    await container.websockets.publish(user_id, "status", container.market_clock.now(), {"is_active": active})
+    await container.websockets.publish(user_id, STATUS_EVENT, container.market_clock.now(), {"is_active": active})
     return ActiveAnswer(is_active=active)
 
 

@@ -217,6 +217,21 @@ class EventRepository:
         )
         return [EventRecord(r.user_id, r.type, r.time, json.loads(r.data), r.id) for r in rows]
 
+    async def page(self, user_id: int, type_: str | None, since: datetime | None, until: datetime | None,
+                   before_id: int | None, limit: int) -> list[EventRecord]:
+        """A user's events newest first (by id), of one type and in [since, until) if asked, below `before_id`."""
+        query = select(Event).where(Event.user_id == user_id)
+        if type_ is not None:
+            query = query.where(Event.type == type_)
+        if since is not None:
+            query = query.where(Event.time >= since)
+        if until is not None:
+            query = query.where(Event.time < until)
+        if before_id is not None:
+            query = query.where(Event.id < before_id)
+        rows = await self.session.scalars(query.order_by(Event.id.desc()).limit(limit))
+        return [EventRecord(r.user_id, r.type, r.time, json.loads(r.data), r.id) for r in rows]
+
     async def latest_id(self) -> int:
         return await self.session.scalar(select(func.max(Event.id))) or 0
 
