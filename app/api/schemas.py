@@ -216,3 +216,130 @@ class Health(BaseModel):
     status: str
     database: str
     exchange: str
+
+
+class PeriodProfitPublic(BaseModel):
+    start: UTC = Field(description="the period's first instant (UTC; weeks start on Monday)")
+    trades: int
+    wins: int
+    losses: int
+    profit: Money = Field(description="net P&L of the trades closed in the period, USDT")
+    profit_pct: Money = Field(description="profit as a percentage of the equity (start balance plus realised P&L) "
+                                          "at the period's start")
+
+
+class ProfitPage(BaseModel):
+    period: Literal["day", "week", "month"]
+    items: list[PeriodProfitPublic] = Field(description="newest first, periods without trades included")
+
+
+class EquityPointPublic(BaseModel):
+    time: UTC
+    realised: Money = Field(description="cumulative realised P&L up to this point")
+    equity: Money
+
+
+class DrawdownPoint(BaseModel):
+    time: UTC
+    pct: Money = Field(description="below the running peak of equity, percent")
+
+
+class EquityCurve(BaseModel):
+    start_balance: Money
+    points: list[EquityPointPublic] = Field(description="one per closed trade, oldest first (the newest `limit`); "
+                                                        "the last is now, with the open positions marked to market")
+    open_value: Money = Field(description="market value of the open positions at current prices")
+    unrealized_pnl: Money = Field(description="open_value less the open positions' entry cost: what the last "
+                                              "point adds to the realised equity")
+    max_drawdown_pct: Money = Field(description="over the whole curve, not only the points returned")
+    drawdown: list[DrawdownPoint]
+    total_points: int
+
+
+class PairPerformance(BaseModel):
+    symbol: str
+    trades: int
+    wins: int
+    win_rate: Money
+    profit: Money
+    avg_duration_s: int
+
+
+class PairsPerformance(BaseModel):
+    pairs: list[PairPerformance] = Field(description="most profitable first")
+    trades: int
+    exit_reasons: dict[str, int]
+    profit_factor: Money | None = Field(description="gross profit / gross loss; null while no trade lost")
+    expectancy: Money = Field(description="average net P&L per closed trade, USDT")
+
+
+class OcoLegPublic(BaseModel):
+    client_order_id: str
+    kind: Literal["take_profit", "stop_loss"]
+    price: Money | None = Field(description="the target (take profit) or the stop's trigger (stop loss)")
+    status: str | None = Field(description="the leg's exchange state when its fill was recorded as an exit, else "
+                                           "null: the list's status says the rest")
+
+
+class OrderPublic(BaseModel):
+    client_order_id: str
+    purpose: str = Field(description="entry, protect (an OCO list), exit, or adopted")
+    type: str
+    side: str
+    quantity: Money
+    price: Money | None
+    stop_price: Money | None
+    status: str = Field(description="as last recorded from the exchange (PENDING_SEND or UNKNOWN before it answered)")
+    exchange_order_id: str | None
+    executed_qty: Money
+    cumulative_quote_qty: Money
+    average_price: Money | None = Field(description="cumulative_quote_qty / executed_qty, once something filled")
+    commission: Money
+    commission_asset: str | None
+    error: str | None
+    created_at: UTC | None
+    transact_time: UTC | None
+    legs: list[OcoLegPublic] = Field(default_factory=list, description="an OCO list's two legs")
+
+
+class TradeDecisionPublic(BaseModel):
+    analysis_id: int
+    created_at: UTC
+    analyzer: str
+    signal: str
+    confidence: int
+    reasoning: str
+    regime: str
+    confluence_score: Money
+    entry_price: Money | None
+    stop_loss: Money | None
+    take_profit: Money | None
+    decision: str | None
+    reasons: list[str]
+
+
+class TradeFees(BaseModel):
+    entry_fee: Money
+    exit_fee: Money | None
+    total: Money
+
+
+class TradeDetail(BaseModel):
+    trade: TradePublic
+    orders: list[OrderPublic] = Field(description="in the order they were written")
+    fees: TradeFees = Field(description="as the books hold them, in USDT")
+    decision: TradeDecisionPublic | None = Field(description="the analysis that opened the trade and the user's "
+                                                            "decision on it; null when it is no longer kept")
+    duration_seconds: int = Field(description="entry to exit, or to now while the trade is open")
+
+
+class EventPublic(BaseModel):
+    id: int
+    type: str
+    time: UTC
+    data: dict[str, object] = Field(description="as the WebSocket sent it (money as decimal strings)")
+
+
+class EventPage(BaseModel):
+    items: list[EventPublic] = Field(description="newest first")
+    next_before_id: int | None = Field(description="pass as before_id for the next (older) page; null on the last")
