@@ -89,7 +89,12 @@ def see_trades(page: Page, demo: Demo) -> None:
 def see_trade_detail(page: Page, demo: Demo) -> None:
     expect(page.get_by_role("heading", name=re.compile(r"Trade #\d+ · \w+ · closed"))).to_be_visible()
     expect(page.get_by_role("region", name="Entry and exit")).to_contain_text("Exit reason")
-    expect(page.get_by_role("region", name="Opening decision")).to_be_visible()
+    expect(page.get_by_role("region", name="Opening decision")).to_contain_text("Confidence")
+    expect(page.get_by_role("region", name="Fees")).to_contain_text("Entry fee")
+    orders = page.get_by_role("table").filter(has_text="Side and type")
+    expect(orders.get_by_role("row").filter(has_text="entry")).to_be_visible()
+    expect(orders.get_by_role("row").filter(has_text="stop leg")).to_be_visible()
+    expect(orders.get_by_role("row").filter(has_text="target leg")).to_be_visible()
 
 
 def see_performance(page: Page, demo: Demo) -> None:
@@ -109,7 +114,7 @@ def see_decisions(page: Page, demo: Demo) -> None:
 
 
 def see_backtests(page: Page, demo: Demo) -> None:
-    expect(page.get_by_label("Pairs to test")).to_be_visible()
+    expect(page.get_by_role("combobox", name="Pairs to test")).to_be_visible()
     expect(page.get_by_label("Start (UTC date)")).to_have_value(re.compile(r"\d{4}-\d\d-\d\d"))
 
 
@@ -178,11 +183,12 @@ def test_a_url_per_view_and_the_back_button(page: Page, demo: Demo) -> None:
 def test_a_trade_opens_from_the_history_and_back(page: Page, demo: Demo) -> None:
     log_in(page, demo, "#/trades")
     page.get_by_label("Filter status").select_option("closed")
-    link = page.locator("#history-body").get_by_role("link").first
-    expect(link).to_be_visible()
-    trade = link.inner_text()
-    link.click()
-    expect(page).to_have_url(re.compile(rf"#/trades/{trade[1:]}$"))
+    rows = page.locator("#history-body tr")
+    expect(rows.filter(has_text=re.compile(r"\bopen\b"))).to_have_count(0)
+    rows.first.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(r"#/trades/\d+$"))
+    trade = page.url.rsplit("/", 1)[1]
+    expect(page.get_by_role("heading", name=re.compile(rf"^Trade #{trade} "))).to_be_visible()
     see_trade_detail(page, demo)
     page.go_back()
     expect(page.locator("#history-body").get_by_role("link").first).to_be_visible()
@@ -205,7 +211,7 @@ def test_a_backtest_runs_from_the_browser(page: Page, demo: Demo) -> None:
     if not demo.has_route("/backtests"):
         pytest.skip("POST/GET /backtests are not on this branch yet (dash-api)")
     log_in(page, demo, "#/backtests")
-    picker = page.get_by_label("Pairs to test")
+    picker = page.get_by_role("combobox", name="Pairs to test")
     picker.fill("BTC")
     picker.press("Enter")
     end = page.get_by_label("End (UTC date, inclusive)").input_value()

@@ -4,7 +4,7 @@ import { eventItem, eventTitle } from "./feed.js";
 import { byId, el } from "./format.js";
 
 const PAGE = 50;
-const TYPES = ["trade_executed", "position_closed", "signal_rejected", "emergency_exit", "reconciled", "error",
+const TYPES = ["analysis", "trade_executed", "position_closed", "signal_rejected", "emergency_exit", "reconciled", "error",
   "status", "exchange_keys"];
 
 export class EventsView {
@@ -43,7 +43,8 @@ export class EventsView {
     } else {
       this.list.append(...rows);
     }
-    this.oldestId = items.at(-1)?.id;
-    this.more.hidden = items.length < PAGE;
+    this.oldestId = answer?.next_before_id ?? items.at(-1)?.id;
+    this.more.hidden = answer === null || (answer.next_before_id === undefined ? items.length < PAGE
+      : answer.next_before_id === null);
   }
 }

@@ -86,26 +86,42 @@ function tradeRow(t) {
   ]);
 }
 
-/** Any list of records as a table: the columns are the keys the first records have, in plain words. */
-function recordTable(caption, records, skip = []) {
-  if (!records?.length) return el("p", { class: "muted" }, `${caption}: none.`);
-  const keys = [...new Set(records.flatMap((r) => Object.keys(r)))].filter((k) => !skip.includes(k) &&
-    records.some((r) => typeof r[k] !== "object" || r[k] === null));
-  const cell = (v) => (v == null || v === "" ? "–" : /T\d\d:\d\d/.test(String(v)) ? time(String(v)) : String(v));
+const PURPOSES = { entry: "entry", protect: "OCO (stop and target)", exit: "exit", adopted: "adopted" };
+const LEG_KINDS = { take_profit: "target leg", stop_loss: "stop leg" };
+const lower = (v) => (v == null ? "–" : String(v).toLowerCase().replaceAll("_", " "));
+
+/** One row per order, and under an OCO one row per leg with its price and state. */
+function orderRows(order) {
+  const filled = Number(order.executed_qty) ? `${order.executed_qty} at ${plain(order.average_price)}` : "nothing";
+  const fee = Number(order.commission) ? `${order.commission} ${order.commission_asset ?? ""}`.trim() : "–";
+  const main = row([
+    PURPOSES[order.purpose] ?? order.purpose, `${lower(order.side)} ${lower(order.type)}`, order.quantity,
+    plain(order.price ?? order.stop_price), lower(order.status), filled, fee, time(order.transact_time ?? order.created_at),
+  ]);
+  const legs = (order.legs || []).map((leg) => row([
+    `↳ ${LEG_KINDS[leg.kind] ?? leg.kind}`, "", "", plain(leg.price),
+    leg.status ? lower(leg.status) : `as the list: ${lower(order.status)}`, "", "", "",
+  ]));
+  return [main, ...legs];
+}
+
+function ordersTable(orders) {
+  if (!orders?.length) return el("p", { class: "muted" }, "No orders recorded.");
+  const heads = ["Order", "Side and type", "Quantity", "Price or stop", "State", "Filled", "Fee", "Time (UTC)"];
   return el("div", { class: "table-wrap" }, el("table", {},
-    el("caption", {}, caption),
-    el("thead", {}, el("tr", {}, ...keys.map((k) => el("th", { scope: "col" }, k.replaceAll("_", " "))))),
-    el("tbody", {}, ...records.map((r) => row(keys.map((k) => cell(r[k])))))));
+    el("caption", { class: "sr-only" }, "Orders of this trade: entry, OCO legs and exits"),
+    el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, ...orders.flatMap(orderRows))));
 }
 
 function decisionPart(decision) {
   if (!decision) return el("p", { class: "muted" }, "The decision that opened it is not recorded.");
   const reasons = (decision.reasons || []).join("; ");
   return kv([
-    ["Signal", decision.signal], ["Confidence", decision.confidence != null ? `${decision.confidence} %` : "–"],
-    ["Analyst", plain(decision.analyzer ?? decision.model)], ["Regime", plain(decision.regime)],
-    ["Time (UTC)", time(decision.created_at ?? decision.time)], ["Reasoning", plain(decision.reasoning)],
-    ["Reasons", reasons || "–"],
+    ["Signal", decision.signal], ["Confidence", `${decision.confidence} %`], ["Analyst", plain(decision.analyzer)],
+    ["Regime", plain(decision.regime)], ["Confluence", plain(decision.confluence_score)],
+    ["Analysed (UTC)", time(decision.created_at)], ["Decision", plain(decision.decision)],
+    ["Reasoning", plain(decision.reasoning)], ["Reasons", reasons || "–"],
   ]);
 }
 
@@ -132,12 +148,13 @@ export class TradeDetail {
 
   parts(trade, detail) {
     const seconds = detail?.duration_seconds ?? trade.duration_seconds;
+    const held = trade.closed_at ? duration(seconds) : `${duration(seconds)} so far`;
     const entry = el("section", { "aria-label": "Entry and exit" }, el("h3", {}, "Entry and exit"), kv([
       ["Status", tradeStatus(trade.status)], ["Bought (gross)", `${trade.amount} ${trade.symbol}`],
       ["Entry price", trade.price], ["Stop", trade.stop_loss], ["Target", trade.take_profit],
       ["Opened (UTC)", time(trade.executed_at)], ["Exit price", plain(trade.exit_price)],
       ["Exit reason", exitReason(trade.exit_reason)], ["Closed (UTC)", time(trade.closed_at)],
-      ["Duration", trade.closed_at ? duration(seconds) : `${duration(seconds)} so far`.replace("– so far", "open")],
+      ["Duration", seconds == null ? "–" : held],
       ["P&L (USDT, net of fees)", el("span", { class: signClass(trade.profit_loss) }, usdt(trade.profit_loss))],
       ["P&L %", plain(trade.profit_loss_percentage)], ["Fees (USDT)", usdt(trade.fees, 4)],
     ]));
@@ -147,7 +164,10 @@ export class TradeDetail {
     if (!detail) {
       return [grid, el("p", { class: "notice" }, "Orders, OCO legs and fills are not available from this server yet.")];
     }
-    return [grid, el("h3", {}, "Orders"), recordTable("Orders: entry, OCO legs and exits", detail.orders),
-      el("h3", {}, "Fills and fees"), recordTable("Fills and fees", detail.fills)];
+    const fees = el("section", { "aria-label": "Fees" }, el("h3", {}, "Fees (USDT)"), kv([
+      ["Entry fee", detail.fees.entry_fee], ["Exit fee", plain(detail.fees.exit_fee)], ["Total", detail.fees.total],
+    ]));
+    grid.append(fees);
+    return [grid, el("h3", {}, "Orders and fills"), ordersTable(detail.orders)];
   }
 }
