@@ -55,6 +55,11 @@ async function loadOverview() {
   renderOverview({ portfolio, performance, status, positions, profit });
   renderPositions(positions, { api, refresh, notify });
   views.equity.render(equity, performance);
+  const chart = byId("chart-symbol");
+  // until the reader picks a pair, the chart shows the newest open position's
+  if (!chart.dataset.chosen && positions.length && [...chart.options].some((o) => o.value === positions[0].symbol)) {
+    chart.value = positions[0].symbol;
+  }
   await views.price.load(byId("chart-symbol").value, byId("chart-timeframe").value, positions);
 }
 
@@ -105,7 +110,7 @@ function buildViews() {
   views.feed = new LiveFeed((message) => { if (REFRESHING_EVENTS.has(message.type)) tick(); },
     () => logout("The live feed refused your token: log in again."));
   bindTradingToggle(api, refresh);
-  byId("chart-symbol").addEventListener("change", refresh);
+  byId("chart-symbol").addEventListener("change", (event) => { event.target.dataset.chosen = "1"; refresh(); });
   byId("chart-timeframe").addEventListener("change", refresh);
 }
 

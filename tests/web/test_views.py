@@ -234,7 +234,9 @@ def test_themes_switch_and_are_remembered(page: Page, demo: Demo) -> None:
     light = page.evaluate(background)
     shot(page, "overview-light")
     page.get_by_label("Theme").select_option("dark")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
     dark = page.evaluate(background)
+    shot(page, "overview-dark")
     assert light != dark
     page.get_by_label("Theme").select_option("light")
     page.reload()

@@ -149,8 +149,11 @@ export class EquityChart {
     this.equity = this.chart.addLineSeries({ color: COLORS.entry, lineWidth: 2, title: "" });
     this.realised = this.chart.addLineSeries({ color: COLORS.level, lineWidth: 1, lineStyle: LineStyle.Dashed });
     this.drawdownChart = baseChart(document.getElementById("drawdown-chart"));
-    this.drawdown = this.drawdownChart.addAreaSeries({
-      lineColor: COLORS.down, topColor: "rgba(239,83,80,0.05)", bottomColor: "rgba(239,83,80,0.4)", lineWidth: 1,
+    // filled between the curve and zero, so a drawdown reads as a dip below the peak
+    this.drawdown = this.drawdownChart.addBaselineSeries({
+      baseValue: { type: "price", price: 0 }, lineWidth: 1,
+      bottomLineColor: COLORS.down, bottomFillColor1: "rgba(239,83,80,0.05)", bottomFillColor2: "rgba(239,83,80,0.4)",
+      topLineColor: COLORS.down, topFillColor1: "rgba(0,0,0,0)", topFillColor2: "rgba(0,0,0,0)",
       priceFormat: { type: "custom", formatter: (v) => `${v.toFixed(2)} %` },
     });
     this.count = -1;
