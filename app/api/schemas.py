@@ -11,7 +11,11 @@ from pydantic import BaseModel, EmailStr, Field, PlainSerializer, ValidationInfo
 
 from app.domain.analysts import AnalystKind
 from app.domain.values import format_decimal
-from app.user_config import Strict  # the trading config's schema (ConfigUpdate) lives there, shared with backtests
+from app.user_config import (  # the trading config's schema (ConfigUpdate) lives there, shared with backtests
+    ConfigUpdate,
+    MoneyIn,
+    Strict,
+)
 
 
 def _money(value: Decimal) -> str:
@@ -343,3 +347,53 @@ class EventPublic(BaseModel):
 class EventPage(BaseModel):
     items: list[EventPublic] = Field(description="newest first")
     next_before_id: int | None = Field(description="pass as before_id for the next (older) page; null on the last")
+
+
+class BacktestCreate(Strict):
+    symbols: Annotated[list[Annotated[str, Field(min_length=1, max_length=20)]], Field(min_length=1, max_length=20)]
+    start: datetime = Field(description="first decision: a UTC date (2025-10-01) or date-time")
+    end: datetime = Field(description="last decision, after start; at most BACKTEST_MAX_DAYS later")
+    config: ConfigUpdate = Field(default_factory=ConfigUpdate,
+                                 description="trading-config fields as PUT /trading/config takes them (not symbols)")
+    balance: Annotated[MoneyIn, Field(gt=0, le=10**12)] = Decimal("10000")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _a_date_text(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            raise ValueError(f"{info.field_name} must be a date (YYYY-MM-DD) or an ISO date-time")
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _pairs_apart(cls, value: ConfigUpdate) -> ConfigUpdate:
+        if value.symbols is not None:
+            raise ValueError("name the pairs in symbols, not in config")
+        return value
+
+
+class BacktestPublic(BaseModel):
+    id: int
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float = Field(ge=0, le=1, description="0-1, from the run's progress bar")
+    symbols: list[str]
+    start: UTC
+    end: UTC
+    span_days: Money
+    balance: Money
+    config: dict[str, object]
+    created_at: UTC
+    started_at: UTC | None
+    finished_at: UTC | None
+    summary: dict[str, str | int | None] | None = Field(
+        description="report.json's headline figures once done (numbers as decimal strings, counts as integers)")
+    error: str | None = Field(description="why it failed, in the run's words")
+    files: list[str] = Field(description="what GET /backtests/{id}/files/{name} serves: report.html and the charts")
+
+
+class BacktestDetail(BacktestPublic):
+    report: dict[str, object] | None = Field(description="report.json as the backtester wrote it, once done")
+
+
+class BacktestPage(BaseModel):
+    items: list[BacktestPublic] = Field(description="newest first")
