@@ -118,9 +118,12 @@ async function startDashboard(user, welcome = "") {
   showDashboard(true);
   buildViews();
   byId("who").textContent = user.username;
-  await views.settings.load();
+  const [status] = await Promise.all([api.get("/trading/status"), views.settings.load()]);
+  byId("mode-badge").textContent = status.mode;
+  byId("mode-badge").dataset.mode = status.mode;
   setChartSymbols(views.settings.tradedSymbols());
   views.feed.connect(user.id, session.load().token);
+  api.optional("/events", { limit: 20 }).then((page) => page && views.feed.prime(page.items)).catch(() => {});
   await navigate();
   if (welcome) notify(welcome);
   timer = setInterval(tick, REFRESH_MS);

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -214,8 +215,8 @@ def test_a_backtest_runs_from_the_browser(page: Page, demo: Demo) -> None:
     picker = page.get_by_role("combobox", name="Pairs to test")
     picker.fill("BTC")
     picker.press("Enter")
-    end = page.get_by_label("End (UTC date, inclusive)").input_value()
-    page.get_by_label("Start (UTC date)").fill(end)
+    end = date.fromisoformat(page.get_by_label("End (UTC date)").input_value())
+    page.get_by_label("Start (UTC date)").fill(str(end - timedelta(days=1)))
     page.get_by_role("button", name="Run backtest").click()
     expect(page).to_have_url(re.compile(r"#/backtests/\d+$"))
     progress = page.get_by_label("Backtest progress", exact=True)
@@ -224,6 +225,12 @@ def test_a_backtest_runs_from_the_browser(page: Page, demo: Demo) -> None:
     expect(page.get_by_label("Closed trades", exact=True)).to_be_visible()
     assert_no_sideways_scroll(page)
     shot(page, "backtest-report-desktop")
+    page.set_viewport_size(PHONE)
+    assert_no_sideways_scroll(page)
+    shot(page, "backtest-report-phone")
+    visit(page, "#/backtests")
+    runs = page.locator("#backtest-list tr")
+    expect(runs.first).to_contain_text("done")
 
 
 def test_themes_switch_and_are_remembered(page: Page, demo: Demo) -> None:

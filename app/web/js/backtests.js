@@ -36,7 +36,7 @@ const isFailed = (run) => FAILED.has(String(run.status).toLowerCase());
 const reportOf = (run) => run.report ?? run.summary ?? {};
 
 function spanText(run) {
-  const span = run.span ?? reportOf(run).span;
+  const span = run.start ? { start: run.start, end: run.end } : run.span ?? reportOf(run).span;
   if (!span) return "–";
   if (typeof span === "string") return span;
   return `${String(span.start).slice(0, 10)} to ${String(span.end).slice(0, 10)}`;
@@ -59,7 +59,8 @@ export class BacktestsView {
     this.formError = el("p", { class: "form-error", role: "alert" });
     this.form.replaceChildren(this.picker.element,
       field("bt-start", "Start (UTC date)", input("bt-start", { type: "date", required: true })),
-      field("bt-end", "End (UTC date, inclusive)", input("bt-end", { type: "date", required: true })),
+      field("bt-end", "End (UTC date)", input("bt-end", { type: "date", required: true }),
+        "the last decision is at 00:00 UTC that day"),
       field("bt-balance", "Start balance (USDT)", input("bt-balance", { type: "number", min: 10, step: 1, value: 1000 })),
       field("bt-analyzer", "Analyst", el("select", { id: "bt-analyzer", name: "analyzer",
         "aria-describedby": "bt-analyzer-hint bt-analyzer-error" },
@@ -150,7 +151,7 @@ export class BacktestsView {
     byId("backtest-list").replaceChildren(...(this.runs.length ? this.runs.map((run) => row([
       el("td", {}, el("a", { href: `#/backtests/${run.id}`, "aria-label": `Backtest ${run.id} report` }, `#${run.id}`)),
       String(run.status), (run.symbols || []).join(", "), spanText(run), percent(reportOf(run).total_return_pct),
-      String(reportOf(run).trades ?? "–"), time(run.created),
+      String(reportOf(run).trades ?? "–"), time(run.created_at ?? run.created),
       el("td", {}, el("button", { type: "button", class: "small", "aria-label": `Delete backtest ${run.id}`,
         onclick: () => this.remove(run.id) }, "Delete")),
     ])) : [emptyRow(8, "No backtests yet.")]));
@@ -201,7 +202,7 @@ export class BacktestsView {
     byId("backtest-run-body").replaceChildren(
       el("p", { role: "status", "aria-label": "Backtest progress" }, `${String(run.status)}: ${pct.toFixed(0)} % done`),
       el("progress", { class: "progress", max: 100, value: pct.toFixed(1), "aria-label": "Backtest progress bar" }),
-      kv([["Pairs", (run.symbols || []).join(", ")], ["Span", spanText(run)], ["Started (UTC)", time(run.created)]]));
+      kv([["Pairs", (run.symbols || []).join(", ")], ["Span", spanText(run)], ["Started (UTC)", time(run.created_at ?? run.created)]]));
   }
 
   renderFailure(run) {
@@ -218,7 +219,7 @@ export class BacktestsView {
     const charts = el("div", { class: "report-charts" });
     byId("backtest-run-body").replaceChildren(
       el("p", { role: "status", "aria-label": "Backtest progress" },
-        `Finished ${time(run.finished)} UTC · ${(run.symbols || []).join(", ")} · ${spanText(run)}`),
+        `Finished ${time(run.finished_at ?? run.finished)} UTC · ${(run.symbols || []).join(", ")} · ${spanText(run)}`),
       el("dl", { class: "figures" }, ...figures), link, el("h4", {}, "Charts"), charts);
     for (const name of run.files?.filter((f) => f.endsWith(".png")) ?? ["equity.png", "entries_by_hour.png"]) {
       this.image(run.id, name).then((img) => img && charts.append(img));

@@ -57,7 +57,8 @@ export function describeEvent(message) {
 }
 
 export function eventItem(message) {
-  return el("li", { class: `event event-${message.type}`, "data-type": message.type },
+  return el("li", { class: `event event-${message.type}`, "data-type": message.type,
+    "data-key": `${message.type}@${message.time}` },
     el("time", { datetime: message.time }, `${time(message.time)} UTC`), " ",
     el("span", { class: "badge" }, eventTitle(message.type)), " ", el("span", {}, describeEvent(message)));
 }
@@ -115,6 +116,15 @@ export class LiveFeed {
     this.list.prepend(eventItem(message));
     while (this.list.children.length > MAX_ITEMS) this.list.lastElementChild.remove();
     this.onEvent(message);
+  }
+
+  /** The latest stored events (GET /events, newest first) under whatever the socket has already pushed. */
+  prime(items) {
+    const shown = new Set([...this.list.children].map((li) => li.dataset.key));
+    for (const item of items) {
+      const key = `${item.type}@${item.time}`;
+      if (!shown.has(key)) this.list.append(eventItem(item));
+    }
   }
 
   setState(state, text) {
