@@ -19,8 +19,9 @@ from app.api.deps import ContainerDep, CurrentUser, Uow
 from app.api.errors import ErrorAnswer, answers
 from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import MAX_ID, BacktestCreate, BacktestDetail, BacktestPage, BacktestPublic
+from app.domain.analysts import BACKTEST_ANALYSTS
 from app.domain.records import BacktestRun, BacktestStatus
-from app.domain.symbols import normalised
+from app.domain.symbols import TOP_RULE, normalised
 
 router = APIRouter(prefix="/backtests", tags=["backtests"], route_class=CheckedJsonRoute, responses=answers(401))
 RunId = Annotated[int, Path(ge=-MAX_ID, le=MAX_ID)]
@@ -65,6 +66,12 @@ async def _checked(body: BacktestCreate, container: ContainerDep) -> tuple[tuple
     each problem a 422 naming its field."""
     settings = container.settings
     symbols = normalised(body.symbols)
+    analyzer = body.config.analyzer
+    if analyzer is not None and analyzer.value not in BACKTEST_ANALYSTS:
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "config", "analyzer"), "input": analyzer,
+                                       "msg": f"a backtest replays {' or '.join(BACKTEST_ANALYSTS)}, not {analyzer}"}])
+    if any(TOP_RULE.match(s) for s in symbols):  # a backtest's top:N ranks every pair of the data directory
+        raise _invalid("symbols", "name the pairs: a top:N rule would backtest every pair with data")
     if len(symbols) < len(body.symbols):
         raise _invalid("symbols", "a pair is named more than once")
     if len(symbols) > settings.backtest_max_symbols:
