@@ -127,7 +127,8 @@ async def get_backtest(run_id: RunId, user: CurrentUser, container: ContainerDep
     directory = container.settings.backtest_run_dir(user.id, run.id)
     report = None
     if run.status == BacktestStatus.DONE and (directory / "report.json").is_file():
-        report = json.loads(await asyncio.to_thread((directory / "report.json").read_text))
+        text = await asyncio.to_thread((directory / "report.json").read_text)
+        report = json.loads(text, parse_constant=lambda _: None)  # a NaN would be no JSON an answer may carry
     return {**run_public(run, directory), "report": report}
 
 
