@@ -145,7 +145,7 @@ class BacktestJobs:
             await _ended(process)
         report = out / "report.json"
         if process.returncode == 0 and report.exists():
-            return BacktestStatus.DONE, summary_of(json.loads(report.read_text())), None
+            return BacktestStatus.DONE, summary_of(json.loads(report.read_text(), parse_constant=lambda _: None)), None
         return BacktestStatus.FAILED, None, _error_text(lines, process.returncode)
 
     async def _follow(self, run_id: int, process: asyncio.subprocess.Process) -> list[str]:

@@ -19,8 +19,9 @@ from app.api.deps import ContainerDep, CurrentUser, Uow
 from app.api.errors import ErrorAnswer, answers
 from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import MAX_ID, BacktestCreate, BacktestDetail, BacktestPage, BacktestPublic
+from app.domain.analysts import BACKTEST_ANALYSTS
 from app.domain.records import BacktestRun, BacktestStatus
-from app.domain.symbols import normalised
+from app.domain.symbols import TOP_RULE, normalised
 
 router = APIRouter(prefix="/backtests", tags=["backtests"], route_class=CheckedJsonRoute, responses=answers(401))
 RunId = Annotated[int, Path(ge=-MAX_ID, le=MAX_ID)]
@@ -65,6 +66,12 @@ async def _checked(body: BacktestCreate, container: ContainerDep) -> tuple[tuple
     each problem a 422 naming its field."""
     settings = container.settings
     symbols = normalised(body.symbols)
+    analyzer = body.config.analyzer
+    if analyzer is not None and analyzer.value not in BACKTEST_ANALYSTS:
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "config", "analyzer"), "input": analyzer,
+                                       "msg": f"a backtest replays {' or '.join(BACKTEST_ANALYSTS)}, not {analyzer}"}])
+    if any(TOP_RULE.match(s) for s in symbols):  # a backtest's top:N ranks every pair of the data directory
+        raise _invalid("symbols", "name the pairs: a top:N rule would backtest every pair with data")
     if len(symbols) < len(body.symbols):
         raise _invalid("symbols", "a pair is named more than once")
     if len(symbols) > settings.backtest_max_symbols:
@@ -120,7 +127,8 @@ async def get_backtest(run_id: RunId, user: CurrentUser, container: ContainerDep
     directory = container.settings.backtest_run_dir(user.id, run.id)
     report = None
     if run.status == BacktestStatus.DONE and (directory / "report.json").is_file():
-        report = json.loads(await asyncio.to_thread((directory / "report.json").read_text))
+        text = await asyncio.to_thread((directory / "report.json").read_text)
+        report = json.loads(text, parse_constant=lambda _: None)  # a NaN would be no JSON an answer may carry
     return {**run_public(run, directory), "report": report}
 
 
