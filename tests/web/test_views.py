@@ -32,6 +32,9 @@ class Demo:
     def get(self, path: str, **params: object) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", params=params, headers=self.headers, timeout=10)
 
+    def post(self, path: str, body: dict[str, object]) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body, headers=self.headers, timeout=10)
+
     def has_route(self, path: str) -> bool:
         return self.get(path).status_code != 404
 
@@ -228,9 +231,23 @@ def test_a_backtest_runs_from_the_browser(page: Page, demo: Demo) -> None:
     page.set_viewport_size(PHONE)
     assert_no_sideways_scroll(page)
     shot(page, "backtest-report-phone")
+    compare_with_a_second_run(page, demo, str(end - timedelta(days=1)), str(end))
+
+
+def compare_with_a_second_run(page: Page, demo: Demo, start: str, end: str) -> None:
+    second = demo.post("/backtests", {"symbols": ["ETHUSDT"], "start": start, "end": end, "balance": "1000"})
+    assert second.status_code == 202, second.text
+    visit(page, f"#/backtests/{second.json()['id']}")
+    progress = page.get_by_label("Backtest progress", exact=True)
+    expect(progress).to_contain_text(re.compile(r"Finished .* ETHUSDT"), timeout=90_000)
     visit(page, "#/backtests")
-    runs = page.locator("#backtest-list tr")
-    expect(runs.first).to_contain_text("done")
+    expect(page.locator("#backtest-list tr").filter(has_text="done")).to_have_count(2)
+    page.get_by_role("button", name="Compare").click()
+    table = page.get_by_role("table", name=re.compile(r"Backtest #\d+ and #\d+ side by side"))
+    expect(table.get_by_role("row", name=re.compile("^Pairs"))).to_contain_text("BTCUSDT")
+    expect(table.get_by_role("row", name=re.compile("^Pairs"))).to_contain_text("ETHUSDT")
+    assert_no_sideways_scroll(page)
+    shot(page, "backtests-compare-desktop")
 
 
 def test_themes_switch_and_are_remembered(page: Page, demo: Demo) -> None:

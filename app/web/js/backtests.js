@@ -137,6 +137,7 @@ export class BacktestsView {
   }
 
   async load(id) {
+    this.forget(id);
     await this.prepare();
     const list = await this.api.optional("/backtests");
     const note = byId("backtests-unavailable");
@@ -155,18 +156,34 @@ export class BacktestsView {
       el("td", {}, el("button", { type: "button", class: "small", "aria-label": `Delete backtest ${run.id}`,
         onclick: () => this.remove(run.id) }, "Delete")),
     ])) : [emptyRow(8, "No backtests yet.")]));
-    for (const [select, index] of [[byId("compare-a"), 1], [byId("compare-b"), 0]]) {
-      const chosen = select.value;
-      const done = this.runs.filter(isDone);
-      select.replaceChildren(...done.map((r) => el("option", { value: r.id }, `#${r.id} ${(r.symbols || []).join(" ")}`)));
-      select.value = done.some((r) => String(r.id) === chosen) ? chosen : String(done[index]?.id ?? done[0]?.id ?? "");
+    // two different finished runs, the reader's choice kept while it still stands
+    const done = this.runs.filter(isDone).map((r) => String(r.id));
+    const a = byId("compare-a");
+    const b = byId("compare-b");
+    const keep = (select, fallback) => (done.includes(select.value) ? select.value : fallback);
+    const first = keep(a, done[1] ?? done[0] ?? "");
+    const second = keep(b, done[0] ?? "");
+    for (const select of [a, b]) {
+      select.replaceChildren(...this.runs.filter(isDone).map((r) =>
+        el("option", { value: r.id }, `#${r.id} ${(r.symbols || []).join(" ")}`)));
     }
+    a.value = first;
+    b.value = second === first ? done.find((id) => id !== first) ?? second : second;
   }
 
   async remove(id) {
     await this.api.delete(`/backtests/${id}`);
     if (location.hash === `#/backtests/${id}`) location.hash = "#/backtests";
     else await this.load(null);
+  }
+
+  /** Another run's report must not stand under this run's title while this one loads. */
+  forget(id) {
+    const title = byId("backtest-run-title");
+    byId("backtest-run").hidden = id == null;
+    if (id == null || title.textContent === `Backtest #${id}`) return;
+    title.textContent = `Backtest #${id}`;
+    byId("backtest-run-body").replaceChildren(el("p", { class: "muted" }, "Loading…"));
   }
 
   stopPolling() {
@@ -176,10 +193,7 @@ export class BacktestsView {
 
   async showRun(id) {
     this.stopPolling();
-    const card = byId("backtest-run");
-    card.hidden = id == null;
     if (id == null) return;
-    byId("backtest-run-title").textContent = `Backtest #${id}`;
     let run;
     try {
       run = await this.api.get(`/backtests/${id}`);
