@@ -64,6 +64,22 @@ def assert_no_sideways_scroll(page: Page) -> None:
     assert widths[0] <= widths[1], f"the page is {widths[0]} px wide in a {widths[1]} px window"
 
 
+UNLABELLED_CONTROLS = """() => [...document.querySelectorAll("input, select, button, textarea")]
+    .filter((c) => c.offsetParent !== null && c.type !== "hidden")
+    .filter((c) => !(c.labels?.length || c.getAttribute("aria-label") || c.getAttribute("aria-labelledby")
+                     || (c.tagName === "BUTTON" && c.textContent.trim())))
+    .map((c) => c.outerHTML.slice(0, 120))"""
+TABLES_WITHOUT_NAMES = """() => [...document.querySelectorAll("table")]
+    .filter((t) => t.offsetParent !== null && !t.closest("[role=img]"))  // the charts lay out with tables
+    .filter((t) => !(t.caption || t.getAttribute("aria-labelledby")) || !t.querySelector("th"))
+    .map((t) => t.outerHTML.slice(0, 120))"""
+
+
+def assert_accessible_basics(page: Page) -> None:
+    assert page.evaluate(UNLABELLED_CONTROLS) == [], "controls without a label"
+    assert page.evaluate(TABLES_WITHOUT_NAMES) == [], "tables without a caption or header cells"
+
+
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
@@ -81,6 +97,8 @@ def see_overview(page: Page, demo: Demo) -> None:
     expect(page.get_by_label("Trading status")).not_to_contain_text("ACTIVE")
     expect(page.get_by_label("Equity summary")).to_contain_text("USDT")
     expect(page.get_by_label("Chart summary")).to_contain_text("candles", timeout=20_000)
+    levels = page.get_by_role("list", name="Support and resistance levels").get_by_role("listitem")
+    expect(levels.first).to_have_text(re.compile(r"^(support|resistance) [\d.]+ \(price touched it \d+ times\)$"))
 
 
 def see_trades(page: Page, demo: Demo) -> None:
@@ -151,6 +169,7 @@ def test_each_view_shows_its_data_without_sideways_scroll(browser: Browser, demo
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         log_in(page, demo)
         for view, see in VIEWS.items():
@@ -158,6 +177,7 @@ def test_each_view_shows_its_data_without_sideways_scroll(browser: Browser, demo
             expect(page.locator(f'#main-nav a[data-view="{view}"]')).to_have_attribute("aria-current", "page")
             see(page, demo)
             assert_no_sideways_scroll(page)
+            assert_accessible_basics(page)
             shot(page, f"{view}-{size}")
         closed = demo.get("/trading/trades", status="closed", limit=1).json()["items"][0]
         visit(page, f"#/trades/{closed['id']}")
