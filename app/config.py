@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     gemini_fallback: Literal["hold", "rules"] = "hold"
     replay_live_misses: bool = False
     backtest_workers: int | None = Field(None, ge=0)  # processes computing analyses ahead; None: one per core (0 on one)
+    # Backtests from the API (README "API at a glance": POST /backtests)
+    backtest_concurrency: int = Field(1, ge=1, le=16)  # runs at once per server; the others wait queued
+    backtest_max_queued: int = Field(3, ge=1, le=100)  # a user's queued and running runs; one more answers 429
+    backtest_max_days: int = Field(92, ge=1, le=3660)  # the longest span one run may cover
+    backtest_max_symbols: int = Field(10, ge=1, le=20)
+    backtest_timeout_seconds: float = Field(1800, gt=0)  # a run still going after this is stopped and failed
+    backtest_poll_seconds: float = Field(2.0, gt=0, le=60)  # how often the runner looks for runs queued elsewhere
     openai_base_url: str | None = None
     openai_model: str = "llama3.1"
     openai_api_key: SecretStr | None = None
@@ -203,6 +210,10 @@ class Settings(BaseSettings):
     @property
     def follows_venue_clock(self) -> bool:
         return self.uses_live_market and self.market_clock == "venue"
+
+    def backtest_run_dir(self, user_id: int, run_id: int) -> Path:
+        """Where an API-started backtest writes its files: <LOG_DIR>/backtests/<user id>/<run id>/."""
+        return self.log_dir / "backtests" / str(user_id) / str(run_id)
 
     @property
     def data_dir(self) -> Path:

@@ -20,6 +20,7 @@ from app.analysts.replay import RecordedAnswer, ReplayAnalyzer, write_recorded_a
 from app.analysts.rules import RuleBasedAnalyzer
 from app.backtest.memory_store import MemoryStore
 from app.backtest.runner import BacktestEngine
+from app.backtest_jobs import BacktestJobs
 from app.config import Settings
 from app.db import Database, PoolSettings
 from app.domain.analysts import AnalystKind
@@ -110,6 +111,8 @@ class Container:
         self.leadership: EngineLeadership | None = None
         self.run_engine, self.engine_apart, self.migrate = run_engine, engine_apart, migrate
         self.task_queue: Any = None  # ENGINE_DECIDE_ON=workers: the procrastinate App the leader enqueues through
+        # API-started backtests run where the engine runs (its leader only), or here when no engine runs anywhere
+        self.backtests = BacktestJobs(self.uow, settings, self.clock)
 
     def default_config(self, user_id: int) -> TradingConfig:
         return self.settings.trading_config(user_id)
@@ -292,6 +295,8 @@ class Container:
             await self.decide_on_workers()
         if self.run_engine:
             await self.stand_for_leader()
+        elif not self.engine_apart:
+            self.backtests.start()
 
     async def decide_on_workers(self) -> None:
         """ENGINE_DECIDE_ON=workers: this engine, while it leads, hands each cycle's users to `trdbot worker`
@@ -316,8 +321,8 @@ class Container:
                                 observe=self.metrics.cycle_duration.observe)
         desk = CloseDesk(self.uow, self.bot.close_trade, self.clock, s.handoff_poll_seconds)
         retry_s = min(s.leader_retry_seconds, s.trading_interval_seconds / 2)
-        self.leadership = EngineLeadership(leader_lock(s.database_url), LeaderDuties(self.loop, desk), self.clock,
-                                           retry_s)
+        duties = LeaderDuties(self.loop, desk, self.backtests)
+        self.leadership = EngineLeadership(leader_lock(s.database_url), duties, self.clock, retry_s)
         await self.leadership.step()
         self.leadership.start()
 
@@ -344,6 +349,7 @@ class Container:
 
     async def stop(self) -> None:
         await self.event_feed.poller.stop()
+        await self.backtests.stop()
         if self.leadership is not None:
             await self.leadership.stop()
         elif self.loop is not None:
@@ -383,16 +389,19 @@ class EventTable:
 
 
 class LeaderDuties:
-    """What only the leading engine runs: the trading loop, and the desk that closes what API processes marked."""
+    """What only the leading engine runs: the trading loop, the desk that closes what API processes marked, and the
+    backtests users queued (one runner per server, so BACKTEST_CONCURRENCY holds for the server)."""
 
-    def __init__(self, loop: TradingLoop, desk: CloseDesk) -> None:
-        self.loop, self.desk = loop, desk
+    def __init__(self, loop: TradingLoop, desk: CloseDesk, backtests: BacktestJobs) -> None:
+        self.loop, self.desk, self.backtests = loop, desk, backtests
 
     def start(self) -> None:
         self.loop.start()
         self.desk.poller.start()
+        self.backtests.start()
 
     async def stop(self) -> None:
+        await self.backtests.stop()
         await self.desk.poller.stop()
         await self.loop.stop()
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import account, auth, market, portfolio, trading
+from app.api import account, auth, backtests, events, market, portfolio, trading
 from app.api.errors import install_error_handlers
 from app.api.http_guards import BodyLimit, SecurityHeaders, mount_docs
 from app.api.schemas import Health
@@ -103,7 +103,8 @@ def create_app(container: Container | None = None, ready: Callable[[Container], 
     install_error_handlers(app)
     if docs:
         mount_docs(app)
-    for router in (auth.router, trading.router, portfolio.router, account.router, market.router):
+    for router in (auth.router, trading.router, portfolio.router, account.router, market.router, events.router,
+                   backtests.router):
         app.include_router(router)
 
     @app.get("/health", response_model=Health, tags=["service"],

@@ -85,9 +85,22 @@ def _field(loc: Sequence[Any]) -> str:
     return next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
 
 
+# pydantic puts these before a validator's own message; the reader needs only the message
+PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def readable_message(msg: str) -> str:
+    """A validator's message as written for the user: without pydantic's "Value error, " prefix."""
+    for prefix in PYDANTIC_PREFIXES:
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
+
+
 def public_error(error: dict[str, Any]) -> dict[str, Any]:
     loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ())]
-    answer: dict[str, Any] = {"type": error.get("type", "value_error"), "loc": loc, "msg": error.get("msg", "")}
+    answer: dict[str, Any] = {"type": error.get("type", "value_error"), "loc": loc,
+                              "msg": readable_message(str(error.get("msg", "")))}
     value = error.get("input")
     if isinstance(value, UnrepresentableNumber):
         answer["type"], answer["msg"] = "finite_number", f"must be a finite number that fits its field, got {value!r}"

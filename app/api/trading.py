@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+from collections.abc import AsyncIterator
 from datetime import datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
 from app.api.deps import ContainerDep, CurrentUser, Uow
@@ -19,16 +23,22 @@ from app.api.schemas import (
     AnalysisPage,
     AnalysisPublic,
     ConfigPublic,
+    OcoLegPublic,
+    OrderPublic,
     PositionPublic,
+    TradeDecisionPublic,
+    TradeDetail,
+    TradeFees,
     TradePage,
     TradePublic,
     TradingStatus,
 )
 from app.domain.errors import RuleViolation
-from app.domain.records import AnalysisRecord, TradeRecord
+from app.domain.events import STATUS_EVENT
+from app.domain.records import AnalysisRecord, OrderRecord, Purpose, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.symbols import TOP_RULE, normalised
-from app.domain.values import TradeStatus
+from app.domain.values import OrderType, TradeStatus, oco_leg_client_ids
 from app.user_config import ConfigUpdate
 
 router = APIRouter(prefix="/trading", tags=["trading"], route_class=CheckedJsonRoute, responses=answers(401))
@@ -76,7 +86,7 @@ async def _set_active(container: ContainerDep, uow: Uow, user_id: int, active: b
     config = await uow.configs.get(user_id)
     await uow.configs.save(dataclasses.replace(config, is_active=active), container.clock.now())
     await uow.commit()
-    await container.websockets.publish(user_id, "status", container.market_clock.now(), {"is_active": active})
+    await container.websockets.publish(user_id, STATUS_EVENT, container.market_clock.now(), {"is_active": active})
     return ActiveAnswer(is_active=active)
 
 
@@ -159,12 +169,108 @@ async def list_trades(
     return Response(body, media_type="application/json")
 
 
+CSV_COLUMNS = ("id", "symbol", "side", "status", "amount", "price", "stop_loss", "take_profit",
+               "ai_signal_confidence", "executed_at", "exit_price", "exit_reason", "profit_loss",
+               "profit_loss_percentage", "fees", "duration_seconds", "closed_at")
+CSV_PAGE = 500  # trades read per unit of work while the export streams
+TRADE_ROW = TypeAdapter(TradePublic)
+
+
+def _csv_line(values: list[object]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue()
+
+
+async def _trade_rows(container: ContainerDep, user_id: int, status: str | None,
+                      symbol: str | None) -> AsyncIterator[str]:
+    """The header, then every matching trade page by page, each page in a unit of work of its own (no connection
+    is held while the client reads)."""
+    yield _csv_line(list(CSV_COLUMNS))
+    after: tuple[datetime, int] | None = None
+    while True:
+        async with container.uow() as uow:
+            page = await uow.trades.page_after(user_id, status, symbol, CSV_PAGE, after)
+        for trade in page:
+            row = TRADE_ROW.dump_python(trade_public(trade), mode="json")
+            yield _csv_line(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
+        if len(page) < CSV_PAGE:
+            return
+        after = (page[-1].executed_at, page[-1].id)
+
+
+@router.get("/trades.csv", response_class=StreamingResponse, responses={
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+          "description": "every matching trade, newest first, with a header row"}, **answers(422)})
+async def export_trades(
+    user: CurrentUser,
+    container: ContainerDep,
+    status_: Annotated[TradeStatus | None, Query(alias="status")] = None,
+    symbol: Annotated[str | None, Query(max_length=20)] = None,
+) -> StreamingResponse:
+    """All the user's trades (the filters of GET /trading/trades) as CSV, streamed; money as exact decimals."""
+    rows = _trade_rows(container, user.id, status_.value if status_ else None, symbol)
+    return StreamingResponse(rows, media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="trades.csv"'})
+
+
 @router.get("/trades/{trade_id}", response_model=TradePublic, responses=answers(404))
 async def get_trade(trade_id: TradeId, user: CurrentUser, uow: Uow) -> TradePublic:
     trade = await uow.trades.get(user.id, trade_id)
     if trade is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"trade {trade_id} not found")
     return trade_public(trade)
+
+
+def order_public(order: OrderRecord, exits: dict[str, OrderRecord]) -> OrderPublic:
+    filled = order.executed_qty > 0
+    legs = []
+    if order.type == OrderType.OCO:
+        for leg_id, kind, price in zip(oco_leg_client_ids(order.client_order_id), ("take_profit", "stop_loss"),
+                                       (order.price, order.stop_price), strict=True):
+            leg = exits.get(leg_id)
+            legs.append(OcoLegPublic(client_order_id=leg_id, kind=kind, price=price,  # type: ignore[arg-type]
+                                     status=leg.status.value if leg else None))
+    return OrderPublic(
+        client_order_id=order.client_order_id, purpose=order.purpose.value, type=order.type.value,
+        side=order.side.value, quantity=order.quantity, price=order.price, stop_price=order.stop_price,
+        status=order.status.value, exchange_order_id=order.exchange_order_id, executed_qty=order.executed_qty,
+        cumulative_quote_qty=order.cumulative_quote_qty,
+        average_price=order.cumulative_quote_qty / order.executed_qty if filled else None,
+        commission=order.commission, commission_asset=order.commission_asset, error=order.error,
+        created_at=order.created_at, transact_time=order.transact_time, legs=legs,
+    )
+
+
+def decision_public(record: AnalysisRecord) -> TradeDecisionPublic:
+    assert record.id is not None
+    return TradeDecisionPublic(
+        analysis_id=record.id, created_at=record.created_at, analyzer=record.analyzer, signal=record.signal,
+        confidence=record.confidence, reasoning=record.reasoning, regime=record.regime,
+        confluence_score=record.confluence_score, entry_price=record.entry_price, stop_loss=record.stop_loss,
+        take_profit=record.take_profit, decision=record.decision.value if record.decision else None,
+        reasons=list(record.reasons),
+    )
+
+
+@router.get("/trades/{trade_id}/detail", response_model=TradeDetail, responses=answers(404))
+async def trade_detail(trade_id: TradeId, user: CurrentUser, container: ContainerDep, uow: Uow) -> TradeDetail:
+    """The trade with its orders as recorded (entry, OCO lists and their legs, exits: fills and fees), the
+    analysis that opened it with the user's decision, and its duration."""
+    trade = await uow.trades.get(user.id, trade_id)
+    if trade is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"trade {trade_id} not found")
+    orders = await uow.orders.of_trade(trade.id)
+    exits = {o.client_order_id: o for o in orders if o.purpose == Purpose.EXIT}
+    analysis = await uow.analyses.decided(trade.analysis_id, user.id) if trade.analysis_id is not None else None
+    ended = trade.closed_at or container.market_clock.now()
+    return TradeDetail(
+        trade=trade_public(trade), orders=[order_public(o, exits) for o in orders],
+        fees=TradeFees(entry_fee=trade.entry_fee, exit_fee=trade.exit_fee, total=trade.fees),
+        decision=decision_public(analysis) if analysis is not None else None,
+        duration_seconds=trade.duration_seconds if trade.duration_seconds is not None
+        else max(0, int((ended - trade.executed_at).total_seconds())),
+    )
 
 
 @router.get("/positions", response_model=list[PositionPublic], responses=answers(502, 503))

@@ -111,3 +111,10 @@ class ExchangeKeysChanged(Event):
 
     type: ClassVar[str] = "exchange_keys"
     mode: str
+
+
+STATUS_EVENT = "status"  # the engine switch (POST /trading/start and /stop), published without a class of its own
+EVENT_TYPES = frozenset({*(kind.type for kind in (
+    SignalAnalysed, SignalRejected, TradeExecuted, PositionClosed, EmergencyExit, OrderPathRepaired, EngineError,
+    ExchangeKeysChanged,
+)), STATUS_EVENT})

@@ -295,3 +295,30 @@ class AddressAttempt:
 class UsernameAttempt:
     attempts: int
     window_start_ms: int
+
+
+class BacktestStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestRun:
+    """A backtest a user asked for through the API, run by `trdbot backtest` in a process of its own."""
+
+    id: int
+    user_id: int
+    status: BacktestStatus
+    symbols: tuple[str, ...]
+    start: datetime
+    end: datetime
+    balance: Decimal
+    config: dict[str, Any]  # trading-config fields (ConfigUpdate's), as JSON
+    created_at: datetime
+    progress: float = 0.0  # 0-1, from the run's progress bar
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    summary: dict[str, Any] | None = None  # headline figures of report.json, once done
+    error: str | None = None  # why it failed, as the run said it

@@ -1,6 +1,7 @@
 """SQLAlchemy tables only: every table of DESIGN.md section 8."""
 
 from app.models.analysis import Analysis, AnalysisDecision, DecisionSpan, DecisionTally, EngineCycle
+from app.models.backtest import BacktestRow
 from app.models.base import Base
 from app.models.event import Event
 from app.models.portfolio import DustBalance, Portfolio
@@ -10,6 +11,7 @@ from app.models.user import ExchangeCredential, LoginThrottle, SimAccount, User
 __all__ = [
     "Analysis",
     "AnalysisDecision",
+    "BacktestRow",
     "Base",
     "DecisionSpan",
     "DecisionTally",

@@ -165,6 +165,15 @@ class AnalysisRepository:
         rows = (await self.session.execute(query.order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit))).all()
         return [_skip_seen(a, span) for a, span in rows]
 
+    async def decided(self, analysis_id: int, user_id: int) -> AnalysisRecord | None:
+        """One analysis with the user's own decision on it (none if the user has no row for it)."""
+        found = (await self.session.execute(
+            select(Analysis, AnalysisDecision).outerjoin(
+                AnalysisDecision, (AnalysisDecision.analysis_id == Analysis.id) & (AnalysisDecision.user_id == user_id))
+            .where(Analysis.id == analysis_id).order_by(AnalysisDecision.id).limit(1)
+        )).first()
+        return _analysis(found[0], found[1]) if found is not None else None
+
     async def latest_time(self) -> datetime | None:
         return await self.session.scalar(select(func.max(Analysis.created_at)))
 
@@ -206,6 +215,21 @@ class EventRepository:
         rows = await self.session.scalars(
             select(Event).where(Event.user_id == user_id).order_by(Event.id.desc()).limit(limit)
         )
+        return [EventRecord(r.user_id, r.type, r.time, json.loads(r.data), r.id) for r in rows]
+
+    async def page(self, user_id: int, type_: str | None, since: datetime | None, until: datetime | None,
+                   before_id: int | None, limit: int) -> list[EventRecord]:
+        """A user's events newest first (by id), of one type and in [since, until) if asked, below `before_id`."""
+        query = select(Event).where(Event.user_id == user_id)
+        if type_ is not None:
+            query = query.where(Event.type == type_)
+        if since is not None:
+            query = query.where(Event.time >= since)
+        if until is not None:
+            query = query.where(Event.time < until)
+        if before_id is not None:
+            query = query.where(Event.id < before_id)
+        rows = await self.session.scalars(query.order_by(Event.id.desc()).limit(limit))
         return [EventRecord(r.user_id, r.type, r.time, json.loads(r.data), r.id) for r in rows]
 
     async def latest_id(self) -> int:

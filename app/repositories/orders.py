@@ -132,6 +132,11 @@ class OrderRepository:
         query = select(OrderRow).where(OrderRow.trade_id == trade_id, OrderRow.purpose == purpose)
         return [_order(r) for r in await self.session.scalars(query.order_by(OrderRow.id))]
 
+    async def of_trade(self, trade_id: int) -> list[OrderRecord]:
+        """Every order row of a trade (entry, protective lists, exits), in the order they were written."""
+        query = select(OrderRow).where(OrderRow.trade_id == trade_id).order_by(OrderRow.id)
+        return [_order(r) for r in await self.session.scalars(query)]
+
     async def unbooked_entries(self) -> list[OrderRecord]:
         """Entries of every user without their trade that may have bought something: sent (or maybe sent) and not
         final without a fill. Reconciliation books or drops each."""

@@ -246,6 +246,25 @@ class TradeRepository:
             total = await self.session.scalar(select(func.count()).select_from(table).where(*conditions)) or 0
         return [_trade(r) for r in rows[:limit]], total
 
+    async def page_after(
+        self, user_id: int, status: str | None, symbol: str | None, limit: int,
+        after: tuple[datetime, int] | None = None,
+    ) -> list[TradeRecord]:
+        """Up to `limit` trades, newest first, older than `after` (the last one of the previous page's
+        (executed_at, id)): every page costs the same, however deep (an export reads them all)."""
+        table = Trade.__table__
+        conditions = [table.c.user_id == user_id]
+        if status:
+            conditions.append(table.c.status == status)
+        if symbol:
+            conditions.append(table.c.symbol == symbol)
+        if after is not None:
+            executed_at, trade_id = after
+            conditions.append((table.c.executed_at < executed_at)
+                              | ((table.c.executed_at == executed_at) & (table.c.id < trade_id)))
+        query = select(table).where(*conditions).order_by(table.c.executed_at.desc(), table.c.id.desc()).limit(limit)
+        return [_trade(r) for r in await self.session.execute(query)]
+
     async def fingerprint(self, user_id: int) -> tuple[int, int]:
         """(trades, closed trades) of a user: trades change only by being added or closed, so a page read while
         these were the same is still the page."""
@@ -310,9 +329,11 @@ class TradeRepository:
         return {user_id: tuple(results) for user_id, results in found.items()}
 
     async def closed(self, user_id: int) -> list[TradeRecord]:
-        rows = await self.session.scalars(
-            select(Trade).where(Trade.user_id == user_id, Trade.status == TradeStatus.CLOSED.value)
-            .order_by(Trade.closed_at, Trade.id)
+        """Every closed trade of a user, by exit time (plain rows: the statistics read them, never change them)."""
+        table = Trade.__table__
+        rows = await self.session.execute(
+            select(table).where(table.c.user_id == user_id, table.c.status == TradeStatus.CLOSED.value)
+            .order_by(table.c.closed_at, table.c.id)
         )
         return [_trade(r) for r in rows]
 

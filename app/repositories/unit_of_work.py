@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.repositories.backtests import BacktestRepository
 from app.repositories.log import AnalysisRepository, EventRepository
 from app.repositories.orders import OrderRepository
 from app.repositories.sim_accounts import SimAccountRepository
@@ -37,6 +38,7 @@ class UnitOfWork:
         self.credentials = CredentialRepository(session)
         self.throttle = ThrottleRepository(session)
         self.sim_accounts = SimAccountRepository(session)
+        self.backtests = BacktestRepository(session)
 
     async def commit(self) -> None:
         await self.session.commit()

@@ -61,3 +61,33 @@ def running_demo(workdir: Path, speed: float, extra_env: Mapping[str, str] | Non
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def demo_token(url: str, workdir: Path) -> str:
+    """The demo user's bearer token (its password is in the demo's ./var)."""
+    password = (workdir / "var" / "demo-password.txt").read_text().strip()
+    answer = httpx.post(f"{url}/auth/login", json={"username": "demo", "password": password}, timeout=10)
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
+
+
+def _has_history(url: str, token: str, closed: int) -> bool:
+    headers = {"Authorization": f"Bearer {token}"}
+    trades = httpx.get(f"{url}/trading/trades", params={"status": "closed", "limit": 1}, headers=headers, timeout=10)
+    positions = httpx.get(f"{url}/trading/positions", headers=headers, timeout=10)
+    return int(trades.json()["total"]) >= closed and len(positions.json()) >= 1
+
+
+@contextmanager
+def seeded_demo(workdir: Path, closed: int = 3, timeout_s: float = 120) -> Iterator[str]:
+    """`trdbot demo` whose demo user has at least `closed` closed trades and an open position: a fast replay trades
+    until then and stops; the same ./var then replays at 1x, so the open position stays open while the tests look."""
+    with running_demo(workdir, speed=3000) as url:
+        token = demo_token(url, workdir)
+        deadline = time.monotonic() + timeout_s
+        while not _has_history(url, token, closed):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the demo user had not {closed} closed trades and an open position in {timeout_s} s")
+            time.sleep(0.5)
+    with running_demo(workdir, speed=1) as url:
+        yield url

@@ -44,12 +44,8 @@ def register_and_log_in(page: Page, username: str, shots: bool = True) -> None:
     page.get_by_label("New username").fill(username)
     page.get_by_label("Email").fill(f"{username}@example.com")
     page.get_by_label("New password").fill(PASSWORD)
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("status").filter(has_text="created")).to_contain_text(username)
-    expect(page.get_by_label("Username", exact=True)).to_have_value(username)
-    shot(page, "02-registered" if shots else None)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Create account and log in").click()
+    expect(page.get_by_label("Notice")).to_contain_text(f"Welcome, {username}")
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.get_by_label("Signed in user")).to_have_text(username)
     expect(page.get_by_label("Trading mode")).to_have_text("paper")
@@ -66,10 +62,14 @@ def start_trading(page: Page) -> None:
 
 def first_trade_symbol(page: Page) -> str:
     """Waits for the engine to trade for this user; returns the symbol of the newest trade in the history."""
-    trades = region(page, "Trade history").get_by_role("row").filter(has_text=re.compile(r"#\d+"))
-    expect(trades.first).to_be_visible(timeout=TRADE_WAIT_MS)
-    expect(page.get_by_label("Live event feed")).to_contain_text("trade_executed")
-    return trades.first.get_by_role("cell").nth(1).inner_text()
+    expect(page.get_by_label("Live event feed")).to_contain_text("Trade opened", timeout=TRADE_WAIT_MS)
+    expect(page.get_by_label("Live event feed")).not_to_contain_text("{")
+    page.get_by_role("link", name="Trades", exact=True).click()
+    trades = region(page, "Trades").get_by_role("row").filter(has_text=re.compile(r"#\d+"))
+    expect(trades.first).to_be_visible()
+    symbol = trades.first.get_by_role("cell").nth(1).inner_text()
+    page.get_by_role("link", name="Overview", exact=True).click()
+    return symbol
 
 
 def see_trade_on_chart(page: Page, symbol: str) -> None:
@@ -102,15 +102,17 @@ def close_a_position(page: Page) -> str:
 
 
 def see_manual_exit(page: Page, trade_id: str) -> None:
+    page.get_by_role("link", name="Trades", exact=True).click()
     page.get_by_label("Filter exit reason").select_option("MANUAL")
-    row = region(page, "Trade history").get_by_role("row").filter(has_text=f"#{trade_id}")
-    expect(row).to_contain_text("MANUAL")
+    row = region(page, "Trades").get_by_role("row").filter(has_text=f"#{trade_id}")
+    expect(row).to_contain_text("manual")
     expect(row).to_contain_text("closed")
     shot(page, "07-closed-manually")
 
 
 def change_settings(page: Page) -> None:
-    risk = page.get_by_label("Risk per trade (%)")
+    page.get_by_role("link", name="Settings", exact=True).click()
+    risk = region(page, "Settings").get_by_label("Risk per trade (%)")
     risk.fill("5")
     page.get_by_role("button", name="Save settings").click()
     expect(risk).to_have_attribute("aria-invalid", "true")
@@ -142,7 +144,7 @@ def test_user_journey_from_registration_to_logout(page: Page) -> None:
     trade_id = close_a_position(page)
     see_manual_exit(page, trade_id)
     change_settings(page)
-    page.get_by_label("Filter exit reason").select_option("")
+    page.get_by_role("link", name="Overview", exact=True).click()
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "10-dashboard", full_page=False)
     log_out(page)

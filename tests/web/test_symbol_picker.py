@@ -77,11 +77,11 @@ class Account:
 
 
 def log_in(page: Page, account: Account) -> None:
-    page.goto("/")
+    page.goto("/#/settings")
     page.get_by_label("Username", exact=True).fill(account.username)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    page.get_by_role("button", name="Log in", exact=True).click()
+    expect(page.get_by_role("heading", name="Settings", exact=True)).to_be_visible()
     expect(chips(page, "Chosen symbols")).to_have_count(len(BUNDLED))
 
 

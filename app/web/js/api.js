@@ -4,7 +4,7 @@ const SESSION_KEY = "trdbot.session";
 
 export class ApiError extends Error {
   constructor(status, detail) {
-    super(typeof detail === "string" ? detail : `request failed (${status})`);
+    super(typeof detail === "string" ? plainMessage(detail) : describeFailure(status, detail));
     this.status = status;
     this.detail = detail;
   }
@@ -24,9 +24,17 @@ export class ApiError extends Error {
   }
 }
 
+/** A 422's list of problems as one sentence; other answers without a message by their status. */
+function describeFailure(status, detail) {
+  if (Array.isArray(detail) && detail.length) return detail.map((item) => plainMessage(item.msg)).join("; ");
+  if (status === 404) return "Not found.";
+  if (status >= 500) return `The server could not answer (${status}): try again in a moment.`;
+  return `The request failed (${status}).`;
+}
+
 /** Pydantic prefixes a validator's own message with "Value error, "; the reader needs only the message. */
 function plainMessage(msg) {
-  return String(msg ?? "").replace(/^Value error, /, "");
+  return String(msg ?? "").replace(/^(Value|Assertion) error, /i, "");
 }
 
 export const session = {
@@ -68,6 +76,32 @@ export class Api {
   get(path, query = {}) {
     const params = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== "" && v != null));
     return this.request("GET", params.size ? `${path}?${params}` : path);
+  }
+
+  /** GET that answers null when the route is not there (404): views built ahead of their API say so. */
+  async optional(path, query = {}) {
+    try {
+      return await this.get(path, query);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404 && e.message === "Not Found") return null;
+      throw e;
+    }
+  }
+
+  /** Fetches a file with the bearer token and hands it to the browser as a download named `filename`. */
+  async download(path, filename) {
+    const response = await fetch(path, { headers: { Authorization: `Bearer ${this.token}` } });
+    if (!response.ok) throw new ApiError(response.status, response.statusText);
+    const url = URL.createObjectURL(await response.blob());
+    const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  delete(path) {
+    return this.request("DELETE", path);
   }
 
   post(path, body) {

@@ -45,12 +45,15 @@ export function bindAuth(api, onLoggedIn) {
     event.preventDefault();
     const values = formValues(registerForm);
     try {
-      await api.post("/auth/register", values);
+      // the answer carries a token: the new user is logged in at once
+      const answer = await api.post("/auth/register", values);
+      session.save({ token: answer.access_token });
+      const me = await api.get("/auth/me");
+      session.save({ token: answer.access_token, user: me });
       showRegisterErrors(registerForm, {});
       registerForm.reset();
-      loginForm.elements.username.value = values.username;
-      message.textContent = `Account ${values.username} created: log in with your new password.`;
-      loginForm.elements.password.focus();
+      message.textContent = "";
+      onLoggedIn(me, `Welcome, ${me.username}: your account is ready. Trading is off until you start it.`);
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       showRegisterErrors(registerForm, e.status === 422 ? e.fieldErrors(REGISTER_FIELDS) : { _form: e.message });

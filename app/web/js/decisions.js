@@ -2,6 +2,12 @@
 
 import { el, emptyRow, plain, row, time } from "./format.js";
 
+/** A hold has no confidence worth showing (the rules give it 0): a dash, and its reason in "Why". */
+export function confidenceText(analysis) {
+  if (String(analysis.signal).toLowerCase() === "hold" && !analysis.confidence) return el("td", { "aria-label": "no confidence: hold" }, "—");
+  return `${analysis.confidence} %`;
+}
+
 export function renderDecisions(analyses) {
   const body = document.getElementById("decisions-body");
   if (!analyses.length) {
@@ -9,12 +15,12 @@ export function renderDecisions(analyses) {
     return;
   }
   body.replaceChildren(...analyses.map((a) => {
-    const why = [...(a.reasons || [])];
+    const why = (a.reasons || []).map((r) => r.replace(/^Value error, /, ""));
     if (!why.length && a.reasoning) why.push(a.reasoning);
     return row([
       time(a.created_at), a.symbol,
       el("td", {}, el("span", { class: `signal signal-${a.signal}` }, a.signal)),
-      `${a.confidence} %`, a.regime, plain(a.confluence_score),
+      confidenceText(a), a.regime, plain(a.confluence_score),
       el("td", {}, el("span", { class: `decision decision-${a.decision || "none"}` }, a.decision || "–")),
       el("td", { class: "why", title: a.reasoning }, why.join("; ") || "–"),
     ]);

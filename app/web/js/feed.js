@@ -1,29 +1,66 @@
 // The live event feed: one WebSocket per session, reconnecting with exponential backoff after a drop.
 
-import { el, time } from "./format.js";
+import { el, exitReason, time, usdt } from "./format.js";
 
 const MAX_ITEMS = 100;
 const MAX_DELAY_MS = 30000;
 const POLICY_VIOLATION = 1008;
 
-const DESCRIBE = {
-  trade_executed: (d) => `BUY ${d.amount} ${d.symbol} @ ${d.price} · stop ${d.stop_loss} · target ${d.take_profit}`,
-  position_closed: (d) => `${d.symbol} #${d.trade_id} closed by ${d.exit_reason} @ ${d.exit_price} · P&L ${d.profit_loss}`,
-  signal_rejected: (d) => `${d.symbol} ${d.signal} ${d.confidence} % rejected: ${(d.reasons || []).join("; ")}`,
-  emergency_exit: (d) => `${d.symbol} #${d.trade_id} emergency exit: ${d.reason}`,
-  reconciled: (d) => `${d.symbol} #${d.trade_id} ${d.action}: ${d.detail}`,
-  error: (d) => `${d.symbol ?? (d.trade_id != null ? `#${d.trade_id}` : "")} ${d.message}`.trim(),
-  analysis: (d) => `${d.symbol} ${d.signal} ${d.confidence ?? ""} %`,
-  exchange_keys: (d) => (d.mode === "paper" ? "exchange keys removed: paper trading" : `exchange keys stored (${d.mode})`),
+const TITLES = {
+  trade_executed: "Trade opened", position_closed: "Trade closed", signal_rejected: "Signal rejected",
+  emergency_exit: "Emergency exit", reconciled: "Repaired", error: "Problem", analysis: "Analysis",
+  exchange_keys: "Exchange keys", status: "Trading switched",
 };
 
+const money = (v) => usdt(v);
+const reasonList = (reasons) => (reasons || []).map((r) => r.replace(/^Value error, /, "")).join("; ");
+const tradeRef = (d) => `${d.symbol ?? ""} trade #${d.trade_id}`.trim();
+
+const DESCRIBE = {
+  trade_executed: (d) => `Bought ${d.amount} ${d.symbol} at ${d.price} (trade #${d.trade_id}); stop ${d.stop_loss}, ` +
+    `target ${d.take_profit}.`,
+  position_closed: (d) => `Closed ${tradeRef(d)} by ${exitReason(d.exit_reason)} at ${d.exit_price}: ` +
+    `P&L ${money(d.profit_loss)} USDT.`,
+  signal_rejected: (d) => `Did not act on ${d.symbol} ${d.signal} (${d.confidence} % confidence): ${reasonList(d.reasons)}.`,
+  emergency_exit: (d) => `Emergency exit of ${tradeRef(d)}: ${d.reason}` +
+    (d.exit_price ? ` (sold at ${d.exit_price}).` : "; the sale is under way."),
+  reconciled: (d) => `${tradeRef(d)}: ${String(d.action).replaceAll("_", " ")}: ${d.detail}`,
+  error: (d) => {
+    const about = d.symbol ?? (d.trade_id != null ? `Trade #${d.trade_id}` : "");
+    return about ? `${about}: ${d.message}` : String(d.message);
+  },
+  analysis: (d) => (d.signal === "HOLD" ? `${d.symbol}: hold (${d.regime ?? "no"} regime).`
+    : `${d.symbol}: ${d.signal} signal at ${d.confidence} % confidence.`),
+  exchange_keys: (d) => (d.mode === "paper" ? "Exchange keys removed: you trade on paper."
+    : `Exchange keys stored: you trade on ${d.mode}.`),
+  status: (d) => (d.is_active ? "You started trading: the engine opens trades for you."
+    : "You stopped trading: no new trades; open positions keep their stop and target."),
+};
+
+function words(data) {
+  return Object.entries(data || {}).map(([k, v]) => `${k.replaceAll("_", " ")} ${Array.isArray(v) ? v.join(", ") : v}`)
+    .join(" · ");
+}
+
+export function eventTitle(type) {
+  return TITLES[type] ?? String(type).replaceAll("_", " ");
+}
+
+/** One sentence for a reader: never the event's JSON. */
 export function describeEvent(message) {
   const describe = DESCRIBE[message.type];
   try {
-    return describe ? describe(message.data || {}) : JSON.stringify(message.data);
+    return describe ? describe(message.data || {}) : words(message.data);
   } catch {
-    return JSON.stringify(message.data);
+    return words(message.data);
   }
+}
+
+export function eventItem(message) {
+  return el("li", { class: `event event-${message.type}`, "data-type": message.type,
+    "data-key": `${message.type}@${message.time}` },
+    el("time", { datetime: message.time }, `${time(message.time)} UTC`), " ",
+    el("span", { class: "badge" }, eventTitle(message.type)), " ", el("span", {}, describeEvent(message)));
 }
 
 export class LiveFeed {
@@ -76,12 +113,18 @@ export class LiveFeed {
     } catch {
       return;
     }
-    const item = el("li", { class: `event event-${message.type}` },
-      el("time", { datetime: message.time }, time(message.time)), " ",
-      el("span", { class: "badge" }, message.type), " ", describeEvent(message));
-    this.list.prepend(item);
+    this.list.prepend(eventItem(message));
     while (this.list.children.length > MAX_ITEMS) this.list.lastElementChild.remove();
     this.onEvent(message);
+  }
+
+  /** The latest stored events (GET /events, newest first) under whatever the socket has already pushed. */
+  prime(items) {
+    const shown = new Set([...this.list.children].map((li) => li.dataset.key));
+    for (const item of items) {
+      const key = `${item.type}@${item.time}`;
+      if (!shown.has(key)) this.list.append(eventItem(item));
+    }
   }
 
   setState(state, text) {

@@ -41,3 +41,42 @@ export function row(cells) {
 export function emptyRow(columns, text) {
   return el("tr", {}, el("td", { colspan: columns, class: "muted" }, text));
 }
+
+const STATUS_TEXT = { filled: "open", pending: "pending", closed: "closed" };
+
+/** A trade's status as a reader says it: a filled entry is an open trade. */
+export function tradeStatus(status) {
+  return STATUS_TEXT[status] ?? String(status ?? "–").toLowerCase();
+}
+
+const EXIT_TEXT = {
+  TAKE_PROFIT: "take profit", STOP_LOSS: "stop loss", MANUAL: "manual", TIMEOUT: "timeout", EMERGENCY: "emergency",
+};
+
+export function exitReason(reason) {
+  return reason ? EXIT_TEXT[reason] ?? String(reason).toLowerCase().replaceAll("_", " ") : "–";
+}
+
+/** 5400 -> "1 h 30 min"; null -> "–". */
+export function duration(totalSeconds) {
+  if (totalSeconds == null || totalSeconds === "") return "–";
+  const s = Math.round(Number(totalSeconds));
+  const days = Math.floor(s / 86400);
+  const hours = Math.floor((s % 86400) / 3600);
+  const minutes = Math.floor((s % 3600) / 60);
+  if (days) return `${days} d ${hours} h`;
+  if (hours) return `${hours} h ${minutes} min`;
+  return minutes ? `${minutes} min` : `${s} s`;
+}
+
+export function percent(value, digits = 2) {
+  return value == null || value === "" ? "–" : `${usdt(value, digits)} %`;
+}
+
+export function byId(id) {
+  return document.getElementById(id);
+}
+
+export function kv(pairs) {
+  return el("dl", { class: "kv" }, ...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "–")]));
+}

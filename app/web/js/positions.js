@@ -5,7 +5,7 @@ import { el, emptyRow, plain, row, signClass, time, usdt } from "./format.js";
 function confirmClose(position) {
   const dialog = document.getElementById("confirm-dialog");
   document.getElementById("confirm-text").textContent =
-    `Sell ${position.amount} ${position.symbol} (trade #${position.trade_id}) at the market price now?`;
+    `Sell the ${position.amount} ${position.symbol} held (trade #${position.trade_id}) at the market price now?`;
   dialog.returnValue = "";
   dialog.showModal();
   return new Promise((resolve) => {
@@ -34,7 +34,7 @@ export function renderPositions(positions, { api, refresh, notify }) {
       },
     }, "Close");
     return row([
-      `#${p.trade_id}`, p.symbol, p.amount, p.entry_price, p.stop_loss, p.take_profit, plain(p.current_price),
+      el("td", {}, el("a", { href: `#/trades/${p.trade_id}` }, `#${p.trade_id}`)), p.symbol, p.amount, p.entry_price, p.stop_loss, p.take_profit, plain(p.current_price),
       el("td", { class: signClass(p.unrealized_pnl) }, usdt(p.unrealized_pnl)), time(p.opened_at), el("td", {}, close),
     ]);
   }));

@@ -8,6 +8,10 @@ const asInteger = (v) => (/^-?\d+$/.test(v.trim()) ? Number(v) : v);
 const asDecimalString = (v) => v.trim();
 const asTime = (v) => (v ? v : null);
 
+// a text box, not type=time: the browser's time input shows a 12-hour clock in some locales, and these are UTC
+const HHMM = { type: "text", pattern: "([01][0-9]|2[0-3]):[0-5][0-9]", placeholder: "HH:MM", inputmode: "numeric",
+  maxlength: 5 };
+
 const FIELDS = [
   { name: "risk_per_trade_pct", label: "Risk per trade (%)", type: "number", step: "0.1", hint: "0.1 to 2",
     toApi: asDecimalString },
@@ -17,9 +21,10 @@ const FIELDS = [
     toApi: asInteger },
   { name: "max_balance_trade_ratio", label: "Max balance per trade (ratio)", type: "number", step: "0.01",
     hint: "above 0, at most 1", toApi: asDecimalString },
-  { name: "trading_hours_start", label: "Trading hours start (UTC)", type: "time", hint: "empty: all day",
-    toApi: asTime },
-  { name: "trading_hours_end", label: "Trading hours end (UTC)", type: "time", hint: "empty: all day", toApi: asTime },
+  { name: "trading_hours_start", label: "Trading hours start (UTC, 24-hour HH:MM)", hint: "e.g. 08:00; empty: all day",
+    ...HHMM, toApi: asTime },
+  { name: "trading_hours_end", label: "Trading hours end (UTC, 24-hour HH:MM)", hint: "e.g. 20:30; empty: all day",
+    ...HHMM, toApi: asTime },
   { name: "position_timeout_minutes", label: "Position timeout (minutes)", type: "number", hint: "5 to 1440",
     toApi: asInteger },
   { name: "analyzer", label: "Analyzer", options: ["rules", "gemini", "openai"], toApi: (v) => v },
@@ -31,7 +36,8 @@ function control(field) {
   const common = { id: `cfg-${field.name}`, name: field.name,
     "aria-describedby": `cfg-${field.name}-hint cfg-${field.name}-error` };
   if (field.options) return el("select", common, ...field.options.map((o) => el("option", { value: o }, o)));
-  return el("input", { ...common, type: field.type || "text", step: field.step, autocomplete: "off" });
+  return el("input", { ...common, type: field.type || "text", step: field.step, autocomplete: "off",
+    pattern: field.pattern, placeholder: field.placeholder, inputmode: field.inputmode, maxlength: field.maxlength });
 }
 
 export class SettingsForm {
