@@ -20,12 +20,14 @@ from app.analysts.replay import RecordedAnswer, ReplayAnalyzer, write_recorded_a
 from app.analysts.rules import RuleBasedAnalyzer
 from app.backtest.memory_store import MemoryStore
 from app.backtest.runner import BacktestEngine
+from app.backtest.strategy import StrategyOverrides
 from app.config import Settings
 from app.db import Database, PoolSettings
 from app.domain.analysts import AnalystKind
 from app.domain.clock import Clock, SimulatedClock, VenueClock, WallClock, ms_from_utc, utc_from_ms
 from app.domain.errors import ConfigurationError, DataError, TemporaryExchangeError, TradingError
 from app.domain.ports import ExchangeAdapter, SignalProvider, SymbolDirectory
+from app.domain.profiles import AssetProfile
 from app.domain.records import EventRecord, LoginLimits, TradeRecord, UserAccount
 from app.domain.risk import TradingConfig
 from app.domain.symbols import Selection, selection_problems
@@ -559,10 +561,11 @@ def feature_builder(settings: Settings, batch_indicators: bool = False) -> Marke
 def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: ExchangeProvider, market: ExchangeAdapter,
                          publish: Publish, clock: Clock, analysts: dict[str, SignalProvider],
                          metrics: Metrics | None = None, features: MarketFeatureBuilder | None = None,
-                         symbols: SymbolDirectory | None = None, publish_many: PublishMany | None = None) -> TradingBot:
+                         symbols: SymbolDirectory | None = None, publish_many: PublishMany | None = None,
+                         profiles: Mapping[str, AssetProfile] | None = None) -> TradingBot:
     """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
     features = features or feature_builder(settings)
-    risk_manager = RiskManager(settings.risk_limits())
+    risk_manager = RiskManager(settings.risk_limits(), profiles)
     return TradingBot(
         uow=uow, exchanges=exchanges, market=market, analysts=analysts, symbols=symbols,
         build_features=features.build, risk_manager=risk_manager, publish=publish,
@@ -589,8 +592,11 @@ async def export_recorded_answers(settings: Settings, out: Path, symbol: str | N
 
 
 def build_backtest_engine(settings: Settings, candles: CandleStore, clock: SimulatedClock,
-                          recorded: Mapping[str, RecordedAnswer] | None = None) -> BacktestEngine:
+                          recorded: Mapping[str, RecordedAnswer] | None = None,
+                          strategy: StrategyOverrides | None = None) -> BacktestEngine:
     """The live composition with in-memory books and accounts: TradingBot, simulated exchange, same parts.
+    `strategy` (a --config's `rule_analyst` and `asset_profiles`) replaces the rule analyst's thresholds and the
+    asset profiles.
 
     The `gemini` analyst replays recorded answers by prompt hash; a prompt with no recording holds, or, with
     REPLAY_LIVE_MISSES (`--live-misses`), is asked of the live Gemini analyst.
@@ -599,7 +605,8 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
     store = MemoryStore()
     exchanges = PaperExchanges(market, InMemorySimAccountStore(), clock)
     market_data = MockBinanceService("market-data", market, InMemorySimAccountStore(), clock)
-    rules = RuleBasedAnalyzer()
+    strategy = strategy or StrategyOverrides()
+    rules = RuleBasedAnalyzer(strategy.rules)
     live = build_gemini_analyzer(settings, WallClock(), rules) if settings.replay_live_misses else None
     analysts: dict[str, SignalProvider] = {
         AnalystKind.RULES: rules,
@@ -609,6 +616,6 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
     features = feature_builder(settings, batch_indicators=True)
     bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts,
                                features=features, symbols=CandleDirectory(candles, market.all_rules()),
-                               publish_many=store.publish_many)
+                               publish_many=store.publish_many, profiles=strategy.profiles)
     return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock, features=features,
                           workers=settings.backtest_workers)
