@@ -264,7 +264,7 @@ def _optimize(args: argparse.Namespace) -> int:
         jobs = args.jobs if args.jobs is not None else max(1, default_workers())
         study = StudyOptions(trials=args.trials, objective=Objective(args.objective), min_trades=args.min_trades,
                              seed=args.seed, jobs=jobs, storage=args.storage, name=args.study,
-                             journal_dir=args.out)
+                             journal_dir=args.out, heartbeat=args.heartbeat)
         options = OptimizeOptions(backtest=backtest, space=args.space, study=study,
                                   walk_forward=parse_walk_forward(args.walk_forward) if args.walk_forward else None,
                                   anchored=args.anchored, cache=None if args.no_cache else args.cache)
@@ -291,7 +291,11 @@ def _add_optimize(commands: argparse._SubParsersAction[argparse.ArgumentParser])
                                                              "expectancy", "net_return"])
     op.add_argument("--min-trades", type=int, default=10, help="a trial with fewer closed trades is discarded")
     op.add_argument("--jobs", type=_positive, help="trial processes (default: one per CPU core)")
-    op.add_argument("--storage", help="Optuna storage URL (e.g. postgresql://...): workers anywhere join one study")
+    op.add_argument("--storage", help="Optuna storage URL (e.g. postgresql://user:password@host/db): workers "
+                    "anywhere join one study")
+    op.add_argument("--heartbeat", type=_positive, default=30, metavar="SECONDS",
+                    help="with --storage: a running trial's heartbeat; one silent for twice this (its worker died) is "
+                         "marked failed and run again by another worker (default 30)")
     op.add_argument("--study", default="trdbot", help="study name in the storage (windows add -w0, -w1, ...)")
     op.add_argument("--walk-forward", metavar="TRAIN/TEST", help="e.g. 6M/2M (units D, W, M, Y): optimise on each "
                     "train window, test the best settings on the next")

@@ -1,11 +1,21 @@
 """The Optuna study of one span: TPE (seeded), a median pruner on the monthly P&L, trials in parallel processes
-that share one storage (a journal file, or `--storage URL` so workers on other machines join)."""
+that share one storage (a journal file, or `--storage URL` so workers on other machines join).
+
+On an RDB storage (`--storage postgresql://...`) every running trial beats a heartbeat; a trial whose worker died
+(killed, machine lost) stops beating, and the next worker to start a trial marks it FAIL and queues a retry with the
+same parameters (RetryFailedTrialCallback). The target counts judged trials (COMPLETE and PRUNED): a failed trial is
+made up for, so a study whose worker was killed finishes when any worker runs the same command again."""
 
 from __future__ import annotations
 
 import math
 import multiprocessing
+import os
+import random
+import socket
 import time
+import warnings
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +32,12 @@ from app.optimize.trial import TrialBase, run_settings
 METRICS = ("total_return_pct", "annualised_return_pct", "max_drawdown_pct", "sharpe", "sortino", "calmar", "trades",
            "win_rate_pct", "profit_factor", "expectancy")
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+JUDGED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # what the target counts
+RETRIES = 2  # a trial whose worker died runs again at most this often
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Objective(StrEnum):
@@ -43,6 +59,7 @@ class StudyOptions:
     storage: str | None  # an Optuna storage URL; None: in memory (one job) or a journal file (several)
     name: str
     journal_dir: Path | None = None  # where several jobs keep their journal when no storage is named
+    heartbeat: int = 30  # seconds between a running trial's heartbeats on an RDB storage (stale after twice that)
 
 
 def objective_value(report: Mapping[str, Any], objective: Objective) -> float | None:
@@ -69,6 +86,7 @@ def trial_objective(base: TrialBase, space: SearchSpace, start: datetime, end: d
                     options: StudyOptions) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         values = suggest(trial, space)
+        trial.set_user_attr("worker", _worker_name())  # which machine and process ran it
 
         def on_month(step: int, realised_pct: float) -> None:
             trial.report(realised_pct, step)
@@ -101,9 +119,21 @@ def _pruner() -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 
 
+def storage_url(url: str) -> str:
+    """An RDB URL with a synchronous driver (Optuna is synchronous): the service's `postgresql+asyncpg://` and a
+    plain `postgresql://` become `postgresql+psycopg://`, `sqlite+aiosqlite://` becomes `sqlite://`."""
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return f"postgresql+psycopg{sep}{rest}"
+    if scheme == "sqlite+aiosqlite":
+        return f"sqlite{sep}{rest}"
+    return url
+
+
 def _storage(options: StudyOptions) -> Any:
+    """A fresh storage object (each process makes its own: connections are not shared across a fork)."""
     if options.storage:
-        return options.storage
+        return _rdb_storage(storage_url(options.storage), options.heartbeat)
     if options.jobs <= 1:
         return None
     from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -113,41 +143,82 @@ def _storage(options: StudyOptions) -> Any:
     return JournalStorage(JournalFileBackend(str(directory / f"{options.name}.journal")))
 
 
+def _rdb_storage(url: str, heartbeat: int, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage, its tables created by the first worker. Workers started together race to create them
+    (PostgreSQL answers the loser's CREATE TYPE with a unique violation): the loser tries again, and finds them."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # the heartbeat and its callback are "experimental" (since Optuna 2.8)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES))
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random())  # spread the retries
+    raise AssertionError("unreachable")
+
+
+def _sampler_seed(options: StudyOptions, index: int) -> int:
+    """The seed of a process's sampler: `seed` (+ the job's index) on this machine's own storage, so one job
+    reproduces a study; on a shared --storage the host and process are mixed in too, so workers started with the
+    same command do not draw the same first trials."""
+    if not options.storage:
+        return options.seed + index
+    return (options.seed + index + zlib.crc32(_worker_name().encode())) % 2**31
+
+
+def _remaining(study: optuna.Study, options: StudyOptions) -> int:
+    return options.trials - len(study.get_trials(deepcopy=False, states=JUDGED))
+
+
 def run_study(base: TrialBase, space: SearchSpace, start: datetime, end: datetime, options: StudyOptions,
               progress: Callable[[int], None] | None = None) -> optuna.Study:
-    """`options.trials` finished trials of [start, end] (a study already holding some runs only the rest)."""
+    """`options.trials` judged trials of [start, end] (a study already holding some runs only the rest)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _storage(options)
     study = optuna.create_study(study_name=options.name, storage=storage, direction="maximize",
-                                sampler=_sampler(options.seed), pruner=_pruner(), load_if_exists=True)
+                                sampler=_sampler(_sampler_seed(options, 0)), pruner=_pruner(), load_if_exists=True)
     objective = trial_objective(base, space, start, end, options)
-    stop = optuna.study.MaxTrialsCallback(options.trials, states=FINISHED)
+    if progress:
+        progress(len(study.get_trials(deepcopy=False, states=JUDGED)))
     if options.jobs <= 1:
-        tick = (lambda _s, _t: progress(1)) if progress else None
-        study.optimize(objective, n_trials=options.trials, callbacks=[stop, *([tick] if tick else [])])
-        return study
-    _run_in_processes(study, storage, objective, options, progress)
+        _optimize(study, objective, options, (lambda _s, _t: progress(1)) if progress else None)
+    else:
+        _run_in_processes(study, objective, options, progress)
     return study
 
 
-_forked: tuple[Callable[[optuna.Trial], float], Any, StudyOptions] | None = None  # what each forked worker runs
+def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], options: StudyOptions,
+              tick: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None) -> None:
+    """Trials until the study holds `options.trials` judged ones (other workers' included)."""
+    remaining = _remaining(study, options)
+    if remaining <= 0:
+        return
+    stop = optuna.study.MaxTrialsCallback(options.trials, states=JUDGED)
+    study.optimize(objective, n_trials=remaining + RETRIES, callbacks=[stop, *([tick] if tick else [])])
+
+
+_forked: tuple[Callable[[optuna.Trial], float], StudyOptions] | None = None  # what each forked worker runs
 
 
 def _worker(index: int) -> None:
     assert _forked is not None
-    objective, storage, options = _forked
+    objective, options = _forked
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=options.name, storage=storage, sampler=_sampler(options.seed + index),
-                              pruner=_pruner())
-    study.optimize(objective, n_trials=options.trials,
-                   callbacks=[optuna.study.MaxTrialsCallback(options.trials, states=FINISHED)])
+    study = optuna.load_study(study_name=options.name, storage=_storage(options),
+                              sampler=_sampler(_sampler_seed(options, index)), pruner=_pruner())
+    _optimize(study, objective, options)
 
 
-def _run_in_processes(study: optuna.Study, storage: Any, objective: Callable[[optuna.Trial], float],
+def _run_in_processes(study: optuna.Study, objective: Callable[[optuna.Trial], float],
                       options: StudyOptions, progress: Callable[[int], None] | None) -> None:
     """`jobs` forked processes (the backtest is CPU-bound: threads would share one core) on the shared storage."""
     global _forked
-    _forked = (objective, storage, options)
+    _forked = (objective, options)
     context = multiprocessing.get_context("fork")
     workers = [context.Process(target=_worker, args=(i,), daemon=True) for i in range(options.jobs)]
     for worker in workers:
@@ -165,4 +236,4 @@ def _run_in_processes(study: optuna.Study, storage: Any, objective: Callable[[op
 
 
 def _finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    return len(study.get_trials(deepcopy=False, states=JUDGED))
