@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from app.domain.analysts import BACKTEST_ANALYSTS, AnalystKind
 from app.domain.errors import TradingError
-from app.services.security import CredentialCipher
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -55,6 +54,8 @@ def _uvicorn(app: Any, args: argparse.Namespace, log_level: str, forwarded_allow
 
 def _demo_secrets(var_dir: Path) -> dict[str, str]:
     """The demo's own JWT secret and credentials key, generated once and kept under ./var/."""
+    from app.services.security import CredentialCipher
+
     path = var_dir / "demo-secrets.env"
     if not path.exists():
         var_dir.mkdir(parents=True, exist_ok=True)
@@ -198,8 +199,8 @@ def _decisions_import(args: argparse.Namespace) -> int:
 def _backtest(args: argparse.Namespace) -> int:
     import time
 
+    from app.assembly import build_backtest_engine
     from app.backtest.command import ERRORS, BacktestOptions, parse_decimal, parse_symbols, parse_time, run_command
-    from app.container import build_backtest_engine
 
     try:
         options = BacktestOptions(
@@ -244,9 +245,9 @@ def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _optimize(args: argparse.Namespace) -> int:
+    from app.assembly import build_backtest_engine
     from app.backtest.ahead import default_workers
     from app.backtest.command import ERRORS, BacktestOptions, parse_decimal, parse_symbols, parse_time
-    from app.container import build_backtest_engine
     from app.optimize.command import OptimizeOptions, run_optimize
     from app.optimize.space import SpaceError
     from app.optimize.study import Objective, StudyOptions
@@ -321,6 +322,8 @@ def _workers(text: str) -> int:
 
 
 def _keygen(_: argparse.Namespace) -> int:
+    from app.services.security import CredentialCipher
+
     print(f"JWT_SECRET={secrets.token_urlsafe(48)}")
     print(f"CREDENTIALS_KEY={CredentialCipher.generate_key()}")
     return 0

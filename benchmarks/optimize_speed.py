@@ -46,9 +46,9 @@ def _day(text: str) -> datetime:
 def run_study(data: Path, start: datetime, end: datetime, trials: int, jobs: int, cache: Path) -> None:
     import optuna
 
+    from app.assembly import build_backtest_engine
     from app.backtest.command import BacktestOptions
     from app.backtest.data import load_candles
-    from app.container import build_backtest_engine
     from app.optimize.cache import AnalysisCache
     from app.optimize.space import read_space
     from app.optimize.study import Objective, StudyOptions
@@ -85,9 +85,9 @@ def run_study(data: Path, start: datetime, end: datetime, trials: int, jobs: int
 
 def trial_cpu(data: Path, start: datetime, end: datetime, cache: Path) -> None:
     """One trial's CPU seconds with its analyses cached (filled first, outside the timing); prints JSON."""
+    from app.assembly import build_backtest_engine
     from app.backtest.command import BacktestOptions
     from app.backtest.data import load_candles
-    from app.container import build_backtest_engine
     from app.optimize.cache import AnalysisCache
     from app.optimize.trial import TrialBase, run_settings
 

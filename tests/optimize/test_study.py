@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from app.assembly import build_backtest_engine
 from app.backtest.command import BacktestOptions, read_config_file
 from app.backtest.data import load_candles
 from app.cli import main
 from app.config import BUNDLED_DATA_DIR
-from app.container import build_backtest_engine
 from app.optimize.cache import AnalysisCache
 from app.optimize.command import api_config, backtest_config
 from app.optimize.space import config_of, read_space
