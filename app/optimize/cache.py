@@ -80,8 +80,13 @@ class AnalysisCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.hits = 0
+        self.hits = 0  # this process's (trial processes are forked: theirs stay with them)
         self.misses = 0
+        self.stored_at_start = self.stored()
+
+    def stored(self) -> int:
+        """Analysis sets on disk (every process's)."""
+        return len(list(self.directory.glob("*.pkl"))) if self.directory.is_dir() else 0
 
     def analyses(self, build: Callable[[], BacktestEngine], data_dir: Path, settings: Settings,
                  strategy: StrategyOverrides, config: TradingConfig, symbols: tuple[str, ...], start: datetime,

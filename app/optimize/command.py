@@ -203,8 +203,9 @@ def build_optimize_report(options: OptimizeOptions, space: SearchSpace, base: Tr
         "in_sample_mean": _mean_metrics([o.in_sample for o in outcomes if o.in_sample]),
         "out_of_sample": None if overall is None else {k: overall.get(k) for k in (*METRICS, "edge", "final_balance")},
         "chosen_settings": None if chosen is None else config_of(chosen),
-        "analysis_cache": None if base.cache is None else {"hits": base.cache.hits, "misses": base.cache.misses,
-                                                           "directory": str(base.cache.directory)},
+        "analysis_cache": None if base.cache is None else {
+            "computed": base.cache.stored() - base.cache.stored_at_start, "stored": base.cache.stored(),
+            "directory": str(base.cache.directory)},
     }
 
 
@@ -268,7 +269,8 @@ def summary(report: Mapping[str, Any]) -> str:
                          f"(percentile {edge.get('percentile')}, p = {edge.get('p_value')})")
     if report.get("analysis_cache"):
         cache = report["analysis_cache"]
-        lines.append(f"  analysis cache               {cache['hits']} hits, {cache['misses']} computed")
+        lines.append(f"  analysis cache               {cache['computed']} analysis sets computed by this run, "
+                     f"{cache['stored']} in {cache['directory']}")
     return "\n".join(lines)
 
 
