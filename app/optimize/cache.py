@@ -1,5 +1,7 @@
 """Analyses cached on disk: a symbol's analyses depend only on its candles and the analysis settings, so trials
-that share those settings reuse them and pay only for the engine (exits, risk, orders, books)."""
+that share those settings reuse them and pay only for the engine (exits, risk, orders, books). They are stored per
+calendar month of cycles: a span's analyses are its months' (the first and last ones cut at its ends), so the
+overlapping train and test windows of a walk-forward share the months they have in common."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from app.domain.profiles import asset_profile
 from app.domain.risk import TradingConfig
 from app.engine.analysis import SymbolAnalysis
 
-CACHE_VERSION = 1  # bump when what an analysis holds or how it is computed changes
+CACHE_VERSION = 2  # bump when what an analysis holds or how it is computed changes (2: per month)
 _content_hashes: dict[tuple[str, int, int], str] = {}
 
 
@@ -58,6 +60,16 @@ def analysis_key(symbol: str, times: list[datetime], settings: Settings, strateg
         "volatility": [profile.volatile_atr_pct, profile.volatile_bb_width_pct],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def months(times: list[datetime]) -> list[list[datetime]]:
+    """The cycles cut by calendar month (UTC), in order."""
+    out: list[list[datetime]] = []
+    for when in times:
+        if not out or (when.year, when.month) != (out[-1][0].year, out[-1][0].month):
+            out.append([])
+        out[-1].append(when)
+    return out
 
 
 class CachedAnalyses:
@@ -96,8 +108,12 @@ class AnalysisCache:
         times = cycle_times(start, end, 300)
         columns = {}
         for symbol in symbols:
-            key = analysis_key(symbol, times, settings, strategy, config.analyzer, data_identity(data_dir, symbol))
-            columns[symbol] = self._read(key) or self._computed(key, build(), symbol, config.analyzer, times)
+            data = data_identity(data_dir, symbol)
+            parts = []
+            for month in months(times):
+                key = analysis_key(symbol, month, settings, strategy, config.analyzer, data)
+                parts.append(self._read(key) or self._computed(key, build(), symbol, config.analyzer, month))
+            columns[symbol] = PackedColumn.joined(parts)
         return CachedAnalyses(config.analyzer, times, columns)
 
     def _read(self, key: str) -> PackedColumn | None:

@@ -25,10 +25,10 @@ VALUES = {"min_signal_confidence": 55, "rule_analyst": {"rsi_high": 75.0},
           "asset_profiles": {"BTC": {"atr_stop_multiplier": 1.5}}}
 
 
-def base(cache: AnalysisCache | None = None) -> TrialBase:
-    options = BacktestOptions(symbols=SYMBOLS, start=START, end=END, data=None, balance=Decimal(10000),
+def base(cache: AnalysisCache | None = None, start: datetime = START, end: datetime = END) -> TrialBase:
+    options = BacktestOptions(symbols=SYMBOLS, start=start, end=end, data=None, balance=Decimal(10000),
                               analyzer="rules", seed=42, config=None, out=None, quiet=True)
-    candles = load_candles(BUNDLED_DATA_DIR, SYMBOLS, START, END)
+    candles = load_candles(BUNDLED_DATA_DIR, SYMBOLS, start, end)
     return TrialBase(options, {"symbols": list(SYMBOLS)}, candles, BUNDLED_DATA_DIR, build_backtest_engine, cache)
 
 
@@ -57,6 +57,25 @@ def test_cached_analyses_give_the_uncached_trades(tmp_path: Path) -> None:
         assert run.result.final_balance == plain.result.final_balance
         assert run.result.decisions == plain.result.decisions
     assert plain.result.trades  # something to compare
+
+
+def test_analyses_cached_by_month_give_the_uncached_trades_across_months(tmp_path: Path) -> None:
+    # the cache keeps each calendar month apart: a span over a month's end is two sets, each computed by an engine of
+    # its own from the month's first cycle, and a span sharing a month with it reads that month
+    cache = AnalysisCache(tmp_path / "cache")
+    start, end = datetime(2025, 10, 29, tzinfo=UTC), datetime(2025, 11, 3, tzinfo=UTC)
+    plain = run_settings(base(None, start, end), VALUES, start, end)
+    cached = run_settings(base(cache, start, end), VALUES, start, end)
+    assert (cache.misses, cache.hits) == (2, 0)
+    assert cached.result.trades == plain.result.trades
+    assert cached.result.decisions == plain.result.decisions
+    assert cached.result.final_balance == plain.result.final_balance
+    assert any(t.executed_at.month == 11 for t in plain.result.trades)  # trades on both sides of the cut
+    assert any(t.executed_at.month == 10 for t in plain.result.trades)
+    later_start = datetime(2025, 10, 30, tzinfo=UTC)
+    later = run_settings(base(cache, start, end), VALUES, later_start, end)
+    assert (cache.misses, cache.hits) == (3, 1)  # its October is new, its November the same as before
+    assert later.result.trades == run_settings(base(None, start, end), VALUES, later_start, end).result.trades
 
 
 def test_cache_key_changes_with_analysis_settings_and_data(tmp_path: Path) -> None:
