@@ -78,8 +78,8 @@ def run_study(data: Path, start: datetime, end: datetime, trials: int, jobs: int
     counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
     print(f"study: {len(states)} trials of BTCUSDT {start:%Y-%m-%d}..{end:%Y-%m-%d} in {done - loaded:.1f} s on "
           f"{jobs} process(es) ({counts}; {best}; loading {loaded - began:.1f} s more)")
-    print(f"  {len(states) / minutes:.1f} trials per minute; analysis sets computed "
-          f"{len(list(cache.glob('*.pkl'))) - cached_before} (the rest read from the cache)")
+    print(f"  {len(states) / minutes:.1f} trials per minute; analysis sets computed: "
+          f"{len(list(cache.glob('*.pkl'))) - cached_before} symbol-months (the rest read from the cache)")
     print(f"  peak PSS of all processes {pss_mb:.0f} MB; largest process's peak RSS {peak_mb:.0f} MB")
 
 
