@@ -18,7 +18,7 @@ LINT_PATHS := $(wildcard app tests benchmarks)
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv install install-test demo serve test lint typecheck importlint checks pytest \
+.PHONY: help venv install install-test precompile demo serve test lint typecheck importlint checks pytest \
         test-sqlite test-postgres pg-start pg-stop chaos clean
 
 help:
@@ -37,15 +37,23 @@ $(BIN)/python:
 
 venv: $(BIN)/python
 
+# After installing, the backtester's numba loops are compiled into numba's on-disk cache (app/indicators/__pycache__),
+# so the first backtest does not stall ~20 s compiling them; later processes load them in well under a second.
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e .
+	$(BIN)/python -m app.indicators.precompile
 	@touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e '.[test]'
+	$(BIN)/python -m app.indicators.precompile
 	@touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN)
+
+# Again by hand (after editing app/indicators/kernels.py, or on another CPU; a no-op while the cache is current).
+precompile: $(STAMP_RUN)
+	$(BIN)/python -m app.indicators.precompile
 
 install-test: $(STAMP_TEST)
 

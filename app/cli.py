@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from app.domain.analysts import BACKTEST_ANALYSTS, AnalystKind
 from app.domain.errors import TradingError
 from app.private_files import private_files
-from app.services.security import CredentialCipher
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -39,6 +38,8 @@ def _uvicorn(app: Any, args: argparse.Namespace, log_level: str, forwarded_allow
 
 def _demo_secrets(var_dir: Path) -> dict[str, str]:
     """The demo's own JWT secret and credentials key, generated once and kept under ./var/."""
+    from app.services.security import CredentialCipher
+
     path = var_dir / "demo-secrets.env"
     if not path.exists():
         var_dir.mkdir(parents=True, exist_ok=True)
@@ -206,8 +207,8 @@ def _decisions_import(args: argparse.Namespace) -> int:
 def _backtest(args: argparse.Namespace) -> int:
     import time
 
+    from app.assembly import build_backtest_engine
     from app.backtest.command import ERRORS, BacktestOptions, parse_decimal, parse_symbols, parse_time, run_command
-    from app.container import build_backtest_engine
 
     try:
         options = BacktestOptions(
@@ -251,6 +252,71 @@ def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     bt.set_defaults(run=_backtest)
 
 
+def _optimize(args: argparse.Namespace) -> int:
+    from app.assembly import build_backtest_engine
+    from app.backtest.ahead import default_workers
+    from app.backtest.command import ERRORS, BacktestOptions, parse_decimal, parse_symbols, parse_time
+    from app.optimize.command import OptimizeOptions, run_optimize
+    from app.optimize.space import SpaceError
+    from app.optimize.study import Objective, StudyOptions
+    from app.optimize.windows import WindowError, parse_walk_forward
+
+    try:
+        backtest = BacktestOptions(
+            symbols=parse_symbols(args.symbols) if args.symbols else None,
+            start=parse_time(args.start, "--start") if args.start else None,
+            end=parse_time(args.end, "--end") if args.end else None,
+            data=args.data, balance=parse_decimal(args.balance, "--balance"), analyzer=AnalystKind.RULES.value,
+            seed=args.seed, config=args.config, out=args.out, quiet=args.quiet,
+            edge_repetitions=args.edge_repetitions,
+        )
+        jobs = args.jobs if args.jobs is not None else max(1, default_workers())
+        study = StudyOptions(trials=args.trials, objective=Objective(args.objective), min_trades=args.min_trades,
+                             seed=args.seed, jobs=jobs, storage=args.storage, name=args.study,
+                             journal_dir=args.out, heartbeat=args.heartbeat)
+        options = OptimizeOptions(backtest=backtest, space=args.space, study=study,
+                                  walk_forward=parse_walk_forward(args.walk_forward) if args.walk_forward else None,
+                                  anchored=args.anchored, cache=None if args.no_cache else args.cache)
+        return run_optimize(options, build_backtest_engine)
+    except (*ERRORS, SpaceError, WindowError) as e:
+        print(f"trdbot optimize: {e}", file=sys.stderr)
+        return 2
+
+
+def _add_optimize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    op = commands.add_parser("optimize", help="search settings with Optuna over backtests; walk-forward validation")
+    op.add_argument("--symbols", required=True, help="comma-separated pairs, e.g. BTCUSDT,ETHUSDT")
+    op.add_argument("--start", required=True, help="first decision, UTC date or date-time")
+    op.add_argument("--end", required=True, help="last decision, UTC")
+    op.add_argument("--data", type=Path, help="candle directory (default: MARKET_DATA_DIR or the bundled sample)")
+    op.add_argument("--balance", default="10000", help="starting USDT of every trial (default 10000)")
+    op.add_argument("--seed", type=int, default=42, help="seed of the sampler, the risk jitter and the edge test")
+    op.add_argument("--config", type=Path, help="base settings (the backtest's --config format) the space varies")
+    op.add_argument("--out", type=Path, help="directory for report.json, report.html, charts and the chosen config")
+    op.add_argument("--quiet", action="store_true", help="no progress bar")
+    op.add_argument("--space", type=Path, help="search space, JSON or TOML (default: app/optimize/default_space.toml)")
+    op.add_argument("--trials", type=_positive, default=50, help="trials per study (per window; default 50)")
+    op.add_argument("--objective", default="sharpe", choices=["sharpe", "sortino", "calmar", "profit_factor",
+                                                             "expectancy", "net_return"])
+    op.add_argument("--min-trades", type=int, default=10, help="a trial with fewer closed trades is discarded")
+    op.add_argument("--jobs", type=_positive, help="trial processes (default: one per CPU core)")
+    op.add_argument("--storage", help="Optuna storage URL (e.g. postgresql://user:password@host/db): workers "
+                    "anywhere join one study")
+    op.add_argument("--heartbeat", type=_positive, default=30, metavar="SECONDS",
+                    help="with --storage: a running trial's heartbeat; one silent for twice this (its worker died) is "
+                         "marked failed and run again by another worker (default 30)")
+    op.add_argument("--study", default="trdbot", help="study name in the storage (windows add -w0, -w1, ...)")
+    op.add_argument("--walk-forward", metavar="TRAIN/TEST", help="e.g. 6M/2M (units D, W, M, Y): optimise on each "
+                    "train window, test the best settings on the next")
+    op.add_argument("--anchored", action="store_true", help="train windows all start at --start (default rolling)")
+    op.add_argument("--cache", type=Path, default=Path("var/analysis-cache"),
+                    help="analysis cache directory (default var/analysis-cache)")
+    op.add_argument("--no-cache", action="store_true", help="compute every trial's analyses afresh")
+    op.add_argument("--edge-repetitions", type=_positive, default=200, metavar="N",
+                    help="sets of random entries the edge test on the out-of-sample trades draws (default 200)")
+    op.set_defaults(run=_optimize)
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
@@ -264,6 +330,8 @@ def _workers(text: str) -> int:
 
 
 def _keygen(_: argparse.Namespace) -> int:
+    from app.services.security import CredentialCipher
+
     print(f"JWT_SECRET={secrets.token_urlsafe(48)}")
     print(f"CREDENTIALS_KEY={CredentialCipher.generate_key()}")
     return 0
@@ -493,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=_worker)
 
     _add_backtest(commands)
+    _add_optimize(commands)
 
     db = commands.add_parser("db", help="database commands")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from app.assembly import build_backtest_engine
 from app.backtest.data import load_candles, plan_span
 from app.backtest.runner import BacktestSpec, run_backtest
 from app.config import Settings
-from app.container import build_backtest_engine
 from app.domain.clock import SimulatedClock
 from app.domain.risk import TradingConfig
 

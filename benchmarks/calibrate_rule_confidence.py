@@ -36,11 +36,11 @@ from app.analysts.rule_confidence import (
     SetupKind,
 )
 from app.analysts.rules import RuleBasedAnalyzer
+from app.assembly import build_backtest_engine
 from app.backtest.data import load_candles, plan_span
 from app.backtest.exit_simulation import Entries, ExitModel, SymbolTape, simulate
 from app.backtest.runner import cycle_times
 from app.config import Settings
-from app.container import build_backtest_engine
 from app.domain.clock import SimulatedClock
 from app.domain.values import Side
 from app.marketdata.candles import CandleStore

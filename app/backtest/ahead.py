@@ -155,6 +155,21 @@ class PackedColumn:
                 plain[i] = packed
         return cls(tuple(map(list, zip(*plain, strict=True))) if plain else (), others)
 
+    @classmethod
+    def joined(cls, parts: Sequence[PackedColumn]) -> PackedColumn:
+        """The parts one after another, as one column."""
+        if len(parts) == 1:
+            return parts[0]
+        holds: list[list[Any]] = [[] for _ in _NO_HOLD]
+        others: dict[int, PackedAnswer | None] = {}
+        offset = 0
+        for part in parts:
+            for column, values in zip(holds, part._holds, strict=False):
+                column.extend(values)
+            others.update((offset + i, answer) for i, answer in part._others.items())
+            offset += len(part)
+        return cls(tuple(holds), others)
+
     def __len__(self) -> int:
         return len(self._holds[0]) if self._holds else 0
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -23,6 +23,7 @@ from app.backtest.edge import EDGE_REPETITIONS, edge_report
 from app.backtest.exit_simulation import ExitModel
 from app.backtest.report import build_report, summary_text, write_files
 from app.backtest.runner import BacktestEngine, BacktestResult, BacktestSpec, run_backtest
+from app.backtest.strategy import SECTIONS, StrategyError, StrategyOverrides
 from app.config import Settings
 from app.domain.analysts import BACKTEST_ANALYSTS, AnalystKind
 from app.domain.clock import SimulatedClock, ms_from_utc
@@ -34,7 +35,14 @@ from app.marketdata.candles import CandleStore
 from app.marketdata.exchange_info import rules_for_candles
 from app.user_config import ConfigUpdate
 
-EngineBuilder = Callable[[Settings, CandleStore, SimulatedClock, Mapping[str, RecordedAnswer]], BacktestEngine]
+
+class EngineBuilder(Protocol):
+    """The composition root's `build_backtest_engine`."""
+
+    def __call__(self, settings: Settings, candles: CandleStore, clock: SimulatedClock,
+                 recorded: Mapping[str, RecordedAnswer] | None = None,
+                 strategy: StrategyOverrides | None = None) -> BacktestEngine: ...
+
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TradingConfig)} - {"user_id", "is_active", "mode", "extra"}
 
 
@@ -86,9 +94,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise BacktestUsageError(f"--config {path}: {e}") from e
     if not isinstance(data, dict):
         raise BacktestUsageError(f"--config {path}: expected a JSON object")
-    unknown = sorted(set(data) - CONFIG_FIELDS - set(Settings.model_fields))
+    unknown = sorted(set(data) - CONFIG_FIELDS - set(Settings.model_fields) - set(SECTIONS))
     if unknown:
         raise BacktestUsageError(f"--config {path}: unknown field(s) {', '.join(unknown)}")
+    try:
+        StrategyOverrides.of(data)
+    except StrategyError as e:
+        raise BacktestUsageError(f"--config {path}: {e}") from e
     trading = {key: value for key, value in data.items() if key in CONFIG_FIELDS}
     try:  # the limits PUT /trading/config enforces: a backtest never runs on settings the service would refuse
         ConfigUpdate.model_validate(trading)
@@ -216,7 +228,7 @@ def run_command(options: BacktestOptions, build_engine: EngineBuilder, timer: Ca
     warnings = [*past_the_data, *span.warnings, *_inferred(rules, universe)]
     for warning in warnings:  # now, not only in the summary: a long run should not hide them until it ends
         print(f"trdbot backtest: warning: {warning}", file=sys.stderr)
-    engine = build_engine(settings, candles, SimulatedClock(span.start), recorded)
+    engine = build_engine(settings, candles, SimulatedClock(span.start), recorded, StrategyOverrides.of(overrides))
     spec = BacktestSpec(config=config, start=span.start, end=span.end, balance=options.balance, universe=universe)
     began = timer()
     result = _run_with_progress(engine, spec, options.quiet)

@@ -17,6 +17,7 @@ from app.domain.records import EventRecord, TradeRecord
 from app.domain.risk import TradingConfig
 from app.domain.symbols import Selection
 from app.domain.values import ZERO, ExitReason
+from app.engine.analysis import AnalysesAhead
 from app.engine.bot import CycleSummary, TradingBot
 from app.features.builder import MarketFeatureBuilder
 from app.indicators.batch import warm_up as warm_up_indicators
@@ -85,8 +86,10 @@ def cycle_times(start: datetime, end: datetime, interval_s: int) -> list[datetim
     return [utc_from_ms(ms) for ms in range(first, last + 1, step)]
 
 
-async def run_backtest(engine: BacktestEngine, spec: BacktestSpec, on_cycle: OnCycle | None = None) -> BacktestResult:
-    """Open the account, run every cycle, close what is still open at the end, and collect the books."""
+async def run_backtest(engine: BacktestEngine, spec: BacktestSpec, on_cycle: OnCycle | None = None,
+                       analyses: AnalysesAhead | None = None) -> BacktestResult:
+    """Open the account, run every cycle, close what is still open at the end, and collect the books.
+    `analyses` (e.g. a study's cached ones) replaces the worker processes that would compute them ahead."""
     times = cycle_times(spec.start, spec.end, spec.interval_s)
     if not times:
         raise ValueError(f"no decision time between {spec.start.isoformat()} and {spec.end.isoformat()}")
@@ -95,8 +98,9 @@ async def run_backtest(engine: BacktestEngine, spec: BacktestSpec, on_cycle: OnC
     rejections: dict[str, int] = {}
     equity = [(times[0], await account_equity(engine, spec, times[0]))]
     warm_up_indicators()  # the compiled loops load now, with the garbage collector paused, not in the first cycle
-    ahead = start_analyses_ahead(engine, dataclasses.replace(spec.config, symbols=spec.symbols), times)
-    engine.bot.ahead = ahead
+    ahead = None if analyses is not None else start_analyses_ahead(
+        engine, dataclasses.replace(spec.config, symbols=spec.symbols), times)
+    engine.bot.ahead = analyses or ahead
     try:
         for index, now in enumerate(times, start=1):
             engine.clock.set(now)

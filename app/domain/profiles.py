@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -44,8 +45,12 @@ def base_asset(symbol: str) -> str:
     return upper
 
 
-def asset_profile(symbol: str) -> AssetProfile:
-    return ASSET_PROFILES.get(base_asset(symbol), DEFAULT_PROFILE)
+def asset_profile(symbol: str, profiles: Mapping[str, AssetProfile] | None = None) -> AssetProfile:
+    """The symbol's profile from `profiles` (base asset -> profile, "default" for the rest; a backtest's tuned
+    set), else from the fitted ones."""
+    if profiles is None:
+        return ASSET_PROFILES.get(base_asset(symbol), DEFAULT_PROFILE)
+    return profiles.get(base_asset(symbol)) or profiles.get(DEFAULT_PROFILE.asset) or DEFAULT_PROFILE
 
 
 # Market regime (1h): a trend needs ADX above this, with +DI/-DI and the EMA21 slope agreeing.

@@ -204,8 +204,13 @@ def rules_for_candles(candles: CandleStore, directory: Path | None) -> dict[str,
                 continue
             inferred.append(symbol)
         rules[symbol] = found
-    if inferred:
+    said = (", ".join(inferred), str(directory))
+    if inferred and said not in _said_inferred:  # once per process (an optimisation builds a market per trial)
+        _said_inferred.add(said)
         log.warning("no stored exchange rules for %s in %s: rules inferred from their candles (tick from the "
                     "prices seen, step and minimum notional conservative); `trdbot data download` stores the "
-                    "exchange's own", ", ".join(inferred), directory)
+                    "exchange's own", *said)
     return rules
+
+
+_said_inferred: set[tuple[str, str]] = set()

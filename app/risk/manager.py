@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
 
@@ -48,8 +48,9 @@ def _pct(part: Decimal, whole: Decimal) -> Decimal:
 class RiskManager:
     """Every risk rule of DESIGN.md section 5, as pure functions of the values passed in."""
 
-    def __init__(self, limits: RiskLimits) -> None:
+    def __init__(self, limits: RiskLimits, profiles: Mapping[str, AssetProfile] | None = None) -> None:
         self._limits = limits
+        self._profiles = profiles  # None: the fitted ASSET_PROFILES (a backtest may tune them)
         self.rules = RiskRules(limits)
 
     @property
@@ -70,7 +71,7 @@ class RiskManager:
         """Stop beyond the nearest protecting level plus an ATR buffer, target before the nearest opposing level;
         both clamped to the distance and reward:risk ranges. A plan whose R:R ends below the minimum means
         "no consistent plan" and validation rejects it."""
-        profile = asset_profile(symbol)
+        profile = asset_profile(symbol, self._profiles)
         direction = Decimal(1) if side == Side.BUY else Decimal(-1)
         protect_kind, goal_kind = ("support", "resistance") if side == Side.BUY else ("resistance", "support")
         buffer = profile.atr_stop_multiplier * _dec(max(atr, 0.0))
@@ -196,7 +197,7 @@ class RiskManager:
             context.usdt_balance, cfg.risk_per_trade_pct, entry, stop, context.rules, cfg.max_balance_trade_ratio
         )
         reasons = self._failed_rules(signal, features, context, threshold, entry, stop, target, qty)
-        profile = asset_profile(features.symbol).asset
+        profile = asset_profile(features.symbol, self._profiles).asset
         if reasons:
             return RiskDecision.reject(*reasons, threshold=threshold, profile=profile)
         return RiskDecision(

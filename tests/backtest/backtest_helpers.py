@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+from app.assembly import build_backtest_engine
 from app.backtest.data import load_candles, plan_span
 from app.backtest.runner import BacktestEngine, BacktestResult, BacktestSpec, run_backtest
 from app.config import BUNDLED_DATA_DIR, Settings
-from app.container import build_backtest_engine
 from app.domain.clock import SimulatedClock
 from app.domain.records import TradeRecord
 from app.domain.risk import TradingConfig

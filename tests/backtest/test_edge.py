@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.assembly import build_backtest_engine
 from app.backtest.command import BacktestOptions, exit_model, run_command
 from app.backtest.edge import average_exposure, closed_trades, edge_report, planned_trades
 from app.backtest.exit_simulation import SymbolTape, exit_prices
 from app.backtest.runner import BacktestResult, BacktestSpec, run_backtest
 from app.config import Settings
-from app.container import build_backtest_engine
 from app.domain.clock import ms_from_utc
 from app.domain.records import TradeRecord
 from app.domain.risk import TradingConfig

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from app.assembly import build_backtest_engine
 from app.backtest.command import BacktestOptions, run_command
-from app.container import build_backtest_engine
 from tests.backtest.backtest_helpers import SAMPLE, fast_settings, run_span, trade_facts
 
 SYMBOLS = ("BTCUSDT", "SOLUSDT")

@@ -1,0 +1,1 @@
+"""`trdbot optimize`: parameter search and walk-forward validation over the backtest engine."""
