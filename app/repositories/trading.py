@@ -182,6 +182,17 @@ class ConfigRepository:
         return found
 
 
+
+def _trade_filter(user_id: int, status: str | None, symbol: str | None) -> list[Any]:
+    """The WHERE of a user's trades, narrowed by status and symbol when given (a page and an export alike)."""
+    table = Trade.__table__
+    conditions: list[Any] = [table.c.user_id == user_id]
+    if status:
+        conditions.append(table.c.status == status)
+    if symbol:
+        conditions.append(table.c.symbol == symbol)
+    return conditions
+
 class TradeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -230,11 +241,7 @@ class TradeRepository:
         read, never changed), one more than asked for: when that one is missing the total is known without
         counting, which is every page of a user whose trades fit on it."""
         table = Trade.__table__
-        conditions = [table.c.user_id == user_id]
-        if status:
-            conditions.append(table.c.status == status)
-        if symbol:
-            conditions.append(table.c.symbol == symbol)
+        conditions = _trade_filter(user_id, status, symbol)
         query = (select(table).where(*conditions).order_by(table.c.executed_at.desc(), table.c.id.desc())
                  .limit(limit + 1).offset(offset))
         rows = (await self.session.execute(query)).all()
@@ -253,11 +260,7 @@ class TradeRepository:
         """Up to `limit` trades, newest first, older than `after` (the last one of the previous page's
         (executed_at, id)): every page costs the same, however deep (an export reads them all)."""
         table = Trade.__table__
-        conditions = [table.c.user_id == user_id]
-        if status:
-            conditions.append(table.c.status == status)
-        if symbol:
-            conditions.append(table.c.symbol == symbol)
+        conditions = _trade_filter(user_id, status, symbol)
         if after is not None:
             executed_at, trade_id = after
             conditions.append((table.c.executed_at < executed_at)
