@@ -241,7 +241,7 @@ class BatchDecider:
         if self.market_clock is not None:
             self.market_clock.pin(cycle_at)
         bot = self.bot
-        async with bot._accounts_for_the_cycle():
+        async with bot.accounts_for_the_cycle():
             outcome = await bot.decisions.decide_batch(configs, cycle.analyses, cycle_at, in_doubt,
                                                        cycle.previous_cycle)
         if outcome.decided_elsewhere == 0:  # an overlapping attempt's tallies are the other attempt's

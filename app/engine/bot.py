@@ -91,12 +91,12 @@ class TradingBot:
         the users, a batch at a time. The paper accounts are read once for the cycle."""
         summary = CycleSummary(now)
         previous, self.last_cycle = self.last_cycle, now
-        async with self._accounts_for_the_cycle():
+        async with self.accounts_for_the_cycle():
             reconciled = await self.reconciler.reconcile(now)
             summary.exits += await self.exits.check_open_positions(now)
             if self.state != TradingState.ACTIVE:
                 return summary  # REDUCING and HALTED open nothing; exits and protection above still run
-            active = [c for c in await self._active_configs() if c.user_id not in reconciled.unresolved]
+            active = [c for c in await self.active_configs() if c.user_id not in reconciled.unresolved]
             configs = await self.choices.resolve(active, now)
             analyses = await self.analysis.analyze_symbols(configs, now)
             summary.analyses = len(analyses)
@@ -119,7 +119,8 @@ class TradingBot:
         await self.decisions.write_tallies(outcome.tally_records())
         return outcome
 
-    def _accounts_for_the_cycle(self) -> AbstractAsyncContextManager[object]:
+    def accounts_for_the_cycle(self) -> AbstractAsyncContextManager[object]:
+        """The paper accounts read once for what runs inside (a cycle, or a worker's batch of one)."""
         exchanges = self.parts.exchanges
         return exchanges.cycle() if isinstance(exchanges, CycleScoped) else contextlib.nullcontext()
 
@@ -140,7 +141,8 @@ class TradingBot:
         if any(deleted.values()):
             log.info("housekeeping at %s deleted %s", now.isoformat(), dict(deleted))
 
-    async def _active_configs(self) -> list[TradingConfig]:
+    async def active_configs(self) -> list[TradingConfig]:
+        """Every active user's trading config, as a cycle starts from them."""
         async with self.parts.books() as uow:
             return await uow.configs.active()
 

@@ -187,9 +187,9 @@ async def _entry_cycle_with(settings: Settings, in_doubt: set[str]) -> tuple[int
     previous = container.bot.last_cycle
     clock.advance(timedelta(minutes=5))
     bot, now = container.bot, clock.now()
-    configs = await bot.choices.resolve(await bot._active_configs(), now)
+    configs = await bot.choices.resolve(await bot.active_configs(), now)
     analyses = await bot.analysis.analyze_symbols(configs, now)
-    async with bot._accounts_for_the_cycle():
+    async with bot.accounts_for_the_cycle():
         outcome = await bot.decide_users(configs, analyses, now, {user_id: in_doubt}, previous)
     await container.db.dispose()
     return outcome.entries, outcome.rejections
