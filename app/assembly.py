@@ -19,7 +19,7 @@ from app.domain.analysts import AnalystKind
 from app.domain.clock import Clock, SimulatedClock, WallClock
 from app.domain.ports import ExchangeAdapter, SignalProvider, SymbolDirectory
 from app.domain.profiles import AssetProfile
-from app.engine.bot import BotSettings, ExchangeProvider, Publish, PublishMany, TradingBot, UowFactory
+from app.engine.bot import BotSettings, ExchangeProvider, NothingOpen, Publish, PublishMany, TradingBot, UowFactory
 from app.engine.metrics import Metrics
 from app.features.builder import MarketFeatureBuilder
 from app.features.levels import SupportResistanceDetector
@@ -106,14 +106,15 @@ def assemble_trading_bot(settings: Settings, uow: UowFactory, exchanges: Exchang
                          publish: Publish, clock: Clock, analysts: dict[str, SignalProvider],
                          metrics: Metrics | None = None, features: MarketFeatureBuilder | None = None,
                          symbols: SymbolDirectory | None = None, publish_many: PublishMany | None = None,
-                         profiles: Mapping[str, AssetProfile] | None = None) -> TradingBot:
+                         profiles: Mapping[str, AssetProfile] | None = None,
+                         nothing_open: NothingOpen | None = None) -> TradingBot:
     """The engine's parts, the same for the live service and the backtester (only the books and clock differ)."""
     features = features or feature_builder(settings)
     risk_manager = RiskManager(settings.risk_limits(), profiles)
     return TradingBot(
         uow=uow, exchanges=exchanges, market=market, analysts=analysts, symbols=symbols,
         build_features=features.build, risk_manager=risk_manager, publish=publish,
-        clock=clock, limits=risk_manager.limits, metrics=metrics, publish_many=publish_many,
+        clock=clock, limits=risk_manager.limits, metrics=metrics, publish_many=publish_many, nothing_open=nothing_open,
         settings=BotSettings(
             user_rate_limit_s=settings.user_rate_limit_seconds,
             oco_place_retries=settings.oco_place_retries,
@@ -151,6 +152,7 @@ def build_backtest_engine(settings: Settings, candles: CandleStore, clock: Simul
     features = feature_builder(settings, batch_indicators=True)
     bot = assemble_trading_bot(settings, store, exchanges, market_data, store.publish, clock, analysts,
                                features=features, symbols=CandleDirectory(candles, market.all_rules()),
-                               publish_many=store.publish_many, profiles=strategy.profiles)
+                               publish_many=store.publish_many, profiles=strategy.profiles,
+                               nothing_open=store.nothing_open if settings.backtest_quiet_cycles else None)
     return BacktestEngine(bot=bot, store=store, exchanges=exchanges, candles=candles, clock=clock, features=features,
                           workers=settings.backtest_workers)

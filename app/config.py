@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     default_analyzer: AnalystKind = AnalystKind.RULES
     gemini_fallback: Literal["hold", "rules"] = "hold"
     replay_live_misses: bool = False
+    # quiet cycles (nothing open in the books) skip reconciliation and the exit checks, which cannot act in them
+    backtest_quiet_cycles: bool = True
     backtest_workers: int | None = Field(None, ge=0)  # processes computing analyses ahead; None: one per core (0 on one)
     # Backtests from the API (README "API at a glance": POST /backtests)
     backtest_concurrency: int = Field(1, ge=1, le=16)  # runs at once per server; the others wait queued

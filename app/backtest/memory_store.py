@@ -454,6 +454,10 @@ class MemoryStore:
     def __call__(self) -> _Session:
         return self._session
 
+    def nothing_open(self) -> bool:
+        """No position and no entry without its trade: what reconciliation and the exit checks would act on."""
+        return not self.tables.positions and not self.tables.unbooked_entries
+
     def all_trades(self) -> list[TradeRecord]:
         return self._uow.trades.all()
 

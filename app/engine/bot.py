@@ -33,7 +33,7 @@ from app.engine.entries import Entries
 from app.engine.exits import Exits
 from app.engine.metrics import Metrics
 from app.engine.protection import Protection
-from app.engine.reconciliation import Reconciler
+from app.engine.reconciliation import Reconciled, Reconciler
 from app.engine.selection import SymbolChoices
 from app.engine.settings import CANDLES, WARM_UP, BotSettings, EntryPlan, RiskChecker, log
 
@@ -42,10 +42,12 @@ UowFactory = Books  # the name the container and backtest import
 DecideElsewhere = Callable[[Sequence[TradingConfig], Analyses, datetime, Mapping[int, set[str]], datetime | None],
                            Awaitable[BatchOutcome]]
 Housekeeping = Callable[[datetime], Awaitable[Mapping[str, int]]]  # tidies the books at a time: rows deleted per table
+# whether the books hold no position and no entry without its trade, answered from memory (a backtest's books)
+NothingOpen = Callable[[], bool]
 
 __all__ = [
     "CANDLES", "WARM_UP", "AnalysesAhead", "BotSettings", "CycleScoped", "CycleSummary", "DecideElsewhere", "EntryPlan",
-    "ExchangeProvider", "FeatureBuilder", "Housekeeping", "Publish", "PublishMany", "RiskChecker", "SymbolAnalysis",
+    "ExchangeProvider", "FeatureBuilder", "Housekeeping", "NothingOpen", "Publish", "PublishMany", "RiskChecker", "SymbolAnalysis",
     "TradingBot", "UowFactory", "analyze_with",
 ]
 
@@ -70,6 +72,7 @@ class TradingBot:
         publish_many: PublishMany | None = None,
         housekeeping: Housekeeping | None = None,
         housekeeping_interval_s: float = 3600.0,
+        nothing_open: NothingOpen | None = None,
     ) -> None:
         self.parts = EngineParts(uow, exchanges, publish, clock, limits, settings or BotSettings(), metrics or Metrics(),
                                  publish_many)
@@ -85,6 +88,8 @@ class TradingBot:
         self.housekeeping, self.housekeeping_interval_s = housekeeping, housekeeping_interval_s
         self._kept_house_at: datetime | None = None
         self.decide_elsewhere: DecideElsewhere | None = None  # None: this process decides every user
+        self.nothing_open = nothing_open  # None: every cycle reconciles and checks exits (the books are a database)
+        self._scoped: tuple[ExchangeProvider, bool] | None = None  # the provider last asked whether it is CycleScoped
 
     async def run_cycle(self, now: datetime) -> CycleSummary:
         """One cycle: finish what is unfinished and monitor exits first, then analyse each symbol once, then decide
@@ -92,8 +97,7 @@ class TradingBot:
         summary = CycleSummary(now)
         previous, self.last_cycle = self.last_cycle, now
         async with self.accounts_for_the_cycle():
-            reconciled = await self.reconciler.reconcile(now)
-            summary.exits += await self.exits.check_open_positions(now)
+            reconciled = await self._finish_and_watch(now, summary)
             if self.state != TradingState.ACTIVE:
                 return summary  # REDUCING and HALTED open nothing; exits and protection above still run
             active = [c for c in await self.active_configs() if c.user_id not in reconciled.unresolved]
@@ -106,6 +110,18 @@ class TradingBot:
         for code, count in outcome.rejections.items():
             summary.rejections[code] = summary.rejections.get(code, 0) + count
         return summary
+
+    async def _finish_and_watch(self, now: datetime, summary: CycleSummary) -> Reconciled:
+        """Reconciliation, then the exit checks. A quiet cycle skips both: when the books hold no position and no
+        entry without its trade (`nothing_open`), they can do nothing. Reconciliation resolves only the entries the
+        books list as unbooked (none), re-protects and checks the order lists of open positions only (none), and
+        asks the exchange nothing else; the exit checks walk the open positions (none). Neither writes a row,
+        emits an event or reads an account then, and both answer the empty outcome returned here."""
+        if self.nothing_open is not None and self.nothing_open():
+            return Reconciled(set(), {})
+        reconciled = await self.reconciler.reconcile(now)
+        summary.exits += await self.exits.check_open_positions(now)
+        return reconciled
 
     async def decide_users(self, configs: Sequence[TradingConfig], analyses: Analyses, now: datetime,
                            in_doubt: Mapping[int, set[str]], previous_cycle: datetime | None) -> BatchOutcome:
@@ -122,7 +138,9 @@ class TradingBot:
     def accounts_for_the_cycle(self) -> AbstractAsyncContextManager[object]:
         """The paper accounts read once for what runs inside (a cycle, or a worker's batch of one)."""
         exchanges = self.parts.exchanges
-        return exchanges.cycle() if isinstance(exchanges, CycleScoped) else contextlib.nullcontext()
+        if self._scoped is None or self._scoped[0] is not exchanges:  # a Protocol isinstance is slow: once per provider
+            self._scoped = (exchanges, isinstance(exchanges, CycleScoped))
+        return exchanges.cycle() if self._scoped[1] else contextlib.nullcontext()  # type: ignore[attr-defined]
 
     async def keep_house(self, now: datetime) -> None:
         """Between cycles, at most once per housekeeping interval: the books' housekeeping (retention's pruning),
