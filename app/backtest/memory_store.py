@@ -274,6 +274,8 @@ class MemoryPositions:
         return rows
 
     async def for_users(self, user_ids: Sequence[int]) -> dict[int, list[PositionRecord]]:
+        if not self.t.positions:
+            return {}
         found = {u: await self.for_user(u) for u in user_ids}
         return {u: rows for u, rows in found.items() if rows}
 

@@ -127,8 +127,12 @@ class TradingBot:
                            in_doubt: Mapping[int, set[str]], previous_cycle: datetime | None) -> BatchOutcome:
         """Every user on the cycle's analyses, in batches of BotSettings.user_batch_size (each a few queries and one
         write); the cycle's tallies, one row per analysis and outcome, are written at the end."""
-        outcome = BatchOutcome()
         size = self.parts.settings.user_batch_size
+        if 0 < len(configs) <= size:  # one batch (a backtest's one user): its outcome is the cycle's
+            outcome = await self.decisions.decide_batch(configs, analyses, now, in_doubt, previous_cycle)
+            await self.decisions.write_tallies(outcome.tally_records())
+            return outcome
+        outcome = BatchOutcome()
         for start in range(0, len(configs), size):
             batch = configs[start:start + size]
             outcome.add(await self.decisions.decide_batch(batch, analyses, now, in_doubt, previous_cycle))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,6 +15,8 @@ from app.domain.symbols import Selection, top_symbols
 from app.domain.values import SymbolRules
 
 log = logging.getLogger(__name__)
+# a user's list parsed once, not every cycle (Selection is frozen; the lists are tuples)
+_selection = functools.lru_cache(maxsize=1024)(Selection.of)
 
 
 class SymbolChoices:
@@ -27,12 +30,12 @@ class SymbolChoices:
         self._listed: dict[str, SymbolRules] = {}
 
     async def resolve(self, configs: Sequence[TradingConfig], now: datetime) -> list[TradingConfig]:
-        if not any(Selection.of(c.symbols).top is not None for c in configs):
+        if not any(_selection(c.symbols).top is not None for c in configs):
             return list(configs)
         ranked, listed = await self._ranking(now)
         resolved = []
         for config in configs:
-            selection = Selection.of(config.symbols)
+            selection = _selection(config.symbols)
             if selection.top is None:
                 resolved.append(config)
                 continue
