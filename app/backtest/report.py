@@ -125,9 +125,14 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+def daily_returns(daily: Sequence[float]) -> list[float]:
+    """Each day's return from the day-end equity before it (a day after a zero equity has none)."""
+    return [b / a - 1 for a, b in itertools.pairwise(daily) if a > 0]
+
+
 def ratios(daily: Sequence[float], annual_return_pct: float, max_dd_pct: float) -> dict[str, float | None]:
     """Sharpe and Sortino from daily returns (annualised with sqrt 365, risk-free 0); Calmar = CAGR / max DD."""
-    returns = [b / a - 1 for a, b in itertools.pairwise(daily) if a > 0]
+    returns = daily_returns(daily)
     mean, std = _mean_std(returns)
     downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns)) if returns else 0.0
     scale = math.sqrt(DAYS_PER_YEAR)
@@ -361,3 +366,10 @@ def _table(title: str, rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
         out.append(f"  {key:<16} {row['trades']:>6} {row['win_rate_pct']:>7.2f} {row['profit_total']:>12} "
                    f"{row['avg_profit_pct']:>7}")
     return out
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A run's report.json, a NaN or Infinity in it read as null (no JSON an answer may carry). Blocking: a long
+    run's report is megabytes, so callers on the event loop run it in a thread."""
+    report: dict[str, Any] = json.loads(path.read_text(), parse_constant=lambda _: None)
+    return report

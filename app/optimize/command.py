@@ -72,10 +72,11 @@ def run_optimize(options: OptimizeOptions, build_engine: EngineBuilder) -> int:
     base = TrialBase(bt, {**overrides, "symbols": list(bt.symbols)}, candles, directory, build_engine, cache)
     windows = _windows(options)
     outcomes = [_optimise_window(base, space, w, options, len(windows)) for w in windows]
-    report = build_optimize_report(options, space, base, outcomes)
+    oos = stitched(outcomes)
+    report = build_optimize_report(options, space, base, outcomes, oos)
     print(summary(report))
     if bt.out is not None:
-        write_optimize_outputs(bt.out, report, outcomes, base)
+        write_optimize_outputs(bt.out, report, outcomes, oos, base)
         print(f"  report           {bt.out}/report.html")
     return 0
 
@@ -180,9 +181,9 @@ def stitched(outcomes: Sequence[WindowOutcome]) -> BacktestResult | None:
 
 
 def build_optimize_report(options: OptimizeOptions, space: SearchSpace, base: TrialBase,
-                          outcomes: Sequence[WindowOutcome]) -> dict[str, Any]:
+                          outcomes: Sequence[WindowOutcome], oos: BacktestResult | None) -> dict[str, Any]:
+    """`oos`: the windows' out-of-sample runs stitched (`stitched(outcomes)`)."""
     bt = options.backtest
-    oos = stitched(outcomes)
     overall = None
     if oos is not None:
         settings = build_settings(bt, base.overrides)
@@ -192,6 +193,7 @@ def build_optimize_report(options: OptimizeOptions, space: SearchSpace, base: Tr
                                      bt.edge_repetitions)}
         overall = build_report(oos, base.candles, extra)
     chosen = next((o.best for o in reversed(outcomes) if o.best is not None), None)
+    stored = None if base.cache is None else base.cache.stored()
     return {
         "symbols": list(bt.symbols or ()), "start": bt.start.isoformat() if bt.start else None,
         "end": bt.end.isoformat() if bt.end else None, "seed": bt.seed,
@@ -204,7 +206,7 @@ def build_optimize_report(options: OptimizeOptions, space: SearchSpace, base: Tr
         "out_of_sample": None if overall is None else {k: overall.get(k) for k in (*METRICS, "edge", "final_balance")},
         "chosen_settings": None if chosen is None else config_of(chosen),
         "analysis_cache": None if base.cache is None else {
-            "computed": base.cache.stored() - base.cache.stored_at_start, "stored": base.cache.stored(),
+            "computed": (stored or 0) - base.cache.stored_at_start, "stored": stored,
             "directory": str(base.cache.directory)},
     }
 
@@ -281,7 +283,7 @@ def _f(value: Any) -> str:
 
 
 def write_optimize_outputs(out: Path, report: Mapping[str, Any], outcomes: Sequence[WindowOutcome],
-                           base: TrialBase) -> None:
+                           oos: BacktestResult | None, base: TrialBase) -> None:
     from app.optimize.charts import write_optimize_charts, write_optimize_html
 
     out.mkdir(parents=True, exist_ok=True)
@@ -291,7 +293,7 @@ def write_optimize_outputs(out: Path, report: Mapping[str, Any], outcomes: Seque
         (out / "backtest_config.json").write_text(json.dumps(backtest_config(chosen, _base_only(base)), indent=2)
                                                   + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    charts = write_optimize_charts(outcomes, stitched(outcomes), out)
+    charts = write_optimize_charts(outcomes, oos, out)
     write_optimize_html(report, charts, out / "report.html")
 
 

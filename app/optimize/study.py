@@ -31,7 +31,6 @@ from app.optimize.trial import TrialBase, run_settings
 
 METRICS = ("total_return_pct", "annualised_return_pct", "max_drawdown_pct", "sharpe", "sortino", "calmar", "trades",
            "win_rate_pct", "profit_factor", "expectancy")
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 JUDGED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # what the target counts
 RETRIES = 2  # a trial whose worker died runs again at most this often
 
@@ -172,7 +171,7 @@ def _sampler_seed(options: StudyOptions, index: int) -> int:
 
 
 def _remaining(study: optuna.Study, options: StudyOptions) -> int:
-    return options.trials - len(study.get_trials(deepcopy=False, states=JUDGED))
+    return options.trials - _finished(study)
 
 
 def run_study(base: TrialBase, space: SearchSpace, start: datetime, end: datetime, options: StudyOptions,
@@ -184,7 +183,7 @@ def run_study(base: TrialBase, space: SearchSpace, start: datetime, end: datetim
                                 sampler=_sampler(_sampler_seed(options, 0)), pruner=_pruner(), load_if_exists=True)
     objective = trial_objective(base, space, start, end, options)
     if progress:
-        progress(len(study.get_trials(deepcopy=False, states=JUDGED)))
+        progress(_finished(study))
     if options.jobs <= 1:
         _optimize(study, objective, options, (lambda _s, _t: progress(1)) if progress else None)
     else:

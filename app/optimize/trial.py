@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +13,7 @@ from typing import Any
 
 from app.backtest.command import BacktestOptions, EngineBuilder, build_config, build_settings
 from app.backtest.data import plan_span
-from app.backtest.report import build_report, daily_equity
+from app.backtest.report import build_report, daily_equity, daily_returns
 from app.backtest.runner import BacktestEngine, BacktestResult, BacktestSpec, run_backtest
 from app.backtest.strategy import StrategyOverrides
 from app.domain.clock import SimulatedClock
@@ -74,9 +73,7 @@ def run_settings(base: TrialBase, values: Mapping[str, Any], start: datetime, en
     on_cycle = None if on_month is None else _monthly(engine, spec, on_month)
     result = asyncio.run(run_backtest(engine, spec, on_cycle, analyses))
     report = build_report(result, base.candles)
-    daily = daily_equity(result.equity)
-    returns = [b / a - 1 for a, b in itertools.pairwise(daily) if a > 0]
-    return TrialRun(result, report, returns)
+    return TrialRun(result, report, daily_returns(daily_equity(result.equity)))
 
 
 def _monthly(engine: BacktestEngine, spec: BacktestSpec, on_month: OnMonth) -> Callable[[datetime, CycleSummary, int], None]:
