@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.background import cancel_and_wait
+from app.backtest.report import read_report
 from app.config import Settings
 from app.domain.clock import Clock
 from app.domain.records import BacktestRun, BacktestStatus
@@ -52,6 +53,7 @@ def summary_of(report: dict[str, Any]) -> dict[str, str | int | None]:
         return str(value)
 
     return {name: figure(report.get(name)) for name in SUMMARY_FIELDS}
+
 
 
 class RunDeleted(Exception):
@@ -111,11 +113,12 @@ class BacktestJobs:
             self._running[run.id] = asyncio.create_task(self._run(run), name=f"backtest-{run.id}")
 
     async def _run(self, run: BacktestRun) -> None:
+        """One run, start to its row's end (off the event loop for every file it reads or writes)."""
         out = self.settings.backtest_run_dir(run.user_id, run.id)
         try:
             status, summary, error = await self._execute(run, out)
         except RunDeleted:
-            shutil.rmtree(out, ignore_errors=True)  # deleted by its user: nothing of it is kept
+            await asyncio.to_thread(shutil.rmtree, out, True)  # deleted by its user: nothing of it is kept
             return
         except Exception as e:
             log.exception("backtest %d failed to run", run.id)
@@ -129,7 +132,7 @@ class BacktestJobs:
 
     async def _execute(self, run: BacktestRun, out: Path) -> tuple[BacktestStatus, dict[str, Any] | None, str | None]:
         out.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (out / CONFIG_FILE).write_text(json.dumps(run.config))
+        await asyncio.to_thread((out / CONFIG_FILE).write_text, json.dumps(run.config))
         argv = self.command(run, out, self.settings)
         with (out / "summary.txt").open("wb") as stdout:
             process = await asyncio.create_subprocess_exec(*argv, stdout=stdout, stderr=asyncio.subprocess.PIPE,
@@ -145,7 +148,7 @@ class BacktestJobs:
             await _ended(process)
         report = out / "report.json"
         if process.returncode == 0 and report.exists():
-            return BacktestStatus.DONE, summary_of(json.loads(report.read_text(), parse_constant=lambda _: None)), None
+            return BacktestStatus.DONE, summary_of(await asyncio.to_thread(read_report, report)), None
         return BacktestStatus.FAILED, None, _error_text(lines, process.returncode)
 
     async def _follow(self, run_id: int, process: asyncio.subprocess.Process) -> list[str]:

@@ -296,10 +296,7 @@ def supervise(settings: Settings, listen: Listen, workers: int, public_url: str,
     SIGTERM. `environment` holds the command line's settings, which every process reads from its environment."""
     from app.db import upgrade
 
-    if problem := port_problem(listen.host, listen.port, "serve"):
-        print(problem, file=sys.stderr)
-        return 2
-    try:
+    try:  # `trdbot serve` has said already when the port is taken (port_problem); this is the binding itself
         api = ApiWorkers(listen, workers)
     except OSError as e:
         log.error("cannot listen on %s:%s: %s", listen.host, listen.port, e)

@@ -20,12 +20,13 @@ Exactly once, even for a redone batch (README "Workers beyond one machine"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import pickle
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.domain.clock import SimulatedClock
 from app.domain.records import Purpose
 from app.domain.risk import TradingConfig
+from app.domain.values import SignalType
 from app.engine.analysis import SymbolAnalysis
 from app.engine.bot import TradingBot
 from app.engine.decisions import Analyses, BatchOutcome
@@ -135,9 +137,11 @@ class CycleStore:
 
 
 def _portable(analysis: SymbolAnalysis) -> SymbolAnalysis:
-    """The analysis with its features in it (a worker cannot call the leader's loader)."""
-    features = analysis.entry_features()
-    return dataclasses.replace(analysis, features=features, load_features=None)
+    """The analysis with its features in it (a worker cannot call the leader's loader). A hold never reaches the
+    risk manager, the only reader of features, so its features are not loaded, as in one process."""
+    if analysis.report.signal.signal == SignalType.HOLD:
+        return dataclasses.replace(analysis, load_features=None)
+    return dataclasses.replace(analysis, features=analysis.entry_features(), load_features=None)
 
 
 class WorkerDecisions:
@@ -217,6 +221,7 @@ class BatchDecider:
         self.bot, self.engine, self.store = bot, engine, CycleStore(engine)
         self.market_clock = market_clock
         self._cycles: dict[datetime, PublishedCycle] = {}
+        self._pinned = asyncio.Lock()  # the replay clock is one per process
         if stall_s > 0:
             bot.entries.after_sending = self._stall_once(stall_s)
 
@@ -235,18 +240,28 @@ class BatchDecider:
                         cycle_at.isoformat())
             return
         configs = [cycle.configs[u] for u in user_ids if u in cycle.configs]
-        in_doubt = {u: set(s) for u, s in cycle.in_doubt.items() if u in set(user_ids)}
+        wanted = set(user_ids)
+        in_doubt = {u: set(s) for u, s in cycle.in_doubt.items() if u in wanted}
         for user_id, symbol in await self._entries_of_the_cycle(user_ids, cycle_at):
             in_doubt.setdefault(user_id, set()).add(symbol)  # an earlier attempt's: never sent twice
-        if self.market_clock is not None:
-            self.market_clock.pin(cycle_at)
         bot = self.bot
-        async with bot.accounts_for_the_cycle():
+        async with self._market_time(cycle_at), bot.accounts_for_the_cycle():
             outcome = await bot.decisions.decide_batch(configs, cycle.analyses, cycle_at, in_doubt,
                                                        cycle.previous_cycle)
         if outcome.decided_elsewhere == 0:  # an overlapping attempt's tallies are the other attempt's
             await bot.decisions.write_tallies(outcome.tally_records())
         log.info("batch of cycle %s: %d users, %d entries", cycle_at.isoformat(), len(configs), outcome.entries)
+
+    @contextlib.asynccontextmanager
+    async def _market_time(self, cycle_at: datetime) -> AsyncIterator[None]:
+        """On the paper replay, the batch runs at its cycle's time, alone: with `--concurrency` above 1, a batch of
+        another cycle must not move the clock (and the fills' prices) under it."""
+        if self.market_clock is None:
+            yield
+            return
+        async with self._pinned:
+            self.market_clock.pin(cycle_at)
+            yield
 
     async def _cycle(self, cycle_at: datetime) -> PublishedCycle | None:
         cycle = self._cycles.get(cycle_at)

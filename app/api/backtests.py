@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import shutil
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from app.api.deps import ContainerDep, CurrentUser, Uow
 from app.api.errors import ErrorAnswer, answers
 from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import MAX_ID, BacktestCreate, BacktestDetail, BacktestPage, BacktestPublic
+from app.backtest.report import read_report
 from app.domain.analysts import BACKTEST_ANALYSTS
 from app.domain.records import BacktestRun, BacktestStatus
 from app.domain.symbols import TOP_RULE, normalised
@@ -127,8 +127,7 @@ async def get_backtest(run_id: RunId, user: CurrentUser, container: ContainerDep
     directory = container.settings.backtest_run_dir(user.id, run.id)
     report = None
     if run.status == BacktestStatus.DONE and (directory / "report.json").is_file():
-        text = await asyncio.to_thread((directory / "report.json").read_text)
-        report = json.loads(text, parse_constant=lambda _: None)  # a NaN would be no JSON an answer may carry
+        report = await asyncio.to_thread(read_report, directory / "report.json")
     return {**run_public(run, directory), "report": report}
 
 

@@ -243,14 +243,10 @@ def order_public(order: OrderRecord, exits: dict[str, OrderRecord]) -> OrderPubl
 
 
 def decision_public(record: AnalysisRecord) -> TradeDecisionPublic:
-    assert record.id is not None
-    return TradeDecisionPublic(
-        analysis_id=record.id, created_at=record.created_at, analyzer=record.analyzer, signal=record.signal,
-        confidence=record.confidence, reasoning=record.reasoning, regime=record.regime,
-        confluence_score=record.confluence_score, entry_price=record.entry_price, stop_loss=record.stop_loss,
-        take_profit=record.take_profit, decision=record.decision.value if record.decision else None,
-        reasons=list(record.reasons),
-    )
+    """The analysis that opened a trade: its public fields, the id named as the analysis's."""
+    public = analysis_public(record)
+    shared = public.model_dump(include=set(TradeDecisionPublic.model_fields) - {"analysis_id"})
+    return TradeDecisionPublic(analysis_id=public.id, **shared)
 
 
 @router.get("/trades/{trade_id}/detail", response_model=TradeDetail, responses=answers(404))

@@ -70,11 +70,6 @@ class Entries(Desk):
         # tests only (WORKER_STALL_SECONDS): awaited once the entries are sent and before anything is recorded
         self.after_sending: Callable[[], Awaitable[None]] | None = None
 
-    async def execute(self, config: TradingConfig, symbol: str, decision: RiskDecision,
-                      analysis: SymbolAnalysis, now: datetime) -> TradeRecord | None:
-        """One market entry, then the protective OCO sized to what was received (see execute_many)."""
-        return (await self.execute_many([ApprovedEntry(config, symbol, decision, analysis)], now))[0]
-
     async def execute_many(self, approved: Sequence[ApprovedEntry], now: datetime) -> list[TradeRecord | None]:
         """Entries of different users, each a market order and then the protective OCO sized to what was
         received; no unprotected position survives. Each trade, or None where an entry bought nothing.
