@@ -5,8 +5,8 @@
 
 1. The study: `--trials` trials of the default space (TPE seeded, the median pruner, objective Sharpe, --min-trades
    10) in `--jobs` processes (default one per core) on a journal file, as `trdbot optimize` runs them, with an empty
-   analysis cache (or `--cache DIR` to reuse one). Prints trials per minute (wall), the trials' states, the analysis
-   sets computed, and the peak PSS of all processes together and the largest process's peak RSS.
+   analysis cache (or `--cache DIR` to reuse one). Prints trials per minute (wall), the trials' states, the feature
+   and analysis sets computed, and the peak PSS of all processes together and the largest process's peak RSS.
 2. CPU seconds of one backtest of the span, alternated round by round in the same minutes (this machine's speed
    drifts by 10-30 % from one minute to the next): freqtrade 2026.9 (../shared/bench/freqtrade/run.sh: the freqtrade
    process's user + system time from its `time -v`), `trdbot backtest --workers 0` (a fresh process: start-up,
@@ -61,6 +61,7 @@ def run_study(data: Path, start: datetime, end: datetime, trials: int, jobs: int
     candles = load_candles(data, (SYMBOL,), start, end)
     base = TrialBase(options, {"symbols": [SYMBOL]}, candles, data, build_backtest_engine, AnalysisCache(cache))
     cached_before = len(list(cache.glob("*.pkl")))
+    features_before = len(list(cache.glob("*.features")))
     with tempfile.TemporaryDirectory() as journal:
         study_options = StudyOptions(trials=trials, objective=Objective.SHARPE, min_trades=10, seed=42, jobs=jobs,
                                      storage=None, name="speed", journal_dir=Path(journal))
@@ -78,8 +79,9 @@ def run_study(data: Path, start: datetime, end: datetime, trials: int, jobs: int
     counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
     print(f"study: {len(states)} trials of BTCUSDT {start:%Y-%m-%d}..{end:%Y-%m-%d} in {done - loaded:.1f} s on "
           f"{jobs} process(es) ({counts}; {best}; loading {loaded - began:.1f} s more)")
-    print(f"  {len(states) / minutes:.1f} trials per minute; analysis sets computed: "
-          f"{len(list(cache.glob('*.pkl'))) - cached_before} symbol-months (the rest read from the cache)")
+    print(f"  {len(states) / minutes:.1f} trials per minute; symbol-months computed: "
+          f"{len(list(cache.glob('*.features'))) - features_before} of features, "
+          f"{len(list(cache.glob('*.pkl'))) - cached_before} of analyses (the rest read from the cache)")
     print(f"  peak PSS of all processes {pss_mb:.0f} MB; largest process's peak RSS {peak_mb:.0f} MB")
 
 

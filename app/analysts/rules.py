@@ -12,6 +12,8 @@ from app.domain.profiles import TREND_ADX
 from app.domain.values import MarketFeatures, Signal, SignalType, SupportResistance
 from app.features.regime import RANGING, TRENDING_UP
 
+MOMENTUM = ("rsi", "macd_hist", "ema_21")  # the 15m indicators an entry's momentum check reads
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSettings:
@@ -63,6 +65,29 @@ class RuleBasedAnalyzer:
         verdict = self._judge(features)
         return verdict if isinstance(verdict, Setup) else None
 
+    @staticmethod
+    def view(features: MarketFeatures) -> MarketFeatures:
+        """The part of the features these rules read, for any settings (`decide(view(f)) == decide(f)`): the price,
+        regime and confluence, the 15m RSI, MACD histogram and EMA21, and the nearest support and resistance. A study
+        keeps it per cycle and asks the rules of each trial's settings again without rebuilding the features."""
+        m15 = features.indicators.get("15m", {})
+        nearest = tuple(level for level in (_nearest(features.levels, "support"),
+                                            _nearest(features.levels, "resistance")) if level is not None)
+        return MarketFeatures(features.symbol, features.time, features.last_price,
+                              {"15m": {k: m15[k] for k in MOMENTUM if k in m15}}, features.regime,
+                              tuple(sorted(nearest, key=features.levels.index)), features.confluence)
+
+    @staticmethod
+    def could_buy(features: MarketFeatures) -> bool:
+        """False when no settings could make these features a buy: the checks of `_judge` that no RuleSettings
+        field moves (a usable price, a trending-up or tradable ranging regime, complete 15m momentum pointing up)."""
+        m15 = features.indicators.get("15m", {})
+        regime = features.regime
+        return (features.last_price > 0 and (regime.regime == TRENDING_UP or (regime.regime == RANGING
+                                                                               and regime.trading_allowed))
+                and all(k in m15 for k in MOMENTUM) and m15["macd_hist"] > 0
+                and float(features.last_price) > m15["ema_21"])
+
     def _decide(self, f: MarketFeatures) -> Signal:
         verdict = self._judge(f)
         return Signal.hold(verdict) if isinstance(verdict, str) else self._buy(f, verdict)
@@ -104,7 +129,7 @@ class RuleBasedAnalyzer:
 
     def _momentum_problems(self, m15: Mapping[str, float], price: float) -> list[str]:
         s, problems = self._s, []
-        if not all(k in m15 for k in ("rsi", "macd_hist", "ema_21")):
+        if not all(k in m15 for k in MOMENTUM):
             return ["15m indicators incomplete"]
         if not s.rsi_low <= m15["rsi"] <= s.rsi_high:
             problems.append(f"15m RSI {m15['rsi']:.1f} outside {s.rsi_low:g}-{s.rsi_high:g}")

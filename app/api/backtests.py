@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 
 from app.api.deps import ContainerDep, CurrentUser, Uow
-from app.api.errors import ErrorAnswer, answers
+from app.api.errors import ErrorAnswer, answers, as_utc, invalid
 from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import MAX_ID, BacktestCreate, BacktestDetail, BacktestPage, BacktestPublic
 from app.backtest.report import read_report
@@ -32,17 +32,6 @@ MEDIA = {".html": "text/html; charset=utf-8", ".png": "image/png"}
 REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'; sandbox"
 TOO_MANY: dict[int | str, dict[str, Any]] = {429: {"model": ErrorAnswer, "description": "the user has BACKTEST_MAX_QUEUED runs queued or running"}}
 SECONDS_PER_DAY = Decimal(86400)
-
-
-def _invalid(field: str, message: str, value: object = None) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": message, "input": value}])
-
-
-def _utc(field: str, value: datetime) -> datetime:
-    try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError as e:
-        raise _invalid(field, f"{field} is outside the calendar once in UTC") from e
 
 
 def _files(run: BacktestRun, directory: FilePath) -> list[str]:
@@ -71,18 +60,18 @@ async def _checked(body: BacktestCreate, container: ContainerDep) -> tuple[tuple
         raise RequestValidationError([{"type": "value_error", "loc": ("body", "config", "analyzer"), "input": analyzer,
                                        "msg": f"a backtest replays {' or '.join(BACKTEST_ANALYSTS)}, not {analyzer}"}])
     if any(TOP_RULE.match(s) for s in symbols):  # a backtest's top:N ranks every pair of the data directory
-        raise _invalid("symbols", "name the pairs: a top:N rule would backtest every pair with data")
+        raise invalid("body", "symbols", "name the pairs: a top:N rule would backtest every pair with data")
     if len(symbols) < len(body.symbols):
-        raise _invalid("symbols", "a pair is named more than once")
+        raise invalid("body", "symbols", "a pair is named more than once")
     if len(symbols) > settings.backtest_max_symbols:
-        raise _invalid("symbols", f"at most {settings.backtest_max_symbols} pairs per backtest")
+        raise invalid("body", "symbols", f"at most {settings.backtest_max_symbols} pairs per backtest")
     if problems := await container.symbol_problems(symbols):
-        raise _invalid("symbols", "; ".join(problems))
-    start, end = _utc("start", body.start), _utc("end", body.end)
+        raise invalid("body", "symbols", "; ".join(problems))
+    start, end = as_utc("body", "start", body.start), as_utc("body", "end", body.end)
     if end <= start:
-        raise _invalid("end", "end must be after start")
+        raise invalid("body", "end", "end must be after start")
     if (end - start).total_seconds() > settings.backtest_max_days * 86400:
-        raise _invalid("end", f"a backtest covers at most {settings.backtest_max_days} days (BACKTEST_MAX_DAYS)")
+        raise invalid("body", "end", f"a backtest covers at most {settings.backtest_max_days} days (BACKTEST_MAX_DAYS)")
     return symbols, start, end
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -14,6 +15,19 @@ from pydantic import BaseModel
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.domain.errors import ConfigurationError, ExchangeError, RateLimited, TemporaryExchangeError
+
+
+def invalid(where: str, field: str, message: str, value: object = None) -> RequestValidationError:
+    """A 422 naming one field of the request's `where` ("body", "query" or "path"), raised by a route's own check."""
+    return RequestValidationError([{"type": "value_error", "loc": (where, field), "input": value, "msg": message}])
+
+
+def as_utc(where: str, field: str, value: datetime) -> datetime:
+    """A time as UTC (one without an offset is taken as UTC); a time that leaves the calendar is a 422."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as e:
+        raise invalid(where, field, f"{field} is outside the calendar once in UTC", str(value)) from e
 
 
 class ErrorAnswer(BaseModel):

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.exceptions import RequestValidationError
 
 from app.api.deps import CurrentUser, Uow
-from app.api.errors import answers
+from app.api.errors import answers, as_utc, invalid
 from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import MAX_ID, EventPage, EventPublic
 from app.domain.events import EVENT_TYPES
 
 router = APIRouter(prefix="/events", tags=["events"], route_class=CheckedJsonRoute, responses=answers(401))
 TYPES = ", ".join(sorted(EVENT_TYPES))
-
-
-def _invalid(field: str, value: object, message: str) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": ("query", field), "input": value, "msg": message}])
-
-
-def _utc(field: str, value: datetime | None) -> datetime | None:
-    """A bound as UTC (a time without an offset is taken as UTC); one that leaves the calendar is a 422."""
-    if value is None:
-        return None
-    try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError as e:
-        raise _invalid(field, str(value), f"{field} is outside the calendar once in UTC") from e
 
 
 @router.get("", response_model=EventPage, responses=answers(422))
@@ -43,10 +28,11 @@ async def events(
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="the previous page's next_before_id")] = None,
 ) -> EventPage:
     if type_ is not None and type_ not in EVENT_TYPES:
-        raise _invalid("type", type_, f"unknown event type {type_!r}: choose one of {TYPES}")
-    start, end = _utc("since", since), _utc("until", until)
+        raise invalid("query", "type", f"unknown event type {type_!r}: choose one of {TYPES}", type_)
+    start = None if since is None else as_utc("query", "since", since)
+    end = None if until is None else as_utc("query", "until", until)
     if start is not None and end is not None and end < start:
-        raise _invalid("until", str(until), "until is before since")
+        raise invalid("query", "until", "until is before since", str(until))
     records = await uow.events.page(user.id, type_, start, end, before_id, limit)
     items = [EventPublic(id=r.id, type=r.type, time=r.time, data=r.data) for r in records if r.id is not None]
     return EventPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)

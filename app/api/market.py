@@ -6,11 +6,10 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from app.api.deps import ContainerDep, CurrentUser
-from app.api.errors import answers
+from app.api.errors import answers, invalid
 from app.api.http_guards import CheckedJsonRoute
 from app.api.schemas import UTC, Money
 from app.domain.clock import utc_from_ms
@@ -91,14 +90,10 @@ class SymbolList(BaseModel):
     items: list[SymbolPublic]
 
 
-def _invalid(field: str, value: object, message: str) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": ("query", field), "input": value, "msg": message}])
-
-
 async def _known_symbol(container: ContainerDep, symbol: str) -> str:
     problems = await container.symbol_problems([symbol]) if not TOP_RULE.match(symbol) else ["a symbol, not a rule"]
     if problems:
-        raise _invalid("symbol", symbol, problems[0])
+        raise invalid("query", "symbol", problems[0], symbol)
     return symbol
 
 
@@ -106,7 +101,7 @@ def _timeframe(value: str) -> Timeframe:
     try:
         return Timeframe(value)
     except ValueError as e:
-        raise _invalid("timeframe", value, f"timeframe must be one of {', '.join(Timeframe)}") from e
+        raise invalid("query", "timeframe", f"timeframe must be one of {', '.join(Timeframe)}", value) from e
 
 
 def candle_public(candle: Candle) -> CandlePublic:

@@ -75,9 +75,10 @@ _FEATURES_REST = operator.attrgetter(*_FEATURE_NAMES[3:])
 _PLAIN_SIGNAL_REST, _PLAIN_REPORT_REST = _SIGNAL_REST(_PLAIN.signal), _REPORT_REST(_PLAIN)
 
 
-def pack(analysis: SymbolAnalysis | None) -> Packed:
+def pack(analysis: SymbolAnalysis | None, features: bytes | None = None) -> Packed:
     """What a worker sends: a plain hold as its values (the engine reads nothing else of a hold), any other answer
-    as values too, with its features pickled apart. Symbol and time are the engine's (it asks for them).
+    as values too, with its features pickled apart (`features`: already pickled by `features_bytes`). Symbol and
+    time are the engine's (it asks for them).
     A Decimal's text gives it back exactly (digits and exponent), and pickles at a fraction of its cost; so do
     plain values against the dataclasses, their datetime and enum."""
     if analysis is None:
@@ -90,7 +91,8 @@ def pack(analysis: SymbolAnalysis | None) -> Packed:
         return hold  # report == AnalystReport(Signal.hold(reasoning), analyzer), without building one
     return (*hold, (signal.signal.value, signal.confidence, _text(signal.entry_price), _text(signal.stop_loss),
                     _text(signal.take_profit)),
-            None if report_rest == _PLAIN_REPORT_REST else report, _packed_features(analysis))
+            None if report_rest == _PLAIN_REPORT_REST else report,
+            features if features is not None else _packed_features(analysis))
 
 
 def unpack(packed: Packed, symbol: str, now: datetime) -> SymbolAnalysis | None:
@@ -117,8 +119,13 @@ def _packed_features(analysis: SymbolAnalysis) -> bytes | None:
         return None
     if (features.symbol == analysis.symbol and features.time == analysis.time
             and features.last_price is analysis.last_price):
-        return pickle.dumps(_FEATURES_REST(features), pickle.HIGHEST_PROTOCOL)
+        return features_bytes(features)
     return pickle.dumps(features, pickle.HIGHEST_PROTOCOL)
+
+
+def features_bytes(features: MarketFeatures) -> bytes:
+    """The features but for the symbol, time and last price (which the answer they travel with repeats), pickled."""
+    return pickle.dumps(_FEATURES_REST(features), pickle.HIGHEST_PROTOCOL)
 
 
 def _load_features(symbol: str, now: datetime, last_price: Decimal, packed: bytes) -> MarketFeatures:

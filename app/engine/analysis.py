@@ -120,7 +120,7 @@ class MarketAnalysis:
         `features_by_symbol` shares one cycle's features between analyst kinds."""
         shared = {} if features_by_symbol is None else features_by_symbol
         if symbol not in shared:
-            shared[symbol] = await self._features(symbol, now)
+            shared[symbol] = await self.features_or_none(symbol, now)
         features = shared[symbol]
         if features is None:
             return None
@@ -132,7 +132,8 @@ class MarketAnalysis:
         snapshot = await self._fetch_market_snapshot(symbol)
         return self.build_features(symbol, now, snapshot[Timeframe.M5], snapshot[Timeframe.M15], snapshot[Timeframe.H1])
 
-    async def _features(self, symbol: str, now: datetime) -> MarketFeatures | None:
+    async def features_or_none(self, symbol: str, now: datetime) -> MarketFeatures | None:
+        """The cycle's features of one symbol, or None (logged) when its market data is missing or unusable."""
         try:
             return await self.market_features(symbol, now)
         except (ExchangeError, ValueError) as e:
