@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -24,7 +22,6 @@ from app.api.schemas import (
     PortfolioPublic,
     ProfitPage,
 )
-from app.domain.records import TradeRecord
 from app.domain.trade_stats import Period, equity_points, pairs_summary, profit_by_period
 from app.domain.values import ZERO
 
@@ -52,33 +49,15 @@ async def portfolio(
     )
 
 
-def equity_curve(start_balance: Decimal, closed: list[TradeRecord]) -> list[tuple[datetime, Decimal]]:
-    equity, points = start_balance, []
-    for trade in closed:
-        equity += trade.profit_loss or ZERO
-        points.append((trade.closed_at or trade.executed_at, equity))
-    return points
-
-
-def max_drawdown_pct(start_balance: Decimal, equities: list[Decimal]) -> Decimal:
-    peak, worst = start_balance, ZERO
-    for equity in equities:
-        peak = max(peak, equity)
-        if peak > 0:
-            worst = max(worst, (peak - equity) * 100 / peak)
-    return worst.quantize(Decimal("0.01"))
-
-
 @router.get("/performance", response_model=Performance)
 async def performance(user: CurrentUser, uow: Uow) -> Performance:
     stats = await uow.portfolios.get(user.id)
-    closed = await uow.trades.closed(user.id)
-    curve = equity_curve(stats.start_balance, closed)
+    points = equity_points(stats.start_balance, await uow.trades.closed(user.id))
     return Performance(
         total_trades=stats.total_trades, winning_trades=stats.winning_trades, losing_trades=stats.losing_trades,
         win_rate=stats.win_rate, total_realized_pnl=stats.total_realized_pnl, total_fees=stats.total_fees,
-        max_drawdown_pct=max_drawdown_pct(stats.start_balance, [e for _, e in curve]),
-        equity_curve=[EquityPoint(time=t, equity=e) for t, e in curve],
+        max_drawdown_pct=max((p.drawdown_pct for p in points), default=ZERO),
+        equity_curve=[EquityPoint(time=p.time, equity=p.equity) for p in points],
     )
 
 

@@ -261,9 +261,7 @@ class PortfolioStats:
 
     @property
     def win_rate(self) -> Decimal:
-        if self.total_trades == 0:
-            return ZERO
-        return (Decimal(self.winning_trades) * 100 / Decimal(self.total_trades)).quantize(Decimal("0.01"))
+        return win_rate_pct(self.winning_trades, self.total_trades)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,3 +320,8 @@ class BacktestRun:
     finished_at: datetime | None = None
     summary: dict[str, Any] | None = None  # headline figures of report.json, once done
     error: str | None = None  # why it failed, as the run said it
+
+
+def win_rate_pct(wins: int, trades: int) -> Decimal:
+    """Winning trades in % of all, to the hundredth (0 without a trade)."""
+    return (Decimal(wins) * 100 / trades).quantize(Decimal("0.01")) if trades else ZERO

@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from itertools import accumulate
 
-from app.domain.records import TradeRecord
+from app.domain.records import TradeRecord, win_rate_pct
 from app.domain.values import ZERO
 
 PCT = Decimal("0.01")
@@ -115,7 +115,7 @@ class PairFigures:
 
     @property
     def win_rate(self) -> Decimal:
-        return (Decimal(self.wins) * 100 / self.trades).quantize(PCT) if self.trades else ZERO
+        return win_rate_pct(self.wins, self.trades)
 
     @property
     def avg_duration_s(self) -> int:

@@ -63,6 +63,14 @@ async def test_profit_per_week_from_monday_and_per_month(books: tuple) -> None:
     assert default["period"] == "day" and len(default["items"]) == 30
 
 
+async def test_performance_curve_and_drawdown_of_the_closed_trades(books: tuple) -> None:
+    client, _, headers, _ = books
+    body = (await client.get("/portfolio/performance", headers=headers)).json()
+    assert [(p["time"], p["equity"]) for p in body["equity_curve"]] == [
+        ("2025-09-30T10:00:00Z", "10010"), ("2025-10-06T09:00:00Z", "10006"), ("2025-10-08T01:00:00Z", "10012")]
+    assert body["max_drawdown_pct"] == "0.04"  # 10010 -> 10006
+
+
 async def test_equity_curve_drawdown_and_open_positions_at_market(books: tuple) -> None:
     client, container, headers, alice = books
     body = (await client.get("/portfolio/equity", headers=headers)).json()
