@@ -408,6 +408,9 @@ class JsonSimAccountStore:
     async def save(self, account_id: str, state: SimAccountState) -> None:
         self.rows[account_id] = json.dumps(state.to_dict())
 
+    def forget(self, account_id: str) -> None:
+        """Nothing kept but the text: every load is read from it."""
+
 
 @pytest.mark.asyncio
 async def test_account_persisted_as_json_behaves_the_same(tmp_path: Path) -> None:

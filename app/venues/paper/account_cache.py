@@ -90,6 +90,7 @@ class CachedSimAccountStore:
         self._keep(account_id, _Copy(version, state))
 
     def forget(self, account_id: str) -> None:
+        """Drop the account's copy: the next load reads the stored row."""
         self._copies.pop(account_id, None)
 
     async def _check(self, account_ids: list[str]) -> set[str]:

@@ -223,6 +223,10 @@ class SimAccountStore(Protocol):
 
     async def save(self, account_id: str, state: SimAccountState) -> None: ...
 
+    def forget(self, account_id: str) -> None:
+        """Drop any state kept for the account, so that the next load reads it as saved."""
+        ...
+
 
 class InMemorySimAccountStore:
     """Keeps the live state objects; fast for backtests, lost on restart."""
@@ -235,6 +239,9 @@ class InMemorySimAccountStore:
 
     async def save(self, account_id: str, state: SimAccountState) -> None:
         self._states[account_id] = state
+
+    def forget(self, account_id: str) -> None:
+        """Nothing: the live objects are the only copy there is (dropping one would lose the account)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -171,7 +171,10 @@ class MockBinanceService:
     ) -> T:
         """Load, have the market fetch what the call reads (the symbol's rules, its price if asked, the candles the
         catch-up walks), catch up with every candle closed since the last call, act, and save if anything changed.
-        A save that another process beat (StaleAccount: nothing was saved) is redone on the account as it is now."""
+        A save that another process beat (StaleAccount: nothing was saved) is redone on the account as it is now.
+        An action that fails with nothing to save leaves the account as stored: the store drops the state it may
+        keep (CachedSimAccountStore hands the same object to the next call), since the revision is all this sees
+        of what the action did, and a change it made without counting one would otherwise outlive the failure."""
         async with self._lock:
             for _ in range(STALE_RETRIES):
                 try:
@@ -189,6 +192,10 @@ class MockBinanceService:
         self._matcher.catch_up(state, now_ms)
         try:
             return action(state, now_ms)
+        except BaseException:
+            if state.revision == revision:
+                self._store.forget(self._account_id)
+            raise
         finally:
             if state.revision != revision:
                 prune_finished(state)
