@@ -172,9 +172,9 @@ class MockBinanceService:
         """Load, have the market fetch what the call reads (the symbol's rules, its price if asked, the candles the
         catch-up walks), catch up with every candle closed since the last call, act, and save if anything changed.
         A save that another process beat (StaleAccount: nothing was saved) is redone on the account as it is now.
-        An action that fails with nothing to save leaves the account as stored: the store drops the state it may
-        keep (CachedSimAccountStore hands the same object to the next call), since the revision is all this sees
-        of what the action did, and a change it made without counting one would otherwise outlive the failure."""
+        A catch-up or action that fails with nothing to save leaves the account as stored: the store drops the state
+        it may keep (CachedSimAccountStore hands the same object to the next call), since the revision is all this
+        sees of what they did, and a change made without counting one would otherwise outlive the failure."""
         async with self._lock:
             for _ in range(STALE_RETRIES):
                 try:
@@ -189,8 +189,8 @@ class MockBinanceService:
         now_ms = ms_from_utc(self._clock.now())
         needs = MarketNeeds(symbol, price, self._matcher.candles_needed(state, now_ms))
         await self._market.prepare(needs, now_ms)
-        self._matcher.catch_up(state, now_ms)
         try:
+            self._matcher.catch_up(state, now_ms)
             return action(state, now_ms)
         except BaseException:
             if state.revision == revision:
