@@ -68,7 +68,7 @@ def run_study(data: Path, start: datetime, end: datetime, trials: int, jobs: int
         sampler = MemorySampler()
         sampler.start()
         loaded = time.perf_counter()
-        study = study_run(base, read_space(None), start, end, study_options)
+        study = study_run(base, read_space(None).for_symbols((SYMBOL,)), start, end, study_options)
         done = time.perf_counter()
         pss_mb = sampler.stop()
         states = [t.state.name for t in study.get_trials(deepcopy=False)]

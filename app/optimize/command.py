@@ -64,7 +64,10 @@ def run_optimize(options: OptimizeOptions, build_engine: EngineBuilder) -> int:
     bt = options.backtest
     if not bt.symbols or bt.start is None or bt.end is None:
         raise BacktestUsageError("optimize needs --symbols (named pairs), --start and --end")
-    space = read_space(options.space)
+    space = read_space(options.space).for_symbols(bt.symbols)
+    if space.unused and not bt.quiet:
+        print(f"not tuned (no symbol of the study trades under these profiles): {', '.join(space.unused)}",
+              file=sys.stderr)
     overrides = read_config_file(bt.config) if bt.config else {}
     directory = bt.data or build_settings(bt, overrides).data_dir
     candles = load_candles(directory, bt.symbols, bt.start, bt.end)
@@ -199,6 +202,7 @@ def build_optimize_report(options: OptimizeOptions, space: SearchSpace, base: Tr
         "end": bt.end.isoformat() if bt.end else None, "seed": bt.seed,
         "objective": options.study.objective.value, "min_trades": options.study.min_trades,
         "trials_per_window": options.study.trials, "space": space.source, "space_params": space.names(),
+        "space_unused": list(space.unused),
         "walk_forward": None if options.walk_forward is None else {
             "train": str(options.walk_forward[0]), "test": str(options.walk_forward[1]), "anchored": options.anchored},
         "windows": [_window_row(o) for o in outcomes],

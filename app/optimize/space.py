@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from app.backtest.strategy import ASSET_PROFILES_KEY, PROFILE_EXIT_FIELDS, RULE_ANALYST
 from app.config import Settings
-from app.domain.profiles import ASSET_PROFILES, DEFAULT_PROFILE
+from app.domain.profiles import ASSET_PROFILES, DEFAULT_PROFILE, asset_profile
 from app.user_config import ConfigUpdate
 
 DEFAULT_SPACE = Path(__file__).with_name("default_space.toml")
@@ -59,6 +59,12 @@ class Param:
         return tunables()[self.name] is int
 
     @property
+    def asset(self) -> str | None:
+        """The asset profile it belongs to ("BTC", ..., "default"), or None for a setting of every symbol."""
+        section, _, rest = self.name.partition(".")
+        return rest.split(".", 1)[0] if section == ASSET_PROFILES_KEY else None
+
+    @property
     def analysis(self) -> bool:
         """Whether the symbol's analyses depend on it (the analysis cache is keyed by these)."""
         return self.name in ANALYSIS_SETTINGS
@@ -68,9 +74,20 @@ class Param:
 class SearchSpace:
     params: tuple[Param, ...]
     source: str
+    unused: tuple[str, ...] = ()  # parameters of the file left out: no symbol of the study reads them
 
     def names(self) -> list[str]:
         return [p.name for p in self.params]
+
+    def for_symbols(self, symbols: Sequence[str]) -> SearchSpace:
+        """The space without the asset profiles that no symbol of the study trades under: they cannot move a trial,
+        and tuning them would only spread the sampler thin and show noise as importance."""
+        used = {asset_profile(symbol).asset for symbol in symbols}
+        kept = tuple(p for p in self.params if p.asset is None or p.asset in used)
+        if not kept:
+            raise SpaceError(f"--space {self.source}: no parameter applies to {', '.join(symbols)} (only asset "
+                             f"profiles of other assets)")
+        return SearchSpace(kept, self.source, tuple(p.name for p in self.params if p not in kept))
 
 
 def read_space(path: Path | None) -> SearchSpace:

@@ -68,3 +68,17 @@ def test_space_errors_name_the_field(tmp_path: Path, text: str, suffix: str, mes
     path.write_text(text)
     with pytest.raises(SpaceError, match=message):
         read_space(path)
+
+
+def test_a_study_tunes_only_the_asset_profiles_its_symbols_trade_under(tmp_path: Path) -> None:
+    space = read_space(None)
+    btc = space.for_symbols(["BTCUSDT"])
+    assert "asset_profiles.BTC.atr_stop_multiplier" in btc.names()
+    assert set(btc.unused) == {"asset_profiles.ETH.atr_stop_multiplier", "asset_profiles.default.atr_stop_multiplier"}
+    assert set(btc.names()) | set(btc.unused) == set(space.names())
+    mixed = space.for_symbols(["ETHUSDT", "XRPUSDT"])  # XRP has no profile of its own: the default one
+    assert set(mixed.unused) == {"asset_profiles.BTC.atr_stop_multiplier"}
+    only_eth = tmp_path / "eth.toml"
+    only_eth.write_text("[asset_profiles.ETH.atr_stop_multiplier]\nlow = 0.5\nhigh = 2.0\n")
+    with pytest.raises(SpaceError, match="no parameter applies to BTCUSDT"):
+        read_space(only_eth).for_symbols(["BTCUSDT"])
