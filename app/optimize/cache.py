@@ -6,8 +6,8 @@ overlapping train and test windows of a walk-forward share the months they have 
 For the rule analyst the work is kept in two layers. The market's features (indicators, regime, S/R levels,
 confluence: most of the cost) depend on the candles and the S/R touch threshold only; they are kept per month as
 the part the rules read (`RuleBasedAnalyzer.view`) and, for the cycles some settings could make a buy, the whole
-features an entry is sized from. A trial whose rule thresholds are new asks its rules again over those views (a
-tenth of the cost) instead of rebuilding the features. A buy found where no whole features were kept (not expected:
+features an entry is sized from. A trial whose rule thresholds are new asks its rules again over those views (about
+half the cost of a whole analysis) instead of rebuilding the features. A buy found where no whole features were kept (not expected:
 `could_buy` says where they are needed) is computed the live way, so the answers never depend on that guess."""
 
 from __future__ import annotations
@@ -229,6 +229,7 @@ async def _answers(build: Callable[[], BacktestEngine], provider: RuleBasedAnaly
             answers.append(None)
             continue
         report = await analyze_with(provider, view)
+        # features left out (not SymbolAnalysis.of): pack must carry the kept whole features, never the view
         analysis = SymbolAnalysis(symbol, now, view.last_price, view.regime.regime, view.confluence, report, None)
         packed = pack(analysis, market.whole.get(offset))
         if packed is not None and len(packed) != 5 and packed[-1] is None:  # an answer without its features
